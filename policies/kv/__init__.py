@@ -1,0 +1,3 @@
+"""KV-cache managers."""
+
+from policies.kv import paged  # noqa: F401

@@ -1,0 +1,84 @@
+"""Load-balancing routers: round robin, random, least outstanding, least pending tokens,
+power of two choices.
+
+A router is ``route(request, replicas) -> replica or None`` (None rejects the request). It
+sees replicas through read-only views: ``num_outstanding``, ``num_waiting``,
+``num_running``, ``pending_prefill_tokens()``, ``free_blocks()``,
+``cached_prefix_tokens(request)``. Ties go to the lowest replica index, so runs repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sim.registry import ROUTERS
+from sim.replica import Replica
+from sim.request import Request
+
+
+@ROUTERS.register("round_robin")
+class RoundRobinRouter:
+    """Each request to the next replica in turn."""
+
+    def __init__(self, params: None, rng: np.random.Generator):
+        self._next = 0
+
+    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+        target = replicas[self._next % len(replicas)]
+        self._next += 1
+        return target
+
+
+@ROUTERS.register("random")
+class RandomRouter:
+    """Each request to a uniformly random replica (seeded)."""
+
+    def __init__(self, params: None, rng: np.random.Generator):
+        self.rng = rng
+
+    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+        return replicas[int(self.rng.integers(len(replicas)))]
+
+
+@ROUTERS.register("least_outstanding")
+class LeastOutstandingRouter:
+    """The replica with the fewest requests assigned and not yet done."""
+
+    def __init__(self, params: None, rng: np.random.Generator):
+        pass
+
+    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+        best = replicas[0]
+        best_n = best.num_outstanding
+        for rep in replicas:
+            if rep.num_outstanding < best_n:
+                best, best_n = rep, rep.num_outstanding
+        return best
+
+
+@ROUTERS.register("least_pending_tokens")
+class LeastPendingTokensRouter:
+    """Join the shortest queue measured in prompt tokens still to compute; ties by outstanding."""
+
+    def __init__(self, params: None, rng: np.random.Generator):
+        pass
+
+    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+        return min(replicas, key=lambda r: (r.pending_prefill_tokens(), r.num_outstanding))
+
+
+@ROUTERS.register("power_of_two")
+class PowerOfTwoRouter:
+    """Sample two distinct replicas at random, send to the one with fewer outstanding."""
+
+    def __init__(self, params: None, rng: np.random.Generator):
+        self.rng = rng
+
+    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+        if len(replicas) == 1:
+            return replicas[0]
+        i, j = self.rng.choice(len(replicas), size=2, replace=False)
+        a, b = replicas[int(i)], replicas[int(j)]
+        return a if a.num_outstanding <= b.num_outstanding else b

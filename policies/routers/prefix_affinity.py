@@ -1,0 +1,60 @@
+"""Prefix-affinity routing, balanced against load (SGLang's cache-aware router).
+
+If the cluster is imbalanced (outstanding requests differ by more than ``balance_abs_threshold``
+and the busiest has more than ``balance_rel_threshold`` x the idlest), route to the least
+loaded replica. Otherwise route to the replica holding the longest cached prefix of the
+prompt when that covers at least ``cache_threshold`` of it. Otherwise, requests of the same
+prefix go to the same replica (a hash of the first prefix id picks among the least loaded),
+so their cache builds up in one place; requests without prefix ids go to the least loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.registry import ROUTERS
+from sim.replica import Replica
+from sim.request import Request
+from sim.schema import param
+
+
+@dataclass
+class PrefixAffinityParams:
+    """Defaults of SGLang's cache-aware router."""
+
+    cache_threshold: float = param(0.5, ge=0, le=1, doc="least cached share of the prompt to follow the cache")
+    balance_abs_threshold: int = param(32, ge=0, doc="outstanding-request gap that counts as imbalance")
+    balance_rel_threshold: float = param(1.0001, ge=1, doc="busiest/idlest ratio that counts as imbalance")
+
+
+@ROUTERS.register("prefix_affinity")
+class PrefixAffinityRouter:
+    """Longest cached prefix wins unless the load is out of balance."""
+
+    Params = PrefixAffinityParams
+
+    def __init__(self, params: PrefixAffinityParams, rng: np.random.Generator):
+        self.params = params
+
+    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+        p = self.params
+        loads = [r.num_outstanding for r in replicas]
+        lo, hi = min(loads), max(loads)
+        least = replicas[loads.index(lo)]
+        if hi - lo > p.balance_abs_threshold and hi > lo * p.balance_rel_threshold:
+            return least
+        if not req.prefix_hashes:
+            return least
+        best, best_tokens = None, 0
+        for rep in replicas:
+            tokens = rep.cached_prefix_tokens(req)
+            if tokens > best_tokens:
+                best, best_tokens = rep, tokens
+        if best is not None and best_tokens >= p.cache_threshold * req.input_tokens:
+            return best
+        home = replicas[hash(req.prefix_hashes[0]) % len(replicas)] if isinstance(req.prefix_hashes[0], int) \
+            else replicas[sum(str(req.prefix_hashes[0]).encode()) % len(replicas)]
+        return home if home.num_outstanding - lo <= p.balance_abs_threshold else least

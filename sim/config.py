@@ -1,0 +1,340 @@
+"""The run configuration: YAML -> typed, validated dataclasses.
+
+Layout of a config file (every section optional except workload)::
+
+    seed: 0
+    workload: {name: trace, path: traces/data/azure_llm_2023_conv.csv}
+    cluster:
+      router: {name: least_outstanding}
+      pools:
+        - name: main
+          role: mixed                  # mixed | prefill | decode
+          num_replicas: 4
+          hardware: {device: H100-SXM, model: Llama-3-8B, tp: 1, pp: 1}
+          cost_model: {name: analytic}
+          scheduler: {name: vllm_v1, max_num_batched_tokens: 2048}
+          kv: {name: paged, block_size: 16, enable_prefix_caching: false}
+    slo: {ttft_s: 2.0, tpot_s: 0.1}
+    output: {record_steps: false}
+    engine: {fast_forward: true}
+
+Every policy section is ``{name: <registered name>, <its parameters>}``; the parameters are
+validated against the policy's own ``Params`` dataclass at load time.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sim import schema
+from sim.errors import ConfigError
+from sim.registry import (
+    CONTROLLERS,
+    COST_MODELS,
+    KV_MANAGERS,
+    ROUTERS,
+    SCHEDULERS,
+    SPECULATORS,
+    WORKLOADS,
+    Registry,
+)
+from sim.schema import param
+
+
+class PolicySpec:
+    """A registered policy chosen by name, with its validated parameter block."""
+
+    registry: Registry
+
+    def __init__(self, name: str, params: Any, policy_cls: type):
+        self.name = name
+        self.params = params
+        self.policy_cls = policy_cls
+
+    @classmethod
+    def from_config(cls, value: Any, path: str) -> PolicySpec:
+        """Parse ``name`` or ``{name: ..., **params}``."""
+        if isinstance(value, PolicySpec):
+            return value
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a {cls.registry.kind} name or mapping, got {value!r}", path)
+        if "name" not in value:
+            raise ConfigError(f"missing 'name' (choices: {', '.join(cls.registry.names())})", path)
+        name = value["name"]
+        if not isinstance(name, str):
+            raise ConfigError(f"expected a string, got {name!r}", f"{path}.name")
+        policy_cls = cls.registry.get(name, f"{path}.name")
+        rest = {k: v for k, v in value.items() if k != "name"}
+        params_cls = getattr(policy_cls, "Params", None)
+        if params_cls is None:
+            if rest:
+                raise ConfigError(f"{cls.registry.kind} {name!r} takes no parameters", f"{path}.{next(iter(rest))}")
+            params = None
+        else:
+            params = schema.parse(params_cls, rest, path)
+        return cls(name, params, policy_cls)
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """A dataclass default_factory producing this spec with default parameters."""
+        return lambda: cls.from_config(name, "")
+
+    def to_config(self) -> dict[str, Any]:
+        out = {"name": self.name}
+        if self.params is not None:
+            out.update(schema.to_dict(self.params))
+        return out
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        """Instantiate the policy with its parameters."""
+        return self.policy_cls(self.params, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_config()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PolicySpec) and self.to_config() == other.to_config()
+
+
+class RouterSpec(PolicySpec):
+    registry = ROUTERS
+
+
+class SchedulerSpec(PolicySpec):
+    registry = SCHEDULERS
+
+
+class KVSpec(PolicySpec):
+    registry = KV_MANAGERS
+
+
+class CostModelSpec(PolicySpec):
+    registry = COST_MODELS
+
+
+class SpeculatorSpec(PolicySpec):
+    registry = SPECULATORS
+
+
+class ControllerSpec(PolicySpec):
+    registry = CONTROLLERS
+
+
+class WorkloadSpec(PolicySpec):
+    registry = WORKLOADS
+
+
+@dataclass
+class HardwareConfig:
+    """What a replica runs on and what it serves."""
+
+    device: str = param("H100-SXM", doc="catalog GPU name, or 'GPU:profile' for a MIG slice")
+    model: str = param("Llama-3-8B", doc="catalog model name or path to a Hugging Face config.json")
+    tp: int = param(1, ge=1, doc="tensor-parallel degree")
+    pp: int = param(1, ge=1, doc="pipeline-parallel degree")
+    weight_dtype: Literal["bf16", "fp16", "fp8", "int8", "int4"] = param("bf16", doc="weight precision")
+    kv_dtype: Literal["bf16", "fp16", "fp8", "int8", "int4"] = param("bf16", doc="KV-cache precision")
+
+
+@dataclass
+class PoolConfig:
+    """A group of identical replicas sharing one role."""
+
+    name: str = param("main", doc="pool name, shown in request rows")
+    role: Literal["mixed", "prefill", "decode"] = param("mixed", doc="what the pool's replicas do")
+    num_replicas: int = param(1, ge=1, doc="replicas in the pool")
+    hardware: HardwareConfig = param(default_factory=HardwareConfig)
+    cost_model: CostModelSpec = param(default_factory=CostModelSpec.default("analytic"))
+    scheduler: SchedulerSpec = param(default_factory=SchedulerSpec.default("vllm_v1"))
+    kv: KVSpec = param(default_factory=KVSpec.default("paged"))
+    speculation: SpeculatorSpec | None = param(None, doc="speculative decoding policy, off if null")
+
+
+@dataclass
+class ClusterConfig:
+    """Pools of replicas, the router in front of them and periodic controllers."""
+
+    router: RouterSpec = param(default_factory=RouterSpec.default("round_robin"))
+    pools: list[PoolConfig] = param(default_factory=lambda: [PoolConfig()])
+    controllers: list[ControllerSpec] = param(default_factory=list)
+
+    def validate(self) -> None:
+        if not self.pools:
+            raise ConfigError("at least one pool is needed", "pools")
+        names = [p.name for p in self.pools]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                raise ConfigError(f"duplicate pool name {name!r}", f"pools[{i}].name")
+
+
+@dataclass
+class SLOConfig:
+    """Service-level objectives; null disables a check. Requests may carry their own."""
+
+    ttft_s: float | None = param(None, gt=0, doc="time-to-first-token limit")
+    tpot_s: float | None = param(None, gt=0, doc="time-per-output-token limit")
+    e2e_s: float | None = param(None, gt=0, doc="end-to-end latency limit")
+
+
+@dataclass
+class OutputConfig:
+    """What the run records beyond one row per request."""
+
+    record_steps: bool = param(False, doc="keep one row per replica iteration (result.steps)")
+    record_token_times: bool = param(False, doc="keep every token's timestamp per request")
+
+
+@dataclass
+class EngineConfig:
+    """Knobs of the event loop itself."""
+
+    fast_forward: bool = param(True, doc="advance pure-decode stretches in one event")
+    max_time_s: float | None = param(None, gt=0, doc="stop the simulated clock here")
+    progress: bool = param(True, doc="show a progress bar on long runs (stderr, tty only)")
+
+
+@dataclass
+class SimulationConfig:
+    """A whole run: workload, cluster, SLOs, outputs and seed."""
+
+    workload: WorkloadSpec
+    seed: int = param(0, ge=0, doc="root of the run's numpy SeedSequence")
+    cluster: ClusterConfig = param(default_factory=ClusterConfig)
+    slo: SLOConfig = param(default_factory=SLOConfig)
+    output: OutputConfig = param(default_factory=OutputConfig)
+    engine: EngineConfig = param(default_factory=EngineConfig)
+
+
+# ---------------------------------------------------------------------------- loading
+
+_INDEX = re.compile(r"^(?P<key>[^\[\]]*)((\[(?P<idx>\d+)\])*)$")
+
+
+def split_path(path: str) -> list[str | int]:
+    """``a.b[0].c`` -> ['a', 'b', 0, 'c']."""
+    parts: list[str | int] = []
+    for token in path.split("."):
+        m = _INDEX.match(token)
+        if not m or (not m.group("key") and not parts):
+            raise ConfigError(f"malformed key path {path!r}")
+        if m.group("key"):
+            parts.append(m.group("key"))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", token))
+    return parts
+
+
+def set_dotted(data: dict, path: str, value: Any) -> None:
+    """Set ``data[a][b][0][c] = value`` for ``path='a.b[0].c'``, creating mappings as needed."""
+    parts = split_path(path)
+    node: Any = data
+    for i, key in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(key, int):
+            if not isinstance(node, list) or key >= len(node):
+                raise ConfigError(f"index {key} out of range in {path!r}")
+            node = node[key]
+            continue
+        if key not in node or node[key] is None:
+            node[key] = [] if isinstance(nxt, int) else {}
+        elif isinstance(node[key], str) and not isinstance(nxt, int):
+            node[key] = {"name": node[key]}  # 'scheduler: vllm' then 'scheduler.max_num_seqs=8'
+        node = node[key]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ConfigError(f"index {last} out of range in {path!r}")
+    node[last] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value`` with the value read as YAML (numbers, booleans, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects key.path=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with yaml.safe_load; syntax errors name file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", file=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"YAML syntax error at{line}: {problem}", file=str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping", file=str(path))
+    return data
+
+
+def line_of(path: str | Path, dotted: str) -> int | None:
+    """The 1-based line in YAML file ``path`` where key path ``dotted`` is written, if any."""
+    try:
+        node = yaml.compose(Path(path).read_text())
+        parts = split_path(dotted)
+    except (OSError, yaml.YAMLError, ConfigError):
+        return None
+    line = None
+    for key in parts:
+        if isinstance(node, yaml.MappingNode):
+            found = None
+            for k, v in node.value:
+                if k.value == key:
+                    found = (k, v)
+                    break
+            if found is None:
+                return line
+            line = found[0].start_mark.line + 1
+            node = found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def from_dict(data: dict, overrides: list[str] | tuple[str, ...] = (), file: str | None = None) -> SimulationConfig:
+    """Parse a config mapping (after applying ``key=value`` overrides)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(data, key, value)
+    try:
+        return schema.parse(SimulationConfig, data, "")
+    except ConfigError as exc:
+        if file is None:
+            raise
+        line = line_of(file, exc.where) if exc.where else None
+        where = f"{file}:{line}" if line else file
+        raise exc.in_file(where) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SimulationConfig:
+    """Read, override and validate a YAML config file. Relative trace paths stay as written."""
+    return from_dict(load_yaml(path), overrides, file=str(path))
+
+
+def dump_config(config: SimulationConfig) -> str:
+    """The resolved config as YAML (every default written out)."""
+    return yaml.safe_dump(schema.to_dict(config), sort_keys=False)

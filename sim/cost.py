@@ -1,0 +1,81 @@
+"""The cost-model seam: how long one iteration of a batch takes on a replica.
+
+A cost model is registered in ``COST_MODELS`` and built as ``cls(params, hardware)`` where
+``hardware`` is the pool's ``HardwareConfig`` (device, model, tp, pp, dtypes). The engine
+describes a batch by plain numbers so that a call is cheap:
+
+- ``prefill``: a sequence of ``(new_tokens, offset_tokens)`` pairs, one per prefill chunk;
+  ``offset_tokens`` is how much of that request's context already has KV (earlier chunks or
+  cached prefix), so chunk attention costs about ``new * (offset + new)``.
+- ``num_decode_seqs`` sequences decode ``num_decode_tokens`` tokens in all (one each without
+  speculation), reading ``decode_context_tokens`` tokens of KV in all (including the new ones).
+
+Subclasses implement ``step_parts``; everything else has a default built on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Chunks = Sequence[tuple[int, int]]
+
+
+class CostModel:
+    """Base class of iteration-time models; subclasses implement ``step_parts``."""
+
+    #: bytes of KV per token for the whole model (all layers, all heads), from the model
+    kv_bytes_per_token: float = 0.0
+    #: GPUs in one replica (tp x pp)
+    num_gpus: int = 1
+
+    def step_parts(
+        self, prefill: Chunks, num_decode_seqs: int, num_decode_tokens: int, decode_context_tokens: int
+    ) -> dict[str, float]:
+        """Seconds per part of the iteration (e.g. compute, memory, communication, overhead)
+        with the total under the key ``total``."""
+        raise NotImplementedError
+
+    def step_time_s(
+        self, prefill: Chunks, num_decode_seqs: int, num_decode_tokens: int, decode_context_tokens: int
+    ) -> float:
+        """Seconds for one iteration of the described batch."""
+        return self.step_parts(prefill, num_decode_seqs, num_decode_tokens, decode_context_tokens)["total"]
+
+    def decode_step_times_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        """Times of ``num_steps`` consecutive pure-decode iterations of ``num_seqs`` sequences
+        whose total context starts at ``context_tokens`` and grows by ``num_seqs`` per step.
+
+        Must equal calling ``step_time_s`` once per step, bit for bit (the fast path relies on
+        it); override only with arithmetic in the same order.
+        """
+        step = self.step_time_s
+        return np.array(
+            [step((), num_seqs, num_seqs, context_tokens + i * num_seqs) for i in range(num_steps)],
+            dtype=np.float64,
+        )
+
+    def kv_capacity_bytes(self, gpu_memory_utilization: float) -> float:
+        """Bytes left for KV on the whole replica after weights, activations and reserves."""
+        raise NotImplementedError
+
+    def prefill_time_s(self, num_tokens: int, batch: int = 1) -> float:
+        """One prefill iteration of ``batch`` prompts of ``num_tokens`` each (for SLO budgeting)."""
+        return self.step_time_s([(num_tokens, 0)] * batch, 0, 0, 0)
+
+    def decode_time_s(self, batch: int, context_tokens: int) -> float:
+        """One decode iteration of ``batch`` sequences with ``context_tokens`` context each."""
+        return self.step_time_s((), batch, batch, batch * (context_tokens + 1))
+
+    def swap_time_s(self, num_bytes: float) -> float:
+        """Seconds to copy ``num_bytes`` of KV between device and host memory."""
+        return 0.0
+
+    def power_w(self, phase: str) -> float:
+        """Average power per GPU in ``phase`` ('prefill', 'decode', 'idle'); 0 if unknown."""
+        return 0.0
+
+    def price_per_gpu_hour(self) -> float:
+        """Dollars per GPU-hour; 0 if unknown."""
+        return 0.0

@@ -1,0 +1,112 @@
+"""Summary metrics of a run, defined once (as vLLM's benchmark and DistServe define them).
+
+- TTFT = first token - arrival; TPOT = (finish - first token) / (output tokens - 1);
+  ITL = gaps between consecutive tokens of a request (pooled over all requests);
+  E2E = finish - arrival; queueing delay = first scheduled - arrival.
+- A request meets the SLOs when it finished and its TTFT, TPOT and E2E are within the
+  limits (its own ``ttft_slo_s`` / ``tpot_slo_s`` / ``deadline_s`` override the run's).
+  Rejected and unfinished requests meet no SLO.
+- goodput_rps = requests meeting every SLO / simulated duration (DistServe); SLO attainment
+  = share of all requests meeting each SLO, and all of them (``slo_attainment``).
+- simulated_duration_s = last finish (or rejection) - first arrival.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+def weighted_percentiles(values: np.ndarray, weights: np.ndarray, qs: tuple[int, ...]) -> list[float]:
+    """Percentiles of a weighted sample (inverse of the weighted empirical CDF)."""
+    if len(values) == 0:
+        return [float("nan")] * len(qs)
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    total = cum[-1]
+    out = []
+    for q in qs:
+        rank = q / 100.0 * total
+        idx = int(np.searchsorted(cum, rank, side="left"))
+        out.append(float(v[min(idx, len(v) - 1)]))
+    return out
+
+
+def _dist(prefix: str, series: pd.Series, out: dict[str, Any]) -> None:
+    vals = series.dropna().to_numpy()
+    out[f"{prefix}_mean_s"] = float(vals.mean()) if len(vals) else float("nan")
+    for q in PERCENTILES:
+        out[f"{prefix}_p{q}_s"] = float(np.percentile(vals, q)) if len(vals) else float("nan")
+
+
+def slo_mask(df: pd.DataFrame, ttft_s: float | None, tpot_s: float | None, e2e_s: float | None) -> dict[str, pd.Series]:
+    """Per-request booleans: meets TTFT, TPOT, E2E and all (per-request limits override)."""
+    finished = df["state"] == "finished"
+    masks = {}
+    ttft_lim = df["ttft_slo_s"].fillna(ttft_s if ttft_s is not None else np.inf)
+    masks["ttft"] = finished & (df["ttft_s"] <= ttft_lim)
+    tpot_lim = df["tpot_slo_s"].fillna(tpot_s if tpot_s is not None else np.inf)
+    masks["tpot"] = finished & ((df["tpot_s"] <= tpot_lim) | df["tpot_s"].isna())
+    deadline = df["deadline_s"].fillna(e2e_s if e2e_s is not None else np.inf)
+    masks["e2e"] = finished & (df["e2e_s"] <= deadline)
+    masks["all"] = masks["ttft"] & masks["tpot"] & masks["e2e"]
+    return masks
+
+
+def summarize(
+    df: pd.DataFrame,
+    itl: tuple[np.ndarray, np.ndarray],
+    slo: Any,
+    replicas: list[Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The flat summary dict written to summary.json."""
+    out: dict[str, Any] = {}
+    n = len(df)
+    finished = df["state"] == "finished"
+    out["num_requests"] = int(n)
+    out["num_completed"] = int(finished.sum())
+    out["num_rejected"] = int((df["state"] == "rejected").sum())
+    out["num_unfinished"] = int((df["state"] == "unfinished").sum())
+    reasons = df.loc[df["state"] == "rejected", "reject_reason"].value_counts()
+    out["rejected_by_reason"] = {str(k): int(v) for k, v in reasons.items()}
+    start = float(df["arrival_s"].min()) if n else 0.0
+    end = float(np.nanmax(df["finish_s"].to_numpy())) if n and df["finish_s"].notna().any() else start
+    duration = max(end - start, 1e-12)
+    out["simulated_duration_s"] = end - start
+    for name in ("ttft", "tpot", "e2e", "queueing"):
+        _dist(name, df.loc[finished, f"{name}_s"], out)
+    values, weights = itl
+    out["itl_mean_s"] = float((values * weights).sum() / weights.sum()) if len(values) else float("nan")
+    for q, v in zip(PERCENTILES, weighted_percentiles(values, weights, PERCENTILES)):
+        out[f"itl_p{q}_s"] = v
+    out["itl_max_s"] = float(values.max()) if len(values) else float("nan")
+    out["throughput_input_tps"] = float(df.loc[finished, "input_tokens"].sum() / duration)
+    out["throughput_output_tps"] = float(df.loc[finished, "num_output_tokens"].sum() / duration)
+    out["request_rate_rps"] = float(n / duration)
+    out["completed_rps"] = float(finished.sum() / duration)
+    masks = slo_mask(df, slo.ttft_s, slo.tpot_s, slo.e2e_s)
+    for key in ("ttft", "tpot", "e2e"):
+        out[f"slo_attainment_{key}"] = float(masks[key].mean()) if n else float("nan")
+    out["slo_attainment"] = float(masks["all"].mean()) if n else float("nan")
+    out["goodput_rps"] = float(masks["all"].sum() / duration)
+    num_gpus = sum(getattr(r.cost_model, "num_gpus", 1) for r in replicas)
+    out["num_gpus"] = int(num_gpus)
+    out["goodput_rps_per_gpu"] = out["goodput_rps"] / max(num_gpus, 1)
+    out["num_preemptions"] = int(df["num_preemptions"].sum())
+    queried = sum(r.kv.num_prefix_query_tokens for r in replicas)
+    hits = sum(r.kv.num_prefix_hit_tokens for r in replicas)
+    out["prefix_hit_rate"] = float(hits / queried) if queried else 0.0
+    steps = sum(r.num_steps for r in replicas)
+    out["num_steps"] = int(steps)
+    out["mean_batch_size"] = float(sum(r.batch_size_sum for r in replicas) / steps) if steps else 0.0
+    busy = sum(r.busy_prefill_s + r.busy_decode_s for r in replicas)
+    out["gpu_busy_fraction"] = float(busy / (duration * len(replicas))) if replicas else 0.0
+    if extra:
+        out.update(extra)
+    return out

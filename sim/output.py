@@ -1,0 +1,93 @@
+"""Writing a run to disk: resolved config, per-request rows, summary, optional steps."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sim.config import dump_config
+
+
+def has_parquet() -> bool:
+    """Whether pandas can write parquet here (pyarrow installed)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_frame(df: pd.DataFrame, path_stem: Path) -> Path:
+    """Write ``df`` as parquet (CSV if pyarrow is absent); returns the file written."""
+    if has_parquet():
+        path = path_stem.with_suffix(".parquet")
+        df.to_parquet(path, index=False)
+    else:
+        path = path_stem.with_suffix(".csv")
+        df.to_csv(path, index=False)
+    return path
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Read a frame written by ``write_frame`` (parquet or CSV by suffix)."""
+    path = Path(path)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become null so summary.json is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_run(result: Any, out_dir: str | Path) -> dict[str, Path]:
+    """Write config.yaml, requests.parquet|csv, summary.json (and steps) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"config": out / "config.yaml", "summary": out / "summary.json"}
+    files["config"].write_text(dump_config(result.config))
+    files["requests"] = write_frame(result.requests, out / "requests")
+    files["summary"].write_text(json.dumps(json_safe(result.summary), indent=2, sort_keys=True) + "\n")
+    if result.steps is not None:
+        files["steps"] = write_frame(result.steps, out / "steps")
+    return files
+
+
+SUMMARY_ROWS = (
+    ("requests (completed / rejected)", lambda s: f"{s['num_requests']} ({s['num_completed']} / {s['num_rejected']})"),
+    ("simulated duration", lambda s: f"{s['simulated_duration_s']:.1f} s"),
+    ("TTFT mean / p50 / p99", lambda s: _ms3(s, "ttft")),
+    ("TPOT mean / p50 / p99", lambda s: _ms3(s, "tpot")),
+    ("ITL mean / p50 / p99", lambda s: _ms3(s, "itl")),
+    ("E2E mean / p50 / p99", lambda s: _ms3(s, "e2e", scale=1.0, unit="s")),
+    ("throughput in / out", lambda s: f"{s['throughput_input_tps']:.0f} / {s['throughput_output_tps']:.0f} tok/s"),
+    ("goodput (SLO attainment)", lambda s: f"{s['goodput_rps']:.2f} req/s ({_pct(s['slo_attainment'])})"),
+    ("preemptions", lambda s: f"{s['num_preemptions']}"),
+    ("prefix hit rate", lambda s: _pct(s["prefix_hit_rate"])),
+    ("mean batch size", lambda s: f"{s['mean_batch_size']:.1f}"),
+    ("wall time", lambda s: f"{s['wall_s']:.2f} s"),
+)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def _ms3(s: dict, key: str, scale: float = 1000.0, unit: str = "ms") -> str:
+    vals = [s.get(f"{key}_mean_s"), s.get(f"{key}_p50_s"), s.get(f"{key}_p99_s")]
+    return " / ".join("n/a" if v is None or math.isnan(v) else f"{v * scale:.1f}" for v in vals) + f" {unit}"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A short human-readable table of the headline metrics."""
+    width = max(len(name) for name, _ in SUMMARY_ROWS)
+    return "\n".join(f"  {name:<{width}}  {fmt(summary)}" for name, fmt in SUMMARY_ROWS)

@@ -1,0 +1,159 @@
+"""Flat records of a run: one row per request, optional rows per iteration, ITL samples.
+
+Rows are appended to compact typed columns (``array``), not kept as Python objects, so a
+million-request run stays small. ``requests_frame()`` and ``steps_frame()`` turn them into
+pandas DataFrames; plots and notebooks read frames, never simulator objects.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.request import Request, State
+
+_NAN = float("nan")
+
+_FLOAT_COLS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "itl_max_s",
+               "transfer_s", "deadline_s", "ttft_slo_s", "tpot_slo_s")
+_INT_COLS = ("id", "input_tokens", "output_tokens", "num_output_tokens", "replica",
+             "num_preemptions", "num_swaps", "num_cached_tokens", "num_migrations", "priority",
+             "session", "job")
+_OBJ_COLS = ("state", "pool", "reject_reason", "client", "app", "slo_class")
+
+
+_STATE_NAMES = {State.FINISHED: "finished", State.REJECTED: "rejected"}
+
+
+def _f(value: float | None) -> float:
+    return _NAN if value is None else value
+
+
+class ItlSamples:
+    """Inter-token gaps as (value, weight) chunks, exact for percentiles."""
+
+    def __init__(self) -> None:
+        self.singles = array("d")
+        self.chunks: list[tuple[np.ndarray, int]] = []
+
+    def values_and_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        vals = [np.frombuffer(self.singles, dtype=np.float64)] if self.singles else []
+        wts = [np.ones(len(self.singles), dtype=np.int64)] if self.singles else []
+        for v, w in self.chunks:
+            vals.append(v)
+            wts.append(np.full(len(v), w, dtype=np.int64))
+        if not vals:
+            return np.empty(0), np.empty(0, dtype=np.int64)
+        return np.concatenate(vals), np.concatenate(wts)
+
+
+class Recorder:
+    """Collects request rows, iteration rows and inter-token gaps during a run."""
+
+    def __init__(self, record_steps: bool = False, record_token_times: bool = False):
+        self.record_token_times = record_token_times
+        self._floats = {c: array("d") for c in _FLOAT_COLS}
+        self._ints = {c: array("q") for c in _INT_COLS}
+        self._objs: dict[str, list] = {c: [] for c in _OBJ_COLS}
+        self.token_times: dict[int, list[float]] = {}
+        self.itl = ItlSamples()
+        self.itl_one = self.itl.singles.append
+        self.steps: dict[str, Any] | None = None
+        if record_steps:
+            self.steps = {"replica": array("q"), "start_s": array("d"), "step_s": array("d"),
+                          "batch_size": array("q"), "prefill_tokens": array("q"),
+                          "decode_tokens": array("q"), "kv_blocks_used": array("q"),
+                          "num_waiting": array("q"), "num_running": array("q")}
+        self.num_done = 0
+
+    # ------------------------------------------------------------------ hooks
+    def itl_many(self, gaps: np.ndarray, weight: int) -> None:
+        """Record ``weight`` copies of each gap in ``gaps``."""
+        self.itl.chunks.append((gaps, weight))
+
+    def on_done(self, r: Request) -> None:
+        """Append the row of a finished or rejected request."""
+        self.num_done += 1
+        f, i, o = self._floats, self._ints, self._objs
+        f["arrival_s"].append(r.arrival_s)
+        f["first_scheduled_s"].append(_f(r.first_scheduled_s))
+        f["first_token_s"].append(_f(r.first_token_s))
+        f["finish_s"].append(_f(r.finish_s))
+        f["itl_max_s"].append(r.itl_max_s)
+        f["transfer_s"].append(r.transfer_s)
+        f["deadline_s"].append(_f(r.deadline_s))
+        f["ttft_slo_s"].append(_f(r.ttft_slo_s))
+        f["tpot_slo_s"].append(_f(r.tpot_slo_s))
+        i["id"].append(r.id)
+        i["input_tokens"].append(r.input_tokens)
+        i["output_tokens"].append(r.output_tokens)
+        i["num_output_tokens"].append(r.num_output_tokens)
+        i["replica"].append(-1 if r.replica is None else r.replica)
+        i["num_preemptions"].append(r.num_preemptions)
+        i["num_swaps"].append(r.num_swaps)
+        i["num_cached_tokens"].append(r.num_cached_tokens)
+        i["num_migrations"].append(r.num_migrations)
+        i["priority"].append(r.priority)
+        i["session"].append(-1 if r.session is None else r.session)
+        i["job"].append(-1 if r.job is None else r.job)
+        o["state"].append(_STATE_NAMES.get(r.state, "unfinished"))
+        o["pool"].append(r.pool)
+        o["reject_reason"].append(r.reject_reason)
+        o["client"].append(r.client)
+        o["app"].append(r.app)
+        o["slo_class"].append(r.slo_class)
+        if r.token_times is not None:
+            self.token_times[r.id] = r.token_times
+
+    def on_step(self, replica: Any, start_s: float, step_s: float, batch_size: int,
+                prefill_tokens: int, decode_tokens: int) -> None:
+        """Append one iteration row."""
+        s = self.steps
+        s["replica"].append(replica.id)
+        s["start_s"].append(start_s)
+        s["step_s"].append(step_s)
+        s["batch_size"].append(batch_size)
+        s["prefill_tokens"].append(prefill_tokens)
+        s["decode_tokens"].append(decode_tokens)
+        s["kv_blocks_used"].append(replica.kv.num_used)
+        s["num_waiting"].append(replica.num_waiting)
+        s["num_running"].append(replica.num_running)
+
+    def on_stretch(self, replica: Any, start_s: float, ends: np.ndarray, batch_size: int,
+                   kv_used: np.ndarray) -> None:
+        """Append the rows of a fast-forwarded stretch, as if stepped one by one."""
+        starts = np.concatenate(([start_s], ends[:-1]))
+        steps = ends - starts
+        for k in range(len(ends)):
+            self.on_step(replica, float(starts[k]), float(steps[k]), batch_size, 0, batch_size)
+            self.steps["kv_blocks_used"][-1] = int(kv_used[k])
+
+    # ------------------------------------------------------------------ frames
+    def requests_frame(self) -> pd.DataFrame:
+        """One row per request, sorted by id, with derived latencies (vLLM definitions)."""
+        data: dict[str, Any] = {}
+        for c in _INT_COLS:
+            data[c] = np.frombuffer(self._ints[c], dtype=np.int64).copy()
+        for c in _FLOAT_COLS:
+            data[c] = np.frombuffer(self._floats[c], dtype=np.float64).copy()
+        for c in _OBJ_COLS:
+            data[c] = self._objs[c]
+        df = pd.DataFrame(data)
+        df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
+        df["e2e_s"] = df["finish_s"] - df["arrival_s"]
+        df["queueing_s"] = df["first_scheduled_s"] - df["arrival_s"]
+        denom = (df["num_output_tokens"] - 1).where(df["num_output_tokens"] > 1)
+        df["tpot_s"] = (df["finish_s"] - df["first_token_s"]) / denom
+        df.loc[df["state"] != "finished", ["e2e_s", "tpot_s"]] = _NAN
+        return df.sort_values("id", kind="stable").reset_index(drop=True)
+
+    def steps_frame(self) -> pd.DataFrame | None:
+        """One row per replica iteration, or None when not recorded."""
+        if self.steps is None:
+            return None
+        df = pd.DataFrame({k: np.frombuffer(v, dtype=np.int64 if v.typecode == "q" else np.float64).copy()
+                           for k, v in self.steps.items()})
+        return df.sort_values(["start_s", "replica"], kind="stable").reset_index(drop=True)
