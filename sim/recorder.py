@@ -127,9 +127,13 @@ class Recorder:
         """Append the rows of a fast-forwarded stretch, as if stepped one by one."""
         starts = np.concatenate(([start_s], ends[:-1]))
         steps = ends - starts
+        waiting_at_end = replica.num_waiting  # arrivals end a stretch, so only its last step sees any
+        s = self.steps
         for k in range(len(ends)):
             self.on_step(replica, float(starts[k]), float(steps[k]), batch_size, 0, batch_size)
-            self.steps["kv_blocks_used"][-1] = int(kv_used[k])
+            s["kv_blocks_used"][-1] = int(kv_used[k])
+            s["num_waiting"][-1] = waiting_at_end if k == len(ends) - 1 else 0
+            s["num_running"][-1] = batch_size
 
     # ------------------------------------------------------------------ frames
     def requests_frame(self) -> pd.DataFrame:

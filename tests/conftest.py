@@ -1,0 +1,57 @@
+"""Builders shared by the tests: small configs on the constant cost model."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from sim.config import from_dict, set_dotted
+
+
+def make_config_dict(
+    *,
+    scheduler: str | dict = "vllm_v1",
+    router: str | dict = "round_robin",
+    num_replicas: int = 1,
+    num_blocks: int = 2000,
+    workload: dict | None = None,
+    cost: dict | None = None,
+    kv: dict | None = None,
+    slo: dict | None = None,
+    seed: int = 0,
+    **overrides: Any,
+) -> dict:
+    """A config mapping: synthetic Poisson workload, constant cost model, one pool."""
+    data = {
+        "seed": seed,
+        "workload": workload or {"name": "synthetic", "num_requests": 200, "rate_rps": 20.0,
+                                 "input_tokens": 64, "input_tokens_max": 512,
+                                 "output_tokens": 4, "output_tokens_max": 64},
+        "cluster": {
+            "router": router,
+            "pools": [{
+                "name": "main",
+                "num_replicas": num_replicas,
+                "cost_model": cost or {"name": "constant", "step_s": 0.01, "per_prefill_token_s": 2e-5},
+                "scheduler": scheduler,
+                "kv": {"name": "paged", "num_blocks": num_blocks, **(kv or {})},
+            }],
+        },
+        "slo": slo or {"ttft_s": 1.0, "tpot_s": 0.05},
+        "engine": {"progress": False},
+    }
+    for key, value in overrides.items():
+        set_dotted(data, key.replace("__", "."), value)
+    return data
+
+
+def make_config(**kwargs: Any):
+    """A parsed SimulationConfig from ``make_config_dict`` arguments."""
+    return from_dict(copy.deepcopy(make_config_dict(**kwargs)))
+
+
+@pytest.fixture
+def config_dict():
+    return make_config_dict
