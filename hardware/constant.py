@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from sim.cost import Chunks, CostModel
 from sim.registry import COST_MODELS
 from sim.schema import param
@@ -55,6 +57,11 @@ class ConstantCostModel(CostModel):
         for new, _offset in prefill:
             prefill_tokens += new
         return p.step_s + p.per_prefill_token_s * prefill_tokens + p.per_decode_token_s * num_decode_tokens
+
+    def decode_step_times_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        # same scalar arithmetic as step_time_s with no prefill, so bit-identical
+        p = self.params
+        return np.full(num_steps, p.step_s + p.per_prefill_token_s * 0 + p.per_decode_token_s * num_seqs)
 
     def kv_capacity_bytes(self, gpu_memory_utilization: float) -> float:
         return self.params.kv_capacity_tokens * self.params.kv_bytes_per_token
