@@ -181,9 +181,27 @@ class Replica:
         if self.on_done is not None:
             self.on_done(req)
 
-    def release(self, req: Request) -> None:
-        """Forget ``req`` (moved to another replica); its KV here is freed by the caller."""
+    def detach(self, req: Request) -> Any:
+        """Take ``req`` off this replica for a move elsewhere; its KV stays allocated here
+        until the caller frees the returned handle with ``kv.free_detached`` (after the copy)."""
+        self.sync()
+        if req in self.running:
+            self.running.remove(req)
+        elif req in self.waiting:
+            self.waiting.remove(req)
+        handle = self.kv.detach(req)
+        req.state = State.MIGRATING
         self.num_outstanding -= 1
+        return handle
+
+    def attach_running(self, req: Request) -> None:
+        """Adopt a request whose KV was already allocated here (a finished KV copy)."""
+        req.replica = self.id
+        req.pool = self.pool
+        req.state = State.DECODE if req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1 else State.PREFILL
+        self.running.append(req)
+        self.num_outstanding += 1
+        self.wake()
 
     # ------------------------------------------------------------------ the loop
     def _loop(self):

@@ -141,6 +141,22 @@ class PagedKVManager:
         self.num_free += req.kv_blocks
         req.kv_blocks = 0
 
+    # ------------------------------------------------------------------ hand-over
+    def detach(self, req: Request) -> tuple[int, list | None]:
+        """Keep ``req``'s blocks allocated but untie them from the request (it is moving to
+        another replica); returns a handle for ``free_detached`` once the copy is done."""
+        handle = (req.kv_blocks, req.kv_units)
+        req.kv_blocks = 0
+        req.kv_units = None
+        return handle
+
+    def free_detached(self, handle: tuple[int, list | None]) -> None:
+        """Release blocks kept by ``detach``."""
+        blocks, units = handle
+        ghost = Request(-1, 0.0, 0, 0)
+        ghost.kv_blocks, ghost.kv_units = blocks, units
+        self.free(ghost)
+
     # ------------------------------------------------------------------ prefix cache
     def _unit_blocks(self, req: Request) -> int:
         size = req.prefix_block_tokens

@@ -1,0 +1,139 @@
+"""``servesim bench``: fixed scenarios timed on this machine.
+
+Each scenario runs in a fresh child process (so its peak RSS is its own) ``--repeat`` times;
+the printed wall time is the median. Figures: wall seconds, simulated requests per wall
+second, SimPy events per wall second, peak RSS in MB. ``--json`` prints the same as JSON.
+The ``scaling`` scenario runs 10k, 100k and 1M requests at a constant load per replica and
+prints the wall time per 1,000 requests at each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "traces" / "data"
+
+H100_LLAMA3_8B = {"device": "H100-SXM", "model": "Llama-3-8B", "tp": 1}
+
+
+def _pool(num_replicas: int, **extra: Any) -> dict:
+    pool = {"name": "main", "num_replicas": num_replicas, "hardware": dict(H100_LLAMA3_8B),
+            "cost_model": "analytic", "scheduler": "vllm_v1", "kv": {"name": "paged"}}
+    pool.update(extra)
+    return pool
+
+
+def _config(workload: dict, pool: dict, router: str) -> dict:
+    return {"seed": 0, "workload": workload, "cluster": {"router": router, "pools": [pool]},
+            "slo": {"ttft_s": 2.0, "tpot_s": 0.1}, "engine": {"progress": False}}
+
+
+# requests per second per replica in the synthetic scenarios (ShareGPT lengths on an H100)
+SYNTHETIC_RATE_PER_REPLICA = 2.0
+
+
+def synthetic_config(num_requests: int, num_replicas: int) -> dict:
+    """Poisson arrivals with ShareGPT lengths at a fixed load per replica."""
+    workload = {"name": "synthetic", "num_requests": num_requests,
+                "rate_rps": SYNTHETIC_RATE_PER_REPLICA * num_replicas,
+                "lengths_file": str(DATA / "sharegpt_8k_lengths_llama2_tokenizer.csv")}
+    return _config(workload, _pool(num_replicas), "least_outstanding")
+
+
+SCENARIOS: dict[str, Any] = {
+    "azure-conv-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
+                                     _pool(16), "least_outstanding"),
+    "azure-code-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_code.csv")},
+                                     _pool(16), "least_outstanding"),
+    "mooncake-prefix-8": lambda: _config(
+        {"name": "trace", "path": str(DATA / "mooncake_conversation_trace.jsonl")},
+        _pool(8, kv={"name": "paged", "enable_prefix_caching": True}), "prefix_affinity"),
+    "synthetic-1m-128": lambda: synthetic_config(1_000_000, 128),
+}
+SCALING_SIZES = (10_000, 100_000, 1_000_000)
+
+
+def scaling_config(num_requests: int) -> dict:
+    """The scaling scenario at one size: 128 replicas per million requests."""
+    return synthetic_config(num_requests, max(1, round(num_requests * 128 / 1_000_000)))
+
+
+def run_child(config: dict) -> dict:
+    """Run one config in this process and report its figures."""
+    from sim.api import simulate
+
+    result = simulate(config)
+    s = result.summary
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"wall_s": s["wall_s"], "num_requests": s["num_requests"], "num_events": s["num_events"],
+            "requests_per_s": s["num_requests"] / s["wall_s"], "events_per_s": s["num_events"] / s["wall_s"],
+            "peak_rss_mb": rss_kb / 1024.0, "simulated_duration_s": s["simulated_duration_s"],
+            "num_completed": s["num_completed"]}
+
+
+def _spawn(config: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "sim.bench", "--child"], input=json.dumps(config),
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(name: str, config: dict, repeat: int) -> dict:
+    """Median wall time (and the figures of that run) over ``repeat`` child runs."""
+    runs = sorted((_spawn(config) for _ in range(repeat)), key=lambda r: r["wall_s"])
+    median = runs[len(runs) // 2]
+    return {"scenario": name, "wall_s": statistics.median(r["wall_s"] for r in runs),
+            "requests_per_s": median["requests_per_s"], "events_per_s": median["events_per_s"],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "num_requests": median["num_requests"],
+            "repeats": repeat}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``servesim bench``."""
+    parser = argparse.ArgumentParser(prog="servesim bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", action="append", choices=[*SCENARIOS, "scaling"],
+                        help="scenario to run (repeatable; default all but scaling)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (median reported)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(json.loads(sys.stdin.read()))))
+        return 0
+    names = args.scenario or list(SCENARIOS)
+    rows = []
+    for name in names:
+        if name == "scaling":
+            for n in SCALING_SIZES:
+                row = measure(f"scaling-{n // 1000}k", scaling_config(n), args.repeat)
+                row["wall_s_per_1k_requests"] = row["wall_s"] / (n / 1000)
+                rows.append(row)
+                _print_row(row, args.json)
+        else:
+            row = measure(name, SCENARIOS[name](), args.repeat)
+            rows.append(row)
+            _print_row(row, args.json)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+def _print_row(row: dict, as_json: bool) -> None:
+    if as_json:
+        return
+    extra = f"  {row['wall_s_per_1k_requests'] * 1000:8.1f} ms/1k req" if "wall_s_per_1k_requests" in row else ""
+    print(f"{row['scenario']:<20} wall {row['wall_s']:8.2f} s  {row['requests_per_s']:10.0f} req/s  "
+          f"{row['events_per_s']:10.0f} events/s  peak RSS {row['peak_rss_mb']:7.0f} MB{extra}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
