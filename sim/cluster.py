@@ -77,6 +77,11 @@ class Cluster:
             raise ConfigError("no pool with role 'mixed' or 'prefill' to receive requests", "cluster.pools")
         self.max_fit_tokens = max(r.max_tokens for r in self.entry_replicas)
         self.router = config.cluster.router.build(router_rng)
+        self.handoff = config.cluster.handoff.build(self) if config.cluster.handoff is not None else None
+        if self.handoff is not None:
+            for rep in self.replicas:
+                if rep.role == "prefill":
+                    rep.on_prefilled = self.handoff.on_prefilled
         self.controllers = [
             spec.build(np.random.default_rng(s)) for spec, s in
             zip(config.cluster.controllers, controller_seeds.spawn(len(config.cluster.controllers)))
@@ -169,6 +174,8 @@ class Cluster:
 
     def _on_done(self, req: Request) -> None:
         self.num_done += 1
+        if self.handoff is not None and req.replica is not None:
+            self.handoff.on_request_done(self.replicas[req.replica], req)
         if getattr(self.workload, "closed_loop", False):
             nxt = self.workload.on_done(req, self.env.now, self.workload_rng)
             if nxt is not None:
@@ -212,6 +219,8 @@ class Cluster:
             live.extend(rep.waiting)
             live.extend(rep.running)
             live.extend(rep.swapped)
+        if self.handoff is not None:
+            live.extend(self.handoff.live_requests())
         return live
 
     def _record_unfinished(self) -> None:

@@ -37,6 +37,7 @@ from sim.errors import ConfigError
 from sim.registry import (
     CONTROLLERS,
     COST_MODELS,
+    HANDOFFS,
     KV_MANAGERS,
     ROUTERS,
     SCHEDULERS,
@@ -132,6 +133,10 @@ class WorkloadSpec(PolicySpec):
     registry = WORKLOADS
 
 
+class HandoffSpec(PolicySpec):
+    registry = HANDOFFS
+
+
 @dataclass
 class HardwareConfig:
     """What a replica runs on and what it serves."""
@@ -165,10 +170,16 @@ class ClusterConfig:
     router: RouterSpec = param(default_factory=RouterSpec.default("round_robin"))
     pools: list[PoolConfig] = param(default_factory=lambda: [PoolConfig()])
     controllers: list[ControllerSpec] = param(default_factory=list)
+    handoff: HandoffSpec | None = param(None, doc="where a prefilled request's KV goes (disaggregation)")
 
     def validate(self) -> None:
         if not self.pools:
             raise ConfigError("at least one pool is needed", "pools")
+        roles = {p.role for p in self.pools}
+        if "prefill" in roles and self.handoff is None:
+            raise ConfigError("a prefill pool needs a hand-off policy (e.g. handoff: distserve)", "handoff")
+        if "prefill" in roles and "decode" not in roles and "mixed" not in roles:
+            raise ConfigError("a prefill pool needs a decode or mixed pool to hand requests to", "pools")
         names = [p.name for p in self.pools]
         for i, name in enumerate(names):
             if names.index(name) != i:

@@ -1,5 +1,5 @@
 """One registry per kind of pluggable policy: routers, schedulers, KV managers, cost models,
-speculation, controllers and workloads.
+speculation, controllers, workloads and prefill-to-decode hand-offs.
 
 A registry is a dict from YAML name to a class, filled by a decorator at the definition site::
 
@@ -87,3 +87,4 @@ COST_MODELS = Registry("cost model")
 SPECULATORS = Registry("speculator")
 CONTROLLERS = Registry("controller")
 WORKLOADS = Registry("workload")
+HANDOFFS = Registry("handoff")

@@ -128,6 +128,8 @@ class Replica:
     def wake(self) -> None:
         """New work: start the loop if idle, or end a stretch after the iteration in progress."""
         if self._idle is not None:
+            if not (self.waiting or self.running or self.swapped):
+                return  # only KV was reserved: nothing to run yet
             idle, self._idle = self._idle, None
             idle.succeed()
         elif self._st_reqs is not None:
@@ -193,6 +195,12 @@ class Replica:
         req.state = State.MIGRATING
         self.num_outstanding -= 1
         return handle
+
+    def reserve_kv(self, req: Request, num_tokens: int) -> bool:
+        """Allocate KV here for a request that is not (yet) on this replica, e.g. the target of
+        a KV copy. Ends a fast-forward stretch first so its planned allocations stay valid."""
+        self.wake()
+        return self.kv.allocate(req, num_tokens)
 
     def attach_running(self, req: Request) -> None:
         """Adopt a request whose KV was already allocated here (a finished KV copy)."""

@@ -1,0 +1,90 @@
+"""The prefill-to-decode hand-off seam (P/D disaggregation).
+
+A hand-off policy is registered in ``HANDOFFS`` and built as ``cls(params, cluster)``. When a
+request finishes its prefill on a replica of a ``prefill`` pool (its first token is out, so
+TTFT ends there), the replica calls ``on_prefilled(src, request)``; the policy decides when
+and where its KV goes. ``on_request_done(replica, request)`` tells it that a replica freed
+KV. This base class holds the mechanics every policy shares::
+
+    src replica --detach (KV kept on src)--> parked / in flight --copy over link--> dst running
+                                             (dst KV reserved first)            src KV freed
+
+The copy takes bytes / bandwidth (+ latency) on the source replica's outbound link, whose
+bandwidth is shared by concurrent copies; ``visible_fraction`` < 1 models copies overlapped
+with the prefill layer by layer (only that share of the copy delays the request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sim.replica import Replica
+from sim.request import Request
+
+
+class HandoffBase:
+    """Shared mechanics: detaching, reserving, copying and attaching requests."""
+
+    def __init__(self, params: Any, cluster: Any, make_link: Callable[[Replica], Any]):
+        self.params = params
+        self.cluster = cluster
+        self.env = cluster.env
+        self.decode_replicas = [r for p in cluster.pools if p.role == "decode" for r in p.replicas]
+        self.mixed_replicas = [r for p in cluster.pools if p.role == "mixed" for r in p.replicas]
+        self._links: dict[int, Any] = {}
+        self._make_link = make_link
+        self.in_flight: dict[int, tuple[Request, Replica]] = {}
+        self.inflight_blocks = {r.id: 0 for r in cluster.replicas}
+        self.num_transfers = 0
+        self.transfer_bytes = 0.0
+
+    def on_prefilled(self, src: Replica, req: Request) -> bool:
+        """Called at the end of ``req``'s prefill on ``src``; True if the request leaves ``src``."""
+        raise NotImplementedError
+
+    def on_request_done(self, replica: Replica, req: Request) -> None:
+        """``replica`` finished or rejected ``req`` and freed its KV."""
+
+    def live_requests(self) -> list[Request]:
+        """Requests held by the hand-off (parked or being copied), for end-of-run accounting."""
+        return [req for req, _dst in self.in_flight.values()]
+
+    # ------------------------------------------------------------------ mechanics
+    def link(self, src: Replica) -> Any:
+        """The outbound link of ``src`` (created on first use)."""
+        link = self._links.get(src.id)
+        if link is None:
+            link = self._links[src.id] = self._make_link(src)
+        return link
+
+    def kv_bytes(self, src: Replica, req: Request) -> float:
+        """Bytes of KV ``req`` holds (its computed tokens)."""
+        return req.num_computed_tokens * src.kv.bytes_per_block / src.kv.block_size
+
+    def fits(self, dst: Replica, req: Request) -> bool:
+        """Whether ``dst`` can take ``req``'s KV plus the next token now."""
+        dst.sync()
+        return dst.kv.blocks_for(req.num_computed_tokens + 1) <= dst.kv.num_available
+
+    def send(self, req: Request, src: Replica, handle: Any, dst: Replica, visible_fraction: float = 1.0) -> None:
+        """Reserve ``req``'s KV on ``dst`` and start copying it there from ``src``."""
+        ok = dst.reserve_kv(req, 1)
+        if not ok:
+            raise RuntimeError("send() called without a successful fits() check")
+        self.inflight_blocks[dst.id] += dst.kv.held_blocks(req)
+        self.in_flight[req.id] = (req, dst)
+        self.env.process(self._copy(req, src, handle, dst, visible_fraction))
+
+    def _copy(self, req: Request, src: Replica, handle: Any, dst: Replica, visible_fraction: float):
+        num_bytes = self.kv_bytes(src, req)
+        start = self.env.now
+        yield self.link(src).transfer(self.env, num_bytes * visible_fraction)
+        req.transfer_s += self.env.now - start
+        self.num_transfers += 1
+        self.transfer_bytes += num_bytes
+        src.kv.free_detached(handle)
+        src.wake()
+        del self.in_flight[req.id]
+        self.inflight_blocks[dst.id] -= dst.kv.held_blocks(req)
+        dst.attach_running(req)
