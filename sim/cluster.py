@@ -84,7 +84,7 @@ class Cluster:
                     rep.on_prefilled = self.handoff.on_prefilled
         self.controllers = [
             spec.build(np.random.default_rng(s)) for spec, s in
-            zip(config.cluster.controllers, controller_seeds.spawn(len(config.cluster.controllers)))
+            zip(config.cluster.controllers, controller_seeds.spawn(len(config.cluster.controllers)), strict=True)
         ]
         self.num_arrived = 0
         self.num_done = 0

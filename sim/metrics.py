@@ -83,7 +83,7 @@ def summarize(
         _dist(name, df.loc[finished, f"{name}_s"], out)
     values, weights = itl
     out["itl_mean_s"] = float((values * weights).sum() / weights.sum()) if len(values) else float("nan")
-    for q, v in zip(PERCENTILES, weighted_percentiles(values, weights, PERCENTILES)):
+    for q, v in zip(PERCENTILES, weighted_percentiles(values, weights, PERCENTILES), strict=True):
         out[f"itl_p{q}_s"] = v
     out["itl_max_s"] = float(values.max()) if len(values) else float("nan")
     out["throughput_input_tps"] = float(df.loc[finished, "input_tokens"].sum() / duration)

@@ -50,7 +50,8 @@ class VllmV0Scheduler(SchedulerBase):
                     self.reject_head(rep, req, "exceeds_kv_capacity")
                     continue
                 cached = kv.cached_prefix_tokens(req)
-                tokens = req.input_tokens + req.num_output_tokens - max(req.num_computed_tokens, min(cached, req.input_tokens - 1))
+                done = max(req.num_computed_tokens, min(cached, req.input_tokens - 1))
+                tokens = req.input_tokens + req.num_output_tokens - done
                 if tokens > budget:
                     break
                 need = kv.blocks_for(req.input_tokens + req.num_output_tokens) - kv.held_blocks(req)
