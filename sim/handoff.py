@@ -88,3 +88,7 @@ class HandoffBase:
         del self.in_flight[req.id]
         self.inflight_blocks[dst.id] -= dst.kv.held_blocks(req)
         dst.attach_running(req)
+        self.after_copy(dst)
+
+    def after_copy(self, dst: Replica) -> None:
+        """A copy to ``dst`` finished (policies may hand over more)."""

@@ -4,7 +4,9 @@
   ITL = gaps between consecutive tokens of a request (pooled over all requests);
   E2E = finish - arrival; queueing delay = first scheduled - arrival.
 - A request meets the SLOs when it finished and its TTFT, TPOT and E2E are within the
-  limits (its own ``ttft_slo_s`` / ``tpot_slo_s`` / ``deadline_s`` override the run's).
+  limits; its own ``ttft_slo_s`` / ``tpot_slo_s`` override the run's, and its ``deadline_s``
+  (an absolute time on the arrival clock, e.g. an agentic job's end-to-end deadline)
+  overrides ``arrival + slo.e2e_s``.
   Rejected and unfinished requests meet no SLO.
 - goodput_rps = requests meeting every SLO / simulated duration (DistServe); SLO attainment
   = share of all requests meeting each SLO, and all of them (``slo_attainment``).
@@ -52,8 +54,9 @@ def slo_mask(df: pd.DataFrame, ttft_s: float | None, tpot_s: float | None, e2e_s
     masks["ttft"] = finished & (df["ttft_s"] <= ttft_lim)
     tpot_lim = df["tpot_slo_s"].fillna(tpot_s if tpot_s is not None else np.inf)
     masks["tpot"] = finished & ((df["tpot_s"] <= tpot_lim) | df["tpot_s"].isna())
-    deadline = df["deadline_s"].fillna(e2e_s if e2e_s is not None else np.inf)
-    masks["e2e"] = finished & (df["e2e_s"] <= deadline)
+    # a request's deadline_s is absolute (on the arrival clock); the run's e2e_s is relative
+    deadline = df["deadline_s"].fillna(df["arrival_s"] + (e2e_s if e2e_s is not None else np.inf))
+    masks["e2e"] = finished & (df["finish_s"] <= deadline)
     masks["all"] = masks["ttft"] & masks["tpot"] & masks["e2e"]
     return masks
 

@@ -8,7 +8,8 @@
     QUEUED --never fits / no replica--> REJECTED
     any live state --handed to another replica--> MIGRATING --> QUEUED/DECODE there
 
-Requests are plain objects with ``__slots__`` (no per-token objects): the engine's hot loop
+``deadline_s`` is absolute (seconds on the arrival clock); ``ttft_slo_s`` / ``tpot_slo_s`` are
+limits. Requests are plain objects with ``__slots__`` (no per-token objects): the engine's hot loop
 touches a few counters per iteration. Policies may read every field except
 ``output_tokens`` (the true length), unless the experiment grants an oracle.
 """

@@ -1,3 +1,3 @@
 """Per-replica batch schedulers, one file each."""
 
-from policies.schedulers import orca, sarathi, splitfuse, vllm_v0, vllm_v1  # noqa: F401
+from policies.schedulers import distserve_prefill, orca, sarathi, splitfuse, vllm_v0, vllm_v1  # noqa: F401

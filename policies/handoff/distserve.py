@@ -1,0 +1,92 @@
+"""DistServe's pull-based KV hand-off (Zhong et al., OSDI'24).
+
+A request whose prefill finished stays on its prefill replica, holding its KV there, in one
+FCFS queue. A decode replica pulls the head request only when the KV of requests already
+heading its way is under ``waiting_blocks_threshold`` of its blocks and the request's KV fits;
+among those it is the one with the fewest requests in progress and in flight (DistServe's
+least-loaded rule). Then the KV is copied over the prefill replica's outbound link and the
+prefill replica frees it. Pulls are retried whenever a decode replica frees KV or a copy ends.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from sim.handoff import HandoffBase
+from sim.registry import HANDOFFS
+from sim.replica import Replica
+from sim.request import Request
+from sim.schema import param
+
+
+@dataclass
+class DistServeParams:
+    """DistServe's decode admission threshold and the KV link."""
+
+    waiting_blocks_threshold: float = param(0.05, ge=0, le=1, doc="pull only while in-flight KV < this share of blocks")
+    link: str = param("nvlink", doc="link kind the KV is copied over (hardware link catalog)")
+    link_gbps: float | None = param(None, gt=0, doc="override the link's bandwidth, GB/s per direction")
+    link_latency_s: float | None = param(None, ge=0, doc="override the link's latency")
+
+
+def link_factory(params: Any, cluster: Any):
+    """A function building one shared outbound link per source replica from ``params``."""
+    from hardware.links import make_shared_link
+
+    def make(src: Replica) -> Any:
+        return make_shared_link(params.link, gbps=params.link_gbps, latency_s=params.link_latency_s)
+
+    return make
+
+
+@HANDOFFS.register("distserve")
+class DistServeHandoff(HandoffBase):
+    """Pull-based hand-off: decode replicas take prefilled requests when they have room."""
+
+    Params = DistServeParams
+
+    def __init__(self, params: DistServeParams, cluster: Any):
+        super().__init__(params, cluster, link_factory(params, cluster))
+        self.targets = self.decode_replicas or self.mixed_replicas
+        self.parked: deque[tuple[Request, Replica, Any]] = deque()
+        self._inflight_count = {r.id: 0 for r in cluster.replicas}
+
+    def on_prefilled(self, src: Replica, req: Request) -> bool:
+        handle = src.detach(req)
+        self.parked.append((req, src, handle))
+        self.pull()
+        return True
+
+    def on_request_done(self, replica: Replica, req: Request) -> None:
+        if self.parked and replica.role != "prefill":
+            self.pull()
+
+    def after_copy(self, dst: Replica) -> None:
+        self._inflight_count[dst.id] -= 1
+        if self.parked:
+            self.pull()
+
+    def live_requests(self) -> list[Request]:
+        return [req for req, _src, _h in self.parked] + super().live_requests()
+
+    def pull(self) -> None:
+        """Hand parked requests, in order, to decode replicas that can take them."""
+        threshold = self.params.waiting_blocks_threshold
+        while self.parked:
+            req, src, handle = self.parked[0]
+            best, best_load = None, None
+            for dst in self.targets:
+                if self.inflight_blocks[dst.id] > threshold * dst.kv.num_blocks:
+                    continue
+                if not self.fits(dst, req):
+                    continue
+                load = dst.num_outstanding + self._inflight_count[dst.id]
+                if best is None or load < best_load:
+                    best, best_load = dst, load
+            if best is None:
+                return
+            self.parked.popleft()
+            self._inflight_count[best.id] += 1
+            self.send(req, src, handle, best)

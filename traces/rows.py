@@ -1,0 +1,122 @@
+"""Trace rows and the bookkeeping shared by every format reader.
+
+A reader turns one file into ``TraceRow`` records, one per request, in file order. It
+reports a malformed row through ``ReadContext.bad_row``: with ``on_error: raise`` (the
+default) that raises ``TraceError(file, line, message)``; with ``on_error: skip`` the row is
+dropped and counted. Counters end up in the workload's ``describe()``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sim.errors import TraceError
+
+OnError = Literal["raise", "skip"]
+
+# Optional per-request fields a row may carry (all Request keyword arguments).
+EXTRA_FIELDS = (
+    "client", "app", "session", "slo_class", "priority", "prefix_hashes",
+    "prefix_block_tokens", "ttft_slo_s", "tpot_slo_s", "deadline_s", "job",
+)
+
+
+@dataclass(slots=True)
+class TraceRow:
+    """One request as read from a file, before ids, transforms and clamping."""
+
+    line: int                       # 1-based line in the file
+    arrival_s: float | None         # None for length-only files
+    input_tokens: int
+    output_tokens: int
+    extra: dict[str, Any] | None = None
+
+
+@dataclass
+class ReadContext:
+    """Options of one read and the counts it produced."""
+
+    path: str
+    on_error: OnError = "raise"
+    include_failed: bool = False
+    counts: Counter = field(default_factory=Counter)
+    first_error: str | None = None
+
+    def bad_row(self, line: int, message: str) -> None:
+        """Raise TraceError for a malformed row, or count it when skipping."""
+        if self.on_error == "raise":
+            raise TraceError(self.path, line, message)
+        self.counts["num_rows_skipped"] += 1
+        if self.first_error is None:
+            self.first_error = f"{self.path}:{line}: {message}"
+
+
+def to_int(text: Any, what: str) -> int:
+    """A non-negative integer from a CSV cell or JSON value; ValueError names the column."""
+    if isinstance(text, bool):
+        raise ValueError(f"{what}: expected an integer, got {text!r}")
+    if isinstance(text, int):
+        value = text
+    elif isinstance(text, float):
+        if not text.is_integer():
+            raise ValueError(f"{what}: expected an integer, got {text!r}")
+        value = int(text)
+    else:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            try:
+                number = float(text)
+            except (TypeError, ValueError):
+                raise ValueError(f"{what}: not a number: {text!r}") from None
+            if not number.is_integer():
+                raise ValueError(f"{what}: expected an integer, got {text!r}") from None
+            value = int(number)
+    if value < 0:
+        raise ValueError(f"{what}: negative value {value}")
+    return value
+
+
+def to_float(text: Any, what: str) -> float:
+    """A finite non-negative float; ValueError names the column."""
+    if isinstance(text, bool):
+        raise ValueError(f"{what}: expected a number, got {text!r}")
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{what}: not a finite number: {text!r}")
+    if value < 0:
+        raise ValueError(f"{what}: negative value {value}")
+    return value
+
+
+class MonotoneClock:
+    """Checks that timestamps never go backwards and makes them relative to the first row."""
+
+    def __init__(self, rebase: bool = True):
+        self.rebase = rebase
+        self.t0: float | None = None
+        self.last: float | None = None
+
+    def check(self, t: float) -> str | None:
+        """An error message if ``t`` is earlier than the previous timestamp, else None."""
+        if self.last is not None and t < self.last:
+            return f"timestamp goes backwards ({t!r} < previous {self.last!r})"
+        return None
+
+    def accept(self, t: float) -> float:
+        """Record ``t`` as the latest timestamp; return it relative to the first row."""
+        if self.t0 is None:
+            self.t0 = t if self.rebase else 0.0
+        self.last = t
+        return t - self.t0
+
+
+def open_text(path: str | Path):
+    """Open a trace for reading (text, universal newlines, UTF-8 with an optional BOM)."""
+    return open(path, newline="", encoding="utf-8-sig")
