@@ -44,7 +44,7 @@ def synthetic_config(num_requests: int, num_replicas: int) -> dict:
     """Poisson arrivals with ShareGPT lengths at a fixed load per replica."""
     workload = {"name": "synthetic", "num_requests": num_requests,
                 "rate_rps": SYNTHETIC_RATE_PER_REPLICA * num_replicas,
-                "lengths_file": str(DATA / "sharegpt_8k_lengths_llama2_tokenizer.csv")}
+                "lengths": {"file": str(DATA / "sharegpt_8k_lengths_llama2_tokenizer.csv")}}
     return _config(workload, _pool(num_replicas), "least_outstanding")
 
 

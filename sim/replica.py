@@ -219,7 +219,11 @@ class Replica:
                 self._idle = env.event()
                 yield self._idle
                 continue
-            batch = self.scheduler.schedule(self)
+            batch = None
+            if self.fast_forward and not self.waiting and not self.swapped:
+                batch = self._decode_all()
+            if batch is None:
+                batch = self.scheduler.schedule(self)
             if not batch:
                 if self.running or self.pending_swap_bytes:
                     raise RuntimeError(f"scheduler {self.scheduler!r} scheduled nothing with requests running")
@@ -313,6 +317,22 @@ class Replica:
             self.on_done(r)
 
     # ------------------------------------------------------------------ fast path
+    def _decode_all(self) -> Batch | None:
+        """The batch a ``fast_forward_safe`` scheduler forms when nothing waits and every
+        running request decodes: all of them, one token each. None if that does not hold or
+        a block cannot be had (the scheduler then decides whom to preempt)."""
+        running = self.running
+        for r in running:
+            if r.state != State.DECODE:
+                return None
+        kv = self.kv
+        for r in running:
+            if not kv.allocate(r, 1):
+                return None  # blocks taken so far stay with their requests; the scheduler sees them
+        batch = Batch()
+        batch.decode = list(running)
+        return batch
+
     def _plan_steps(self, reqs: list[Request]) -> int:
         """Iterations that can run unchanged: until the first finish and while KV lasts."""
         n = min(r.output_tokens - r.num_output_tokens for r in reqs)
@@ -403,16 +423,19 @@ class Replica:
             gaps = np.diff(ends[i0:done])
             tail_max = float(gaps.max())
             recorder.itl_many(gaps, len(reqs))
-        record_tokens = ends[i0:done].tolist() if any(r.token_times is not None for r in reqs) else None
+        record_tokens = ends[i0:done].tolist() if recorder.record_token_times else None
+        last_end = float(ends[done - 1])
+        itl_one = recorder.itl_one
         for r in reqs:
             gap = first_end - r.last_token_s
-            recorder.itl_one(gap)
-            m = gap if gap > tail_max else tail_max
-            if m > r.itl_max_s:
-                r.itl_max_s = m
+            itl_one(gap)
+            if tail_max > gap:
+                gap = tail_max
+            if gap > r.itl_max_s:
+                r.itl_max_s = gap
             r.num_computed_tokens += steps
             r.num_output_tokens += steps
-            r.last_token_s = float(ends[done - 1])
+            r.last_token_s = last_end
             if record_tokens is not None and r.token_times is not None:
                 r.token_times.extend(record_tokens)
         self._st_done = done

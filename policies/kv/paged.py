@@ -96,7 +96,12 @@ class PagedKVManager:
 
     def allocate(self, req: Request, num_new_tokens: int) -> bool:
         """Grow ``req``'s KV to hold ``num_new_tokens`` more tokens; False if there is no room."""
-        need = self.blocks_for(req.num_computed_tokens + num_new_tokens) - self.held_blocks(req)
+        # inlined blocks_for / held_blocks: this runs for every request in every iteration
+        bs = self.block_size
+        held = req.kv_blocks
+        if req.kv_units:
+            held += len(req.kv_units) * (req.prefix_block_tokens // bs)
+        need = -(-(req.num_computed_tokens + num_new_tokens) // bs) - held
         if need <= 0:
             return True
         if need > self.num_free + self.num_evictable:
