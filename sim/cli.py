@@ -58,7 +58,13 @@ def _delegate(module: str, argv: list[str]) -> int:
     return int(importlib.import_module(module).main(argv) or 0)
 
 
-COMMANDS = [add_run, add_calibrate, add_trace]
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time fixed scenarios (wall time, requests/s, events/s, peak RSS)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=lambda a: _delegate("sim.bench", a.rest))
+
+
+COMMANDS = [add_run, add_calibrate, add_trace, add_bench]
 
 
 def main(argv: list[str] | None = None) -> int:

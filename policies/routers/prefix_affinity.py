@@ -3,9 +3,9 @@
 If the cluster is imbalanced (outstanding requests differ by more than ``balance_abs_threshold``
 and the busiest has more than ``balance_rel_threshold`` x the idlest), route to the least
 loaded replica. Otherwise route to the replica holding the longest cached prefix of the
-prompt when that covers at least ``cache_threshold`` of it. Otherwise, requests of the same
-prefix go to the same replica (a hash of the first prefix id picks among the least loaded),
-so their cache builds up in one place; requests without prefix ids go to the least loaded.
+prompt when that covers at least ``cache_threshold`` of it, else to the least loaded one
+(SGLang picks the replica with the smallest cache tree there; we use load, as our replicas
+do not expose tree sizes). Ties go to the lowest index.
 """
 
 from __future__ import annotations
@@ -55,6 +55,4 @@ class PrefixAffinityRouter:
                 best, best_tokens = rep, tokens
         if best is not None and best_tokens >= p.cache_threshold * req.input_tokens:
             return best
-        home = replicas[hash(req.prefix_hashes[0]) % len(replicas)] if isinstance(req.prefix_hashes[0], int) \
-            else replicas[sum(str(req.prefix_hashes[0]).encode()) % len(replicas)]
-        return home if home.num_outstanding - lo <= p.balance_abs_threshold else least
+        return least
