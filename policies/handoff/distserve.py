@@ -33,9 +33,9 @@ class DistServeParams:
 
 def link_factory(params: Any, cluster: Any):
     """A function building one shared outbound link per source replica from ``params``."""
-    from hardware.links import make_shared_link
-
     def make(src: Replica) -> Any:
+        from hardware.links import make_shared_link
+
         return make_shared_link(params.link, gbps=params.link_gbps, latency_s=params.link_latency_s)
 
     return make
