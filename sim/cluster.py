@@ -77,6 +77,9 @@ class Cluster:
             raise ConfigError("no pool with role 'mixed' or 'prefill' to receive requests", "cluster.pools")
         self.max_fit_tokens = max(r.max_tokens for r in self.entry_replicas)
         self.router = config.cluster.router.build(router_rng)
+        bind = getattr(self.router, "bind", None)
+        if bind is not None:  # routers that manage pools (e.g. Splitwise's borrowing) see them all
+            bind(self)
         self.handoff = config.cluster.handoff.build(self) if config.cluster.handoff is not None else None
         if self.handoff is not None:
             for rep in self.replicas:

@@ -1,3 +1,11 @@
 """Per-replica batch schedulers, one file each."""
 
-from policies.schedulers import distserve_prefill, orca, sarathi, splitfuse, vllm_v0, vllm_v1  # noqa: F401
+from policies.schedulers import (  # noqa: F401
+    distserve_prefill,
+    orca,
+    sarathi,
+    splitfuse,
+    splitwise,
+    vllm_v0,
+    vllm_v1,
+)

@@ -1,0 +1,53 @@
+"""A reservation baseline: long requests go to a dedicated pool (as compared in PecSched).
+
+Requests whose prompt exceeds ``long_input_tokens`` are routed, least outstanding first, to
+the replicas of the pool named ``long_pool``; all others to the remaining replicas. PecSched
+sets the threshold at the trace's p95 input length; compute it with ``servesim trace stats``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.errors import ConfigError
+from sim.registry import ROUTERS
+from sim.replica import Replica
+from sim.request import Request
+from sim.schema import param
+
+
+@dataclass
+class LengthReservationParams:
+    """Where long requests go and what counts as long."""
+
+    long_input_tokens: int = param(ge=1, doc="prompts longer than this are 'long'")
+    long_pool: str = param("long", doc="name of the pool reserved for long requests")
+
+
+@ROUTERS.register("length_reservation")
+class LengthReservationRouter:
+    """Long prompts to the reserved pool, short prompts to the rest; least outstanding within."""
+
+    Params = LengthReservationParams
+
+    def __init__(self, params: LengthReservationParams, rng: np.random.Generator):
+        self.params = params
+        self._split: tuple[list[Replica], list[Replica]] | None = None
+
+    def _pools(self, replicas: Sequence[Replica]) -> tuple[list[Replica], list[Replica]]:
+        if self._split is None:
+            long = [r for r in replicas if r.pool == self.params.long_pool]
+            short = [r for r in replicas if r.pool != self.params.long_pool]
+            if not long or not short:
+                raise ConfigError(f"length_reservation needs a pool named {self.params.long_pool!r} and another pool",
+                                  "cluster.router.long_pool")
+            self._split = (long, short)
+        return self._split
+
+    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+        long, short = self._pools(replicas)
+        group = long if req.input_tokens > self.params.long_input_tokens else short
+        return min(group, key=lambda r: r.num_outstanding)
