@@ -44,7 +44,25 @@ def make_config_dict(
     }
     for key, value in overrides.items():
         set_dotted(data, key.replace("__", "."), value)
+    router_name = router if isinstance(router, str) else router["name"]
+    if router_name in ROUTER_SETUPS:
+        ROUTER_SETUPS[router_name](data)
     return data
+
+
+def _with_long_pool(data: dict) -> None:
+    """length_reservation: a second pool named 'long' and a threshold."""
+    pools = data["cluster"]["pools"]
+    long_pool = copy.deepcopy(pools[0])
+    long_pool["name"] = "long"
+    long_pool["num_replicas"] = 1
+    pools.append(long_pool)
+    if isinstance(data["cluster"]["router"], str):
+        data["cluster"]["router"] = {"name": data["cluster"]["router"], "long_input_tokens": 400}
+
+
+# routers that need more than a name to run in the generic (determinism, property) tests
+ROUTER_SETUPS = {"length_reservation": _with_long_pool}
 
 
 def make_config(**kwargs: Any):
