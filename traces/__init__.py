@@ -6,4 +6,4 @@ registries: ``traces.arrivals.ARRIVALS``, ``traces.lengths.LENGTHS`` and
 ``traces.transforms.TRANSFORMS``. See traces/README.md.
 """
 
-from traces import agentic, closed_loop, sessions, synthetic, trace_workload  # noqa: F401  (registration)
+from traces import agentic, closed_loop, long_inputs, sessions, synthetic, trace_workload  # noqa: F401
