@@ -26,7 +26,7 @@ class SplitwiseHandoffParams:
     """Splitwise's KV link and copy overlap."""
 
     overlap_fraction: float = param(0.9, ge=0, lt=1, doc="share of the KV copy hidden behind the prompt's layers")
-    link: str = param("infiniband", doc="link kind the KV is copied over (Splitwise: InfiniBand between machines)")
+    link: str = param("ib-ndr", doc="link the KV is copied over (Splitwise: InfiniBand between machines)")
     link_gbps: float | None = param(None, gt=0, doc="override the link's bandwidth, GB/s per direction")
     link_latency_s: float | None = param(None, ge=0, doc="override the link's latency")
 
