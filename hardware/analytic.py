@@ -1,0 +1,410 @@
+"""The analytic roofline cost model (registered as ``analytic``, the default).
+
+One iteration on one replica (TP x PP GPUs) is priced op group by op group, each by a
+smooth roofline ``sqrt(t_compute^2 + t_memory^2)`` (it equals the slower leg far from the
+ridge point and is 1.4x slower at it, which matches the 512-token GEMM measurements)::
+
+    stage  = dense GEMMs + routed experts + attention + TP all-reduces + per-layer overhead
+             (each over the stage's layers = layers / pp, sharded over tp)
+    total  = stage x (m + pp - 1) / m          # pipeline with m microbatches, bubble included
+           + (pp - 1) activation sends + LM head + per-iteration and per-sequence overhead
+
+- GEMMs: 2 x tokens x params / tp FLOPs; weights read once per iteration.
+- Experts: each MoE layer reads the E(1 - (1 - k/E)^T) experts its T tokens touch.
+- Attention: a prefill chunk of c tokens at offset o does c x (o + (c+1)/2) causal pairs and
+  reads the KV of o + c tokens; a decode reads its whole context's KV.
+- TP: two all-reduces of the layer's activations per layer (custom kernel for small
+  messages, NCCL above; ``hardware.links.allreduce_time_s``).
+- Superchips: ``weights_in: grace`` / ``kv_in: grace`` stream those bytes over the
+  NVLink-C2C link instead of HBM, at ``c2c_share`` of its measured bandwidth.
+
+All fitted numbers come from ``hardware.calibration_constants``. ``step_time_s`` runs in a
+few microseconds: everything that does not depend on the batch is folded into per-token
+coefficients in ``__init__``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from hardware import calibration_constants as cc
+from hardware.devices import GIB, DeviceSpec, get_device
+from hardware.links import allreduce_time_s
+from hardware.models import ModelSpec, dtype_bytes, get_model
+from sim.cost import Chunks, CostModel
+from sim.errors import ConfigError
+from sim.registry import COST_MODELS
+from sim.schema import param
+
+ACT_BYTES = 2.0  # activations travel in bf16/fp16
+
+Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal"]
+AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring"]
+
+
+@dataclass
+class AnalyticParams:
+    """Efficiency factors, overheads and memory placement of the analytic cost model."""
+
+    stack: Stack = param(cc.DEFAULT_STACK, doc="serving stack whose fitted overheads apply")
+    iteration_overhead_s: float | None = param(None, ge=0, doc="per-iteration CPU overhead (default: the stack's)")
+    layer_overhead_prefill_s: float | None = param(None, ge=0, doc="per-layer overhead with prefill (default: stack)")
+    layer_overhead_decode_s: float | None = param(None, ge=0, doc="per-layer overhead, pure decode (default: stack)")
+    seq_overhead_s: float | None = param(None, ge=0, doc="per-sequence per-iteration overhead (default: stack)")
+    gemm_compute_efficiency: float = param(cc.GEMM_COMPUTE_EFFICIENCY, gt=0, le=1, doc="share of GEMM peak")
+    memory_efficiency: float = param(cc.MEMORY_EFFICIENCY, gt=0, le=1, doc="share of HBM bandwidth")
+    attention_compute_efficiency: float = param(cc.ATTENTION_COMPUTE_EFFICIENCY, gt=0, le=1,
+                                                doc="share of BF16 peak in attention")
+    fp8_compute_factor: float | None = param(None, gt=0, le=1, doc="FP8/INT8 GEMM efficiency factor (default: arch)")
+    allreduce: AllReduceChoice = param("auto", doc="TP all-reduce algorithm")
+    pp_microbatches: int | None = param(None, ge=1, doc="microbatches in flight with PP (default: pp)")
+    activation_reserve_bytes: float | None = param(None, ge=0, doc="per-GPU memory kept from KV (default: formula)")
+    weights_in: Literal["hbm", "grace"] = param("hbm", doc="where weights live (grace: superchips only)")
+    kv_in: Literal["hbm", "grace"] = param("hbm", doc="where the KV cache lives (grace: superchips only)")
+    c2c_share: float | None = param(None, gt=0, le=1,
+                                    doc="share of the C2C link this replica gets (default: MIG slices/8)")
+    price_per_gpu_hour: float | None = param(None, ge=0, doc="USD per GPU-hour (default: catalog)")
+    swap_overhead_s: float = param(cc.SWAP_OVERHEAD_S, ge=0, doc="fixed cost of one swap copy")
+
+
+def roofline_time_s(flops: float, num_bytes: float, peak_flops: float, bytes_per_s: float) -> float:
+    """Smooth roofline: sqrt((flops/peak)^2 + (bytes/bw)^2), with peak and bw already derated."""
+    tc = flops / peak_flops
+    tm = num_bytes / bytes_per_s
+    return math.sqrt(tc * tc + tm * tm)
+
+
+def gemm_peak_flops(device: DeviceSpec, dtype: str, params: AnalyticParams) -> float:
+    """Reached GEMM FLOPS for weights in ``dtype`` on ``device`` (peak x efficiency factors)."""
+    peak = device.peak_flops(dtype) * params.gemm_compute_efficiency
+    if peak > device.bf16_tflops * 1e12 * params.gemm_compute_efficiency:  # an 8-bit tensor-core path
+        factor = params.fp8_compute_factor
+        if factor is None:
+            factor = cc.FP8_COMPUTE_FACTOR.get(device.arch, cc.FP8_COMPUTE_FACTOR["default"])
+        peak *= factor
+    return peak
+
+
+def gemm_time_s(device: DeviceSpec, num_tokens: int, d_in: int, d_out: int, dtype: str = "bf16",
+                params: AnalyticParams | None = None) -> float:
+    """One ``num_tokens x d_in @ d_in x d_out`` GEMM by the same roofline the cost model uses."""
+    p = params or AnalyticParams()
+    flops = 2.0 * num_tokens * d_in * d_out
+    num_bytes = d_in * d_out * dtype_bytes(dtype) + num_tokens * (d_in + d_out) * ACT_BYTES
+    bw = device.hbm_gbps * 1e9 * p.memory_efficiency
+    return roofline_time_s(flops, num_bytes, gemm_peak_flops(device, dtype, p), bw)
+
+
+def allreduce_choice(device: DeviceSpec, num_bytes: float, tp: int, choice: str = "auto") -> tuple[str, float]:
+    """(algorithm, link GB/s) a serving stack uses for a TP all-reduce of ``num_bytes``."""
+    if device.nvlink_gbps <= 0:
+        return ("pcie_ring" if choice == "auto" else choice), device.host_link_gbps
+    if choice != "auto":
+        return choice, device.nvlink_gbps
+    if num_bytes <= cc.CUSTOM_ALLREDUCE_MAX_BYTES and tp <= 8:
+        return "two_shot", device.nvlink_gbps
+    if device.arch in ("hopper", "blackwell"):
+        return "nvls", device.nvlink_gbps
+    return "ring", device.nvlink_gbps
+
+
+@COST_MODELS.register("analytic")
+class AnalyticCostModel(CostModel):
+    """Roofline step cost of a model on a GPU, MIG slice or superchip with TP and PP."""
+
+    Params = AnalyticParams
+
+    def __init__(self, params: AnalyticParams | None, hardware: Any):
+        p = params or AnalyticParams()
+        self.params = p
+        self.hardware = hardware
+        self.device: DeviceSpec = get_device(hardware.device, "hardware.device")
+        self.model: ModelSpec = get_model(hardware.model, "hardware.model")
+        self.tp, self.pp = int(hardware.tp), int(hardware.pp)
+        self.num_gpus = self.tp * self.pp
+        self.weight_dtype, self.kv_dtype = hardware.weight_dtype, hardware.kv_dtype
+        self._check_layout()
+        stack = cc.STACKS[p.stack]
+        self._o_it = stack.iteration_s if p.iteration_overhead_s is None else p.iteration_overhead_s
+        lo_prefill = stack.layer_prefill_s if p.layer_overhead_prefill_s is None else p.layer_overhead_prefill_s
+        lo_decode = stack.layer_decode_s if p.layer_overhead_decode_s is None else p.layer_overhead_decode_s
+        self._o_seq = stack.seq_s if p.seq_overhead_s is None else p.seq_overhead_s
+        self._c2c_bw = self._c2c_bytes_per_s()
+        self._fold_constants(lo_prefill, lo_decode)
+
+    # ------------------------------------------------------------ construction
+
+    def _check_layout(self) -> None:
+        m, d = self.model, self.device
+        if d.is_mig_slice and self.num_gpus > 1:
+            raise ConfigError(f"tp x pp = {self.num_gpus} on MIG slice {d.name}: MIG instances have no "
+                              "peer-to-peer link; use whole GPUs for TP/PP", "hardware.tp")
+        if m.num_heads % self.tp:
+            raise ConfigError(f"tp={self.tp} does not divide {m.name}'s {m.num_heads} attention heads", "hardware.tp")
+        if self.pp > m.num_layers:
+            raise ConfigError(f"pp={self.pp} exceeds {m.name}'s {m.num_layers} layers", "hardware.pp")
+        p = self.params
+        if (p.weights_in == "grace" or p.kv_in == "grace") and not d.is_superchip:
+            raise ConfigError(f"device {d.name} has no Grace memory tier (superchips: GH200, GB200)",
+                              "cost_model.weights_in" if p.weights_in == "grace" else "cost_model.kv_in")
+
+    def _c2c_bytes_per_s(self) -> float:
+        """This replica's share of the superchip's measured C2C bandwidth (per GPU)."""
+        d = self.device
+        if not d.is_superchip:
+            return 0.0
+        share = self.params.c2c_share
+        if share is None:
+            share = d.memory_slices / 8 if d.is_mig_slice else 1.0
+        return d.c2c_measured_gbps * 1e9 * share
+
+    def _fold_constants(self, lo_prefill: float, lo_decode: float) -> None:
+        """Precompute per-token coefficients so an iteration costs a few float operations."""
+        m, d, p = self.model, self.device, self.params
+        tp, pp = self.tp, self.pp
+        wb, kb = dtype_bytes(self.weight_dtype), dtype_bytes(self.kv_dtype)
+        peak = gemm_peak_flops(d, self.weight_dtype, p)
+        hbm = d.hbm_gbps * 1e9 * p.memory_efficiency
+        w_bw = self._c2c_bw if p.weights_in == "grace" else hbm
+        kv_bw = self._c2c_bw if p.kv_in == "grace" else hbm
+        layers = m.num_layers / pp  # per stage; fractional stages average out
+        dense_mlp_layers = m.num_mlp_dense_layers / pp
+        moe_layers = m.num_moe_layers / pp
+
+        # dense GEMMs: every layer's attention projections plus the dense MLPs
+        dense_params = (layers * m.attention_params + dense_mlp_layers * m.mlp_params) / tp
+        q_out, kv_out = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim
+        act_attn = 6 * m.hidden + (2 * q_out + 2 * kv_out) / tp  # linear in/out + norms, residual, rope
+        act_mlp = 4 * m.intermediate / tp
+        self._dense_c = 2.0 * dense_params / peak
+        self._dense_w = dense_params * wb / w_bw
+        self._dense_a = (layers * act_attn + dense_mlp_layers * act_mlp) * ACT_BYTES / hbm
+
+        # routed experts (tensor-parallel inside each expert)
+        self._moe = m.is_moe
+        self._num_experts = float(m.num_experts)
+        self._q = 1.0 - m.top_k / m.num_experts if m.is_moe else 1.0
+        fixed = (m.shared_expert_params + m.router_params) / tp
+        self._moe_c = 2.0 * moe_layers * (m.top_k * m.expert_params / tp + fixed) / peak
+        self._expert_w = moe_layers * m.expert_params / tp * wb / w_bw
+        self._moe_fixed_w = moe_layers * fixed * wb / w_bw
+        act_moe = 4 * (m.top_k * m.moe_intermediate + m.shared_intermediate) / tp + 2 * m.hidden
+        self._moe_a = moe_layers * act_moe * ACT_BYTES / hbm
+
+        # attention: FLOPs per (query, key) pair and KV bytes per token on one GPU
+        attn_peak = d.bf16_tflops * 1e12 * p.attention_compute_efficiency
+        self._attn_pc = layers * m.attention_flops_per_pair(decode=False) / tp / attn_peak
+        self._attn_dc = layers * m.attention_flops_per_pair(decode=True) / tp / attn_peak
+        if m.is_mla:
+            kv_elems_gpu = m.kv_elements_per_token_layer()  # the latent is replicated on every TP rank
+        else:
+            kv_elems_gpu = 2 * m.head_dim * max(1.0, m.num_kv_heads / tp)
+        self.kv_bytes_per_token = m.num_layers * kv_elems_gpu * kb * tp  # whole replica, replicas included
+        self._kv_read = layers * kv_elems_gpu * kb / kv_bw
+        self._kv_write = self._kv_read
+
+        # TP all-reduces: two per layer of tokens x hidden activations
+        self._ar_count = 2.0 * layers if tp > 1 else 0.0
+        msg_per_token = m.hidden * ACT_BYTES
+        self._ar_threshold_tokens = cc.CUSTOM_ALLREDUCE_MAX_BYTES / msg_per_token
+        small_algo, small_gbps = allreduce_choice(d, 1.0, tp, p.allreduce)
+        big_algo, big_gbps = allreduce_choice(d, cc.CUSTOM_ALLREDUCE_MAX_BYTES + 1.0, tp, p.allreduce)
+        self._ar_small = self._affine(lambda b: allreduce_time_s(b, tp, small_gbps, small_algo), msg_per_token)
+        self._ar_big = self._affine(lambda b: allreduce_time_s(b, tp, big_gbps, big_algo), msg_per_token)
+
+        # pipeline: microbatches and activation sends between stages
+        self._micro = p.pp_microbatches or pp
+        link_bw = (d.nvlink_gbps if d.nvlink_gbps > 0 else d.host_link_measured_gbps) * 1e9
+        self._send_lat = (pp - 1) * cc.PP_SEND_LATENCY_S
+        self._send_c = (pp - 1) * msg_per_token / link_bw
+
+        # LM head on the last stage, one logits row per chunk and per decode token
+        self._head_c = 2.0 * m.lm_head_params / tp / peak
+        self._head_w = m.lm_head_params / tp * wb / w_bw
+
+        self._lo_prefill = layers * lo_prefill
+        self._lo_decode = layers * lo_decode
+
+    def _affine(self, fn: Any, per_token: float) -> tuple[float, float]:
+        """(latency, seconds per token) of an all-reduce time that is affine in bytes."""
+        if self.tp <= 1:
+            return 0.0, 0.0
+        lat = fn(0.0)
+        return lat, fn(per_token) - lat
+
+    # ------------------------------------------------------------ step cost
+
+    def _total(self, tokens: int, num_chunks: int, pairs_p: float, kv_p: int, num_seqs: int,
+               num_tokens_d: int, ctx: Any, sqrt: Any = math.sqrt) -> Any:
+        """Iteration seconds; ``ctx`` may be a numpy array (with ``sqrt=np.sqrt``) for decode runs.
+
+        The arithmetic order here is the contract of ``decode_step_times_s``: the scalar and
+        array evaluations must round identically.
+        """
+        tc = tokens * self._dense_c
+        tm = self._dense_w + tokens * self._dense_a
+        t = sqrt(tc * tc + tm * tm)
+        if self._moe:
+            touched = self._num_experts * (1.0 - self._q ** tokens)
+            tc = tokens * self._moe_c
+            tm = touched * self._expert_w + self._moe_fixed_w + tokens * self._moe_a
+            t += sqrt(tc * tc + tm * tm)
+        pairs_d = ctx if num_tokens_d == num_seqs else ctx * num_tokens_d / num_seqs
+        tc = pairs_p * self._attn_pc + pairs_d * self._attn_dc
+        tm = (kv_p + ctx) * self._kv_read + tokens * self._kv_write
+        t = t + sqrt(tc * tc + tm * tm)
+        if self._ar_count:
+            lat, per_token = self._ar_small if tokens <= self._ar_threshold_tokens else self._ar_big
+            t = t + self._ar_count * (lat + tokens * per_token)
+        t = t + (self._lo_prefill if num_chunks else self._lo_decode)
+        seqs = num_chunks + num_seqs
+        if self.pp > 1:
+            micro = max(1, min(self._micro, seqs))
+            t = t * (micro + self.pp - 1) / micro + self._send_lat + tokens * self._send_c
+        tc = (num_chunks + num_tokens_d) * self._head_c
+        t = t + sqrt(tc * tc + self._head_w * self._head_w)
+        return t + self._o_it + seqs * self._o_seq
+
+    def step_time_s(
+        self, prefill: Chunks, num_decode_seqs: int, num_decode_tokens: int, decode_context_tokens: int
+    ) -> float:
+        """Seconds for one iteration (see the module docstring for the formula)."""
+        tokens = num_decode_tokens
+        pairs = 0.0
+        kv_p = 0
+        chunks = 0
+        for new, offset in prefill:
+            tokens += new
+            pairs += new * (offset + 0.5 * (new + 1))
+            kv_p += offset + new
+            chunks += 1
+        if tokens <= 0:
+            return 0.0
+        return float(self._total(tokens, chunks, pairs, kv_p, num_decode_seqs, num_decode_tokens,
+                                 decode_context_tokens))
+
+    def decode_step_times_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        """``num_steps`` pure-decode iterations at once, bit-identical to ``step_time_s`` per step."""
+        if num_steps <= 0:
+            return np.zeros(0, dtype=np.float64)
+        if num_seqs <= 0:
+            return np.zeros(num_steps, dtype=np.float64)
+        ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
+        out = self._total(num_seqs, 0, 0.0, 0, num_seqs, num_seqs, ctx, sqrt=np.sqrt)
+        return np.asarray(out, dtype=np.float64)
+
+    def step_parts(
+        self, prefill: Chunks, num_decode_seqs: int, num_decode_tokens: int, decode_context_tokens: int
+    ) -> dict[str, float]:
+        """Seconds per op group and per kind (compute / memory / comm / overhead / bubble), plus total."""
+        total = self.step_time_s(prefill, num_decode_seqs, num_decode_tokens, decode_context_tokens)
+        tokens = num_decode_tokens + sum(new for new, _ in prefill)
+        chunks = len(prefill)
+        pairs = sum(new * (off + 0.5 * (new + 1)) for new, off in prefill)
+        kv_p = sum(off + new for new, off in prefill)
+        parts = dict.fromkeys(("gemm", "moe", "attention", "lm_head", "compute", "memory", "comm",
+                               "overhead", "bubble"), 0.0)
+        if tokens <= 0:
+            parts["total"] = total
+            return parts
+        stage_scale = 1.0
+        seqs = chunks + num_decode_seqs
+        if self.pp > 1:
+            micro = max(1, min(self._micro, seqs))
+            stage_scale = (micro + self.pp - 1) / micro
+
+        def add(name: str, tc: float, tm: float, scale: float) -> None:
+            t = math.hypot(tc, tm)
+            parts[name] = t * scale
+            if t > 0:
+                parts["compute"] += t * scale * tc * tc / (tc * tc + tm * tm)
+                parts["memory"] += t * scale * tm * tm / (tc * tc + tm * tm)
+
+        add("gemm", tokens * self._dense_c, self._dense_w + tokens * self._dense_a, 1.0)
+        if self._moe:
+            touched = self._num_experts * (1.0 - self._q ** tokens)
+            add("moe", tokens * self._moe_c,
+                touched * self._expert_w + self._moe_fixed_w + tokens * self._moe_a, 1.0)
+        pairs_d = decode_context_tokens * num_decode_tokens / num_decode_seqs if num_decode_seqs else 0.0
+        add("attention", pairs * self._attn_pc + pairs_d * self._attn_dc,
+            (kv_p + decode_context_tokens) * self._kv_read + tokens * self._kv_write, 1.0)
+        stage_kernels = parts["compute"] + parts["memory"]
+        comm = 0.0
+        if self._ar_count:
+            lat, per_token = self._ar_small if tokens <= self._ar_threshold_tokens else self._ar_big
+            comm = self._ar_count * (lat + tokens * per_token)
+        layer_overhead = self._lo_prefill if chunks else self._lo_decode
+        stage = stage_kernels + comm + layer_overhead
+        parts["bubble"] = stage * (stage_scale - 1.0)
+        parts["comm"] = comm + (self._send_lat + tokens * self._send_c if self.pp > 1 else 0.0)
+        add("lm_head", (chunks + num_decode_tokens) * self._head_c, self._head_w, 1.0)
+        parts["overhead"] = layer_overhead + self._o_it + seqs * self._o_seq
+        parts["total"] = total
+        return parts
+
+    # ------------------------------------------------------------ memory, swap, power, price
+
+    @property
+    def weight_bytes_per_gpu(self) -> float:
+        """Weight bytes each GPU holds (even split over tp x pp)."""
+        return self.model.weight_bytes(self.weight_dtype) / self.num_gpus
+
+    def activation_reserve_bytes(self) -> float:
+        """Per-GPU bytes kept for activations, workspace and graphs."""
+        if self.params.activation_reserve_bytes is not None:
+            return self.params.activation_reserve_bytes
+        m = self.model
+        width = max(m.intermediate if m.num_mlp_dense_layers else 0, m.top_k * m.moe_intermediate)
+        per_token = (4 * m.hidden + 2 * width / self.tp + m.vocab / self.tp) * ACT_BYTES
+        return cc.ACTIVATION_RESERVE_BYTES + cc.ACTIVATION_RESERVE_TOKENS * per_token
+
+    def kv_capacity_bytes(self, gpu_memory_utilization: float) -> float:
+        """KV bytes the whole replica can hold: per GPU, memory x util - weights - reserve.
+
+        With ``kv_in: grace`` the KV lives in this replica's share of Grace memory instead.
+        Raises ConfigError when nothing is left.
+        """
+        d, m, p = self.device, self.model, self.params
+        usable = d.memory_bytes * gpu_memory_utilization
+        weights = 0.0 if p.weights_in == "grace" else self.weight_bytes_per_gpu
+        grace_share = (self._c2c_bw / (d.c2c_measured_gbps * 1e9)) if d.is_superchip else 0.0
+        grace = d.grace_memory_bytes * grace_share * gpu_memory_utilization
+        if p.weights_in == "grace" and self.weight_bytes_per_gpu > grace:
+            raise ConfigError(f"{m.name} weights ({self.weight_bytes_per_gpu / GIB:.1f} GiB per GPU) do not fit "
+                              f"{d.name}'s share of Grace memory ({grace / GIB:.1f} GiB)", "cost_model.weights_in")
+        free = usable - weights - self.activation_reserve_bytes()
+        if p.kv_in == "grace":
+            free_kv = grace - (self.weight_bytes_per_gpu if p.weights_in == "grace" else 0.0)
+            if free < 0:
+                free_kv = -1.0  # the HBM side must still hold weights and activations
+        else:
+            free_kv = free
+        if free_kv <= 0:
+            raise ConfigError(
+                f"no room for KV cache: {m.name} in {self.weight_dtype} needs "
+                f"{self.weight_bytes_per_gpu / GIB:.2f} GiB of weights + "
+                f"{self.activation_reserve_bytes() / GIB:.2f} GiB of activations per GPU, but {d.name} offers "
+                f"{usable / GIB:.2f} GiB at gpu_memory_utilization={gpu_memory_utilization} "
+                f"(tp={self.tp}, pp={self.pp}); use a bigger device or slice, more tp/pp or a smaller "
+                "weight_dtype", "hardware.device")
+        return free_kv * self.num_gpus
+
+    def swap_time_s(self, num_bytes: float) -> float:
+        """Copy KV between device and host: overhead + bytes over every GPU's host link in parallel."""
+        d = self.device
+        bw = (self._c2c_bw if d.is_superchip else d.host_link_measured_gbps * 1e9) * self.num_gpus
+        return self.params.swap_overhead_s + num_bytes / bw
+
+    def power_w(self, phase: str) -> float:
+        """Average power per GPU (or per slice) in 'prefill', 'decode' or 'idle'."""
+        return self.device.phase_power_w(phase)
+
+    def price_per_gpu_hour(self) -> float:
+        """USD per GPU-hour (per slice for MIG): the param if set, else the catalog's."""
+        if self.params.price_per_gpu_hour is not None:
+            return self.params.price_per_gpu_hour
+        return self.device.price_per_gpu_hour

@@ -1,0 +1,113 @@
+"""Every fitted constant of the analytic cost model, each with the measurement it came from.
+
+The cost model's ``Params`` take their defaults from here and ``python -m hardware.calibrate``
+shows how well they reproduce HARDWARE.md section 5. Change a value here, rerun calibrate,
+and review the table in the diff. Nothing else in hardware/ holds a fitted number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------- kernel efficiencies
+
+#: Fraction of dense BF16/FP16 tensor peak a large GEMM reaches. Source: Llama-2-7B
+#: gate+up GEMM at 4,096 tokens, 748 TFLOPS on H100 (0.76) and 220 on A100 (0.70); the
+#: published ranges 71-85% (H100) and 69-74% (A100).
+GEMM_COMPUTE_EFFICIENCY = 0.73
+
+#: Fraction of HBM bandwidth a weight-streaming (small-batch) GEMM reaches. Source: the same
+#: GEMM at 1 token, 2.82 TB/s on H100 (0.84) and 116 us on A100 (0.76); ranges 63-84% (H100)
+#: and 62-78% (A100).
+MEMORY_EFFICIENCY = 0.78
+
+#: FP8/INT8 GEMMs reach a smaller share of their (doubled) peak than BF16 does, per
+#: architecture. Source: TensorRT-LLM FP8 first-token latency at 2,048 tokens, LLaMA-7B on
+#: H100 (36 ms) and on L40S (73 ms). Blackwell assumed like Hopper (uncertain).
+FP8_COMPUTE_FACTOR = {"hopper": 0.62, "blackwell": 0.62, "ada": 0.80, "default": 0.70}
+
+#: Fraction of BF16 peak reached by fused (flash) attention. FlashAttention-2 reaches
+#: ~35-50% of H100 peak, FA3 more; no section-5 point isolates it (uncertain).
+ATTENTION_COMPUTE_EFFICIENCY = 0.45
+
+# ---------------------------------------------------------------- collectives
+
+
+@dataclass(frozen=True)
+class AllReduceAlgo:
+    """Latency and reached fraction of per-direction link bandwidth of one all-reduce algorithm."""
+
+    latency_s: float
+    bus_efficiency: float
+    switch_reduction: bool = False  # NVLink SHARP: data crosses each link once, not 2(n-1)/n
+
+
+#: Fitted to HARDWARE.md section 5's all-reduce points.
+ALLREDUCE_ALGOS = {
+    # NCCL NVLS (in-switch reduction) on 8x H100 DGX: 2.1 / 8.4 / 33.5 / 134 MB in
+    # 34 / 51 / 115 / 322 us. Assumed to be what NCCL picks on NVSwitch Hopper/Blackwell.
+    "nvls": AllReduceAlgo(latency_s=30e-6, bus_efficiency=1.0, switch_reduction=True),
+    # NCCL ring on 8x A100 DGX: 134 MB in 675 us. The fit exceeds the nominal 300 GB/s per
+    # direction by 20%, so the measurement's setup probably differed (uncertain).
+    "ring": AllReduceAlgo(latency_s=20e-6, bus_efficiency=1.2),
+    # NCCL small messages (low-latency protocol) on H100 TP6: 0.5 MB 23 us, 4 MB 53 us.
+    "nccl_ll": AllReduceAlgo(latency_s=18.7e-6, bus_efficiency=0.43),
+    # Serving stacks' custom two-shot kernel on H100 TP6: 0.5 MB 13 us, 4 MB 31 us.
+    "two_shot": AllReduceAlgo(latency_s=10.4e-6, bus_efficiency=0.72),
+    # PCIe-only GPUs: NCCL ring through the host bridge (assumed 80% of the link).
+    "pcie_ring": AllReduceAlgo(latency_s=30e-6, bus_efficiency=0.8),
+}
+
+#: Serving stacks use their custom kernel up to this message size (vLLM: 8 MiB), NCCL above.
+CUSTOM_ALLREDUCE_MAX_BYTES = 8 << 20
+
+#: Pipeline-stage activation send: bytes / link bandwidth + this (HARDWARE.md section 4).
+PP_SEND_LATENCY_S = 10e-6
+
+# ---------------------------------------------------------------- serving-stack overheads
+
+
+@dataclass(frozen=True)
+class StackOverheads:
+    """Fixed costs a serving stack adds to the kernels' time (CPU work, launches, small kernels)."""
+
+    iteration_s: float  # per iteration: scheduling, input preparation, sampling
+    layer_prefill_s: float  # per layer in iterations with prefill (not CUDA-graphed)
+    layer_decode_s: float  # per layer in pure-decode iterations (graphed, small kernels)
+    seq_s: float  # per sequence in the batch per iteration (CPU bookkeeping, sampling)
+    source: str = ""
+
+
+#: One profile per measured stack; ``stack: name`` in the cost-model params picks one.
+STACKS = {
+    "trtllm": StackOverheads(
+        iteration_s=0.5e-3, layer_prefill_s=110e-6, layer_decode_s=30e-6, seq_s=0.0,
+        source="TensorRT-LLM first-token latency (128 tokens) and static-batch throughput points",
+    ),
+    "vllm": StackOverheads(
+        iteration_s=2.0e-3, layer_prefill_s=150e-6, layer_decode_s=150e-6, seq_s=60e-6,
+        source="vLLM Llama-70B TP4 A100 batch 64 end-to-end 14.57 s (2023 vLLM, eager mode)",
+    ),
+    "distserve": StackOverheads(
+        iteration_s=3.0e-3, layer_prefill_s=30e-6, layer_decode_s=30e-6, seq_s=38.5e-6,
+        source="DistServe's fitted OPT-13B A100 formulas (intercepts and per-batch term)",
+    ),
+    "sim_profile": StackOverheads(
+        iteration_s=12.5e-3, layer_prefill_s=0.0, layer_decode_s=0.0, seq_s=360e-6,
+        source="published simulator's Llama-2-70B DGX-H100 TP4 profile, batch 1-64",
+    ),
+    "ideal": StackOverheads(0.0, 0.0, 0.0, 0.0, source="kernels only"),
+}
+
+#: The stack a cost model assumes unless told (the most efficient measured one).
+DEFAULT_STACK = "trtllm"
+
+# ---------------------------------------------------------------- memory and host link
+
+#: Per-GPU memory held back for activations, workspace and CUDA graphs: this many bytes plus
+#: the activations of ``ACTIVATION_RESERVE_TOKENS`` tokens (vLLM profiles one max batch).
+ACTIVATION_RESERVE_BYTES = 1 << 30
+ACTIVATION_RESERVE_TOKENS = 2048
+
+#: Fixed cost of one swap call (copy launch and synchronisation); uncertain.
+SWAP_OVERHEAD_S = 50e-6

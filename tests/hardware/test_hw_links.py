@@ -1,0 +1,66 @@
+"""Links: lone transfer time, fair sharing under SimPy, collective formulas."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+
+from hardware.calibration_constants import ALLREDUCE_ALGOS
+from hardware.links import LINKS, LinkSpec, SharedLink, allgather_time_s, allreduce_time_s, transfer_time_s
+
+LINK = LinkSpec("test", gbps=10.0, latency_s=1e-3)  # 10 GB/s, 1 ms
+
+
+def _run(sizes_and_starts):
+    env = simpy.Environment()
+    link = SharedLink(LINK)
+    done = {}
+
+    def go(i, size, start):
+        yield env.timeout(start)
+        duration = yield link.transfer(env, size)
+        done[i] = (env.now, duration)
+
+    for i, (size, start) in enumerate(sizes_and_starts):
+        env.process(go(i, size, start))
+    env.run()
+    return done, link
+
+
+def test_transfer_time_alone():
+    assert transfer_time_s(1e9, LINK) == pytest.approx(1e-3 + 0.1)
+    assert transfer_time_s(0, LINKS["nvlink4"]) == LINKS["nvlink4"].latency_s
+
+
+def test_shared_link_alone_matches_formula():
+    done, link = _run([(1e9, 0.0)])
+    assert done[0][0] == pytest.approx(transfer_time_s(1e9, LINK))
+    assert link.num_active == 0 and link.bytes_done == 1e9
+
+
+def test_two_concurrent_transfers_share_bandwidth():
+    done, _ = _run([(1e9, 0.0), (1e9, 0.0)])
+    alone = transfer_time_s(1e9, LINK)
+    for end, _duration in done.values():
+        assert end > alone
+        assert end == pytest.approx(1e-3 + 2 * 0.1)  # each gets half the bandwidth
+
+
+def test_rates_recomputed_when_transfers_start_and_end():
+    # A (1 GB) flows from 1 ms alone; B (0.25 GB) joins at 51 ms when A has moved 0.5 GB.
+    # Sharing, B needs 50 ms at half rate; A then has 0.25 GB left at full rate: 25 ms more.
+    done, _ = _run([(1e9, 0.0), (0.25e9, 0.05)])
+    assert done[1] == pytest.approx((0.101, 0.051))
+    assert done[0][0] == pytest.approx(0.101 + 0.025)
+
+
+def test_allreduce_formula():
+    ring = ALLREDUCE_ALGOS["ring"]
+    t = allreduce_time_s(1e8, 8, 300.0, "ring")
+    assert t == pytest.approx(ring.latency_s + 2 * 7 / 8 * 1e8 / (300e9 * ring.bus_efficiency))
+    nvls = ALLREDUCE_ALGOS["nvls"]
+    expected = nvls.latency_s + 1e8 / (450e9 * nvls.bus_efficiency)
+    assert allreduce_time_s(1e8, 8, 450.0, "nvls") == pytest.approx(expected)
+    assert allreduce_time_s(1e8, 1, 450.0, "ring") == 0.0
+    assert allreduce_time_s(2e8, 4, 450.0, "ring") > allreduce_time_s(1e8, 4, 450.0, "ring")
+    assert allgather_time_s(1e9, 4, LINK) == pytest.approx(1e-3 + 0.75 * 0.1)
