@@ -65,23 +65,22 @@ def _enable_token_times(cluster: Cluster) -> None:
 
 
 def _energy_and_cost(cluster: Cluster, df: pd.DataFrame) -> dict[str, Any]:
-    """Energy (J), GPU-hours and dollars from busy time per phase and catalog power/price."""
-    if len(df) == 0:
+    """Energy (J), GPU-hours and dollars per pool from busy time per phase and the catalog's
+    power and price (``hardware.energy``); an iteration with any prefill counts as prefill."""
+    from hardware.energy import energy_and_cost, summary_columns
+
+    if len(df) == 0 or not df["finish_s"].notna().any():
         return {}
-    span = float(np.nanmax(df["finish_s"].to_numpy()) - df["arrival_s"].min()) if df["finish_s"].notna().any() else 0.0
-    energy_j = 0.0
-    cost_usd = 0.0
-    gpu_hours = 0.0
-    for rep in cluster.replicas:
-        cm = rep.cost_model
-        gpus = getattr(cm, "num_gpus", 1)
-        idle_s = max(span - rep.busy_prefill_s - rep.busy_decode_s, 0.0)
-        energy_j += gpus * (cm.power_w("prefill") * rep.busy_prefill_s + cm.power_w("decode") * rep.busy_decode_s
-                            + cm.power_w("idle") * idle_s)
-        hours = gpus * span / 3600.0
-        gpu_hours += hours
-        cost_usd += hours * cm.price_per_gpu_hour()
+    span = float(np.nanmax(df["finish_s"].to_numpy()) - df["arrival_s"].min())
+    rows = []
+    for pool in cluster.pools:
+        prefill_s = sum(r.busy_prefill_s for r in pool.replicas)
+        decode_s = sum(r.busy_decode_s for r in pool.replicas)
+        idle_s = max(span * len(pool.replicas) - prefill_s - decode_s, 0.0)
+        rows.append(energy_and_cost(pool.cost_model, prefill_s, decode_s, idle_s, span, len(pool.replicas)))
+    total = summary_columns(rows)
     out_tokens = float(df.loc[df["state"] == "finished", "num_output_tokens"].sum())
     per_m = 1e6 / out_tokens if out_tokens else float("nan")
-    return {"energy_j": energy_j, "gpu_hours": gpu_hours, "cost_usd": cost_usd,
-            "joules_per_m_output_tokens": energy_j * per_m, "usd_per_m_output_tokens": cost_usd * per_m}
+    total["joules_per_m_output_tokens"] = total["energy_j"] * per_m
+    total["usd_per_m_output_tokens"] = total["cost_usd"] * per_m
+    return total
