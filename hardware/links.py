@@ -12,6 +12,7 @@ recomputed whenever one starts or ends::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,7 +156,11 @@ class SharedLink:
         if generation != self._generation:
             return  # a transfer started or ended since; a newer wake-up is pending
         self._advance()
-        finished = [t for t in self._active if t.remaining_bytes <= 1e-9 * t.num_bytes + 1e-6]
+        # done when the rest would drain within a few ulps of the clock: later than that the
+        # wake-up could not move time forward and the link would spin at `now`
+        rate = self.bytes_per_s / len(self._active) if self._active else 0.0
+        slack = 4 * math.ulp(self._env.now) * rate
+        finished = [t for t in self._active if t.remaining_bytes <= max(1e-9 * t.num_bytes + 1e-6, slack)]
         self._active = [t for t in self._active if t not in finished]
         for t in finished:
             self.bytes_done += t.num_bytes

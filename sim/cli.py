@@ -39,42 +39,54 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_calibrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="compare the analytic cost model with measured points")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=lambda a: _delegate("hardware.calibrate", a.rest))
+# subcommands whose own module parses the rest of the command line: (module, help)
+DELEGATED = {
+    "calibrate": ("hardware.calibrate", "compare the analytic cost model with every measured point [--json]"),
+    "bench": ("sim.bench", "time fixed scenarios: wall time, requests/s, events/s, peak RSS [--scenario] [--json]"),
+    "trace": ("traces.stats", "trace tools: servesim trace stats FILE [--format F] [--json]"),
+}
 
 
-def add_trace(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("trace", help="trace tools: servesim trace stats FILE [--json]")
-    p.add_argument("action", choices=["stats"])
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=lambda a: _delegate("traces.stats", a.rest))
+def add_delegated(sub: argparse._SubParsersAction) -> None:
+    """List the delegated subcommands in --help (their modules parse their arguments)."""
+    for name, (_module, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
 
 
-def _delegate(module: str, argv: list[str]) -> int:
+def _delegate(name: str, argv: list[str]) -> int:
     import importlib
 
+    module, _text = DELEGATED[name]
+    if name == "trace":  # servesim trace stats FILE ...
+        if not argv or argv[0] != "stats":
+            print("usage: servesim trace stats FILE [--format F] [--json]", file=sys.stderr)
+            return 2
+        argv = argv[1:]
     return int(importlib.import_module(module).main(argv) or 0)
 
 
-def add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="time fixed scenarios (wall time, requests/s, events/s, peak RSS)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=lambda a: _delegate("sim.bench", a.rest))
+def add_experiments(sub: argparse._SubParsersAction) -> None:
+    """sweep, capacity, plot and check: parsers and handlers live in their own modules."""
+    from sim import capacity, check, plots, sweep
+
+    for module in (sweep, capacity, plots, check):
+        module.add_cli(sub)
 
 
-COMMANDS = [add_run, add_calibrate, add_trace, add_bench]
+COMMANDS = [add_run, add_delegated, add_experiments]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``servesim`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="servesim", description="Discrete-event simulator of LLM serving clusters.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
-    args = parser.parse_args(argv)
     try:
+        if argv and argv[0] in DELEGATED:
+            return _delegate(argv[0], argv[1:])
+        args = parser.parse_args(argv)
         return args.handler(args)
     except ServesimError as exc:
         print(f"servesim: error: {exc}", file=sys.stderr)

@@ -82,8 +82,10 @@ class Cluster:
             bind(self)
         self.handoff = config.cluster.handoff.build(self) if config.cluster.handoff is not None else None
         if self.handoff is not None:
+            # a hand-off acts on prefill replicas, or on the roles its ``source_roles`` names
+            roles = getattr(self.handoff, "source_roles", ("prefill",))
             for rep in self.replicas:
-                if rep.role == "prefill":
+                if rep.role in roles:
                     rep.on_prefilled = self.handoff.on_prefilled
         self.controllers = [
             spec.build(np.random.default_rng(s)) for spec, s in
@@ -222,6 +224,8 @@ class Cluster:
             live.extend(rep.waiting)
             live.extend(rep.running)
             live.extend(rep.swapped)
+            if rep.paused is not None:
+                live.extend(rep.paused.requests)
         if self.handoff is not None:
             live.extend(self.handoff.live_requests())
         return live

@@ -14,7 +14,10 @@ class ConfigError(ServesimError):
         self.message = message
         self.where = where
         self.file = file
-        super().__init__(self._format())
+        super().__init__(message, where, file)
+
+    def __str__(self) -> str:
+        return self._format()
 
     def _format(self) -> str:
         place = ""
@@ -35,4 +38,9 @@ class TraceError(ServesimError):
     def __init__(self, file: str, line: int, message: str):
         self.file = file
         self.line = line
-        super().__init__(f"{file}:{line}: {message}")
+        self.message = message
+        # args = (file, line, message) so that copies (SimPy re-raising, pickling) rebuild it
+        super().__init__(file, line, message)
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"

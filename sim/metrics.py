@@ -1,7 +1,8 @@
 """Summary metrics of a run, defined once (as vLLM's benchmark and DistServe define them).
 
 - TTFT = first token - arrival; TPOT = (finish - first token) / (output tokens - 1);
-  ITL = gaps between consecutive tokens of a request (pooled over all requests);
+  ITL = gaps between consecutive tokens of a request (pooled over all requests, binned at 0.1%
+  relative resolution: percentiles within 0.1%, mean and max exact; sim/itl.py);
   E2E = finish - arrival; queueing delay = first scheduled - arrival.
 - A request meets the SLOs when it finished and its TTFT, TPOT and E2E are within the
   limits; its own ``ttft_slo_s`` / ``tpot_slo_s`` override the run's, and its ``deadline_s``
@@ -21,22 +22,6 @@ import numpy as np
 import pandas as pd
 
 PERCENTILES = (50, 90, 95, 99)
-
-
-def weighted_percentiles(values: np.ndarray, weights: np.ndarray, qs: tuple[int, ...]) -> list[float]:
-    """Percentiles of a weighted sample (inverse of the weighted empirical CDF)."""
-    if len(values) == 0:
-        return [float("nan")] * len(qs)
-    order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
-    cum = np.cumsum(w)
-    total = cum[-1]
-    out = []
-    for q in qs:
-        rank = q / 100.0 * total
-        idx = int(np.searchsorted(cum, rank, side="left"))
-        out.append(float(v[min(idx, len(v) - 1)]))
-    return out
 
 
 def _dist(prefix: str, series: pd.Series, out: dict[str, Any]) -> None:
@@ -63,7 +48,7 @@ def slo_mask(df: pd.DataFrame, ttft_s: float | None, tpot_s: float | None, e2e_s
 
 def summarize(
     df: pd.DataFrame,
-    itl: tuple[np.ndarray, np.ndarray],
+    itl: Any,
     slo: Any,
     replicas: list[Any],
     extra: dict[str, Any] | None = None,
@@ -84,11 +69,10 @@ def summarize(
     out["simulated_duration_s"] = end - start
     for name in ("ttft", "tpot", "e2e", "queueing"):
         _dist(name, df.loc[finished, f"{name}_s"], out)
-    values, weights = itl
-    out["itl_mean_s"] = float((values * weights).sum() / weights.sum()) if len(values) else float("nan")
-    for q, v in zip(PERCENTILES, weighted_percentiles(values, weights, PERCENTILES), strict=True):
+    out["itl_mean_s"] = itl.mean_s()
+    for q, v in zip(PERCENTILES, itl.percentiles(PERCENTILES), strict=True):
         out[f"itl_p{q}_s"] = v
-    out["itl_max_s"] = float(values.max()) if len(values) else float("nan")
+    out["itl_max_s"] = itl.max_s if itl.count else float("nan")
     out["throughput_input_tps"] = float(df.loc[finished, "input_tokens"].sum() / duration)
     out["throughput_output_tps"] = float(df.loc[finished, "num_output_tokens"].sum() / duration)
     out["request_rate_rps"] = float(n / duration)

@@ -1,4 +1,4 @@
-"""Flat records of a run: one row per request, optional rows per iteration, ITL samples.
+"""Flat records of a run: one row per request, optional rows per iteration, ITL histogram.
 
 Rows are appended to compact typed columns (``array``), not kept as Python objects, so a
 million-request run stays small. ``requests_frame()`` and ``steps_frame()`` turn them into
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.itl import ItlHistogram
 from sim.request import Request, State
 
 _NAN = float("nan")
@@ -32,24 +33,6 @@ def _f(value: float | None) -> float:
     return _NAN if value is None else value
 
 
-class ItlSamples:
-    """Inter-token gaps as (value, weight) chunks, exact for percentiles."""
-
-    def __init__(self) -> None:
-        self.singles = array("d")
-        self.chunks: list[tuple[np.ndarray, int]] = []
-
-    def values_and_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        vals = [np.frombuffer(self.singles, dtype=np.float64)] if self.singles else []
-        wts = [np.ones(len(self.singles), dtype=np.int64)] if self.singles else []
-        for v, w in self.chunks:
-            vals.append(v)
-            wts.append(np.full(len(v), w, dtype=np.int64))
-        if not vals:
-            return np.empty(0), np.empty(0, dtype=np.int64)
-        return np.concatenate(vals), np.concatenate(wts)
-
-
 class Recorder:
     """Collects request rows, iteration rows and inter-token gaps during a run."""
 
@@ -59,8 +42,8 @@ class Recorder:
         self._ints = {c: array("q") for c in _INT_COLS}
         self._objs: dict[str, list] = {c: [] for c in _OBJ_COLS}
         self.token_times: dict[int, list[float]] = {}
-        self.itl = ItlSamples()
-        self.itl_one = self.itl.singles.append
+        self.itl = ItlHistogram()
+        self.itl_one = self.itl.add
         self.steps: dict[str, Any] | None = None
         if record_steps:
             self.steps = {"replica": array("q"), "start_s": array("d"), "step_s": array("d"),
@@ -72,7 +55,7 @@ class Recorder:
     # ------------------------------------------------------------------ hooks
     def itl_many(self, gaps: np.ndarray, weight: int) -> None:
         """Record ``weight`` copies of each gap in ``gaps``."""
-        self.itl.chunks.append((gaps, weight))
+        self.itl.add_many(gaps, weight)
 
     def on_done(self, r: Request) -> None:
         """Append the row of a finished or rejected request."""

@@ -14,10 +14,26 @@ request finishes, a KV block cannot be had, or a new request arrives. The replic
 a *stretch* of n iterations with their exact end times and waits once. An arrival mid-stretch
 truncates it after the iteration in progress; ``sync()`` brings tokens and KV up to ``now``
 for anyone who looks in between. Results equal stepping one iteration at a time (tested).
+
+Pausable iterations: a batch marked ``preemptible`` is priced as ``num_layers`` equal layer
+slices. When new work arrives meanwhile (``wake``) and ``scheduler.wants_preempt(replica)``
+is true, the iteration is cut at the next layer boundary; the batch (its requests taken out
+of ``running``, KV kept) waits in ``paused`` with ``done_layers`` finished, and resumes, paying
+only the remaining layers, once ``scheduler.resume_paused(replica)`` allows (default: at
+once)::
+
+    |L1|L2|L3|L4|L5|...         short arrives in L3: cut at the end of L3
+    |L1|L2|L3| short prefills |L4|L5|...|Ln| -> tokens of the paused batch out here
+
+Gangs (sequence parallelism): a batch with ``gang`` = helper replicas first gathers them
+(each finishes its iteration in progress and, when its own ``resume_paused`` allows, holds),
+then runs; the helpers stay held, doing nothing else, until the iteration ends or is cut.
+Work arriving at a held helper may cut the whole gang. The lead holds the batch's KV.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -31,6 +47,16 @@ from sim.request import Request, State
 
 if TYPE_CHECKING:
     from sim.recorder import Recorder
+
+DEFAULT_NUM_LAYERS = 32  # layer slices of a pausable iteration when the cost model names none
+
+
+def cost_model_layers(cost_model: Any) -> int:
+    """Layers of the model a cost model prices: its ``num_layers``, its model's, or 32."""
+    n = getattr(cost_model, "num_layers", None)
+    if n is None:
+        n = getattr(getattr(cost_model, "model", None), "num_layers", None)
+    return int(n) if n else DEFAULT_NUM_LAYERS
 
 
 class Replica:
@@ -79,6 +105,22 @@ class Replica:
         self._st_last = 0
         self._st_done = 0
         self._st_alloc = 0
+        # pausable iterations and gangs
+        self.num_layers = cost_model_layers(cost_model)
+        self.paused: Batch | None = None         # a cut batch waiting to resume here
+        self.num_cuts = 0                        # iterations cut at a layer boundary
+        self.hold_request: Replica | None = None  # a gang lead waiting to hold this replica
+        self.held_by: Replica | None = None      # the lead holding this replica now
+        self._barrier: simpy.Event | None = None  # succeeds when this replica starts holding
+        self._held: simpy.Event | None = None     # succeeds when the lead lets go
+        self._cur: Batch | None = None            # cuttable iteration (or gathering) in progress
+        self._cur_start = 0.0
+        self._cur_layer_s = 0.0
+        self._cur_layers_left = 0
+        self._cut_layers = 0
+        self._cut_end: float | None = None
+        self._gathering = False
+        self._interrupt_pending = False
         self.process = env.process(self._loop())
 
     # ------------------------------------------------------------------ views for routers
@@ -97,6 +139,9 @@ class Replica:
             total += r.input_tokens + r.num_output_tokens - r.num_computed_tokens
         for r in self.running:
             if r.state == State.PREFILL:
+                total += r.input_tokens + r.num_output_tokens - r.num_computed_tokens
+        if self.paused is not None:
+            for r, _n in self.paused.prefill:
                 total += r.input_tokens + r.num_output_tokens - r.num_computed_tokens
         return total
 
@@ -126,9 +171,10 @@ class Replica:
         self.wake()
 
     def wake(self) -> None:
-        """New work: start the loop if idle, or end a stretch after the iteration in progress."""
+        """New work: start the loop if idle, end a stretch after the iteration in progress, or
+        (if the scheduler wants to preempt) cut a pausable iteration at its next layer boundary."""
         if self._idle is not None:
-            if not (self.waiting or self.running or self.swapped):
+            if not (self.waiting or self.running or self.swapped or self.hold_request is not None):
                 return  # only KV was reserved: nothing to run yet
             idle, self._idle = self._idle, None
             idle.succeed()
@@ -138,6 +184,67 @@ class Replica:
             if new_last < self._st_last:
                 self._st_last = new_last
                 self.process.interrupt()
+        elif self._cur is not None:
+            if self._wants_preempt():
+                self.request_cut()
+        elif self.held_by is not None:
+            if self._wants_preempt():
+                self.held_by.request_cut()
+
+    def _wants_preempt(self) -> bool:
+        hook = getattr(self.scheduler, "wants_preempt", None)
+        return hook is not None and bool(hook(self))
+
+    def _blocked(self) -> bool:
+        """Whether the scheduler holds back its waiting work for now (``blocked(replica)``),
+        e.g. while this replica is lent to another's gang; the loop then sleeps until ``wake``."""
+        hook = getattr(self.scheduler, "blocked", None)
+        return hook is not None and bool(hook(self))
+
+    def _may_resume(self) -> bool:
+        hook = getattr(self.scheduler, "resume_paused", None)
+        return hook is None or bool(hook(self))
+
+    def request_cut(self) -> None:
+        """Cut the pausable iteration in progress at its next layer boundary (or stop gathering
+        a gang); nothing if none runs, it is not preemptible, or it ends at that boundary anyway."""
+        batch = self._cur
+        if batch is None or not batch.preemptible or self._interrupt_pending:
+            return
+        now = self.env.now
+        if self._gathering:
+            self._interrupt_pending = True
+            self.process.interrupt()
+            return
+        if self._cut_end is not None:
+            return
+        k = max(1, math.ceil((now - self._cur_start) / self._cur_layer_s))
+        if k >= self._cur_layers_left:
+            return
+        self._cut_layers = k
+        self._cut_end = max(now, self._cur_start + k * self._cur_layer_s)
+        self._interrupt_pending = True
+        self.process.interrupt()
+
+    def request_hold(self, lead: Replica) -> simpy.Event:
+        """Ask this replica to hold for ``lead``'s gang iteration: the event succeeds when it
+        has finished its iteration in progress (and any work its scheduler puts first)."""
+        if self.hold_request is not None or self.held_by is not None:
+            raise RuntimeError(f"replica {self.id} is already in a gang")
+        self.hold_request = lead
+        self._barrier = self.env.event()
+        barrier = self._barrier
+        self.wake()
+        return barrier
+
+    def cancel_hold(self) -> None:
+        """Withdraw a hold request, or let go of a held replica."""
+        if self.held_by is not None:
+            held, self._held = self._held, None
+            self.held_by = None
+            held.succeed()
+        self.hold_request = None
+        self._barrier = None
 
     def admit(self, req: Request) -> None:
         """Move ``req`` (already popped from ``waiting``) into the running set."""
@@ -215,26 +322,41 @@ class Replica:
     def _loop(self):
         env = self.env
         while True:
-            if not (self.waiting or self.running or self.swapped):
+            if not (self.waiting or self.running or self.swapped or self.paused is not None
+                    or self.hold_request is not None):
                 self._idle = env.event()
                 yield self._idle
                 continue
+            if self.hold_request is not None and self._may_resume():
+                yield from self._hold()
+                continue
             batch = None
-            if self.fast_forward and not self.waiting and not self.swapped:
+            if self.paused is not None and self._may_resume():
+                batch = self._unpause()
+            elif self.fast_forward and not self.waiting and not self.swapped and self.paused is None:
                 batch = self._decode_all()
             if batch is None:
                 batch = self.scheduler.schedule(self)
+            if not batch and self.paused is not None:
+                batch = self._unpause()  # nothing else can run: finish the paused work
             if not batch:
                 if self.running or self.pending_swap_bytes:
                     raise RuntimeError(f"scheduler {self.scheduler!r} scheduled nothing with requests running")
+                if self.waiting and self._blocked():  # the scheduler waits for another replica
+                    self._idle = env.event()
+                    yield self._idle
+                    continue
                 if self.waiting:  # nothing running and the head still cannot start: never will
                     self.reject(self.waiting.popleft(), "unschedulable")
                 elif self.swapped:
                     self.reject(self.swapped.popleft(), "unschedulable")
                 continue
+            if batch.preemptible or batch.gang:
+                yield from self._run_cuttable(batch)
+                continue
             if self.fast_forward and not self.waiting and not self.swapped and not batch.prefill \
                     and batch.decode_tokens is None and len(batch.decode) == len(self.running) \
-                    and not self.pending_swap_bytes:
+                    and not self.pending_swap_bytes and self.paused is None and self.hold_request is None:
                 yield from self._stretch(batch)
                 continue
             step_s = self._step_time(batch)
@@ -242,6 +364,80 @@ class Replica:
             yield at(env, end)
             self._account(batch, step_s)
             self._apply(batch, end)
+
+    # ------------------------------------------------------------------ pausable iterations, gangs
+    def _pause(self, batch: Batch) -> None:
+        """Park a cut batch: its requests leave ``running`` (KV kept) until it resumes."""
+        members = set(map(id, batch.requests))
+        self.running = [r for r in self.running if id(r) not in members]
+        self.paused = batch
+
+    def _unpause(self) -> Batch:
+        batch, self.paused = self.paused, None
+        self.running.extend(batch.requests)
+        return batch
+
+    def _run_cuttable(self, batch: Batch):
+        """Run a preemptible and/or gang batch: gather the gang, run, and either apply the
+        batch or, if cut at a layer boundary, park the rest in ``paused``."""
+        env = self.env
+        self._cur = batch
+        if batch.gang:
+            self._gathering = True
+            barriers = [h.request_hold(self) for h in batch.gang]
+            try:
+                yield env.all_of(barriers)
+            except simpy.Interrupt:  # new work wants this replica: let the gang go, run it first
+                self._interrupt_pending = False
+                self._gathering = False
+                self._cur = None
+                for h in batch.gang:
+                    h.cancel_hold()
+                self._pause(batch)
+                return
+            self._gathering = False
+        full_s = batch.step_s if batch.step_s is not None else self._step_time(batch)
+        batch.step_s = full_s
+        num_layers = self.num_layers
+        left = num_layers - batch.done_layers
+        layer_s = full_s / num_layers
+        step_s = full_s * left / num_layers
+        start = env.now
+        self._cur_start, self._cur_layer_s, self._cur_layers_left = start, layer_s, left
+        self._cut_end = None
+        end = start + step_s
+        while True:
+            try:
+                yield at(env, end if self._cut_end is None else self._cut_end)
+                break
+            except simpy.Interrupt:
+                self._interrupt_pending = False
+        self._cur = None
+        for h in batch.gang or ():
+            h.cancel_hold()
+        if self._cut_end is not None:
+            self._cut_end = None
+            self._account(batch, env.now - start)
+            batch.done_layers += self._cut_layers
+            self.num_cuts += 1
+            self._pause(batch)
+            return
+        self._account(batch, step_s)
+        self._apply(batch, end)
+        if batch.on_finish is not None:
+            batch.on_finish(batch)
+
+    def _hold(self):
+        """Hold for a gang lead: do nothing until it lets go (counted as prefill busy time)."""
+        env = self.env
+        self.held_by, self.hold_request = self.hold_request, None
+        self._held = env.event()
+        held = self._held
+        barrier, self._barrier = self._barrier, None
+        barrier.succeed()
+        start = env.now
+        yield held
+        self.busy_prefill_s += env.now - start
 
     def _step_time(self, batch: Batch) -> float:
         chunks = [(n, r.num_computed_tokens) for r, n in batch.prefill]

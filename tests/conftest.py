@@ -61,8 +61,20 @@ def _with_long_pool(data: dict) -> None:
         data["cluster"]["router"] = {"name": data["cluster"]["router"], "long_input_tokens": 400}
 
 
+def _with_pecsched(data: dict) -> None:
+    """pecsched: a threshold, small gangs, and a one-replica short-decode pool with the hand-off."""
+    pools = data["cluster"]["pools"]
+    decode_pool = copy.deepcopy(pools[0])
+    decode_pool.update(name="shortdecode", role="decode", num_replicas=1, scheduler="vllm_v1")
+    pools.append(decode_pool)
+    data["cluster"]["handoff"] = {"name": "pecsched"}
+    if isinstance(data["cluster"]["router"], str):
+        data["cluster"]["router"] = {"name": "pecsched", "long_input_tokens": 300, "replicas_per_node": 2,
+                                     "sp_tokens_per_replica": 200}
+
+
 # routers that need more than a name to run in the generic (determinism, property) tests
-ROUTER_SETUPS = {"length_reservation": _with_long_pool}
+ROUTER_SETUPS = {"length_reservation": _with_long_pool, "pecsched": _with_pecsched}
 
 
 def make_config(**kwargs: Any):

@@ -34,3 +34,15 @@ def test_bad_config_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "workload.rate_rps" in err and "bad.yaml:1" in err
     assert "Traceback" not in err
+
+
+def test_calibrate_json_meets_targets(capsys):
+    assert main(["calibrate", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["points"]) >= 40 and out["median_abs_error"] <= 0.10
+
+
+def test_trace_stats_json(capsys):
+    assert main(["trace", "stats", "traces/data/azure_llm_2023_conv.csv", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == 19366

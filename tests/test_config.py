@@ -83,3 +83,25 @@ def test_plugin_by_dotted_name():
     data = make_config_dict(router="policies.routers.basic:RoundRobinRouter")
     cfg = from_dict(data)
     assert cfg.cluster.router.policy_cls.__name__ == "RoundRobinRouter"
+
+
+def test_errors_survive_copying():
+    import pickle
+
+    from sim.errors import TraceError
+
+    for exc in (TraceError("t.csv", 7, "bad row"), ConfigError("bad", "a.b", "c.yaml")):
+        again = pickle.loads(pickle.dumps(exc))
+        assert str(again) == str(exc) and type(again)(*again.args).args == exc.args
+
+
+def test_bad_trace_row_mid_run_names_file_and_line(tmp_path):
+    from sim import simulate
+    from sim.errors import TraceError
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                     "2023-11-16 18:15:46.6805900,10,5\n2023-11-16 18:15:47.0000000,ten,5\n")
+    with pytest.raises(TraceError) as err:
+        simulate(from_dict(make_config_dict(workload={"name": "trace", "path": str(trace)})))
+    assert str(err.value).startswith(f"{trace}:3:")

@@ -1,3 +1,3 @@
 """Prefill-to-decode hand-off policies (P/D disaggregation), registered by name."""
 
-from policies.handoff import distserve, splitwise  # noqa: F401
+from policies.handoff import distserve, pecsched, splitwise  # noqa: F401

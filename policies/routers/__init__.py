@@ -1,3 +1,3 @@
 """Cluster routers, registered by name."""
 
-from policies.routers import basic, length_reservation, prefix_affinity, splitwise  # noqa: F401
+from policies.routers import basic, length_reservation, pecsched, prefix_affinity, splitwise  # noqa: F401

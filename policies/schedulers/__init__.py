@@ -3,6 +3,7 @@
 from policies.schedulers import (  # noqa: F401
     distserve_prefill,
     orca,
+    pecsched,
     sarathi,
     splitfuse,
     splitwise,

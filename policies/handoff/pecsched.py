@@ -1,0 +1,67 @@
+"""PecSched's hand-off: short decodes move to a small decode pool, long decodes stay put.
+
+Acts on ``mixed`` (and ``prefill``) replicas. When a short request's prefill ends, its KV is
+pushed to the decode-pool replica with the least KV in use (plus KV on its way) that can
+hold it; when none can, it decodes where it is. A long request always decodes on the
+replica that ran its prefill (PecSched never preempts or moves long decodes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from policies.handoff.distserve import link_factory
+from sim.handoff import HandoffBase
+from sim.registry import HANDOFFS
+from sim.replica import Replica
+from sim.request import Request
+from sim.schema import param
+
+
+@dataclass
+class PecSchedHandoffParams:
+    """The link to the short-decode pool and the long threshold."""
+
+    link: str = param("nvlink3", doc="link the KV is copied over (hardware.links catalog)")
+    link_gbps: float | None = param(None, gt=0, doc="override the link's bandwidth, GB/s per direction")
+    link_latency_s: float | None = param(None, ge=0, doc="override the link's latency")
+    long_input_tokens: int | None = param(None, ge=1,
+                                          doc="long threshold (null: the pecsched router's; without it all are short)")
+
+
+@HANDOFFS.register("pecsched")
+class PecSchedHandoff(HandoffBase):
+    """Push short requests' KV to the least-used decode replica; keep long ones in place."""
+
+    Params = PecSchedHandoffParams
+    source_roles = ("mixed", "prefill")
+
+    def __init__(self, params: PecSchedHandoffParams, cluster: Any):
+        super().__init__(params, cluster, link_factory(params, cluster))
+        self.targets = self.decode_replicas
+        self.router_state = getattr(cluster.router, "state", None)
+        self.num_decoded_in_place = 0
+
+    def is_long(self, req: Request) -> bool:
+        """True for a long request (its decode never moves)."""
+        if self.params.long_input_tokens is not None:
+            return req.input_tokens > self.params.long_input_tokens
+        return self.router_state is not None and self.router_state.is_long(req)
+
+    def on_prefilled(self, src: Replica, req: Request) -> bool:
+        if src.role == "decode" or self.is_long(req):
+            return False
+        best, best_mem = None, None
+        for dst in self.targets:
+            if not self.fits(dst, req):
+                continue
+            mem = dst.kv.num_used + self.inflight_blocks[dst.id]
+            if best is None or mem < best_mem:
+                best, best_mem = dst, mem
+        if best is None:
+            self.num_decoded_in_place += 1
+            return False
+        handle = src.detach(req)
+        self.send(req, src, handle, best)
+        return True

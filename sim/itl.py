@@ -1,0 +1,106 @@
+"""Inter-token gaps (ITL) of a whole run, in bounded memory.
+
+Gaps go into log-spaced bins of relative width ``REL_WIDTH`` (0.1%) from 1 us to 10^4 s:
+percentiles are exact to within one bin (the reported value is the bin's geometric
+centre), while the mean, the count and the maximum are exact. Memory is fixed (about 190 kB
+of counts plus a flush buffer), whatever the number of tokens; the fast path adds a stretch's
+per-iteration gaps with a weight (the number of requests that saw each gap).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+import numpy as np
+
+REL_WIDTH = 1e-3
+LOW_S = 1e-6
+HIGH_S = 1e4
+_LOG_GROWTH = math.log1p(REL_WIDTH)
+NUM_BINS = int(math.ceil(math.log(HIGH_S / LOW_S) / _LOG_GROWTH)) + 2  # + underflow and overflow
+_FLUSH_AT = 1 << 16
+
+
+class ItlHistogram:
+    """Weighted inter-token gaps: ``add`` one, ``add_many`` with a weight, then ``summary``."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(NUM_BINS, dtype=np.int64)
+        self._total_s = 0.0
+        self._count = 0
+        self._max_s = 0.0
+        self._singles = array("d")
+        self.add = self._singles.append        # hot path: one gap
+        self._chunks: list[tuple[np.ndarray, int]] = []
+        self._chunk_len = 0
+
+    def add_many(self, gaps: np.ndarray, weight: int) -> None:
+        """Record ``weight`` copies of every gap in ``gaps``."""
+        self._chunks.append((gaps, weight))
+        self._chunk_len += len(gaps)
+        if self._chunk_len >= _FLUSH_AT:
+            self.flush()
+        if len(self._singles) >= _FLUSH_AT:
+            self._flush_singles()
+
+    def _bin(self, values: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            idx = np.floor(np.log(np.maximum(values, 0.0) / LOW_S) / _LOG_GROWTH) + 1
+        return np.clip(np.nan_to_num(idx, neginf=0.0), 0, NUM_BINS - 1).astype(np.int64)
+
+    def _account(self, values: np.ndarray, weights: np.ndarray | None) -> None:
+        if not len(values):
+            return
+        self.counts += np.bincount(self._bin(values), weights=weights, minlength=NUM_BINS).astype(np.int64)
+        self._total_s += float(values.sum() if weights is None else (values * weights).sum())
+        self._count += int(len(values) if weights is None else weights.sum())
+        self._max_s = max(self._max_s, float(values.max()))
+
+    @property
+    def count(self) -> int:
+        """Gaps recorded (with their weights)."""
+        self.flush()
+        return self._count
+
+    @property
+    def max_s(self) -> float:
+        """Largest gap (exact)."""
+        self.flush()
+        return self._max_s
+
+    def _flush_singles(self) -> None:
+        values = np.frombuffer(self._singles, dtype=np.float64).copy()
+        del self._singles[:]
+        self._account(values, None)
+
+    def flush(self) -> None:
+        """Move buffered gaps into the bins."""
+        self._flush_singles()
+        if self._chunks:
+            values = np.concatenate([g for g, _w in self._chunks])
+            weights = np.concatenate([np.full(len(g), w, dtype=np.float64) for g, w in self._chunks])
+            self._chunks.clear()
+            self._chunk_len = 0
+            self._account(values, weights)
+
+    def percentiles(self, qs: tuple[int, ...]) -> list[float]:
+        """Gap percentiles (bin centres; nan when no gap was recorded)."""
+        self.flush()
+        if self._count == 0:
+            return [float("nan")] * len(qs)
+        cum = np.cumsum(self.counts)
+        out = []
+        for q in qs:
+            idx = int(np.searchsorted(cum, q / 100.0 * self._count, side="left"))
+            idx = min(idx, NUM_BINS - 1)
+            if idx == 0:
+                out.append(LOW_S)
+            else:  # bin idx covers [LOW * g^(idx-1), LOW * g^idx)
+                out.append(min(LOW_S * math.exp((idx - 0.5) * _LOG_GROWTH), self._max_s))
+        return out
+
+    def mean_s(self) -> float:
+        """Exact mean gap."""
+        self.flush()
+        return self._total_s / self._count if self._count else float("nan")

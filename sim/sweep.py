@@ -1,0 +1,620 @@
+"""Sweeps: one base config, many points, run on a process pool or on Ray, resumable.
+
+A sweep file names a base config and the values to vary by dotted key::
+
+    name: smoke
+    base: ../../configs/quickstart.yaml      # a path (relative to this file) or a mapping
+    set: {workload.max_requests: 500}        # fixed overrides applied to the base
+    grid:                                    # cartesian product, last key fastest
+      workload.rate_scale: [1, 2, 4]
+      cluster.pools[0].scheduler.name: [vllm_v1, sarathi]
+    zip:                                     # paired lists of equal length
+      cluster.pools[0].num_replicas: [1, 2]
+      cluster.pools[0].hardware.device: [H100-SXM, A100-80GB]
+    points:                                  # explicit list of override mappings
+      - {slo.ttft_s: 0.5}
+    seeds: 3                                 # a count (0, 1, 2) or a list; innermost
+    labels: {workload.rate_scale: rate_scale}  # column names for swept keys
+
+Points are every grid combination x every zip row x every explicit point x every seed.
+Every point's config is validated before the first one runs.
+
+The results folder::
+
+    DIR/sweep.json        what the folder belongs to (fingerprint of base + points)
+    DIR/results.jsonl     one JSON row per finished point, appended and fsynced
+    DIR/results.parquet   the combined table (CSV without pyarrow), rewritten from the
+                          journal after every point, rows sorted by point index
+    DIR/points/p0007/     config.yaml, requests, summary.json as ``servesim run`` writes
+
+Table columns: ``point``, the swept columns, ``seed``, ``status``, ``error``, ``dir``, then
+the summary metrics and ``offered_rps`` (arrivals per second over the arrival span) sorted
+by name (``wall_s`` is left out so tables are reproducible).
+A rerun of the same sweep into the same folder skips finished points and retries failed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from sim.config import from_dict, load_yaml, set_dotted
+from sim.errors import ConfigError, ServesimError
+
+SECTIONS = ("name", "description", "base", "set", "grid", "zip", "points", "seeds", "labels")
+RESERVED_COLUMNS = ("point", "seed", "status", "error", "dir")
+JOURNAL = "results.jsonl"
+MANIFEST = "sweep.json"
+TABLE_STEM = "results"
+# summary keys kept out of the combined table: they differ between identical runs
+UNREPRODUCIBLE = ("wall_s",)
+
+
+class SweepError(ServesimError):
+    """A sweep file or results folder is unusable; the message names the problem."""
+
+
+@dataclass
+class SweepPoint:
+    """One run of a sweep: its index, swept values by dotted key, and its seed."""
+
+    index: int
+    values: dict[str, Any]
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """Folder name of the point, e.g. ``p0007``."""
+        return f"p{self.index:04d}"
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep: the base config mapping, the swept keys and every point."""
+
+    name: str
+    base: dict
+    keys: list[str]
+    points: list[SweepPoint]
+    labels: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+
+    def label(self, key: str) -> str:
+        """Column name of swept key ``key``."""
+        return self.labels.get(key, key)
+
+    def config_dict(self, point: SweepPoint) -> dict:
+        """The full config mapping of ``point`` (base, swept values, seed, no progress bar)."""
+        data = copy.deepcopy(self.base)
+        for key, value in point.values.items():
+            set_dotted(data, key, copy.deepcopy(value))
+        data["seed"] = point.seed
+        set_dotted(data, "engine.progress", False)
+        return data
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides the results: base config and points."""
+        blob = {"base": self.base, "points": [[p.values, p.seed] for p in self.points]}
+        text = json.dumps(blob, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def manifest(self) -> dict[str, Any]:
+        """What ``sweep.json`` records about the sweep."""
+        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint(),
+                "num_points": len(self.points), "keys": self.keys, "labels": self.labels,
+                "points": [{"point": p.index, "seed": p.seed, "values": p.values} for p in self.points]}
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def load_sweep(path_or_mapping: str | Path | dict, base_dir: str | Path | None = None) -> Sweep:
+    """Parse and validate a sweep file (or mapping); every point's config is checked."""
+    if isinstance(path_or_mapping, dict):
+        data, source = copy.deepcopy(path_or_mapping), None
+        here = Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        source = str(path_or_mapping)
+        try:
+            data = load_yaml(path_or_mapping)
+        except ConfigError as exc:
+            raise SweepError(str(exc)) from None
+        here = Path(path_or_mapping).parent
+    where = source or "sweep"
+    try:
+        return _parse(data, here, where, source)
+    except (ConfigError, SweepError) as exc:
+        msg = str(exc)
+        raise SweepError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+
+
+def _parse(data: dict, here: Path, where: str, source: str | None) -> Sweep:
+    for key in data:
+        if key not in SECTIONS:
+            close = difflib.get_close_matches(str(key), SECTIONS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SweepError(f"unknown section {key!r}{hint} (sections: {', '.join(SECTIONS)})")
+    base = _load_base(data.get("base"), here)
+    for key, value in _mapping(data.get("set", {}), "set").items():
+        set_dotted(base, key, value)
+    grid = _lists(data["grid"], "grid") if "grid" in data else {}
+    zipped = _lists(data["zip"], "zip") if "zip" in data else {}
+    if zipped and len({len(v) for v in zipped.values()}) > 1:
+        lengths = ", ".join(f"{k}: {len(v)}" for k, v in zipped.items())
+        raise SweepError(f"zip: lists differ in length ({lengths})")
+    explicit = _explicit_points(data["points"]) if "points" in data else [{}]
+    seeds = _seeds(data.get("seeds"), base.get("seed", 0))
+    keys = _swept_keys(grid, zipped, explicit)
+    labels = _labels(data.get("labels", {}), keys)
+
+    grid_rows = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    n_zip = len(next(iter(zipped.values()))) if zipped else 1
+    zip_rows = [{k: v[i] for k, v in zipped.items()} for i in range(n_zip)]
+    points = []
+    for g, z, e in itertools.product(grid_rows, zip_rows, explicit):
+        for seed in seeds:
+            points.append(SweepPoint(len(points), {**g, **z, **e}, seed))
+    name = str(data.get("name") or (Path(source).stem if source else "sweep"))
+    sweep = Sweep(name, base, keys, points, labels, source)
+    _validate_points(sweep)
+    return sweep
+
+
+def _load_base(value: Any, here: Path) -> dict:
+    if value is None:
+        raise SweepError("missing 'base' (a config file path or an inline config mapping)")
+    if isinstance(value, dict):
+        return copy.deepcopy(value)
+    if not isinstance(value, str):
+        raise SweepError(f"base: expected a path or a mapping, got {value!r}")
+    path = here / value if not Path(value).is_absolute() else Path(value)
+    if not path.is_file() and Path(value).is_file():
+        path = Path(value)  # relative to the working directory
+    if not path.is_file():
+        raise SweepError(f"base: config file not found: {value} (looked in {here} and the working directory)")
+    return load_yaml(path)
+
+
+def _mapping(value: Any, section: str) -> dict:
+    if not isinstance(value, dict):
+        raise SweepError(f"{section}: expected a mapping of dotted key -> value, got {value!r}")
+    return value
+
+
+def _lists(value: Any, section: str) -> dict[str, list]:
+    value = _mapping(value, section)
+    if not value:
+        raise SweepError(f"{section}: is empty (give at least one dotted key with a list of values)")
+    for key, values in value.items():
+        if not isinstance(values, list):
+            raise SweepError(f"{section}.{key}: expected a list of values, got {values!r}")
+        if not values:
+            raise SweepError(f"{section}.{key}: empty list of values")
+    return value
+
+
+def _explicit_points(value: Any) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise SweepError("points: expected a non-empty list of override mappings")
+    for i, p in enumerate(value):
+        if not isinstance(p, dict):
+            raise SweepError(f"points[{i}]: expected a mapping of dotted key -> value, got {p!r}")
+    return value
+
+
+def _seeds(value: Any, default: int) -> list[int]:
+    if value is None:
+        return [int(default)]
+    if isinstance(value, bool):
+        raise SweepError(f"seeds: expected a count or a list of seeds, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise SweepError(f"seeds: a count must be >= 1, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                 for s in value):
+        if len(set(value)) != len(value):
+            raise SweepError(f"seeds: repeated seed in {value}")
+        return list(value)
+    raise SweepError(f"seeds: expected a count or a non-empty list of non-negative integers, got {value!r}")
+
+
+def _swept_keys(grid: dict, zipped: dict, explicit: list[dict]) -> list[str]:
+    keys: list[str] = []
+    sections = [("grid", list(grid)), ("zip", list(zipped))] + [(f"points[{i}]", list(p))
+                                                               for i, p in enumerate(explicit)]
+    owner: dict[str, str] = {}
+    for section, names in sections:
+        for key in names:
+            if key == "seed":
+                raise SweepError(f"{section}: vary the seed with 'seeds:', not as a key")
+            if key in owner and not (owner[key].startswith("points") and section.startswith("points")):
+                raise SweepError(f"{section}.{key}: already swept in {owner[key]}")
+            if key not in owner:
+                owner[key] = section
+                keys.append(key)
+    return keys
+
+
+def _labels(value: Any, keys: list[str]) -> dict[str, str]:
+    labels = {str(k): str(v) for k, v in _mapping(value, "labels").items()}
+    for key in labels:
+        if key not in keys:
+            raise SweepError(f"labels.{key}: not a swept key (swept: {', '.join(keys) or 'none'})")
+    columns = [labels.get(k, k) for k in keys]
+    for col in columns:
+        if col in RESERVED_COLUMNS:
+            raise SweepError(f"labels: column name {col!r} is reserved ({', '.join(RESERVED_COLUMNS)})")
+        if columns.count(col) > 1:
+            raise SweepError(f"labels: column name {col!r} used twice")
+    return labels
+
+
+def _validate_points(sweep: Sweep) -> None:
+    """Parse every point's config (and build each distinct workload) before anything runs."""
+    workloads: dict[str, Any] = {}
+    for p in sweep.points:
+        try:
+            config = from_dict(sweep.config_dict(p))
+        except ConfigError as exc:
+            swept = ", ".join(f"{k}={v!r}" for k, v in p.values.items()) or "base config"
+            raise SweepError(f"point {p.index} ({swept}, seed {p.seed}): {exc}") from None
+        key = json.dumps(config.workload.to_config(), sort_keys=True, default=repr)
+        if key not in workloads:
+            try:
+                workloads[key] = config.workload.build()
+            except ConfigError as exc:
+                raise SweepError(f"point {p.index}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def run_point(config: dict, cwd: str | None = None) -> tuple[str, Any]:
+    """Simulate one point: ("ok", Result) or ("failed", (one-line error, traceback))."""
+    if cwd and os.path.isdir(cwd) and os.getcwd() != cwd:
+        os.chdir(cwd)  # Ray workers may start elsewhere; relative trace paths follow the driver
+    from sim.api import simulate
+
+    try:
+        return "ok", simulate(config)
+    except Exception as exc:  # noqa: BLE001 - a failed point is recorded and the sweep goes on
+        return "failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _local_backend(items: list[tuple[int, dict]], workers: int) -> Iterator[tuple[int, tuple[str, Any]]]:
+    """Yield (point index, outcome) as points finish on a process pool (in-process if 1 worker)."""
+    cwd = os.getcwd()
+    if workers <= 1 or len(items) <= 1:
+        for index, config in items:
+            yield index, run_point(config, cwd)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: safe under notebooks and threads; workers import the project once each
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(run_point, config, cwd): index for index, config in items}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_backend(items: list[tuple[int, dict]], workers: int,
+                 address: str | None) -> Iterator[tuple[int, tuple[str, Any]]]:
+    """Yield (point index, outcome) as Ray tasks finish, on a local or an existing cluster."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("the ray backend needs Ray: pip install 'servesim[ray]'") from None
+    import logging
+
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+        if address:
+            kwargs["address"] = address
+        else:
+            kwargs["num_cpus"] = max(workers, 1)
+        ray.init(**kwargs)
+        started = True
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(run_point)
+        cwd = os.getcwd()
+        pending = {task.remote(config, cwd): index for index, config in items}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                yield pending.pop(ref), ray.get(ref)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+BACKENDS = ("local", "ray")
+
+
+def run_sweep(
+    sweep: Sweep | str | Path | dict,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    progress: bool | TextIO = True,
+) -> pd.DataFrame:
+    """Run (or resume) a sweep into ``out``; returns the combined table sorted by point."""
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    if backend not in BACKENDS:
+        raise SweepError(f"unknown backend {backend!r} (choices: {', '.join(BACKENDS)})")
+    out = Path(out)
+    _claim_folder(sweep, out, overwrite)
+    rows = read_journal(out / JOURNAL)
+    todo = [p for p in sweep.points if rows.get(p.index, {}).get("status") != "ok"]
+    bar = Progress(len(sweep.points), len(sweep.points) - len(todo), progress)
+    by_index = {p.index: p for p in sweep.points}
+    items = [(p.index, sweep.config_dict(p)) for p in todo]
+    if backend == "ray":
+        results = _ray_backend(items, workers, ray_address)
+    else:
+        results = _local_backend(items, workers)
+    try:
+        for index, outcome in results:
+            row = _finish_point(sweep, by_index[index], outcome, out)
+            append_journal(out / JOURNAL, row)
+            rows[index] = json.loads(json.dumps(row))
+            write_table(sweep, rows, out)
+            bar.update(row["status"] != "ok")
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # shuts the pool or Ray down when interrupted
+        bar.close()
+    return write_table(sweep, rows, out)
+
+
+def _claim_folder(sweep: Sweep, out: Path, overwrite: bool) -> None:
+    """Make ``out`` this sweep's folder; refuse a folder holding anything else."""
+    manifest_path = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{out} exists and is not a folder")
+    if manifest_path.is_file():
+        try:
+            old = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("fingerprint") != sweep.fingerprint():
+            if not overwrite:
+                raise SweepError(
+                    f"{out} holds the results of a different sweep ({old.get('name', '?')!r}, "
+                    f"{old.get('num_points', '?')} points); choose another --out or pass --overwrite to replace it")
+            shutil.rmtree(out)
+    elif out.is_dir() and any(out.iterdir()):
+        raise SweepError(f"{out} exists and is not a sweep results folder (no {MANIFEST}); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if not manifest_path.is_file():
+        _write_atomic(manifest_path, json.dumps(sweep.manifest(), indent=2, default=repr) + "\n")
+
+
+def _finish_point(sweep: Sweep, point: SweepPoint, outcome: tuple[str, Any], out: Path) -> dict[str, Any]:
+    """Write the point's folder and return its table row."""
+    from sim.output import write_run
+
+    status, payload = outcome
+    folder = out / "points" / point.name
+    row: dict[str, Any] = {"point": point.index}
+    for key in sweep.keys:
+        row[sweep.label(key)] = _cell(point.values.get(key))
+    row.update(seed=point.seed, status=status, error=None, dir=f"points/{point.name}")
+    if status == "ok":
+        write_run(payload, folder)
+        from sim.capacity import offered_rps
+
+        row["offered_rps"] = offered_rps(payload.requests)
+        for key, value in payload.summary.items():
+            if key not in UNREPRODUCIBLE and key not in row:
+                row[key] = _cell(value)
+    else:
+        message, trace = payload
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text(trace)
+        row["error"] = message
+    return row
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: scalars as they are, mappings and lists as JSON text."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=repr)
+    return value
+
+
+def read_journal(path: Path) -> dict[int, dict[str, Any]]:
+    """Rows of a results journal by point (the last row of a point wins; a torn line is skipped)."""
+    rows: dict[int, dict[str, Any]] = {}
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the tail of a killed write
+        if isinstance(row, dict) and isinstance(row.get("point"), int):
+            rows[row["point"]] = row
+    return rows
+
+
+def append_journal(path: Path, row: dict[str, Any]) -> None:
+    """Append one row and fsync, so a kill loses no finished point."""
+    data = json.dumps(row, sort_keys=True) + "\n"
+    with open(path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")  # a torn last line stays on its own line
+        f.write(data.encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def table_frame(sweep: Sweep, rows: dict[int, dict[str, Any]]) -> pd.DataFrame:
+    """The combined table of ``rows``: fixed column order, sorted by point index."""
+    fixed = ["point"] + [sweep.label(k) for k in sweep.keys] + ["seed", "status", "error", "dir"]
+    ordered = [rows[i] for i in sorted(rows)]
+    metrics = sorted({k for r in ordered for k in r} - set(fixed))
+    df = pd.DataFrame.from_records(ordered, columns=fixed + metrics) if ordered else pd.DataFrame(columns=fixed)
+    for col in df.columns:
+        if df[col].dtype == object:
+            kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and v != v)}
+            if len(kinds) > 1:
+                df[col] = [None if v is None else json.dumps(v) if not isinstance(v, str) else v for v in df[col]]
+    return df.reset_index(drop=True)
+
+
+def write_table(sweep: Sweep, rows: dict[int, dict[str, Any]], out: Path) -> pd.DataFrame:
+    """Rewrite the combined table atomically; returns it."""
+    from sim.output import write_frame
+
+    df = table_frame(sweep, rows)
+    tmp = out / f".{TABLE_STEM}.tmp"
+    written = write_frame(df, tmp)
+    os.replace(written, out / (TABLE_STEM + written.suffix))
+    return df
+
+
+def table_path(out: str | Path) -> Path:
+    """The combined table file of a results folder (parquet, else CSV)."""
+    out = Path(out)
+    for suffix in (".parquet", ".csv"):
+        if (out / (TABLE_STEM + suffix)).is_file():
+            return out / (TABLE_STEM + suffix)
+    raise SweepError(f"no combined table in {out}")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A one-line progress bar with ETA on stderr (a line per update when not a terminal)."""
+
+    def __init__(self, total: int, done: int, stream: bool | TextIO = True):
+        self.total = total
+        self.done = done
+        self.resumed = done
+        self.failed = 0
+        self.start = time.monotonic()
+        self.stream: TextIO | None = sys.stderr if stream is True else (stream or None)
+        self.tty = bool(self.stream is not None and getattr(self.stream, "isatty", lambda: False)())
+        self._last = 0.0
+        if self.stream is not None and done:
+            self.stream.write(f"sweep: resuming, {done} of {total} points already done\n")
+
+    def update(self, failed: bool) -> None:
+        """Count one finished point and redraw."""
+        self.done += 1
+        self.failed += int(failed)
+        now = time.monotonic()
+        if self.stream is None or (not self.tty and now - self._last < 2.0 and self.done < self.total):
+            return
+        self._last = now
+        self.stream.write(("\r" if self.tty else "") + self.line(now) + ("" if self.tty else "\n"))
+        self.stream.flush()
+
+    def line(self, now: float) -> str:
+        """The text of the bar at wall time ``now``."""
+        elapsed = now - self.start
+        ran = self.done - self.resumed
+        left = self.total - self.done
+        eta = elapsed / ran * left if ran else float("nan")
+        width = 24
+        filled = int(width * self.done / max(self.total, 1))
+        failed = f"  {self.failed} failed" if self.failed else ""
+        return (f"sweep [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}{failed}"
+                f"  elapsed {_clock(elapsed)}  ETA {_clock(eta)}")
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.stream is not None and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:
+        return "--:--"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    """Register ``servesim sweep``."""
+    p = sub.add_parser("sweep", help="run a sweep file on a process pool or Ray; resumable")
+    p.add_argument("sweep", help="sweep YAML file (base config + grid/zip/points + seeds)")
+    p.add_argument("--out", default=None, help="results folder (default runs/<sweep name>)")
+    p.add_argument("--workers", type=int, default=None, help="parallel points (default: CPU count)")
+    p.add_argument("--backend", choices=BACKENDS, default="local", help="local process pool or Ray")
+    p.add_argument("--ray-address", default=None, help="existing Ray cluster (default: start a local one)")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder holding a different sweep")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(handler=cmd_sweep)
+
+
+SHOWN_METRICS = ("offered_rps", "goodput_rps", "slo_attainment", "ttft_p99_s", "tpot_p99_s")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Handler of ``servesim sweep``."""
+    sweep = load_sweep(args.sweep)
+    if args.dry_run:
+        print(f"{args.sweep}: {len(sweep.points)} points, swept {', '.join(sweep.keys) or 'nothing'}")
+        for p in sweep.points:
+            print(f"  {p.name}  " + "  ".join(f"{sweep.label(k)}={p.values.get(k)!r}" for k in sweep.keys)
+                  + f"  seed={p.seed}")
+        return 0
+    out = Path(args.out) if args.out else Path("runs") / sweep.name
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    table = run_sweep(sweep, out, workers=workers, backend=args.backend, ray_address=args.ray_address,
+                      overwrite=args.overwrite, progress=not args.quiet)
+    failed = int((table["status"] != "ok").sum())
+    if not args.quiet:
+        print(f"servesim sweep {args.sweep} -> {out}/  ({len(table)} points, {failed} failed)")
+        shown = ["point"] + [sweep.label(k) for k in sweep.keys] + ["seed", "status"]
+        shown += [m for m in SHOWN_METRICS if m in table.columns]
+        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 60,
+                               "display.float_format", "{:.4g}".format):
+            print(table[shown].to_string(index=False))
+        print(f"  table: {table_path(out)}")
+        for _, row in table[table["status"] != "ok"].iterrows():
+            print(f"  point {row['point']} failed: {row['error']}", file=sys.stderr)
+    return 1 if failed else 0
