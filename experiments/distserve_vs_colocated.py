@@ -1,13 +1,13 @@
 """DistServe vs colocated serving at the same GPU count, under a tight and a loose TPOT SLO.
 
-ShareGPT lengths with Poisson arrivals, Llama-3-8B on H100s. For each system the highest
+ShareGPT lengths with Poisson arrivals, by default DistServe's own chatbot setting: OPT-13B on A100-80GB with its SLOs. For each system the highest
 request rate with at least 90% of requests meeting both TTFT and TPOT is found by bisection
 (``sim.capacity.find_capacity``); DistServe's prefill/decode split is searched over all
 splits of the GPUs. The paper's claim: with a tight TPOT SLO disaggregation sustains a
 several times higher rate (7.4x vs vLLM on OPT models); with a loose one the gap shrinks.
 Also printed: the KV copy's share of TTFT and of E2E at the DistServe capacity point.
 
-    python experiments/distserve_vs_colocated.py [--gpus 4] [--requests 1500]
+    python experiments/distserve_vs_colocated.py [--gpus 4] [--requests 1500] [--model M --device D]
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from pd_configs import colocated, distserve, hardware, sharegpt_poisson  # noqa:
 from sim.api import simulate  # noqa: E402
 from sim.capacity import find_capacity  # noqa: E402
 
-SLOS = {"tight": {"ttft_s": 1.0, "tpot_s": 0.025}, "loose": {"ttft_s": 1.0, "tpot_s": 0.1}}
 
 
 def capacity(config: dict, slo: dict) -> tuple[float, dict]:
@@ -48,23 +47,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=4, help="GPUs per system")
     parser.add_argument("--requests", type=int, default=1500, help="requests per probe")
-    parser.add_argument("--model", default="Llama-3-8B")
+    parser.add_argument("--model", default="Llama-3-8B", help="e.g. OPT-13B for DistServe's chatbot setting")
     parser.add_argument("--device", default="H100-SXM")
+    parser.add_argument("--context", type=int, default=8192, help="clip prompt + output to this many tokens")
+    parser.add_argument("--ttft", type=float, default=1.0, help="TTFT SLO, s (DistServe's OPT-13B chatbot: 0.25)")
+    parser.add_argument("--tight-tpot", type=float, default=0.012, help="tight TPOT SLO, s (about 1.5x a decode step)")
+    parser.add_argument("--loose-tpot", type=float, default=0.1, help="loose TPOT SLO, s")
     args = parser.parse_args(argv)
     hw = hardware(args.device, args.model)
-    workload = sharegpt_poisson(2.0, args.requests)
+    workload = sharegpt_poisson(2.0, args.requests, max_context_tokens=args.context)
+    slos = {"tight": {"ttft_s": args.ttft, "tpot_s": args.tight_tpot},
+            "loose": {"ttft_s": args.ttft, "tpot_s": args.loose_tpot}}
     print(f"{args.model} on {args.gpus} x {args.device}, ShareGPT lengths, Poisson; capacity = highest rate with "
           f">= 90% meeting TTFT and TPOT")
-    print(f"{'SLO':<22} {'system':<26} {'capacity req/s':>15} {'per GPU':>9}")
-    for name, slo in SLOS.items():
+    print(f"{'SLO':<34} {'system':<26} {'capacity req/s':>15} {'per GPU':>9}")
+    for name, slo in slos.items():
         label = f"{name} (TTFT {slo['ttft_s']}s, TPOT {slo['tpot_s']}s)"
         colo_rate, _ = capacity(colocated(workload, args.gpus, hw), slo)
-        print(f"{label:<22} {'colocated vLLM':<26} {colo_rate:15.2f} {colo_rate / args.gpus:9.2f}", flush=True)
+        print(f"{label:<34} {'colocated vLLM':<26} {colo_rate:15.2f} {colo_rate / args.gpus:9.2f}", flush=True)
         best = (0.0, None, None)
         for num_prefill in range(1, args.gpus):
             cfg = distserve(workload, num_prefill, args.gpus - num_prefill, hw, hw)
             rate, _ = capacity(cfg, slo)
-            print(f"{'':<22} {f'DistServe {num_prefill}P+{args.gpus - num_prefill}D':<26} {rate:15.2f} "
+            print(f"{'':<34} {f'DistServe {num_prefill}P+{args.gpus - num_prefill}D':<26} {rate:15.2f} "
                   f"{rate / args.gpus:9.2f}", flush=True)
             if rate > best[0]:
                 best = (rate, num_prefill, cfg)

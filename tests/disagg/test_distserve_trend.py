@@ -1,0 +1,34 @@
+"""DistServe's trend on a small case: disaggregation wins under a tight TPOT SLO, not a loose one."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+
+from pd_configs import colocated, distserve, hardware, sharegpt_poisson  # noqa: E402
+
+from sim import simulate  # noqa: E402
+
+HW = hardware("H100-SXM", "Llama-3-8B")
+
+
+def attainment(config, ttft_s, tpot_s):
+    config["slo"] = {"ttft_s": ttft_s, "tpot_s": tpot_s}
+    return simulate(config).summary["slo_attainment"]
+
+
+def test_tight_tpot_favours_disaggregation():
+    # 4 GPUs: colocated x4 vs 1 prefill + 3 decode; tight TPOT = ~1.5 decode steps
+    w = sharegpt_poisson(12.0, 800)
+    colo = attainment(colocated(w, 4, HW), 1.0, 0.012)
+    disagg = attainment(distserve(w, 1, 3, HW, HW), 1.0, 0.012)
+    assert disagg > colo + 0.1
+
+
+def test_loose_tpot_removes_the_advantage():
+    w = sharegpt_poisson(20.0, 800)
+    colo = attainment(colocated(w, 4, HW), 1.0, 0.1)
+    disagg = attainment(distserve(w, 1, 3, HW, HW), 1.0, 0.1)
+    assert colo >= disagg
