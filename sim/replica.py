@@ -621,6 +621,21 @@ class Replica:
             recorder.itl_many(gaps, len(reqs))
         record_tokens = ends[i0:done].tolist() if recorder.record_token_times else None
         last_end = float(ends[done - 1])
+        prev = reqs[0].last_token_s
+        if record_tokens is None and all(r.last_token_s == prev for r in reqs):
+            # common case: every request's last token came out together, so all first gaps are equal
+            gap = first_end - prev
+            recorder.itl_many(np.array((gap,)), len(reqs))
+            if tail_max > gap:
+                gap = tail_max
+            for r in reqs:
+                if gap > r.itl_max_s:
+                    r.itl_max_s = gap
+                r.num_computed_tokens += steps
+                r.num_output_tokens += steps
+                r.last_token_s = last_end
+            self._st_done = done
+            return
         itl_one = recorder.itl_one
         for r in reqs:
             gap = first_end - r.last_token_s
