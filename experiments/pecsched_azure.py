@@ -7,14 +7,17 @@ p90/p99). Cluster: 2 nodes x 8 A100-80GB (the paper: 4 x 8), Llama-3-8B shapes (
 long-context 8B such as Llama-3-8B-1M has the same ones) with tp=2 per replica, so a replica
 holds ~1M KV tokens and a 500K prompt fits; 8 replicas, 4 per node. Run::
 
-    .venv/bin/python experiments/pecsched_azure.py [--window-s 1800] [--rate-scale 0.13]
+    .venv/bin/python experiments/pecsched_azure.py [--window-s 1200] [--rate-scale 0.2]
 
 Systems (same 16 GPUs each):
 
 - fifo: ``vllm`` (whole prompts, FCFS) + ``least_outstanding`` router, 8 replicas;
 - reservation: ``length_reservation`` router, 6 short + 2 long replicas;
-- priority: fifo with ``priority_by_length`` and ``order: priority`` (strict short-first in
-  the waiting queue; a running long prompt is not interrupted);
+- priority: fifo with ``priority_by_length`` and ``order: priority`` (short-first in the
+  waiting queue only; a running long prompt is not interrupted);
+- strict_priority: strict short-first as vLLM's priority policy does it: a waiting short
+  request cuts a running long prefill, which is preempted by recompute (``strict_priority``
+  scheduler); the baseline whose starvation of long requests the paper reports;
 - priority_preemptive: strict short-first that also cuts running long prefills (the
   ``pecsched`` scheduler alone: no gangs, no decode pool, no colocation cap);
 - pecsched: ``pecsched`` router/scheduler on 7 replicas (SP gangs of up to 4) plus a
@@ -83,6 +86,10 @@ def configs(window_s: float, rate_scale: float, drain: float, seed: int) -> tupl
     prio["workload"] = workload(window_s, rate_scale, threshold)
     prio["cluster"]["pools"][0]["scheduler"] = {**vllm, "order": "priority"}
     out["priority"] = prio
+    strict = copy.deepcopy(prio)
+    strict["cluster"]["pools"][0]["scheduler"] = {"name": "strict_priority",
+                                                  "max_num_batched_tokens": WHOLE_PROMPT_TOKENS}
+    out["strict_priority"] = strict
     out["priority_preemptive"] = {**base, "cluster": {"router": "least_outstanding", "pools": [
         pool("main", NUM_REPLICAS, {"name": "pecsched", "long_input_tokens": threshold})]}}
     out["pecsched"] = {**base, "cluster": {
@@ -126,8 +133,8 @@ def run(window_s: float, rate_scale: float, drain: float, seed: int) -> pd.DataF
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--window-s", type=float, default=1800.0, help="trace window, seconds after rate scaling")
-    ap.add_argument("--rate-scale", type=float, default=0.13, help="multiply the trace's arrival rate")
+    ap.add_argument("--window-s", type=float, default=1200.0, help="trace window, seconds after rate scaling")
+    ap.add_argument("--rate-scale", type=float, default=0.2, help="multiply the trace's arrival rate")
     ap.add_argument("--drain", type=float, default=1.5, help="stop the clock at window x drain")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -7,6 +7,7 @@ from policies.schedulers import (  # noqa: F401
     sarathi,
     splitfuse,
     splitwise,
+    strict_priority,
     vllm_v0,
     vllm_v1,
 )

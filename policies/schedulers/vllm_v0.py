@@ -17,6 +17,7 @@ from policies.schedulers.base import Order, SchedulerBase, order_param
 from sim.batch import Batch
 from sim.registry import SCHEDULERS
 from sim.replica import Replica
+from sim.request import Request
 from sim.schema import param
 
 
@@ -35,6 +36,10 @@ class VllmV0Scheduler(SchedulerBase):
 
     Params = VllmParams
 
+    def joins(self, rep: Replica, batch: Batch, req: Request) -> bool:
+        """Whether ``req`` may join the prefill batch being formed (always, here)."""
+        return True
+
     def schedule(self, rep: Replica) -> Batch:
         p = self.params
         kv = rep.kv
@@ -43,6 +48,8 @@ class VllmV0Scheduler(SchedulerBase):
             budget = p.max_num_batched_tokens
             while rep.waiting and len(rep.running) < p.max_num_seqs:
                 req = self.peek(rep)
+                if not self.joins(rep, batch, req):
+                    break
                 if req.input_tokens + req.num_output_tokens > p.max_num_batched_tokens:
                     self.reject_head(rep, req, "prompt_exceeds_max_num_batched_tokens")
                     continue
