@@ -1,8 +1,9 @@
 """Strict priority with preemption by recompute (vLLM's ``priority`` scheduling policy).
 
 Waiting requests start in priority order (lower value first, then arrival), whole prompts as
-in vLLM v0, and a prompt starts only while nothing of higher priority runs on the replica. A prefill iteration is cut at its next layer boundary as soon as a request of
-strictly higher priority waits (``wants_preempt``); the cut requests are then preempted by
+in vLLM v0, and a prompt starts only while nothing of higher priority runs on the replica. A
+prefill iteration is cut at its next layer boundary as soon as a request of strictly higher
+priority waits (``wants_preempt``); the cut requests are then preempted by
 recompute: their KV is freed and their prefill starts over later, which is what vLLM does to
 lower-priority work. Under a steady stream of high-priority requests, long low-priority
 prompts therefore may never finish: the starvation PecSched's paper reports for strict

@@ -20,7 +20,8 @@ def pd_config(rate, step_s, num_requests, seed):
             "handoff": {"name": "distserve"},
             "pools": [
                 {"name": "prefill", "role": "prefill", "num_replicas": 1, "cost_model": cost,
-                 "scheduler": {"name": "distserve_prefill", "max_num_seqs": 1}, "kv": {"name": "paged", "num_blocks": 4000}},
+                 "scheduler": {"name": "distserve_prefill", "max_num_seqs": 1},
+                 "kv": {"name": "paged", "num_blocks": 4000}},
                 {"name": "decode", "role": "decode", "num_replicas": 1, "cost_model": cost,
                  "scheduler": "vllm_v1", "kv": {"name": "paged", "num_blocks": 4000}},
             ],

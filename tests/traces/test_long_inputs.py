@@ -12,7 +12,8 @@ AZURE = "traces/data/azure_llm_2023_conv.csv"
 def _frame(transforms, seed=0):
     cfg = {"seed": seed, "workload": {"name": "trace", "path": AZURE, "max_requests": 2000,
                                       "transforms": [{"name": "window", "start_s": 0, "duration_s": 400}, *transforms]},
-           "cluster": {"pools": [{"cost_model": {"name": "constant", "step_s": 0.001, "kv_capacity_tokens": 2_000_000}}]},
+           "cluster": {"pools": [{"cost_model": {"name": "constant", "step_s": 0.001,
+                                                 "kv_capacity_tokens": 2_000_000}}]},
            "engine": {"progress": False}}
     return simulate(cfg)
 
