@@ -67,6 +67,18 @@ class HandoffBase:
         dst.sync()
         return dst.kv.blocks_for(req.num_computed_tokens + 1) <= dst.kv.num_available
 
+    def least_memory_target(self, req: Request, targets: list[Replica]) -> Replica | None:
+        """The target with the least scheduled memory (KV in use plus KV on its way) that can
+        take ``req`` now (Splitwise's token-machine rule), or None."""
+        best, best_mem = None, None
+        for dst in targets:
+            if not self.fits(dst, req):
+                continue
+            mem = dst.kv.num_used + self.inflight_blocks[dst.id]
+            if best is None or mem < best_mem:
+                best, best_mem = dst, mem
+        return best
+
     def send(self, req: Request, src: Replica, handle: Any, dst: Replica, visible_fraction: float = 1.0) -> None:
         """Reserve ``req``'s KV on ``dst`` and start copying it there from ``src``."""
         ok = dst.reserve_kv(req, 1)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from traces.rows import MonotoneClock, ReadContext, TraceRow, open_text, to_int
+from traces.rows import MonotoneClock, ReadContext, TraceRow, csv_rows, open_text, to_int
 
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
@@ -94,12 +94,7 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
             ctx.bad_row(1, f"missing column(s) {missing}; found {header}")
         i_ts, i_in, i_out = (header.index(c) for c in COLUMNS)
         width = max(i_ts, i_in, i_out) + 1
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < width:
-                ctx.bad_row(line, f"missing column(s): {row!r}")
-                continue
+        for line, row in csv_rows(reader, width, ctx):
             try:
                 t = parse(row[i_ts])
                 n_in = to_int(row[i_in], "ContextTokens")

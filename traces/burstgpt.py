@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
-from traces.rows import MonotoneClock, ReadContext, TraceRow, open_text, to_float, to_int
+from traces.rows import MonotoneClock, ReadContext, TraceRow, csv_rows, open_text, to_float, to_int
 
 COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
 
@@ -36,12 +36,7 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
         i_model = header.index("Model") if "Model" in header else None
         i_log = header.index("Log Type") if "Log Type" in header else None
         width = max(i_ts, i_in, i_out) + 1
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < width:
-                ctx.bad_row(line, f"missing column(s): {row!r}")
-                continue
+        for line, row in csv_rows(reader, width, ctx):
             try:
                 t = to_float(row[i_ts], "Timestamp")
                 n_in = to_int(row[i_in], "Request tokens")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from traces.rows import ReadContext, TraceRow, open_text, to_int
+from traces.rows import ReadContext, TraceRow, csv_rows, open_text, to_int
 
 INPUT_COLUMNS = ("num_prefill_tokens", "input_tokens", "prompt_tokens", "prompt_len", "input_length")
 OUTPUT_COLUMNS = ("num_decode_tokens", "output_tokens", "completion_tokens", "output_len", "output_length")
@@ -47,12 +47,7 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
                            f"one of {OUTPUT_COLUMNS}); found {header}")
         i_in, i_out = header.index(c_in), header.index(c_out)
         width = max(i_in, i_out) + 1
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < width:
-                ctx.bad_row(line, f"missing column(s): {row!r}")
-                continue
+        for line, row in csv_rows(reader, width, ctx):
             try:
                 n_in = to_int(row[i_in], c_in)
                 n_out = to_int(row[i_out], c_out)

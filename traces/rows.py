@@ -54,6 +54,18 @@ class ReadContext:
             self.first_error = f"{self.path}:{line}: {message}"
 
 
+def csv_rows(reader: Any, width: int, ctx: ReadContext) -> Any:
+    """(1-based line, row) for each data row of a CSV reader positioned after its header:
+    blank rows are skipped, rows with fewer than ``width`` columns go to ``ctx.bad_row``."""
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) < width:
+            ctx.bad_row(line, f"missing column(s): {row!r}")
+            continue
+        yield line, row
+
+
 def to_int(text: Any, what: str) -> int:
     """A non-negative integer from a CSV cell or JSON value; ValueError names the column."""
     if isinstance(text, bool):

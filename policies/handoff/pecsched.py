@@ -52,13 +52,7 @@ class PecSchedHandoff(HandoffBase):
     def on_prefilled(self, src: Replica, req: Request) -> bool:
         if src.role == "decode" or self.is_long(req):
             return False
-        best, best_mem = None, None
-        for dst in self.targets:
-            if not self.fits(dst, req):
-                continue
-            mem = dst.kv.num_used + self.inflight_blocks[dst.id]
-            if best is None or mem < best_mem:
-                best, best_mem = dst, mem
+        best = self.least_memory_target(req, self.targets)
         if best is None:
             self.num_decoded_in_place += 1
             return False

@@ -43,13 +43,7 @@ class SplitwiseHandoff(HandoffBase):
         self.num_decoded_in_place = 0
 
     def on_prefilled(self, src: Replica, req: Request) -> bool:
-        best, best_mem = None, None
-        for dst in self.targets:
-            if not self.fits(dst, req):
-                continue
-            mem = dst.kv.num_used + self.inflight_blocks[dst.id]
-            if best is None or mem < best_mem:
-                best, best_mem = dst, mem
+        best = self.least_memory_target(req, self.targets)
         if best is None:
             self.num_decoded_in_place += 1  # the prompt machine joins the mixed pool for it
             return False
