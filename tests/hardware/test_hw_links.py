@@ -64,3 +64,28 @@ def test_allreduce_formula():
     assert allreduce_time_s(1e8, 1, 450.0, "ring") == 0.0
     assert allreduce_time_s(2e8, 4, 450.0, "ring") > allreduce_time_s(1e8, 4, 450.0, "ring")
     assert allgather_time_s(1e9, 4, LINK) == pytest.approx(1e-3 + 0.75 * 0.1)
+
+
+def test_shared_link_terminates_late_in_a_long_run():
+    """Copies at a large clock value (ulp ~ 1e-9 s) with awkward sizes must all finish."""
+    import simpy
+
+    from hardware.links import SharedLink, get_link
+
+    env = simpy.Environment(initial_time=7.3e6)
+    link = SharedLink(get_link("nvlink4"))
+    done = []
+
+    def copy(num_bytes, delay):
+        yield env.timeout(delay)
+        yield link.transfer(env, num_bytes)
+        done.append(num_bytes)
+
+    sizes = [123456789.123, 987654321.987, 5555.5, 3.0, 65_000_000_000.0]
+    for i, size in enumerate(sizes):
+        env.process(copy(size, i * 1e-7))
+    steps = 0
+    while env.peek() != float("inf") and steps < 10_000:
+        env.step()
+        steps += 1
+    assert steps < 10_000 and sorted(done) == sorted(sizes)
