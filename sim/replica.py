@@ -33,7 +33,6 @@ Work arriving at a held helper may cut the whole gang. The lead holds the batch'
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,8 @@ import simpy
 
 from sim.batch import Batch
 from sim.clock import at
+from sim.fast_path import DecodeStretchMixin
+from sim.pausable import PausableMixin
 from sim.request import Request, State
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def cost_model_layers(cost_model: Any) -> int:
     return int(n) if n else DEFAULT_NUM_LAYERS
 
 
-class Replica:
+class Replica(DecodeStretchMixin, PausableMixin):
     """One model instance (one or more GPUs) with its queues and iteration loop."""
 
     def __init__(
@@ -191,61 +192,6 @@ class Replica:
             if self._wants_preempt():
                 self.held_by.request_cut()
 
-    def _wants_preempt(self) -> bool:
-        hook = getattr(self.scheduler, "wants_preempt", None)
-        return hook is not None and bool(hook(self))
-
-    def _blocked(self) -> bool:
-        """Whether the scheduler holds back its waiting work for now (``blocked(replica)``),
-        e.g. while this replica is lent to another's gang; the loop then sleeps until ``wake``."""
-        hook = getattr(self.scheduler, "blocked", None)
-        return hook is not None and bool(hook(self))
-
-    def _may_resume(self) -> bool:
-        hook = getattr(self.scheduler, "resume_paused", None)
-        return hook is None or bool(hook(self))
-
-    def request_cut(self) -> None:
-        """Cut the pausable iteration in progress at its next layer boundary (or stop gathering
-        a gang); nothing if none runs, it is not preemptible, or it ends at that boundary anyway."""
-        batch = self._cur
-        if batch is None or not batch.preemptible or self._interrupt_pending:
-            return
-        now = self.env.now
-        if self._gathering:
-            self._interrupt_pending = True
-            self.process.interrupt()
-            return
-        if self._cut_end is not None:
-            return
-        k = max(1, math.ceil((now - self._cur_start) / self._cur_layer_s))
-        if k >= self._cur_layers_left:
-            return
-        self._cut_layers = k
-        self._cut_end = max(now, self._cur_start + k * self._cur_layer_s)
-        self._interrupt_pending = True
-        self.process.interrupt()
-
-    def request_hold(self, lead: Replica) -> simpy.Event:
-        """Ask this replica to hold for ``lead``'s gang iteration: the event succeeds when it
-        has finished its iteration in progress (and any work its scheduler puts first)."""
-        if self.hold_request is not None or self.held_by is not None:
-            raise RuntimeError(f"replica {self.id} is already in a gang")
-        self.hold_request = lead
-        self._barrier = self.env.event()
-        barrier = self._barrier
-        self.wake()
-        return barrier
-
-    def cancel_hold(self) -> None:
-        """Withdraw a hold request, or let go of a held replica."""
-        if self.held_by is not None:
-            held, self._held = self._held, None
-            self.held_by = None
-            held.succeed()
-        self.hold_request = None
-        self._barrier = None
-
     def admit(self, req: Request) -> None:
         """Move ``req`` (already popped from ``waiting``) into the running set."""
         req.state = State.PREFILL
@@ -365,80 +311,6 @@ class Replica:
             self._account(batch, step_s)
             self._apply(batch, end)
 
-    # ------------------------------------------------------------------ pausable iterations, gangs
-    def _pause(self, batch: Batch) -> None:
-        """Park a cut batch: its requests leave ``running`` (KV kept) until it resumes."""
-        members = set(map(id, batch.requests))
-        self.running = [r for r in self.running if id(r) not in members]
-        self.paused = batch
-
-    def _unpause(self) -> Batch:
-        batch, self.paused = self.paused, None
-        self.running.extend(batch.requests)
-        return batch
-
-    def _run_cuttable(self, batch: Batch):
-        """Run a preemptible and/or gang batch: gather the gang, run, and either apply the
-        batch or, if cut at a layer boundary, park the rest in ``paused``."""
-        env = self.env
-        self._cur = batch
-        if batch.gang:
-            self._gathering = True
-            barriers = [h.request_hold(self) for h in batch.gang]
-            try:
-                yield env.all_of(barriers)
-            except simpy.Interrupt:  # new work wants this replica: let the gang go, run it first
-                self._interrupt_pending = False
-                self._gathering = False
-                self._cur = None
-                for h in batch.gang:
-                    h.cancel_hold()
-                self._pause(batch)
-                return
-            self._gathering = False
-        full_s = batch.step_s if batch.step_s is not None else self._step_time(batch)
-        batch.step_s = full_s
-        num_layers = self.num_layers
-        left = num_layers - batch.done_layers
-        layer_s = full_s / num_layers
-        step_s = full_s * left / num_layers
-        start = env.now
-        self._cur_start, self._cur_layer_s, self._cur_layers_left = start, layer_s, left
-        self._cut_end = None
-        end = start + step_s
-        while True:
-            try:
-                yield at(env, end if self._cut_end is None else self._cut_end)
-                break
-            except simpy.Interrupt:
-                self._interrupt_pending = False
-        self._cur = None
-        for h in batch.gang or ():
-            h.cancel_hold()
-        if self._cut_end is not None:
-            self._cut_end = None
-            self._account(batch, env.now - start)
-            batch.done_layers += self._cut_layers
-            self.num_cuts += 1
-            self._pause(batch)
-            return
-        self._account(batch, step_s)
-        self._apply(batch, end)
-        if batch.on_finish is not None:
-            batch.on_finish(batch)
-
-    def _hold(self):
-        """Hold for a gang lead: do nothing until it lets go (counted as prefill busy time)."""
-        env = self.env
-        self.held_by, self.hold_request = self.hold_request, None
-        self._held = env.event()
-        held = self._held
-        barrier, self._barrier = self._barrier, None
-        barrier.succeed()
-        start = env.now
-        yield held
-        self.busy_prefill_s += env.now - start
-
     def _step_time(self, batch: Batch) -> float:
         chunks = [(n, r.num_computed_tokens) for r, n in batch.prefill]
         decode = batch.decode
@@ -511,154 +383,3 @@ class Replica:
         self.recorder.on_done(r)
         if self.on_done is not None:
             self.on_done(r)
-
-    # ------------------------------------------------------------------ fast path
-    def _decode_all(self) -> Batch | None:
-        """The batch a ``fast_forward_safe`` scheduler forms when nothing waits and every
-        running request decodes: all of them, one token each. None if that does not hold or
-        a block cannot be had (the scheduler then decides whom to preempt)."""
-        running = self.running
-        for r in running:
-            if r.state != State.DECODE:
-                return None
-        kv = self.kv
-        for r in running:
-            if not kv.allocate(r, 1):
-                return None  # blocks taken so far stay with their requests; the scheduler sees them
-        batch = Batch()
-        batch.decode = list(running)
-        return batch
-
-    def _plan_steps(self, reqs: list[Request]) -> int:
-        """Iterations that can run unchanged: until the first finish and while KV lasts."""
-        n = min(r.output_tokens - r.num_output_tokens for r in reqs)
-        if n <= 1:
-            return n
-        kv = self.kv
-        available = kv.num_available
-
-        def blocks_needed(k: int) -> int:  # blocks for steps 1..k-1 (step 0 is allocated)
-            total = 0
-            for r in reqs:
-                extra = kv.blocks_for(r.num_computed_tokens + k) - kv.held_blocks(r)
-                if extra > 0:
-                    total += extra
-            return total
-
-        if blocks_needed(n) <= available:
-            return n
-        lo, hi = 1, n  # blocks_needed(lo) <= available < blocks_needed(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if blocks_needed(mid) <= available:
-                lo = mid
-            else:
-                hi = mid
-        return lo
-
-    def _stretch(self, batch: Batch):
-        env = self.env
-        reqs = batch.decode
-        n = self._plan_steps(reqs)
-        context = len(reqs)
-        for r in reqs:
-            context += r.num_computed_tokens
-        times = self.cost_model.decode_step_times_s(len(reqs), context, n)
-        ends = np.cumsum(np.concatenate(([env.now], times)))[1:]
-        self._st_reqs, self._st_ends, self._st_ends_list = reqs, ends, ends.tolist()
-        self._st_last, self._st_done, self._st_alloc = n, 0, 1
-        start = env.now
-        while True:
-            try:
-                yield at(env, self._st_ends_list[self._st_last - 1])
-                break
-            except simpy.Interrupt:
-                continue
-        last = self._st_last
-        self._advance(last, last)
-        self.num_steps += last
-        self.batch_size_sum += last * len(reqs)
-        self.busy_decode_s += self._st_ends_list[last - 1] - start
-        if self.recorder.steps is not None:
-            self.recorder.on_stretch(self, start, ends[:last], len(reqs), self._stretch_kv_used(reqs, last))
-        self._st_reqs = None
-        self._st_ends = None
-        finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens]
-        if finished:
-            end = self._st_ends_list[last - 1]
-            for r in finished:
-                self._finish(r, end)
-            self.running = [r for r in self.running if r.state < State.FINISHED]
-
-    def sync(self) -> None:
-        """Bring a stretch's tokens and KV up to ``now`` (iterations ended strictly before)."""
-        if self._st_reqs is None:
-            return
-        done = bisect_left(self._st_ends_list, self.env.now, 0, self._st_last)
-        self._advance(done, min(done + 1, self._st_last))
-
-    def _advance(self, done: int, alloc: int) -> None:
-        """Apply stretch iterations [st_done, done) and allocate KV for [st_alloc, alloc)."""
-        reqs, kv = self._st_reqs, self.kv
-        if alloc > self._st_alloc:
-            for r in reqs:
-                # r has computed (start + st_done) tokens; iteration i needs start + i + 1 slots
-                need = kv.blocks_for(r.num_computed_tokens - self._st_done + alloc) - kv.held_blocks(r)
-                if need > 0:
-                    kv.allocate_blocks(r, need)
-            self._st_alloc = alloc
-        i0 = self._st_done
-        if done <= i0:
-            return
-        ends = self._st_ends
-        steps = done - i0
-        first_end = float(ends[i0])
-        recorder = self.recorder
-        tail_max = 0.0
-        if steps > 1:
-            gaps = np.diff(ends[i0:done])
-            tail_max = float(gaps.max())
-            recorder.itl_many(gaps, len(reqs))
-        record_tokens = ends[i0:done].tolist() if recorder.record_token_times else None
-        last_end = float(ends[done - 1])
-        prev = reqs[0].last_token_s
-        if record_tokens is None and all(r.last_token_s == prev for r in reqs):
-            # common case: every request's last token came out together, so all first gaps are equal
-            gap = first_end - prev
-            recorder.itl_many(np.array((gap,)), len(reqs))
-            if tail_max > gap:
-                gap = tail_max
-            for r in reqs:
-                if gap > r.itl_max_s:
-                    r.itl_max_s = gap
-                r.num_computed_tokens += steps
-                r.num_output_tokens += steps
-                r.last_token_s = last_end
-            self._st_done = done
-            return
-        itl_one = recorder.itl_one
-        for r in reqs:
-            gap = first_end - r.last_token_s
-            itl_one(gap)
-            if tail_max > gap:
-                gap = tail_max
-            if gap > r.itl_max_s:
-                r.itl_max_s = gap
-            r.num_computed_tokens += steps
-            r.num_output_tokens += steps
-            r.last_token_s = last_end
-            if record_tokens is not None and r.token_times is not None:
-                r.token_times.extend(record_tokens)
-        self._st_done = done
-
-    def _stretch_kv_used(self, reqs: list[Request], last: int) -> np.ndarray:
-        """KV blocks in use during each stretch iteration (for the per-step log)."""
-        kv = self.kv
-        used_end = kv.num_used
-        bs = kv.block_size
-        comp = np.array([r.num_computed_tokens for r in reqs], dtype=np.int64)  # after `last` steps
-        k = np.arange(last - 1, -1, -1, dtype=np.int64)  # steps remaining after iteration i
-        # blocks held at iteration i (allocated for computed_i + 1 tokens) vs at the end
-        blocks_i = -(-(comp[:, None] - k[None, :]) // bs)
-        blocks_end = -(-comp // bs)
-        return used_end - (blocks_end[:, None] - blocks_i).sum(axis=0)

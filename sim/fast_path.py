@@ -1,0 +1,174 @@
+"""The decode fast path of a replica: advance pure-decode stretches in one event.
+
+Mixed into ``Replica`` (see sim/replica.py for the picture). When nothing waits and every
+running request decodes under a ``fast_forward_safe`` scheduler, the next iterations are
+fixed until the first request finishes, a KV block cannot be had, or a new request arrives:
+the replica plans their exact end times, waits once, and applies them as if stepped one by
+one (``sync`` materialises the stretch up to ``now`` for anyone who looks in between).
+Results equal stepping one iteration at a time (tests/test_determinism.py).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import numpy as np
+import simpy
+
+from sim.batch import Batch
+from sim.clock import at
+from sim.request import Request, State
+
+
+class DecodeStretchMixin:
+    """Fast-forwarding of decode stretches; needs the attributes ``Replica`` sets."""
+
+    def _decode_all(self) -> Batch | None:
+        """The batch a ``fast_forward_safe`` scheduler forms when nothing waits and every
+        running request decodes: all of them, one token each. None if that does not hold or
+        a block cannot be had (the scheduler then decides whom to preempt)."""
+        running = self.running
+        for r in running:
+            if r.state != State.DECODE:
+                return None
+        kv = self.kv
+        for r in running:
+            if not kv.allocate(r, 1):
+                return None  # blocks taken so far stay with their requests; the scheduler sees them
+        batch = Batch()
+        batch.decode = list(running)
+        return batch
+
+    def _plan_steps(self, reqs: list[Request]) -> int:
+        """Iterations that can run unchanged: until the first finish and while KV lasts."""
+        n = min(r.output_tokens - r.num_output_tokens for r in reqs)
+        if n <= 1:
+            return n
+        kv = self.kv
+        available = kv.num_available
+
+        def blocks_needed(k: int) -> int:  # blocks for steps 1..k-1 (step 0 is allocated)
+            total = 0
+            for r in reqs:
+                extra = kv.blocks_for(r.num_computed_tokens + k) - kv.held_blocks(r)
+                if extra > 0:
+                    total += extra
+            return total
+
+        if blocks_needed(n) <= available:
+            return n
+        lo, hi = 1, n  # blocks_needed(lo) <= available < blocks_needed(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if blocks_needed(mid) <= available:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _stretch(self, batch: Batch):
+        env = self.env
+        reqs = batch.decode
+        n = self._plan_steps(reqs)
+        context = len(reqs)
+        for r in reqs:
+            context += r.num_computed_tokens
+        times = self.cost_model.decode_step_times_s(len(reqs), context, n)
+        ends = np.cumsum(np.concatenate(([env.now], times)))[1:]
+        self._st_reqs, self._st_ends, self._st_ends_list = reqs, ends, ends.tolist()
+        self._st_last, self._st_done, self._st_alloc = n, 0, 1
+        start = env.now
+        while True:
+            try:
+                yield at(env, self._st_ends_list[self._st_last - 1])
+                break
+            except simpy.Interrupt:
+                continue
+        last = self._st_last
+        self._advance(last, last)
+        self.num_steps += last
+        self.batch_size_sum += last * len(reqs)
+        self.busy_decode_s += self._st_ends_list[last - 1] - start
+        if self.recorder.steps is not None:
+            self.recorder.on_stretch(self, start, ends[:last], len(reqs), self._stretch_kv_used(reqs, last))
+        self._st_reqs = None
+        self._st_ends = None
+        finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens]
+        if finished:
+            end = self._st_ends_list[last - 1]
+            for r in finished:
+                self._finish(r, end)
+            self.running = [r for r in self.running if r.state < State.FINISHED]
+
+    def sync(self) -> None:
+        """Bring a stretch's tokens and KV up to ``now`` (iterations ended strictly before)."""
+        if self._st_reqs is None:
+            return
+        done = bisect_left(self._st_ends_list, self.env.now, 0, self._st_last)
+        self._advance(done, min(done + 1, self._st_last))
+
+    def _advance(self, done: int, alloc: int) -> None:
+        """Apply stretch iterations [st_done, done) and allocate KV for [st_alloc, alloc)."""
+        reqs, kv = self._st_reqs, self.kv
+        if alloc > self._st_alloc:
+            for r in reqs:
+                # r has computed (start + st_done) tokens; iteration i needs start + i + 1 slots
+                need = kv.blocks_for(r.num_computed_tokens - self._st_done + alloc) - kv.held_blocks(r)
+                if need > 0:
+                    kv.allocate_blocks(r, need)
+            self._st_alloc = alloc
+        i0 = self._st_done
+        if done <= i0:
+            return
+        ends = self._st_ends
+        steps = done - i0
+        first_end = float(ends[i0])
+        recorder = self.recorder
+        tail_max = 0.0
+        if steps > 1:
+            gaps = np.diff(ends[i0:done])
+            tail_max = float(gaps.max())
+            recorder.itl_many(gaps, len(reqs))
+        record_tokens = ends[i0:done].tolist() if recorder.record_token_times else None
+        last_end = float(ends[done - 1])
+        prev = reqs[0].last_token_s
+        if record_tokens is None and all(r.last_token_s == prev for r in reqs):
+            # common case: every request's last token came out together, so all first gaps are equal
+            gap = first_end - prev
+            recorder.itl_many(np.array((gap,)), len(reqs))
+            if tail_max > gap:
+                gap = tail_max
+            for r in reqs:
+                if gap > r.itl_max_s:
+                    r.itl_max_s = gap
+                r.num_computed_tokens += steps
+                r.num_output_tokens += steps
+                r.last_token_s = last_end
+            self._st_done = done
+            return
+        itl_one = recorder.itl_one
+        for r in reqs:
+            gap = first_end - r.last_token_s
+            itl_one(gap)
+            if tail_max > gap:
+                gap = tail_max
+            if gap > r.itl_max_s:
+                r.itl_max_s = gap
+            r.num_computed_tokens += steps
+            r.num_output_tokens += steps
+            r.last_token_s = last_end
+            if record_tokens is not None and r.token_times is not None:
+                r.token_times.extend(record_tokens)
+        self._st_done = done
+
+    def _stretch_kv_used(self, reqs: list[Request], last: int) -> np.ndarray:
+        """KV blocks in use during each stretch iteration (for the per-step log)."""
+        kv = self.kv
+        used_end = kv.num_used
+        bs = kv.block_size
+        comp = np.array([r.num_computed_tokens for r in reqs], dtype=np.int64)  # after `last` steps
+        k = np.arange(last - 1, -1, -1, dtype=np.int64)  # steps remaining after iteration i
+        # blocks held at iteration i (allocated for computed_i + 1 tokens) vs at the end
+        blocks_i = -(-(comp[:, None] - k[None, :]) // bs)
+        blocks_end = -(-comp // bs)
+        return used_end - (blocks_end[:, None] - blocks_i).sum(axis=0)
