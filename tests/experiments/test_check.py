@@ -12,7 +12,7 @@ from sim.api import simulate
 from sim.check import check, load_baseline
 from sim.cli import main
 from sim.output import write_run
-from sim.registry import ROUTERS, SCHEDULERS
+from sim.registry import HANDOFFS, ROUTERS, SCHEDULERS
 from tests.conftest import make_config_dict
 from tests.experiments.conftest import REPO
 
@@ -75,7 +75,7 @@ def test_missing_baseline_is_a_one_line_error(run_dir, tmp_path, capsys):
     assert "create it with --update" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind, registry", [("scheduler", SCHEDULERS), ("router", ROUTERS)])
+@pytest.mark.parametrize("kind, registry", [("scheduler", SCHEDULERS), ("router", ROUTERS), ("handoff", HANDOFFS)])
 def test_every_registered_policy_has_a_gated_scenario(kind, registry):
     missing = [n for n in registry.names() if not (BASELINES / f"{kind}_{n}" / "baseline.yaml").is_file()]
     assert not missing, f"add experiments/baselines/{kind}_<name>/ (see its README) for: {', '.join(missing)}"
