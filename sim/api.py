@@ -40,8 +40,6 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     workload = config.workload.build()
     recorder = Recorder(config.output.record_steps, config.output.record_token_times)
     cluster = Cluster(config, workload, recorder, seeds)
-    if config.output.record_token_times:
-        _enable_token_times(cluster)
     cluster.run()
     df = recorder.requests_frame()
     extra = dict(workload.describe())
@@ -51,17 +49,6 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     summary["wall_s"] = time.perf_counter() - wall_start
     return Result(config, df, summary, recorder.steps_frame(),
                   recorder.token_times if config.output.record_token_times else None)
-
-
-def _enable_token_times(cluster: Cluster) -> None:
-    """Give every dispatched request a token-time list."""
-    dispatch = cluster.dispatch
-
-    def with_times(req):
-        req.token_times = []
-        dispatch(req)
-
-    cluster.dispatch = with_times
 
 
 def _energy_and_cost(cluster: Cluster, df: pd.DataFrame) -> dict[str, Any]:

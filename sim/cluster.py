@@ -155,6 +155,8 @@ class Cluster:
     def dispatch(self, req: Request) -> None:
         """Route an arriving request to a replica, or reject it with a reason."""
         self.num_arrived += 1
+        if self.recorder.record_token_times:
+            req.token_times = []
         if self._show_progress and self.num_arrived % 2048 == 0:
             self._progress()
         if req.input_tokens + req.output_tokens > self.max_fit_tokens:

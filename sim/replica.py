@@ -137,13 +137,13 @@ class Replica(DecodeStretchMixin, PausableMixin):
         """Prompt tokens queued or mid-prefill here that still need computing."""
         total = 0
         for r in self.waiting:
-            total += r.input_tokens + r.num_output_tokens - r.num_computed_tokens
+            total += r.remaining_prefill_tokens
         for r in self.running:
             if r.state == State.PREFILL:
-                total += r.input_tokens + r.num_output_tokens - r.num_computed_tokens
+                total += r.remaining_prefill_tokens
         if self.paused is not None:
             for r, _n in self.paused.prefill:
-                total += r.input_tokens + r.num_output_tokens - r.num_computed_tokens
+                total += r.remaining_prefill_tokens
         return total
 
     def free_blocks(self) -> int:

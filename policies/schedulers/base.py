@@ -63,6 +63,12 @@ class SchedulerBase:
         kv = rep.kv
         return kv.blocks_for(req.input_tokens + req.num_output_tokens) > kv.num_blocks - reserve_blocks
 
+    def covered_tokens(self, rep: Replica, req: Request) -> int:
+        """Tokens of ``req`` that need no compute if it starts now: those already computed, or
+        its cached prefix (at most all but one prompt token; the last one emits the first token)."""
+        cached = min(rep.kv.cached_prefix_tokens(req), req.input_tokens - 1)
+        return max(req.num_computed_tokens, cached)
+
     def start(self, rep: Replica, req: Request, num_tokens: int, batch: Batch) -> None:
         """Pop ``req`` from waiting, take its cached prefix, allocate and schedule a chunk."""
         self.pop(rep, req)

@@ -42,8 +42,7 @@ class DistServePrefillScheduler(SchedulerBase):
             if self.never_fits(rep, req, 0):
                 self.reject_head(rep, req, "exceeds_kv_capacity")
                 continue
-            cached = min(kv.cached_prefix_tokens(req), req.input_tokens - 1)
-            done = max(req.num_computed_tokens, cached)
+            done = self.covered_tokens(rep, req)
             tokens = req.input_tokens + req.num_output_tokens - done
             if batch.prefill and tokens_used + tokens > p.max_num_batched_tokens:
                 break

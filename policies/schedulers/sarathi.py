@@ -59,8 +59,7 @@ class SarathiScheduler(SchedulerBase):
             if self.never_fits(rep, req, reserve):
                 self.reject_head(rep, req, "exceeds_kv_capacity")
                 continue
-            cached = min(kv.cached_prefix_tokens(req), req.input_tokens - 1)
-            done = max(req.num_computed_tokens, cached)
+            done = self.covered_tokens(rep, req)
             n = min(req.input_tokens + req.num_output_tokens - done, budget - used)
             if kv.blocks_for(done + n) - kv.held_blocks(req) > kv.num_available - reserve:
                 break

@@ -56,8 +56,7 @@ class VllmV0Scheduler(SchedulerBase):
                 if self.never_fits(rep, req, kv.watermark_blocks):
                     self.reject_head(rep, req, "exceeds_kv_capacity")
                     continue
-                cached = kv.cached_prefix_tokens(req)
-                done = max(req.num_computed_tokens, min(cached, req.input_tokens - 1))
+                done = self.covered_tokens(rep, req)
                 tokens = req.input_tokens + req.num_output_tokens - done
                 if tokens > budget:
                     break

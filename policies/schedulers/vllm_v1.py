@@ -51,10 +51,9 @@ class VllmV1Scheduler(SchedulerBase):
             if self.never_fits(rep, req, 0):
                 self.reject_head(rep, req, "exceeds_kv_capacity")
                 continue
-            cached = min(kv.cached_prefix_tokens(req), req.input_tokens - 1)
-            remaining = req.input_tokens + req.num_output_tokens - max(req.num_computed_tokens, cached)
-            n = min(remaining, budget - used, budget_for_prefill)
-            if kv.blocks_for(max(req.num_computed_tokens, cached) + n) - kv.held_blocks(req) > kv.num_available:
+            done = self.covered_tokens(rep, req)
+            n = min(req.input_tokens + req.num_output_tokens - done, budget - used, budget_for_prefill)
+            if kv.blocks_for(done + n) - kv.held_blocks(req) > kv.num_available:
                 break
             kv.match_prefix(req)
             n = min(req.remaining_prefill_tokens, budget - used, budget_for_prefill)
