@@ -16,24 +16,55 @@ with the prefill layer by layer (only that share of the copy delays the request)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from sim.errors import ConfigError
 from sim.replica import Replica
 from sim.request import Request
+from sim.schema import param
+
+
+@dataclass
+class LinkOverrides:
+    """Overrides of the catalog link a hand-off copies KV over; a policy's parameter block
+    inherits these and adds its own ``link`` (a ``hardware.links`` name) with its default."""
+
+    link_gbps: float | None = param(None, gt=0, doc="override the link's bandwidth, GB/s per direction")
+    link_latency_s: float | None = param(None, ge=0, doc="override the link's latency")
+
+
+def link_factory(params: Any) -> Callable[[Replica], Any]:
+    """A function building one shared outbound link per source replica from ``params``
+    (``link``, ``link_gbps``, ``link_latency_s``); an unknown link name is a ConfigError."""
+    from hardware.links import SharedLink, get_link
+
+    try:
+        spec = get_link(params.link)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0]), "cluster.handoff.link") from None
+    if params.link_latency_s is not None:
+        spec = dataclasses.replace(spec, latency_s=params.link_latency_s)
+
+    def make(src: Replica) -> Any:
+        return SharedLink(spec, gbps=params.link_gbps)
+
+    return make
 
 
 class HandoffBase:
     """Shared mechanics: detaching, reserving, copying and attaching requests."""
 
-    def __init__(self, params: Any, cluster: Any, make_link: Callable[[Replica], Any]):
+    def __init__(self, params: Any, cluster: Any, make_link: Callable[[Replica], Any] | None = None):
         self.params = params
         self.cluster = cluster
         self.env = cluster.env
         self.decode_replicas = [r for p in cluster.pools if p.role == "decode" for r in p.replicas]
         self.mixed_replicas = [r for p in cluster.pools if p.role == "mixed" for r in p.replicas]
         self._links: dict[int, Any] = {}
-        self._make_link = make_link
+        self._make_link = make_link if make_link is not None else link_factory(params)
         self.in_flight: dict[int, tuple[Request, Replica]] = {}
         self.inflight_blocks = {r.id: 0 for r in cluster.replicas}
         self.num_transfers = 0

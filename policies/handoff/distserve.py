@@ -10,13 +10,11 @@ prefill replica frees it. Pulls are retried whenever a decode replica frees KV o
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sim.errors import ConfigError
-from sim.handoff import HandoffBase
+from sim.handoff import HandoffBase, LinkOverrides
 from sim.registry import HANDOFFS
 from sim.replica import Replica
 from sim.request import Request
@@ -24,31 +22,11 @@ from sim.schema import param
 
 
 @dataclass
-class DistServeParams:
+class DistServeParams(LinkOverrides):
     """DistServe's decode admission threshold and the KV link."""
 
     waiting_blocks_threshold: float = param(0.05, ge=0, le=1, doc="pull only while in-flight KV < this share of blocks")
     link: str = param("nvlink4", doc="link the KV is copied over (hardware.links catalog; DistServe: NVLink)")
-    link_gbps: float | None = param(None, gt=0, doc="override the link's bandwidth, GB/s per direction")
-    link_latency_s: float | None = param(None, ge=0, doc="override the link's latency")
-
-
-def link_factory(params: Any, cluster: Any):
-    """A function building one shared outbound link per source replica from ``params``
-    (``link``, ``link_gbps``, ``link_latency_s``); an unknown link name is a ConfigError."""
-    from hardware.links import SharedLink, get_link
-
-    try:
-        spec = get_link(params.link)
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0]), "cluster.handoff.link") from None
-    if params.link_latency_s is not None:
-        spec = dataclasses.replace(spec, latency_s=params.link_latency_s)
-
-    def make(src: Replica) -> Any:
-        return SharedLink(spec, gbps=params.link_gbps)
-
-    return make
 
 
 @HANDOFFS.register("distserve")
@@ -58,7 +36,7 @@ class DistServeHandoff(HandoffBase):
     Params = DistServeParams
 
     def __init__(self, params: DistServeParams, cluster: Any):
-        super().__init__(params, cluster, link_factory(params, cluster))
+        super().__init__(params, cluster)
         self.targets = self.decode_replicas or self.mixed_replicas
         self.parked: deque[tuple[Request, Replica, Any]] = deque()
         self._inflight_count = {r.id: 0 for r in cluster.replicas}

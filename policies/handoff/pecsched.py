@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from policies.handoff.distserve import link_factory
-from sim.handoff import HandoffBase
+from sim.handoff import HandoffBase, LinkOverrides
 from sim.registry import HANDOFFS
 from sim.replica import Replica
 from sim.request import Request
@@ -20,12 +19,10 @@ from sim.schema import param
 
 
 @dataclass
-class PecSchedHandoffParams:
+class PecSchedHandoffParams(LinkOverrides):
     """The link to the short-decode pool and the long threshold."""
 
     link: str = param("nvlink3", doc="link the KV is copied over (hardware.links catalog)")
-    link_gbps: float | None = param(None, gt=0, doc="override the link's bandwidth, GB/s per direction")
-    link_latency_s: float | None = param(None, ge=0, doc="override the link's latency")
     long_input_tokens: int | None = param(None, ge=1,
                                           doc="long threshold (null: the pecsched router's; without it all are short)")
 
@@ -38,7 +35,7 @@ class PecSchedHandoff(HandoffBase):
     source_roles = ("mixed", "prefill")
 
     def __init__(self, params: PecSchedHandoffParams, cluster: Any):
-        super().__init__(params, cluster, link_factory(params, cluster))
+        super().__init__(params, cluster)
         self.targets = self.decode_replicas
         self.router_state = getattr(cluster.router, "state", None)
         self.num_decoded_in_place = 0

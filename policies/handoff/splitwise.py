@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from policies.handoff.distserve import link_factory
-from sim.handoff import HandoffBase
+from sim.handoff import HandoffBase, LinkOverrides
 from sim.registry import HANDOFFS
 from sim.replica import Replica
 from sim.request import Request
@@ -22,13 +21,11 @@ from sim.schema import param
 
 
 @dataclass
-class SplitwiseHandoffParams:
+class SplitwiseHandoffParams(LinkOverrides):
     """Splitwise's KV link and copy overlap."""
 
     overlap_fraction: float = param(0.9, ge=0, lt=1, doc="share of the KV copy hidden behind the prompt's layers")
     link: str = param("ib-ndr", doc="link the KV is copied over (Splitwise: InfiniBand between machines)")
-    link_gbps: float | None = param(None, gt=0, doc="override the link's bandwidth, GB/s per direction")
-    link_latency_s: float | None = param(None, ge=0, doc="override the link's latency")
 
 
 @HANDOFFS.register("splitwise")
@@ -38,7 +35,7 @@ class SplitwiseHandoff(HandoffBase):
     Params = SplitwiseHandoffParams
 
     def __init__(self, params: SplitwiseHandoffParams, cluster: Any):
-        super().__init__(params, cluster, link_factory(params, cluster))
+        super().__init__(params, cluster)
         self.targets = self.decode_replicas or self.mixed_replicas
         self.num_decoded_in_place = 0
 
