@@ -2,7 +2,7 @@
 
 For every feasible (tp, pp) of each phase, one instance of that phase is simulated alone and
 the highest request rate it sustains with at least 90% of requests meeting *that phase's* SLO
-is bisected (``sim.capacity.find_capacity``): a prefill instance against the TTFT SLO (fed
+is bisected (``sim.tools.capacity.find_capacity``): a prefill instance against the TTFT SLO (fed
 into ample decode capacity), a decode instance against the TPOT SLO (fed by ample prefill
 capacity). Then each phase is replicated ceil(R / per-instance rate) times for the target rate
 R, and the cheapest (fewest GPUs) pair of configurations is reported. DistServe
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pd_configs import distserve, hardware, sharegpt_poisson  # noqa: E402
 
-from sim.capacity import find_capacity  # noqa: E402
 from sim.errors import ConfigError  # noqa: E402
+from sim.tools.capacity import find_capacity  # noqa: E402
 
 AMPLE = 8  # replicas of the other phase, so that it never limits the phase under test
 

@@ -3,7 +3,7 @@
 ShareGPT lengths with Poisson arrivals; by default Llama-3-8B on H100s with TTFT 1 s and a
 tight TPOT of 12 ms (about 1.5 decode steps) vs a loose 100 ms. For each system the highest
 request rate with at least 90% of requests meeting both TTFT and TPOT is found by bisection
-(``sim.capacity.find_capacity``); DistServe's prefill/decode split is searched over all
+(``sim.tools.capacity.find_capacity``); DistServe's prefill/decode split is searched over all
 splits of the GPUs. The paper's claim: with a tight TPOT SLO disaggregation sustains a
 several times higher rate (7.4x vs vLLM on OPT models); with a loose one the gap shrinks.
 Our result (default flags): 1.35x under the tight SLO, 0.84x under the loose one. With
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pd_configs import colocated, distserve, hardware, sharegpt_poisson  # noqa: E402
 
 from sim.api import simulate  # noqa: E402
-from sim.capacity import find_capacity  # noqa: E402
+from sim.tools.capacity import find_capacity  # noqa: E402
 
 
 def capacity(config: dict, slo: dict) -> tuple[float, dict]:

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.cluster import Cluster
 from sim.config import SimulationConfig, from_dict, load_config
-from sim.metrics import summarize
-from sim.recorder import Recorder
+from sim.engine.cluster import Cluster
+from sim.engine.metrics import summarize
+from sim.engine.recorder import Recorder
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.request import Request
+from sim.engine.request import Request
 
 
 class Workload:

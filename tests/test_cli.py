@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sim.cli import main
+from sim.tools.cli import main
 from tests.conftest import make_config_dict
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.itl import REL_WIDTH, ItlHistogram
+from sim.engine.itl import REL_WIDTH, ItlHistogram
 
 
 def test_percentiles_within_bin_width_and_exact_moments():

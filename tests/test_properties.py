@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim import simulate
+from sim.engine.replica import Replica
 from sim.registry import ROUTERS, SCHEDULERS
-from sim.replica import Replica
 from tests.conftest import make_config
 
 SCHEDULER_NAMES = SCHEDULERS.names()

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sim.engine.request import Request, State
 from sim.registry import WORKLOADS
-from sim.request import Request, State
 from sim.schema import param
 from sim.workload import Workload
 from traces.lengths import LengthsConfig

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from sim.request import Request
+from sim.engine.request import Request
 from traces.rows import TraceRow
 
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from sim.engine.request import Request
 from sim.errors import ConfigError, TraceError
 from sim.registry import WORKLOADS
-from sim.request import Request
 from sim.schema import param
 from sim.workload import Workload
 from traces.arrivals import ArrivalSpec

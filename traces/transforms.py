@@ -24,9 +24,9 @@ from typing import Literal
 import numpy as np
 
 from sim.config import PolicySpec
+from sim.engine.request import Request
 from sim.errors import ConfigError
 from sim.registry import Registry
-from sim.request import Request
 from sim.schema import param
 
 TRANSFORMS = Registry("transform")

@@ -14,10 +14,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sim.handoff import HandoffBase, LinkOverrides
+from sim.engine.handoff import HandoffBase, LinkOverrides
+from sim.engine.replica import Replica
+from sim.engine.request import Request
 from sim.registry import HANDOFFS
-from sim.replica import Replica
-from sim.request import Request
 from sim.schema import param
 
 

@@ -25,9 +25,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
+from sim.engine.request import Request
 from sim.errors import ConfigError
 from sim.registry import KV_MANAGERS
-from sim.request import Request
 from sim.schema import param
 
 

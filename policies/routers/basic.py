@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sim.engine.replica import Replica
+from sim.engine.request import Request
 from sim.registry import ROUTERS
-from sim.replica import Replica
-from sim.request import Request
 
 
 @ROUTERS.register("round_robin")

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from sim.engine.replica import Replica
+from sim.engine.request import Request, State
 from sim.errors import ConfigError
 from sim.registry import ROUTERS
-from sim.replica import Replica
-from sim.request import Request, State
 from sim.schema import param
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from sim.engine.replica import Replica
+from sim.engine.request import Request
 from sim.registry import ROUTERS
-from sim.replica import Replica
-from sim.request import Request
 from sim.schema import param
 
 

@@ -7,16 +7,16 @@ replica computes the step time and applies the batch when the step ends.
 
 ``fast_forward_safe = True`` promises: with nothing waiting or swapped and every running
 request decoding, ``schedule`` decodes all running requests one token each, in order, until
-a request finishes or KV runs out. The replica may then skip ahead (see sim/replica.py).
+a request finishes or KV runs out. The replica may then skip ahead (see sim/engine/replica.py).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from sim.batch import Batch
-from sim.replica import Replica
-from sim.request import Request, State
+from sim.engine.batch import Batch
+from sim.engine.replica import Replica
+from sim.engine.request import Request, State
 from sim.schema import param
 
 Order = Literal["fcfs", "priority"]

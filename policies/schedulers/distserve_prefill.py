@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.schedulers.base import Order, SchedulerBase, order_param
-from sim.batch import Batch
+from sim.engine.batch import Batch
+from sim.engine.replica import Replica
 from sim.registry import SCHEDULERS
-from sim.replica import Replica
 from sim.schema import param
 
 

@@ -24,10 +24,10 @@ from typing import Any
 
 from policies.schedulers.base import SchedulerBase
 from policies.sequence_parallel import sp_prefill_time_s
-from sim.batch import Batch
+from sim.engine.batch import Batch
+from sim.engine.replica import Replica
+from sim.engine.request import Request, State
 from sim.registry import SCHEDULERS
-from sim.replica import Replica
-from sim.request import Request, State
 from sim.schema import param
 
 

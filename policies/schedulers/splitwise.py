@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from policies.schedulers.base import Order, order_param
 from policies.schedulers.vllm_v1 import VllmV1Scheduler
+from sim.engine.replica import Replica
+from sim.engine.request import Request
 from sim.registry import SCHEDULERS
-from sim.replica import Replica
-from sim.request import Request
 from sim.schema import param
 
 

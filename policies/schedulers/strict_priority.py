@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.schedulers.vllm_v0 import VllmV0Scheduler
-from sim.batch import Batch
+from sim.engine.batch import Batch
+from sim.engine.replica import Replica
+from sim.engine.request import Request
 from sim.registry import SCHEDULERS
-from sim.replica import Replica
-from sim.request import Request
 from sim.schema import param
 
 

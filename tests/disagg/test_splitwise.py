@@ -6,7 +6,7 @@ from collections import deque
 
 from sim import simulate
 from sim.config import from_dict
-from sim.request import Request
+from sim.engine.request import Request
 
 COST = {"name": "constant", "step_s": 0.01, "per_prefill_token_s": 2e-5, "kv_bytes_per_token": 131072.0}
 

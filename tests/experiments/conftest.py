@@ -49,7 +49,7 @@ def write_sweep(path: Path, sweep: dict) -> Path:
 @pytest.fixture(scope="session")
 def reference_24(tmp_path_factory):
     """The 24-point sweep run in one go, in process: (results folder, table)."""
-    from sim.sweep import run_sweep
+    from sim.tools.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("ref24") / "out"
     table = run_sweep(sweep_24(), out, workers=1, progress=False)

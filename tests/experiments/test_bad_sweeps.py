@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim.cli import main
-from sim.sweep import SweepError, load_sweep
+from sim.tools.cli import main
+from sim.tools.sweep import SweepError, load_sweep
 from tests.experiments.conftest import small_base, write_sweep
 
 CASES = [

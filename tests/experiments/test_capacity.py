@@ -7,10 +7,10 @@ import json
 import pytest
 
 from sim.api import simulate
-from sim.capacity import find_capacity, parse_slo, rate_param
-from sim.cli import main
 from sim.config import set_dotted
 from sim.errors import ConfigError
+from sim.tools.capacity import find_capacity, parse_slo, rate_param
+from sim.tools.cli import main
 from tests.conftest import make_config_dict
 from tests.experiments.conftest import small_base
 

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from sim.api import simulate
-from sim.check import check, load_baseline
-from sim.cli import main
-from sim.output import write_run
 from sim.registry import HANDOFFS, ROUTERS, SCHEDULERS
+from sim.tools.check import check, load_baseline
+from sim.tools.cli import main
+from sim.tools.output import write_run
 from tests.conftest import make_config_dict
 from tests.experiments.conftest import REPO
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sim.api import simulate
-from sim.cli import main
-from sim.output import write_run
-from sim.plots import aggregate, guess_hue, pareto_front, swept_columns
+from sim.tools.cli import main
+from sim.tools.output import write_run
+from sim.tools.plots import aggregate, guess_hue, pareto_front, swept_columns
 from tests.conftest import make_config_dict
 from tests.experiments.conftest import REPO
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sim.sweep import run_sweep
+from sim.tools.sweep import run_sweep
 from tests.experiments.conftest import sweep_24
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'servesim[ray]')")

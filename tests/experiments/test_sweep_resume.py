@@ -12,13 +12,13 @@ import time
 import pandas as pd
 import pytest
 
-from sim.output import read_frame
-from sim.sweep import SweepError, load_sweep, read_journal, run_sweep, table_path
+from sim.tools.output import read_frame
+from sim.tools.sweep import SweepError, load_sweep, read_journal, run_sweep, table_path
 from tests.experiments.conftest import REPO, small_base, sweep_24, write_sweep
 
 
 def _servesim(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sim.cli", *args], cwd=REPO, start_new_session=True,
+    return subprocess.Popen([sys.executable, "-m", "sim.tools.cli", *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -112,7 +112,7 @@ def test_grid_zip_points_and_seeds_compose(tmp_path):
 
 
 def test_smoke_sweep_runs_from_the_cli(tmp_path, capsys):
-    from sim.cli import main
+    from sim.tools.cli import main
 
     out = tmp_path / "smoke"
     assert main(["sweep", str(REPO / "experiments/sweeps/smoke.yaml"), "--out", str(out), "--workers", "1"]) == 0

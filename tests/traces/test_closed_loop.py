@@ -6,7 +6,7 @@ import heapq
 
 import numpy as np
 
-from sim.request import State
+from sim.engine.request import State
 from tests.traces.conftest import make_workload
 
 

@@ -48,7 +48,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from sim.sweep_file import (  # noqa: F401  (re-exported: the sweep API lives in sim.sweep)
+from sim.tools.sweep_file import (  # noqa: F401  (re-exported: the sweep API lives in sim.tools.sweep)
     JOURNAL,
     MANIFEST,
     RESERVED_COLUMNS,
@@ -196,7 +196,7 @@ def _claim_folder(sweep: Sweep, out: Path, overwrite: bool) -> None:
 
 def _finish_point(sweep: Sweep, point: SweepPoint, outcome: tuple[str, Any], out: Path) -> dict[str, Any]:
     """Write the point's folder and return its table row."""
-    from sim.output import write_run
+    from sim.tools.output import write_run
 
     status, payload = outcome
     folder = out / "points" / point.name
@@ -206,7 +206,7 @@ def _finish_point(sweep: Sweep, point: SweepPoint, outcome: tuple[str, Any], out
     row.update(seed=point.seed, status=status, error=None, dir=f"points/{point.name}")
     if status == "ok":
         write_run(payload, folder)
-        from sim.capacity import offered_rps
+        from sim.tools.capacity import offered_rps
 
         row["offered_rps"] = offered_rps(payload.requests)
         for key, value in payload.summary.items():
@@ -272,7 +272,7 @@ def table_frame(sweep: Sweep, rows: dict[int, dict[str, Any]]) -> pd.DataFrame:
 
 def write_table(sweep: Sweep, rows: dict[int, dict[str, Any]], out: Path) -> pd.DataFrame:
     """Rewrite the combined table atomically; returns it."""
-    from sim.output import write_frame
+    from sim.tools.output import write_frame
 
     df = table_frame(sweep, rows)
     tmp = out / f".{TABLE_STEM}.tmp"

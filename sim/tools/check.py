@@ -83,7 +83,7 @@ def load_metrics(path: str | Path) -> dict[str, float | None]:
         if (path / "summary.json").is_file():
             path = path / "summary.json"
         else:
-            from sim.sweep import SweepError, table_path
+            from sim.tools.sweep import SweepError, table_path
 
             try:
                 path = table_path(path)
@@ -98,7 +98,7 @@ def load_metrics(path: str | Path) -> dict[str, float | None]:
             raise CheckError(f"{path}: not valid JSON: {exc}") from None
         return {k: _number(v) for k, v in summary.items() if _is_metric(v)}
     if path.suffix in (".parquet", ".csv"):
-        from sim.output import read_frame
+        from sim.tools.output import read_frame
 
         df = read_frame(path)
         if "point" not in df.columns:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim.request import Request
+from sim.engine.request import Request
 
 
 class Batch:
@@ -13,7 +13,7 @@ class Batch:
     (``decode_tokens`` each with speculation). ``swap_bytes`` is KV copied between device
     and host before the forward pass (vLLM does the copies inside the step).
 
-    Optional marks a scheduler may set (see sim/replica.py, "Pausable iterations"):
+    Optional marks a scheduler may set (see sim/engine/replica.py, "Pausable iterations"):
 
     - ``preemptible``: the iteration may be cut at a layer boundary when new work arrives and
       the scheduler's ``wants_preempt(replica)`` says so; ``done_layers`` of the model's

@@ -1,6 +1,6 @@
 """Sweep files: a base config and the points to run, parsed and validated before any runs.
 
-The format is described in sim/sweep.py, which runs sweeps. Every point's config is
+The format is described in sim/tools/sweep.py, which runs sweeps. Every point's config is
 validated here, so a bad sweep file fails before the first point runs.
 """
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.itl import ItlHistogram
-from sim.request import Request, State
+from sim.engine.itl import ItlHistogram
+from sim.engine.request import Request, State
 
 _NAN = float("nan")
 

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sim.clock import ARRIVAL, CONTROL, at
 from sim.config import PoolConfig, SimulationConfig
+from sim.engine.clock import ARRIVAL, CONTROL, at
+from sim.engine.recorder import Recorder
+from sim.engine.replica import Replica
+from sim.engine.request import Request, State
 from sim.errors import ConfigError
-from sim.recorder import Recorder
-from sim.replica import Replica
-from sim.request import Request, State
 
 
 class Pool:

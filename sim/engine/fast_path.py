@@ -1,6 +1,6 @@
 """The decode fast path of a replica: advance pure-decode stretches in one event.
 
-Mixed into ``Replica`` (see sim/replica.py for the picture). When nothing waits and every
+Mixed into ``Replica`` (see sim/engine/replica.py for the picture). When nothing waits and every
 running request decodes under a ``fast_forward_safe`` scheduler, the next iterations are
 fixed until the first request finishes, a KV block cannot be had, or a new request arrives:
 the replica plans their exact end times, waits once, and applies them as if stepped one by
@@ -15,9 +15,9 @@ from bisect import bisect_left
 import numpy as np
 import simpy
 
-from sim.batch import Batch
-from sim.clock import at
-from sim.request import Request, State
+from sim.engine.batch import Batch
+from sim.engine.clock import at
+from sim.engine.request import Request, State
 
 
 class DecodeStretchMixin:

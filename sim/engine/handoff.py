@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sim.engine.replica import Replica
+from sim.engine.request import Request
 from sim.errors import ConfigError
-from sim.replica import Replica
-from sim.request import Request
 from sim.schema import param
 
 

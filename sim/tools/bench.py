@@ -80,7 +80,7 @@ def run_child(config: dict) -> dict:
 
 
 def _spawn(config: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "sim.bench", "--child"], input=json.dumps(config),
+    proc = subprocess.run([sys.executable, "-m", "sim.tools.bench", "--child"], input=json.dumps(config),
                           capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-2000:]}")

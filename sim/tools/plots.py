@@ -9,7 +9,7 @@ Inputs are frames, never simulator objects:
 
 ::
 
-    from sim.plots import plot_latency_goodput, read_table
+    from sim.tools.plots import plot_latency_goodput, read_table
     fig = plot_latency_goodput(read_table("runs/smoke"))
     fig.savefig("latency_goodput.png")
 """
@@ -38,7 +38,7 @@ def _pyplot():
 
 def read_table(path: str | Path, kind: str = "results") -> pd.DataFrame:
     """Read a table: a file, or from a folder its ``results`` / ``requests`` / ``steps`` table."""
-    from sim.output import read_frame
+    from sim.tools.output import read_frame
 
     path = Path(path)
     if path.is_dir():

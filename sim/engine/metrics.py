@@ -2,7 +2,7 @@
 
 - TTFT = first token - arrival; TPOT = (finish - first token) / (output tokens - 1);
   ITL = gaps between consecutive tokens of a request (pooled over all requests, binned at 0.1%
-  relative resolution: percentiles within 0.1%, mean and max exact; sim/itl.py);
+  relative resolution: percentiles within 0.1%, mean and max exact; sim/engine/itl.py);
   E2E = finish - arrival; queueing delay = first scheduled - arrival.
 - A request meets the SLOs when it finished and its TTFT, TPOT and E2E are within the
   limits; its own ``ttft_slo_s`` / ``tpot_slo_s`` override the run's, and its ``deadline_s``

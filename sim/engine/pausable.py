@@ -1,6 +1,6 @@
 """Pausable iterations and sequence-parallel gangs of a replica.
 
-Mixed into ``Replica`` (see sim/replica.py for the picture). A batch marked ``preemptible``
+Mixed into ``Replica`` (see sim/engine/replica.py for the picture). A batch marked ``preemptible``
 is priced as ``num_layers`` equal layer slices and may be cut at a layer boundary when new
 work arrives and the scheduler wants it (``wants_preempt``); it then waits in ``paused``
 with its finished layers kept and later pays only the rest. A batch with a ``gang`` of
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from sim.batch import Batch
-from sim.clock import at
+from sim.engine.batch import Batch
+from sim.engine.clock import at
 
 if TYPE_CHECKING:
-    from sim.replica import Replica
+    from sim.engine.replica import Replica
 
 
 class PausableMixin:

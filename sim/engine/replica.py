@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from sim.batch import Batch
-from sim.clock import at
-from sim.fast_path import DecodeStretchMixin
-from sim.pausable import PausableMixin
-from sim.request import Request, State
+from sim.engine.batch import Batch
+from sim.engine.clock import at
+from sim.engine.fast_path import DecodeStretchMixin
+from sim.engine.pausable import PausableMixin
+from sim.engine.request import Request, State
 
 if TYPE_CHECKING:
-    from sim.recorder import Recorder
+    from sim.engine.recorder import Recorder
 
 DEFAULT_NUM_LAYERS = 32  # layer slices of a pausable iteration when the cost model names none
 

@@ -70,7 +70,7 @@ class CapacityResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
-        from sim.output import json_safe
+        from sim.tools.output import json_safe
 
         return json_safe(asdict(self))
 

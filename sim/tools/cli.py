@@ -26,7 +26,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from sim.api import simulate
     from sim.config import load_config
-    from sim.output import format_summary, write_run
+    from sim.tools.output import format_summary, write_run
 
     config = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # subcommands whose own module parses the rest of the command line: (module, help)
 DELEGATED = {
     "calibrate": ("hardware.calibrate", "compare the analytic cost model with every measured point [--json]"),
-    "bench": ("sim.bench", "time fixed scenarios: wall time, requests/s, events/s, peak RSS [--scenario] [--json]"),
+    "bench": ("sim.tools.bench", "time fixed scenarios: wall time, req/s, events/s, peak RSS [--scenario] [--json]"),
     "trace": ("traces.stats", "trace tools: servesim trace stats FILE [--format F] [--json]"),
 }
 
@@ -67,7 +67,7 @@ def _delegate(name: str, argv: list[str]) -> int:
 
 def add_experiments(sub: argparse._SubParsersAction) -> None:
     """sweep, capacity, plot and check: parsers and handlers live in their own modules."""
-    from sim import capacity, check, plots, sweep
+    from sim.tools import capacity, check, plots, sweep
 
     for module in (sweep, capacity, plots, check):
         module.add_cli(sub)
