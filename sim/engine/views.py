@@ -1,0 +1,386 @@
+"""Read-only views of requests, replicas, pools and the cluster: what policies see.
+
+Policies never hold engine objects. A router gets a ``RequestView`` and ``ReplicaView`` s, a
+scheduler a ``ReplicaOps`` (a replica view plus the named operations that change its state),
+a controller a ``ClusterView``. Views are live (they read the engine's current state, exact
+mid fast-forward stretch) and cost one object per request or replica, made once::
+
+    engine object            view (policies)                  who gets it
+    Request   ------------>  RequestView  (req.view)           every policy
+    Replica   ------------>  ReplicaView  (rep.view)           routers, hand-offs, controllers
+              ------------>  ReplicaOps   (rep.ops)            its own scheduler
+    Pool      ------------>  PoolView                          build context, controllers
+    Cluster   ------------>  ClusterView                       build context, controllers
+
+A request view hides the true output length: ``view.output_tokens`` raises ``OracleError``.
+A policy whose parameter block says ``oracle: true`` reads it with ``ctx.output_tokens(view)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+from sim.errors import ServesimError
+
+if TYPE_CHECKING:
+    from sim.engine.cluster import Cluster, Pool
+    from sim.engine.replica import Replica
+    from sim.engine.request import Request
+
+
+class OracleError(ServesimError):
+    """A policy read a request's true output length without ``oracle: true``."""
+
+
+def _live(name: str, doc: str) -> property:
+    """A read-only property that reads ``self._<target>.<name>`` (a C-level getter)."""
+    return property(attrgetter(name), doc=doc)
+
+
+# ---------------------------------------------------------------------------- requests
+
+_REQUEST_FIELDS = {
+    "id": "request id (0..N-1 in arrival order)",
+    "arrival_s": "arrival time",
+    "input_tokens": "prompt tokens",
+    "num_output_tokens": "tokens generated so far",
+    "num_computed_tokens": "tokens whose KV exists (prompt + generated)",
+    "num_cached_tokens": "prompt tokens served from the prefix cache",
+    "remaining_prefill_tokens": "prompt (and, after recompute, generated) tokens still to compute",
+    "context_tokens": "prompt + generated tokens",
+    "state": "life-cycle state (sim.engine.request.State)",
+    "client": "client (tenant) name, if the trace has one",
+    "app": "application name, if any",
+    "session": "session id, if any",
+    "slo_class": "SLO class name, if any",
+    "priority": "priority (lower first)",
+    "prefix_hashes": "chain of prompt-prefix ids (prefix caching)",
+    "prefix_block_tokens": "tokens per prefix id",
+    "ttft_slo_s": "the request's own TTFT limit, if any",
+    "tpot_slo_s": "the request's own TPOT limit, if any",
+    "deadline_s": "absolute end-to-end deadline, if any",
+    "job": "agentic job id, if any",
+    "num_preemptions": "times preempted",
+    "num_migrations": "times moved between replicas after admission",
+    "first_scheduled_s": "first time it was scheduled",
+    "first_token_s": "time of its first token",
+    "last_token_s": "time of its latest token",
+    "replica": "id of the replica it is on",
+    "pool": "name of the pool it is on",
+    "kv_blocks": "private KV blocks held",
+}
+
+
+class RequestView:
+    """One request as policies see it: trace fields and progress, never the true output length."""
+
+    __slots__ = ("_r",)
+
+    def __init__(self, request: Request):
+        self._r = request
+
+    @property
+    def output_tokens(self) -> int:
+        raise OracleError(
+            f"request {self._r.id}: the true output length is hidden from policies; a policy whose "
+            "config says 'oracle: true' reads it with ctx.output_tokens(request)")
+
+    @property
+    def is_decoding(self) -> bool:
+        """True while the request generates tokens (its prefill is done)."""
+        from sim.engine.request import State
+
+        return self._r.state == State.DECODE
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RequestView) and other._r is self._r
+
+    def __hash__(self) -> int:
+        return id(self._r)
+
+    def __repr__(self) -> str:
+        r = self._r
+        return f"RequestView(id={r.id}, in={r.input_tokens}, out={r.num_output_tokens}, {r.state.name})"
+
+
+for _name, _doc in _REQUEST_FIELDS.items():
+    setattr(RequestView, _name, _live(f"_r.{_name}", _doc))
+
+
+class QueueView(Sequence):
+    """A read-only, live sequence of request views over one of a replica's queues."""
+
+    __slots__ = ("_seq",)
+
+    def __init__(self, seq: Sequence[Request]):
+        self._seq = seq
+
+    def __len__(self) -> int:
+        return len(self._seq)
+
+    def __bool__(self) -> bool:
+        return bool(self._seq)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [r.view for r in list(self._seq)[i]]
+        return self._seq[i].view
+
+    def __iter__(self) -> Iterator[RequestView]:
+        for r in self._seq:
+            yield r.view
+
+    def __repr__(self) -> str:
+        return f"QueueView({list(self)!r})"
+
+
+# ---------------------------------------------------------------------------- KV
+
+class KVView:
+    """What a policy may know of a replica's KV cache: sizes, use and prefix hits."""
+
+    __slots__ = ("_rep",)
+
+    def __init__(self, replica: Replica):
+        self._rep = replica
+
+    @property
+    def block_size(self) -> int:
+        return self._rep.kv.block_size
+
+    @property
+    def num_blocks(self) -> int:
+        """Device blocks in all."""
+        return self._rep.kv.num_blocks
+
+    @property
+    def num_used_blocks(self) -> int:
+        """Blocks referenced by live requests (exact mid-stretch)."""
+        self._rep.sync()
+        return self._rep.kv.num_used
+
+    @property
+    def num_free_blocks(self) -> int:
+        """Blocks an allocation could obtain now (free + evictable; exact mid-stretch)."""
+        self._rep.sync()
+        return self._rep.kv.num_available
+
+    @property
+    def usage(self) -> float:
+        """Share of device blocks in use."""
+        return self.num_used_blocks / self._rep.kv.num_blocks
+
+    @property
+    def watermark_blocks(self) -> int:
+        """Blocks kept free when admitting prefills."""
+        return self._rep.kv.watermark_blocks
+
+    @property
+    def bytes_per_block(self) -> float:
+        return self._rep.kv.bytes_per_block
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the whole cache holds."""
+        return self._rep.max_tokens
+
+    def blocks_for(self, num_tokens: int) -> int:
+        """Blocks needed to hold ``num_tokens`` tokens."""
+        return self._rep.kv.blocks_for(num_tokens)
+
+    def blocks_needed(self, req: RequestView, num_new_tokens: int, lookahead: int = 0) -> int:
+        """Blocks ``req`` must obtain to compute ``num_new_tokens`` more (plus ``lookahead`` slots)."""
+        return self._rep.kv.blocks_needed(req._r, num_new_tokens, lookahead)
+
+    def cached_prefix_tokens(self, req: RequestView) -> int:
+        """Prompt tokens of ``req`` this replica's prefix cache holds now."""
+        self._rep.sync()
+        return self._rep.kv.cached_prefix_tokens(req._r)
+
+    def never_fits(self, req: RequestView, reserve_blocks: int = 0) -> bool:
+        """True if ``req``'s prompt could not be admitted even with every block free."""
+        return self._rep.kv.never_fits(req._r, reserve_blocks)
+
+
+# ---------------------------------------------------------------------------- replicas
+
+_REPLICA_FIELDS = {
+    "id": "stable replica id",
+    "pool": "pool name",
+    "role": "pool role: mixed, prefill or decode",
+    "lifecycle": "starting, active, draining or removed",
+    "num_outstanding": "requests assigned here and not yet done",
+    "num_steps": "iterations run so far",
+    "num_layers": "layers of the served model (layer cuts)",
+    "cost_model": "the pool's cost model (pricing only)",
+    "num_cuts": "iterations cut at a layer boundary",
+}
+
+
+class ReplicaView:
+    """One replica as routers, hand-offs and controllers see it (read-only, live)."""
+
+    __slots__ = ("_rep", "kv", "waiting", "running", "swapped")
+
+    def __init__(self, replica: Replica):
+        self._rep = replica
+        self.kv = KVView(replica)
+        self.waiting = QueueView(replica.waiting)
+        self.running = _RunningView(replica)
+        self.swapped = QueueView(replica.swapped)
+
+    @property
+    def num_waiting(self) -> int:
+        """Requests queued here (waiting or swapped out)."""
+        rep = self._rep
+        return len(rep.waiting) + len(rep.swapped)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._rep.running)
+
+    @property
+    def num_gpus(self) -> int:
+        return getattr(self._rep.cost_model, "num_gpus", 1)
+
+    @property
+    def device(self) -> str:
+        """Catalog name of the device (or MIG slice)."""
+        return self._rep.hardware.device if self._rep.hardware is not None else "?"
+
+    @property
+    def model(self) -> str:
+        return self._rep.hardware.model if self._rep.hardware is not None else "?"
+
+    @property
+    def pending_prefill_tokens(self) -> int:
+        """Prompt tokens queued or mid-prefill here that still need computing (kept incrementally)."""
+        return self._rep.num_pending_prefill_tokens
+
+    @property
+    def has_paused(self) -> bool:
+        """Whether an iteration cut at a layer boundary waits to resume here."""
+        return self._rep.paused is not None
+
+    @property
+    def paused_requests(self) -> list[RequestView]:
+        """Requests of the cut iteration waiting to resume here."""
+        p = self._rep.paused
+        return [r.view for r in p.requests] if p is not None else []
+
+    @property
+    def in_gang(self) -> bool:
+        """Whether this replica holds, or is asked to hold, for another replica's gang iteration."""
+        rep = self._rep
+        return rep.hold_request is not None or rep.held_by is not None
+
+    @property
+    def accepts_work(self) -> bool:
+        """Whether the router may send it new requests (active, not draining)."""
+        return self._rep.lifecycle == "active"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReplicaView) and other._rep is self._rep
+
+    def __hash__(self) -> int:
+        return id(self._rep)
+
+    def __repr__(self) -> str:
+        rep = self._rep
+        return f"ReplicaView(id={rep.id}, pool={rep.pool!r}, waiting={self.num_waiting}, running={self.num_running})"
+
+
+for _name, _doc in _REPLICA_FIELDS.items():
+    setattr(ReplicaView, _name, _live(f"_rep.{_name}", _doc))
+
+
+class _RunningView(QueueView):
+    """Running requests (a live view; the replica may rebuild its list between iterations)."""
+
+    __slots__ = ("_rep",)
+
+    def __init__(self, replica: Replica):
+        self._rep = replica
+
+    @property
+    def _seq(self):  # type: ignore[override]
+        return self._rep.running
+
+
+# ---------------------------------------------------------------------------- pools, cluster
+
+class PoolView:
+    """One pool: its name, role, hardware, cost model and replica views (live)."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: Pool):
+        self._pool = pool
+
+    name = _live("_pool.name", "pool name")
+    role = _live("_pool.role", "mixed, prefill or decode")
+    cost_model = _live("_pool.cost_model", "the pool's cost model (pricing only)")
+    hardware = _live("_pool.config.hardware", "device, model, tp, pp and dtypes")
+
+    @property
+    def replicas(self) -> list[ReplicaView]:
+        """Replicas of the pool that have not been removed."""
+        return [r.view for r in self._pool.replicas if r.lifecycle != "removed"]
+
+    def __repr__(self) -> str:
+        return f"PoolView({self.name!r}, role={self.role!r}, replicas={len(self.replicas)})"
+
+
+class ClusterView:
+    """The whole cluster as controllers and build contexts see it (live, read-only)."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, cluster: Cluster):
+        self._c = cluster
+
+    @property
+    def now_s(self) -> float:
+        return self._c.env.now
+
+    @property
+    def pools(self) -> list[PoolView]:
+        return [p.view for p in self._c.pools]
+
+    def pool(self, name: str) -> PoolView:
+        for p in self._c.pools:
+            if p.name == name:
+                return p.view
+        raise KeyError(name)
+
+    @property
+    def replicas(self) -> list[ReplicaView]:
+        """Every replica not yet removed."""
+        return [r.view for r in self._c.replicas if r.lifecycle != "removed"]
+
+    @property
+    def entry_replicas(self) -> list[ReplicaView]:
+        """Replicas that receive new requests (mixed and prefill pools, active)."""
+        return list(self._c.entry_views)
+
+    def replica(self, replica_id: int) -> ReplicaView:
+        return self._c.replica_by_id[replica_id].view
+
+    @property
+    def num_arrived(self) -> int:
+        return self._c.num_arrived
+
+    @property
+    def num_done(self) -> int:
+        return self._c.num_done
+
+
+def unwrap(view: Any) -> Any:
+    """The engine object behind a view (engine code only)."""
+    for attr in ("_r", "_rep", "_pool", "_c"):
+        obj = getattr(view, attr, None)
+        if obj is not None:
+            return obj
+    return view
