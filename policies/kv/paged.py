@@ -16,7 +16,25 @@ starts with the same chain of ids. A new request takes references on the longest
 cached units (cached tokens skip prefill compute); when its prefill finishes, the full units
 it computed become cached; when it finishes, its references drop and units with no
 references become evictable. Allocation takes free blocks first, then evicts the least
-recently released units. "No room" is an answer (False), never an exception.
+recently released units.
+
+The facade (vLLM v1's ``allocate_slots``): the engine, its fast path, its metrics and every
+scheduler ask this class, never do block arithmetic themselves.
+
+- ``allocate(req, new_tokens, lookahead=0, reserve_blocks=0, reserve_tokens=0, match_prefix=False)``
+  grows ``req``'s KV to hold its computed tokens + ``new_tokens`` + ``lookahead`` slots (or
+  ``reserve_tokens`` in all, Orca's up-front reservation), keeping ``reserve_blocks``
+  available; with ``match_prefix`` it first takes references on the request's longest cached
+  prefix. It returns the blocks newly taken (0 is a success) or **None: no room**, in which
+  case nothing changed and the scheduler decides whom to preempt.
+- ``blocks_needed``, ``num_available``, ``never_fits``, ``covered_tokens``: the questions.
+- ``share(src, dst, num_tokens)``: ``dst`` references ``src``'s first blocks (reference
+  counts; private blocks of ``src`` become an anonymous shared unit, freed with its last
+  reference); ``trim(req, keep_tokens)`` returns blocks beyond ``keep_tokens`` (rejected
+  speculative slots); ``free``, ``detach``/``free_detached``, ``swap_out``/``swap_in``.
+
+Invariants (tests/engine/test_kv_state_machine.py): used + evictable + free = total, every
+reference count >= 0, a request holds ``kv_blocks + kv_shared_blocks`` blocks.
 """
 
 from __future__ import annotations
@@ -25,7 +43,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from sim.engine.request import Request
+from sim.engine.seams import BuildContext
 from sim.errors import ConfigError
 from sim.registry import KV_MANAGERS
 from sim.schema import param
@@ -46,15 +67,27 @@ class PagedKVParams:
 
 @KV_MANAGERS.register("paged")
 class PagedKVManager:
-    """Block accounting, prefix reuse and swap for one replica (vLLM-style paged attention)."""
+    """Block accounting, prefix reuse and swap for one replica (vLLM-style paged attention).
+
+    Built as ``cls(params, ctx)``: the block count comes from ``ctx.cost_model``'s KV capacity
+    (or ``num_blocks``), the bytes per block from its ``kv_bytes_per_token``.
+    """
 
     Params = PagedKVParams
 
-    def __init__(self, params: PagedKVParams, num_blocks: int, kv_bytes_per_token: float, num_gpus: int = 1):
+    def __init__(self, params: PagedKVParams, ctx: BuildContext):
+        cost_model = ctx.cost_model
+        bytes_per_token = cost_model.kv_bytes_per_token
+        if params.num_blocks is not None:
+            num_blocks = params.num_blocks
+        else:
+            capacity = cost_model.kv_capacity_bytes(params.gpu_memory_utilization)
+            num_blocks = int(capacity // (params.block_size * bytes_per_token))
+        num_gpus = getattr(cost_model, "num_gpus", 1)
         self.params = params
         self.block_size = params.block_size
         self.num_blocks = num_blocks
-        self.bytes_per_block = kv_bytes_per_token * params.block_size
+        self.bytes_per_block = bytes_per_token * params.block_size
         self.watermark_blocks = int(params.watermark * num_blocks)
         self.prefix_caching = params.enable_prefix_caching
         host_bytes = params.swap_space_gb * (1 << 30) * num_gpus
@@ -65,11 +98,12 @@ class PagedKVManager:
         self.num_evictable = 0              # blocks of cached units nobody references
         self._units: dict = {}              # unit key -> [refcount, blocks]
         self._lru: OrderedDict = OrderedDict()  # evictable unit key -> blocks, oldest first
+        self._num_shares = 0
         self.num_prefix_queries = 0
         self.num_prefix_query_tokens = 0
         self.num_prefix_hit_tokens = 0
 
-    # ------------------------------------------------------------------ sizes
+    # ------------------------------------------------------------------ questions
     def blocks_for(self, num_tokens: int) -> int:
         """Blocks needed to hold ``num_tokens`` tokens."""
         return -(-num_tokens // self.block_size)
@@ -79,41 +113,83 @@ class PagedKVManager:
         """Blocks an allocation could obtain now (free + evictable)."""
         return self.num_free + self.num_evictable
 
-    def held_blocks(self, req: Request) -> int:
-        """Blocks whose KV ``req`` can use (its private blocks and its prefix units)."""
-        if req.kv_units:
-            return req.kv_blocks + len(req.kv_units) * (req.prefix_block_tokens // self.block_size)
-        return req.kv_blocks
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the whole cache holds."""
+        return self.num_blocks * self.block_size
 
-    def extra_blocks(self, req: Request, num_new_tokens: int) -> int:
-        """Blocks ``req`` must obtain to compute ``num_new_tokens`` more tokens."""
-        return self.blocks_for(req.num_computed_tokens + num_new_tokens) - self.held_blocks(req)
+    def held_blocks(self, req: Request) -> int:
+        """Blocks whose KV ``req`` can use (its private blocks and the shared units it references)."""
+        return req.kv_blocks + req.kv_shared_blocks
+
+    def blocks_needed(self, req: Request, num_new_tokens: int, lookahead: int = 0) -> int:
+        """Blocks ``req`` must obtain to compute ``num_new_tokens`` more tokens (plus ``lookahead``
+        speculative slots); 0 when it holds enough."""
+        need = self.blocks_for(req.num_computed_tokens + num_new_tokens + lookahead) - req.kv_blocks \
+            - req.kv_shared_blocks
+        return need if need > 0 else 0
+
+    def never_fits(self, req: Request, reserve_blocks: int = 0) -> bool:
+        """True if ``req``'s prompt (and generated tokens) could not be held even with every block free."""
+        return self.blocks_for(req.input_tokens + req.num_output_tokens) > self.num_blocks - reserve_blocks
+
+    def covered_tokens(self, req: Request) -> int:
+        """Tokens of ``req`` that need no compute if it starts now: those already computed, or
+        its cached prefix (at most all but one prompt token; the last one emits the first token)."""
+        cached = self.cached_prefix_tokens(req)
+        if cached > req.input_tokens - 1:
+            cached = req.input_tokens - 1
+        return req.num_computed_tokens if req.num_computed_tokens > cached else cached
 
     # ------------------------------------------------------------------ allocation
-    def can_allocate(self, req: Request, num_new_tokens: int, reserve_blocks: int = 0) -> bool:
-        """Whether ``allocate`` would succeed while keeping ``reserve_blocks`` available."""
-        return self.extra_blocks(req, num_new_tokens) <= self.num_available - reserve_blocks
+    def allocate(self, req: Request, num_new_tokens: int, lookahead: int = 0, reserve_blocks: int = 0,
+                 reserve_tokens: int = 0, match_prefix: bool = False) -> int | None:
+        """Grow ``req``'s KV for ``num_new_tokens`` more tokens and ``lookahead`` slots (or to
+        ``reserve_tokens`` in all, if more), keeping ``reserve_blocks`` available.
 
-    def allocate(self, req: Request, num_new_tokens: int) -> bool:
-        """Grow ``req``'s KV to hold ``num_new_tokens`` more tokens; False if there is no room."""
-        # inlined blocks_for / held_blocks: this runs for every request in every iteration
+        With ``match_prefix`` (a request starting here) the longest cached prefix is referenced
+        first and the room check counts the prefix as covered tokens still to be held (the
+        check vLLM makes before it touches the cache). Returns the blocks newly taken, or None
+        when there is no room (then nothing changed).
+        """
         bs = self.block_size
-        held = req.kv_blocks
-        if req.kv_units:
-            held += len(req.kv_units) * (req.prefix_block_tokens // bs)
-        need = -(-(req.num_computed_tokens + num_new_tokens) // bs) - held
+        if match_prefix and self.prefix_caching and req.prefix_hashes and req.kv_units is None:
+            covered = self.covered_tokens(req)
+            total = covered + num_new_tokens + lookahead
+            if reserve_tokens > total:
+                total = reserve_tokens
+            if -(-total // bs) - req.kv_blocks - req.kv_shared_blocks > self.num_free + self.num_evictable \
+                    - reserve_blocks:
+                return None
+            self.match_prefix(req)
+        # inlined blocks_needed: this runs for every request in every iteration
+        total = req.num_computed_tokens + num_new_tokens + lookahead
+        if reserve_tokens > total:
+            total = reserve_tokens
+        need = -(-total // bs) - req.kv_blocks - req.kv_shared_blocks
         if need <= 0:
-            return True
-        if need > self.num_free + self.num_evictable:
-            return False
-        self._take(need)
+            return 0
+        if need > self.num_free + self.num_evictable - reserve_blocks:
+            return None
+        if need > self.num_free:
+            self._evict(need - self.num_free)
+        self.num_free -= need
+        self.num_used += need
         req.kv_blocks += need
-        return True
+        return need
 
-    def allocate_blocks(self, req: Request, num_blocks: int) -> None:
-        """Give ``req`` ``num_blocks`` more private blocks; the caller checked there is room."""
-        self._take(num_blocks)
-        req.kv_blocks += num_blocks
+    def trim(self, req: Request, keep_tokens: int) -> int:
+        """Return ``req``'s private blocks beyond those ``keep_tokens`` tokens need (rejected
+        speculative slots); returns the blocks freed."""
+        extra = req.kv_blocks + req.kv_shared_blocks - self.blocks_for(keep_tokens)
+        if extra <= 0:
+            return 0
+        if extra > req.kv_blocks:
+            extra = req.kv_blocks
+        req.kv_blocks -= extra
+        self.num_used -= extra
+        self.num_free += extra
+        return extra
 
     def _take(self, need: int) -> None:
         if need > self.num_free:
@@ -133,33 +209,77 @@ class PagedKVManager:
     def free(self, req: Request) -> None:
         """Release every block ``req`` holds (finish or recompute preemption)."""
         if req.kv_units:
-            units, lru = self._units, self._lru
-            for key in reversed(req.kv_units):  # tail units become the oldest evictable
-                unit = units[key]
-                unit[0] -= 1
-                if unit[0] == 0:
-                    self.num_used -= unit[1]
-                    self.num_evictable += unit[1]
-                    lru[key] = unit[1]
-            req.kv_units = None
+            self._release_units(req.kv_units)
+        req.kv_units = None
+        req.kv_shared_blocks = 0
         self.num_used -= req.kv_blocks
         self.num_free += req.kv_blocks
         req.kv_blocks = 0
 
+    def _release_units(self, keys: list) -> None:
+        units, lru = self._units, self._lru
+        for key in reversed(keys):  # tail units become the oldest evictable
+            unit = units[key]
+            unit[0] -= 1
+            if unit[0] == 0:
+                self.num_used -= unit[1]
+                if type(key) is tuple and key[0] == "shared":  # nobody can match it again: free it
+                    del units[key]
+                    self.num_free += unit[1]
+                else:
+                    self.num_evictable += unit[1]
+                    lru[key] = unit[1]
+
+    # ------------------------------------------------------------------ sharing
+    def share(self, src: Request, dst: Request, num_tokens: int) -> int:
+        """Let ``dst`` (holding nothing here) reference ``src``'s first full blocks covering up to
+        ``num_tokens`` tokens, by reference count (parallel samples, forks, shared contexts).
+        ``src``'s private blocks among them become one anonymous shared unit, freed when its last
+        reference goes. Returns the tokens ``dst`` now has KV for (a multiple of the block size)."""
+        if dst.kv_blocks or dst.kv_units:
+            raise ValueError("share() needs a destination that holds no KV")
+        want = min(num_tokens, src.num_computed_tokens) // self.block_size
+        units = self._units
+        taken, blocks = [], 0
+        for key in src.kv_units or ():
+            unit = units[key]
+            if blocks + unit[1] > want:
+                break
+            taken.append(key)
+            blocks += unit[1]
+        more = min(want - blocks, src.kv_blocks)
+        if more > 0 and len(taken) == len(src.kv_units or ()):
+            self._num_shares += 1
+            key = ("shared", self._num_shares)
+            units[key] = [1, more]           # src's reference
+            src.kv_blocks -= more
+            src.kv_shared_blocks += more
+            if src.kv_units is None:
+                src.kv_units = []
+            src.kv_units.append(key)
+            taken.append(key)
+            blocks += more
+        for key in taken:
+            units[key][0] += 1
+        dst.kv_units = taken
+        dst.kv_shared_blocks = blocks
+        return blocks * self.block_size
+
     # ------------------------------------------------------------------ hand-over
-    def detach(self, req: Request) -> tuple[int, list | None]:
+    def detach(self, req: Request) -> tuple[int, int, list | None]:
         """Keep ``req``'s blocks allocated but untie them from the request (it is moving to
         another replica); returns a handle for ``free_detached`` once the copy is done."""
-        handle = (req.kv_blocks, req.kv_units)
+        handle = (req.kv_blocks, req.kv_shared_blocks, req.kv_units)
         req.kv_blocks = 0
+        req.kv_shared_blocks = 0
         req.kv_units = None
         return handle
 
-    def free_detached(self, handle: tuple[int, list | None]) -> None:
+    def free_detached(self, handle: tuple[int, int, list | None]) -> None:
         """Release blocks kept by ``detach``."""
-        blocks, units = handle
+        blocks, shared, units = handle
         ghost = Request(-1, 0.0, 0, 0)
-        ghost.kv_blocks, ghost.kv_units = blocks, units
+        ghost.kv_blocks, ghost.kv_shared_blocks, ghost.kv_units = blocks, shared, units
         self.free(ghost)
 
     # ------------------------------------------------------------------ prefix cache
@@ -207,6 +327,7 @@ class PagedKVManager:
             unit[0] += 1
             taken.append(key)
         req.kv_units = taken
+        req.kv_shared_blocks += len(taken) * unit_blocks
         cached = min(len(taken) * unit_blocks * self.block_size, req.input_tokens - 1)
         self.num_prefix_queries += 1
         self.num_prefix_query_tokens += req.input_tokens
@@ -220,15 +341,22 @@ class PagedKVManager:
         """After ``req``'s prefill: turn its full, computed prompt units into cached units."""
         if not (self.prefix_caching and req.prefix_hashes) or req.kv_units is None:
             return
+        held = req.kv_units
+        if held and type(held[-1]) is tuple:
+            return  # it references another request's blocks: its chain is not its own to cache
         unit_blocks = self._unit_blocks(req)
         units = self._units
-        held = req.kv_units
         for key in req.prefix_hashes[len(held): self._full_units(req)]:
             if key in units or req.kv_blocks < unit_blocks:
                 break  # computed concurrently elsewhere: keep ours private, stop the chain
             units[key] = [1, unit_blocks]
             req.kv_blocks -= unit_blocks
+            req.kv_shared_blocks += unit_blocks
             held.append(key)
+
+    def prefix_stats(self) -> tuple[int, int, int]:
+        """(prefix lookups, prompt tokens looked up, tokens found cached) so far."""
+        return self.num_prefix_queries, self.num_prefix_query_tokens, self.num_prefix_hit_tokens
 
     # ------------------------------------------------------------------ swap
     def can_swap_out(self, req: Request) -> bool:
@@ -242,23 +370,63 @@ class PagedKVManager:
         self.num_host_used += blocks
         return int(blocks * self.bytes_per_block)
 
-    def can_swap_in(self, req: Request, reserve_blocks: int = 0) -> bool:
-        """Whether ``req``'s swapped KV fits back on the device."""
-        return self.blocks_for(req.num_computed_tokens) <= self.num_available - reserve_blocks
+    def can_swap_in(self, req: Request, reserve_blocks: int = 0, extra_tokens: int = 0) -> bool:
+        """Whether ``req``'s swapped KV (and ``extra_tokens`` more) fits back on the device."""
+        return self.blocks_for(req.num_computed_tokens + extra_tokens) <= self.num_available - reserve_blocks
 
     def swap_in(self, req: Request) -> int:
         """Bring ``req``'s KV back from host memory; returns the bytes copied."""
         blocks = self.blocks_for(req.num_computed_tokens)
         self._take(blocks)
         req.kv_blocks = blocks
+        req.kv_shared_blocks = 0
         req.kv_units = None
         self.num_host_used -= blocks
         return int(blocks * self.bytes_per_block)
 
+    # ------------------------------------------------------------------ decode stretches (fast path)
+    def affordable_steps(self, reqs: list[Request], max_steps: int) -> int:
+        """How many decode iterations (1..max_steps) ``reqs`` can all run, one token each, with
+        the blocks available now; the first iteration's slot is already allocated."""
+        if max_steps <= 1:
+            return max_steps
+        available = self.num_available
+        bs = self.block_size
+
+        def blocks_needed(k: int) -> int:  # blocks for steps 1..k-1 (step 0 is allocated)
+            total = 0
+            for r in reqs:
+                extra = -(-(r.num_computed_tokens + k) // bs) - r.kv_blocks - r.kv_shared_blocks
+                if extra > 0:
+                    total += extra
+            return total
+
+        if blocks_needed(max_steps) <= available:
+            return max_steps
+        lo, hi = 1, max_steps  # blocks_needed(lo) <= available < blocks_needed(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if blocks_needed(mid) <= available:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def used_blocks_history(self, reqs: list[Request], num_steps: int) -> np.ndarray:
+        """Blocks in use during each of the last ``num_steps`` one-token decode iterations of
+        ``reqs`` (allocated for computed + 1 tokens each), as if stepped one by one."""
+        bs = self.block_size
+        comp = np.array([r.num_computed_tokens for r in reqs], dtype=np.int64)
+        k = np.arange(num_steps - 1, -1, -1, dtype=np.int64)  # steps remaining after iteration i
+        blocks_i = -(-(comp[:, None] - k[None, :]) // bs)
+        blocks_end = -(-comp // bs)
+        return self.num_used - (blocks_end[:, None] - blocks_i).sum(axis=0)
+
     # ------------------------------------------------------------------ checks
     def check_invariants(self) -> None:
-        """Assert used + evictable + free == total (used by tests)."""
+        """Assert used + evictable + free == total and no negative count (used by tests)."""
         assert self.num_used + self.num_evictable + self.num_free == self.num_blocks, (
             self.num_used, self.num_evictable, self.num_free, self.num_blocks)
         assert min(self.num_used, self.num_evictable, self.num_free) >= 0
         assert self.num_evictable == sum(self._lru.values())
+        assert all(unit[0] >= 0 for unit in self._units.values())

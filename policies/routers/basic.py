@@ -2,54 +2,51 @@
 power of two choices.
 
 A router is ``route(request, replicas) -> replica or None`` (None rejects the request). It
-sees replicas through read-only views: ``num_outstanding``, ``num_waiting``,
-``num_running``, ``pending_prefill_tokens()``, ``free_blocks()``,
-``cached_prefix_tokens(request)``. Ties go to the lowest replica index, so runs repeat.
+sees a ``RequestView`` and ``ReplicaView`` s (sim/engine/views.py): ``num_outstanding``,
+``num_waiting``, ``num_running``, ``pending_prefill_tokens``, ``kv.num_free_blocks``,
+``kv.cached_prefix_tokens(request)``. Ties go to the lowest replica index, so runs repeat.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.seams import BuildContext, RouterBase
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import ROUTERS
 
 
 @ROUTERS.register("round_robin")
-class RoundRobinRouter:
+class RoundRobinRouter(RouterBase):
     """Each request to the next replica in turn."""
 
-    def __init__(self, params: None, rng: np.random.Generator):
+    def __init__(self, params: None, ctx: BuildContext):
+        super().__init__(params, ctx)
         self._next = 0
 
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         target = replicas[self._next % len(replicas)]
         self._next += 1
         return target
 
 
 @ROUTERS.register("random")
-class RandomRouter:
+class RandomRouter(RouterBase):
     """Each request to a uniformly random replica (seeded)."""
 
-    def __init__(self, params: None, rng: np.random.Generator):
-        self.rng = rng
+    def __init__(self, params: None, ctx: BuildContext):
+        super().__init__(params, ctx)
+        self.rng = ctx.rng
 
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         return replicas[int(self.rng.integers(len(replicas)))]
 
 
 @ROUTERS.register("least_outstanding")
-class LeastOutstandingRouter:
+class LeastOutstandingRouter(RouterBase):
     """The replica with the fewest requests assigned and not yet done."""
 
-    def __init__(self, params: None, rng: np.random.Generator):
-        pass
-
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         best = replicas[0]
         best_n = best.num_outstanding
         for rep in replicas:
@@ -59,24 +56,22 @@ class LeastOutstandingRouter:
 
 
 @ROUTERS.register("least_pending_tokens")
-class LeastPendingTokensRouter:
+class LeastPendingTokensRouter(RouterBase):
     """Join the shortest queue measured in prompt tokens still to compute; ties by outstanding."""
 
-    def __init__(self, params: None, rng: np.random.Generator):
-        pass
-
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
-        return min(replicas, key=lambda r: (r.pending_prefill_tokens(), r.num_outstanding))
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
+        return min(replicas, key=lambda r: (r.pending_prefill_tokens, r.num_outstanding))
 
 
 @ROUTERS.register("power_of_two")
-class PowerOfTwoRouter:
+class PowerOfTwoRouter(RouterBase):
     """Sample two distinct replicas at random, send to the one with fewer outstanding."""
 
-    def __init__(self, params: None, rng: np.random.Generator):
-        self.rng = rng
+    def __init__(self, params: None, ctx: BuildContext):
+        super().__init__(params, ctx)
+        self.rng = ctx.rng
 
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         if len(replicas) == 1:
             return replicas[0]
         i, j = self.rng.choice(len(replicas), size=2, replace=False)

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.seams import BuildContext, RouterBase
+from sim.engine.views import ReplicaView, RequestView
 from sim.errors import ConfigError
 from sim.registry import ROUTERS
 from sim.schema import param
@@ -28,16 +26,16 @@ class LengthReservationParams:
 
 
 @ROUTERS.register("length_reservation")
-class LengthReservationRouter:
+class LengthReservationRouter(RouterBase):
     """Long prompts to the reserved pool, short prompts to the rest; least outstanding within."""
 
     Params = LengthReservationParams
 
-    def __init__(self, params: LengthReservationParams, rng: np.random.Generator):
-        self.params = params
-        self._split: tuple[list[Replica], list[Replica]] | None = None
+    def __init__(self, params: LengthReservationParams, ctx: BuildContext):
+        super().__init__(params, ctx)
+        self._split: tuple[list[ReplicaView], list[ReplicaView]] | None = None
 
-    def _pools(self, replicas: Sequence[Replica]) -> tuple[list[Replica], list[Replica]]:
+    def _pools(self, replicas: Sequence[ReplicaView]) -> tuple[list[ReplicaView], list[ReplicaView]]:
         if self._split is None:
             long = [r for r in replicas if r.pool == self.params.long_pool]
             short = [r for r in replicas if r.pool != self.params.long_pool]
@@ -47,7 +45,7 @@ class LengthReservationRouter:
             self._split = (long, short)
         return self._split
 
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         long, short = self._pools(replicas)
         group = long if req.input_tokens > self.params.long_input_tokens else short
         return min(group, key=lambda r: r.num_outstanding)

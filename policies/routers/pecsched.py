@@ -28,12 +28,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-
-from sim.engine.replica import Replica
-from sim.engine.request import Request, State
+from sim.engine.seams import BuildContext, RouterBase
+from sim.engine.views import ReplicaView, RequestView
 from sim.errors import ConfigError
 from sim.registry import ROUTERS
 from sim.schema import param
@@ -57,7 +54,7 @@ class PecSchedParams:
 class PecSchedState:
     """Long/short classification and gang claims, shared by the router and the schedulers."""
 
-    def __init__(self, params: PecSchedParams, replicas: Sequence[Replica]):
+    def __init__(self, params: PecSchedParams, replicas: Sequence[ReplicaView]):
         from hardware.links import get_link
 
         self.params = params
@@ -72,36 +69,36 @@ class PecSchedState:
         self.num_gangs = 0
         self.max_gang = params.sp_max_replicas or params.replicas_per_node
 
-    def is_long(self, req: Request) -> bool:
+    def is_long(self, req: RequestView) -> bool:
         """True for prompts above the threshold."""
         return req.input_tokens > self.params.long_input_tokens
 
-    def has_long_decode(self, rep: Replica) -> bool:
+    def has_long_decode(self, rep: ReplicaView) -> bool:
         """Whether ``rep`` decodes a long request (never preempted, so never a helper)."""
-        return any(r.state == State.DECODE and self.is_long(r) for r in rep.running)
+        return any(r.is_decoding and self.is_long(r) for r in rep.running)
 
-    def has_long_work(self, rep: Replica) -> bool:
+    def has_long_work(self, rep: ReplicaView) -> bool:
         """Whether ``rep`` holds any long request or belongs to a gang."""
-        if rep.id in self.claims or rep.paused is not None:
+        if rep.id in self.claims or rep.has_paused:
             return True
         return any(self.is_long(r) for r in rep.waiting) or any(self.is_long(r) for r in rep.running)
 
-    def is_helper(self, rep: Replica) -> bool:
+    def is_helper(self, rep: ReplicaView) -> bool:
         """Whether ``rep`` is claimed by another replica's gang."""
         lead = self.claims.get(rep.id)
         return lead is not None and lead != rep.id
 
-    def gang_size(self, req: Request) -> int:
+    def gang_size(self, req: RequestView) -> int:
         """Replicas a long prompt needs."""
         return max(1, min(self.max_gang, math.ceil(req.input_tokens / self.params.sp_tokens_per_replica)))
 
-    def claim(self, lead: Replica, req: Request) -> list[Replica]:
+    def claim(self, lead: ReplicaView, req: RequestView) -> list[ReplicaView]:
         """Claim ``lead`` and up to gang_size - 1 free helpers for ``req``'s prefill."""
         need = self.gang_size(req) - 1
         node = self.node.get(lead.id)
-        free = [r for r in self.replicas if r is not lead and r.id not in self.claims and r.paused is None
-                and r.hold_request is None and r.held_by is None and not self.has_long_decode(r)]
-        free.sort(key=lambda r: (self.node.get(r.id) != node, r.pending_prefill_tokens(), r.id))
+        free = [r for r in self.replicas if r.id != lead.id and r.id not in self.claims and not r.has_paused
+                and not r.in_gang and not self.has_long_decode(r)]
+        free.sort(key=lambda r: (self.node.get(r.id) != node, r.pending_prefill_tokens, r.id))
         helpers = free[:need]
         self.claims[lead.id] = lead.id
         for h in helpers:
@@ -109,68 +106,66 @@ class PecSchedState:
         self.num_gangs += 1
         return helpers
 
-    def release(self, lead: Replica, helpers: Sequence[Replica]) -> None:
+    def release(self, lead: ReplicaView, helpers: Sequence[ReplicaView]) -> None:
         """Free a gang's replicas and wake those waiting to start a long prefill."""
         self.claims.pop(lead.id, None)
         for h in helpers:
             self.claims.pop(h.id, None)
         for rep in self.replicas:
             if rep.waiting and any(self.is_long(r) for r in rep.waiting):
-                rep.wake()
+                rep.request_schedule()
 
-    def link_for(self, lead: Replica, helpers: Sequence[Replica]):
+    def link_for(self, lead: ReplicaView, helpers: Sequence[ReplicaView]):
         """The link a gang's ring runs over: intra-node if all share the lead's node."""
         node = self.node.get(lead.id)
         return self.link_inter if any(self.node.get(h.id) != node for h in helpers) else self.link_intra
 
 
 @ROUTERS.register("pecsched")
-class PecSchedRouter:
+class PecSchedRouter(RouterBase):
     """Short requests: idle, colocate, preempt, shortest queue; long: fewest queued tokens."""
 
     Params = PecSchedParams
 
-    def __init__(self, params: PecSchedParams, rng: np.random.Generator):
-        self.params = params
-        self.state: PecSchedState | None = None
+    def __init__(self, params: PecSchedParams, ctx: BuildContext):
+        super().__init__(params, ctx)
+        self._state: PecSchedState | None = None
+        if ctx.cluster is not None:  # shared with the pecsched schedulers and hand-off
+            self._state = ctx.shared_state("pecsched", lambda: PecSchedState(params, ctx.cluster.entry_replicas))
         self.counts = {"idle": 0, "colocate": 0, "preempt": 0, "queue": 0, "long": 0}
 
-    def bind(self, cluster: Any) -> None:
-        """Build the shared state over the entry replicas and hand it to their schedulers."""
-        self.state = PecSchedState(self.params, cluster.entry_replicas)
-        for rep in cluster.entry_replicas:
-            hook = getattr(rep.scheduler, "bind_pecsched", None)
-            if hook is not None:
-                hook(self.state)
+    @property
+    def state(self) -> PecSchedState | None:
+        return self._state
 
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
-        state = self.state
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
+        state = self._state
         if state is None:  # used without a cluster (unit tests): bind lazily to these replicas
-            state = self.state = PecSchedState(self.params, replicas)
+            state = self._state = PecSchedState(self.params, replicas)
         if state.is_long(req):
             self.counts["long"] += 1
             return min(replicas, key=lambda r: (state.has_long_decode(r), state.is_helper(r),
-                                                r.pending_prefill_tokens(), r.id))
+                                                r.pending_prefill_tokens, r.id))
         idle = [r for r in replicas if not state.has_long_work(r)]
         if idle:
-            best = min(idle, key=lambda r: (r.pending_prefill_tokens(), r.num_waiting, r.id))
-            if best.pending_prefill_tokens() == 0:
+            best = min(idle, key=lambda r: (r.pending_prefill_tokens, r.num_waiting, r.id))
+            if best.pending_prefill_tokens == 0:
                 self.counts["idle"] += 1
                 return best
         cap = self.params.max_short_tokens_per_gpu
-        colocate = [r for r in replicas if r.id not in state.claims and r.paused is None
+        colocate = [r for r in replicas if r.id not in state.claims and not r.has_paused
                     and state.has_long_decode(r)
-                    and r.pending_prefill_tokens() + req.input_tokens <= cap * r.cost_model.num_gpus]
+                    and r.pending_prefill_tokens + req.input_tokens <= cap * r.num_gpus]
         if colocate:
             self.counts["colocate"] += 1
-            return min(colocate, key=lambda r: (r.pending_prefill_tokens(), r.id))
-        busy = [r for r in replicas if r.id in state.claims or r.paused is not None]
+            return min(colocate, key=lambda r: (r.pending_prefill_tokens, r.id))
+        busy = [r for r in replicas if r.id in state.claims or r.has_paused]
         if busy:
             self.counts["preempt"] += 1
             return min(busy, key=lambda r: (self._short_tokens(r), r.id))
         self.counts["queue"] += 1
-        return min(replicas, key=lambda r: (r.pending_prefill_tokens(), r.num_waiting, r.id))
+        return min(replicas, key=lambda r: (r.pending_prefill_tokens, r.num_waiting, r.id))
 
-    def _short_tokens(self, rep: Replica) -> int:
+    def _short_tokens(self, rep: ReplicaView) -> int:
         """Short prompt tokens queued at ``rep`` (what a preempting short waits behind)."""
-        return sum(r.input_tokens for r in rep.waiting if not self.state.is_long(r))
+        return sum(r.input_tokens for r in rep.waiting if not self._state.is_long(r))

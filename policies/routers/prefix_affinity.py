@@ -13,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.seams import BuildContext, RouterBase
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import ROUTERS
 from sim.schema import param
 
@@ -31,15 +29,15 @@ class PrefixAffinityParams:
 
 
 @ROUTERS.register("prefix_affinity")
-class PrefixAffinityRouter:
+class PrefixAffinityRouter(RouterBase):
     """Longest cached prefix wins unless the load is out of balance."""
 
     Params = PrefixAffinityParams
 
-    def __init__(self, params: PrefixAffinityParams, rng: np.random.Generator):
-        self.params = params
+    def __init__(self, params: PrefixAffinityParams, ctx: BuildContext):
+        super().__init__(params, ctx)
 
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         p = self.params
         loads = [r.num_outstanding for r in replicas]
         lo, hi = min(loads), max(loads)
@@ -50,7 +48,7 @@ class PrefixAffinityRouter:
             return least
         best, best_tokens = None, 0
         for rep in replicas:
-            tokens = rep.cached_prefix_tokens(req)
+            tokens = rep.kv.cached_prefix_tokens(req)
             if tokens > best_tokens:
                 best, best_tokens = rep, tokens
         if best is not None and best_tokens >= p.cache_threshold * req.input_tokens:

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.seams import BuildContext, RouterBase
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import ROUTERS
 from sim.schema import param
 
@@ -31,32 +28,35 @@ class SplitwiseRouterParams:
 
 
 @ROUTERS.register("splitwise")
-class SplitwiseRouter:
+class SplitwiseRouter(RouterBase):
     """Fewest pending tokens among prompt machines; borrow a token machine when all are full."""
 
     Params = SplitwiseRouterParams
 
-    def __init__(self, params: SplitwiseRouterParams, rng: np.random.Generator):
-        self.params = params
-        self.token_machines: list[Replica] = []
+    def __init__(self, params: SplitwiseRouterParams, ctx: BuildContext):
+        super().__init__(params, ctx)
         self.num_borrowed_prompts = 0
 
-    def bind(self, cluster: Any) -> None:
-        """Learn the token machines (decode pool) that may be borrowed."""
-        self.token_machines = [r for p in cluster.pools if p.role == "decode" for r in p.replicas]
+    def token_machines(self) -> list[ReplicaView]:
+        """The token machines (decode pool) that may be borrowed."""
+        cluster = self.ctx.cluster
+        if cluster is None:
+            return []
+        return [r for p in cluster.pools if p.role == "decode" for r in p.replicas if r.accepts_work]
 
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         limit = self.params.max_pending_tokens
         best, best_pending = None, None
         for rep in replicas:
-            pending = rep.pending_prefill_tokens()
+            pending = rep.pending_prefill_tokens
             if rep.waiting and pending + req.input_tokens > limit:
                 continue
             if best is None or pending < best_pending:
                 best, best_pending = rep, pending
         if best is not None:
             return best
-        if self.token_machines:  # borrow: the least loaded token machine runs it end to end
+        machines = self.token_machines()
+        if machines:  # borrow: the least loaded token machine runs it end to end
             self.num_borrowed_prompts += 1
-            return min(self.token_machines, key=lambda r: (r.kv.num_used, r.num_outstanding))
-        return min(replicas, key=lambda r: r.pending_prefill_tokens())
+            return min(machines, key=lambda r: (r.kv.num_used_blocks, r.num_outstanding))
+        return min(replicas, key=lambda r: r.pending_prefill_tokens)

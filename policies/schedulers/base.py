@@ -1,22 +1,28 @@
 """Shared pieces of the continuous-batching schedulers: queue order, admission, preemption.
 
-A scheduler is one class with ``schedule(replica) -> Batch``. It mutates the replica's
-queues (``waiting``, ``running``, ``swapped``) through the replica's methods (``admit``,
-``preempt``, ``swap_in``, ``reject``) and allocates KV for every token it schedules; the
-replica computes the step time and applies the batch when the step ends.
+A scheduler is one class with ``schedule(rep) -> StepPlan``, where ``rep`` is its replica's
+``ReplicaOps`` (sim/engine/ops.py): a read-only view plus the named operations (admit, grow,
+preempt, swap_in, reject) through which it changes queues and KV. The replica prices and
+applies the plan when the step ends.
 
 ``fast_forward_safe = True`` promises: with nothing waiting or swapped and every running
 request decoding, ``schedule`` decodes all running requests one token each, in order, until
 a request finishes or KV runs out. The replica may then skip ahead (see sim/engine/replica.py).
+
+Layer cuts and holds: ``wants_cut(view)`` (cut the preemptible step in progress when new work
+arrives), ``may_resume(view)`` (a cut step, or a hold for another replica's gang, may go
+on), ``holds_back(view)`` (waiting work stays queued, not rejected, while nothing runs).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
-from sim.engine.batch import Batch
-from sim.engine.replica import Replica
-from sim.engine.request import Request, State
+from sim.engine.ops import ReplicaOps
+from sim.engine.plan import StepPlan
+from sim.engine.seams import BuildContext, PolicyBase
+from sim.engine.views import ReplicaView, RequestView
 from sim.schema import param
 
 Order = Literal["fcfs", "priority"]
@@ -27,70 +33,92 @@ def order_param() -> Order:
     return param("fcfs", doc="waiting-queue order: fcfs, or priority (lower first, then arrival)")
 
 
-class SchedulerBase:
-    """Queue order and preemption helpers for the built-in schedulers."""
+class SchedulerBase(PolicyBase):
+    """Queue order, admission and preemption helpers for the built-in schedulers."""
 
     fast_forward_safe = True
 
-    def __init__(self, params) -> None:
-        self.params = params
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        super().__init__(params, ctx)
         self.by_priority = getattr(params, "order", "fcfs") == "priority"
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.params})"
+    # ------------------------------------------------------------------ replica hooks (defaults)
+    def wants_cut(self, rep: ReplicaView) -> bool:
+        """Cut the layer-cuttable step in progress now that new work arrived? (never)"""
+        return False
+
+    def may_resume(self, rep: ReplicaView) -> bool:
+        """May a cut step resume, or this replica hold for a gang, now? (always)"""
+        return True
+
+    def holds_back(self, rep: ReplicaView) -> bool:
+        """Keep waiting work queued while nothing can run (instead of rejecting it)? (no)"""
+        return False
 
     # ------------------------------------------------------------------ waiting queue
-    def peek(self, rep: Replica) -> Request:
+    def peek(self, rep: ReplicaView) -> RequestView:
         """The waiting request that should start next."""
         if not self.by_priority:
             return rep.waiting[0]
         return min(rep.waiting, key=lambda r: (r.priority, r.arrival_s, r.id))
 
-    def pop(self, rep: Replica, req: Request) -> None:
-        """Remove ``req`` (returned by ``peek``) from the waiting queue."""
-        if rep.waiting[0] is req:
-            rep.waiting.popleft()
-        else:
-            rep.waiting.remove(req)
-
-    def reject_head(self, rep: Replica, req: Request, reason: str) -> None:
-        """Remove ``req`` from waiting and reject it."""
-        self.pop(rep, req)
-        rep.reject(req, reason)
-
-    def never_fits(self, rep: Replica, req: Request, reserve_blocks: int) -> bool:
-        """True if ``req``'s prompt cannot be admitted even with every block free."""
-        kv = rep.kv
-        return kv.blocks_for(req.input_tokens + req.num_output_tokens) > kv.num_blocks - reserve_blocks
-
-    def covered_tokens(self, rep: Replica, req: Request) -> int:
-        """Tokens of ``req`` that need no compute if it starts now: those already computed, or
-        its cached prefix (at most all but one prompt token; the last one emits the first token)."""
-        cached = min(rep.kv.cached_prefix_tokens(req), req.input_tokens - 1)
-        return max(req.num_computed_tokens, cached)
-
-    def start(self, rep: Replica, req: Request, num_tokens: int, batch: Batch) -> None:
-        """Pop ``req`` from waiting, take its cached prefix, allocate and schedule a chunk."""
-        self.pop(rep, req)
-        ok = rep.kv.allocate(req, num_tokens)
-        assert ok, "start() called without a successful capacity check"
-        rep.admit(req)
-        batch.add_prefill(req, num_tokens)
+    def admit_waiting(self, rep: ReplicaOps, plan: StepPlan, budget: int | None, *, max_seqs: int,
+                      reserve_blocks: int = 0, whole: bool = False, max_chunk: int | None = None,
+                      candidates: Callable[[], Iterable[RequestView]] | None = None,
+                      joins: Callable[[RequestView], bool] | None = None,
+                      max_prompt_tokens: int | None = None, max_new: int | None = None,
+                      lenient_first: bool = False) -> tuple[int, bool]:
+        """Admit waiting requests in order (``peek``, or ``candidates()``) into ``plan`` while the
+        token ``budget`` (None: no cap), the sequence cap and the KV (keeping ``reserve_blocks``
+        free) allow. Per request: reject it if it can never fit (or its prompt exceeds
+        ``max_prompt_tokens``), else start it with a chunk of at most the remaining budget
+        (``max_chunk`` per request; ``whole``: the whole prompt or stop). ``max_new``: most
+        requests to start; ``lenient_first``: the first may exceed the budget (it runs alone
+        rather than starving). Returns (tokens used, whether a candidate was left waiting)."""
+        used = 0
+        started = 0
+        while True:
+            if candidates is None:
+                if not rep.waiting:
+                    return used, False
+                req = self.peek(rep)
+            else:
+                req = next(iter(candidates()), None)
+                if req is None:
+                    return used, False
+            if (budget is not None and used >= budget and not whole) or rep.num_running >= max_seqs \
+                    or (max_new is not None and started >= max_new):
+                return used, True
+            if joins is not None and not joins(req):
+                return used, True
+            if max_prompt_tokens is not None and req.input_tokens + req.num_output_tokens > max_prompt_tokens:
+                rep.reject(req, "prompt_exceeds_max_num_batched_tokens")
+                continue
+            if rep.kv.never_fits(req, reserve_blocks):
+                rep.reject(req, "exceeds_kv_capacity")
+                continue
+            room = None if budget is None or (lenient_first and not started) else budget - used
+            if max_chunk is not None:
+                room = max_chunk if room is None else min(room, max_chunk)
+            n = rep.admit(req, room, reserve_blocks=reserve_blocks, whole=whole)
+            if n is None:
+                return used, True
+            plan.add_prefill(req, n)
+            used += n
+            started += 1
 
     # ------------------------------------------------------------------ running set
-    def allocate_or_preempt(self, rep: Replica, req: Request, num_tokens: int, batch: Batch) -> bool:
+    def grow_or_preempt(self, rep: ReplicaOps, req: RequestView, num_tokens: int, plan: StepPlan) -> bool:
         """Allocate KV for ``num_tokens`` of ``req``, preempting from the tail of ``running``
         (vLLM's victim choice) until it fits. False if ``req`` itself had to be preempted."""
-        kv = rep.kv
-        while not kv.allocate(req, num_tokens):
-            victim = rep.running.pop()
-            unschedule(batch, victim)
-            rep.preempt(victim)
-            if victim is req:
+        while rep.grow(req, num_tokens) is None:
+            victim = rep.preempt_last()
+            plan.remove(victim)
+            if victim == req:
                 return False
         return True
 
-    def schedule_running(self, rep: Replica, batch: Batch, budget: int | None,
+    def schedule_running(self, rep: ReplicaOps, plan: StepPlan, budget: int | None,
                          phase: str = "all") -> tuple[int, bool]:
         """Schedule running requests in order: decodes 1 token, prefills a chunk of at most
         ``budget`` tokens. ``phase`` limits it to 'decode' or 'prefill' requests.
@@ -101,7 +129,7 @@ class SchedulerBase:
         running = rep.running
         while i < len(running):
             req = running[i]
-            decoding = req.state == State.DECODE
+            decoding = req.is_decoding
             if (phase == "decode" and not decoding) or (phase == "prefill" and decoding):
                 i += 1
                 continue
@@ -116,42 +144,25 @@ class SchedulerBase:
             if budget is not None and used + n > budget:
                 break
             before = len(running)
-            if not self.allocate_or_preempt(rep, req, n, batch):
+            if not self.grow_or_preempt(rep, req, n, plan):
                 preempted = True
                 break
             preempted |= len(running) < before
             if decoding:
-                batch.decode.append(req)
+                plan.add_decode(req)
             else:
-                batch.add_prefill(req, n)
+                plan.add_prefill(req, n)
             used += n
             i += 1
-            running = rep.running
         return used, preempted
 
-    def swap_in_waiting(self, rep: Replica, batch: Batch, max_seqs: int, reserve_blocks: int) -> None:
+    def swap_in_waiting(self, rep: ReplicaOps, plan: StepPlan, max_seqs: int, reserve_blocks: int) -> None:
         """Bring swapped requests back (FCFS) while their KV and one more token fit."""
-        kv = rep.kv
-        while rep.swapped and len(rep.running) < max_seqs:
+        while rep.swapped and rep.num_running < max_seqs:
             req = rep.swapped[0]
-            if kv.blocks_for(req.num_computed_tokens + 1) > kv.num_available - reserve_blocks:
+            if not rep.swap_in(req, reserve_blocks):
                 break
-            rep.swapped.popleft()
-            rep.swap_in(req)
-            kv.allocate(req, 1 if req.state == State.DECODE else req.remaining_prefill_tokens)
-            if req.state == State.DECODE:
-                batch.decode.append(req)
+            if req.is_decoding:
+                plan.add_decode(req)
             else:
-                batch.add_prefill(req, req.remaining_prefill_tokens)
-
-
-def unschedule(batch: Batch, req: Request) -> None:
-    """Drop ``req`` from a batch being formed (it was preempted after being scheduled)."""
-    if req in batch.decode:
-        batch.decode.remove(req)
-        return
-    for k, (r, n) in enumerate(batch.prefill):
-        if r is req:
-            del batch.prefill[k]
-            batch.num_prefill_tokens -= n
-            return
+                plan.add_prefill(req, req.remaining_prefill_tokens)

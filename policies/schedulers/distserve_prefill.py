@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.schedulers.base import Order, SchedulerBase, order_param
-from sim.engine.batch import Batch
-from sim.engine.replica import Replica
+from sim.engine.ops import ReplicaOps
+from sim.engine.plan import StepPlan
 from sim.registry import SCHEDULERS
 from sim.schema import param
 
@@ -32,26 +32,11 @@ class DistServePrefillScheduler(SchedulerBase):
 
     Params = DistServePrefillParams
 
-    def schedule(self, rep: Replica) -> Batch:
+    def schedule(self, rep: ReplicaOps) -> StepPlan:
         p = self.params
-        kv = rep.kv
-        batch = Batch()
-        tokens_used = 0
-        while rep.waiting and len(batch.prefill) < p.max_num_seqs:
-            req = self.peek(rep)
-            if self.never_fits(rep, req, 0):
-                self.reject_head(rep, req, "exceeds_kv_capacity")
-                continue
-            done = self.covered_tokens(rep, req)
-            tokens = req.input_tokens + req.num_output_tokens - done
-            if batch.prefill and tokens_used + tokens > p.max_num_batched_tokens:
-                break
-            if kv.blocks_for(done + tokens) - kv.held_blocks(req) > kv.num_available:
-                break
-            kv.match_prefix(req)
-            tokens = req.remaining_prefill_tokens
-            self.start(rep, req, tokens, batch)
-            tokens_used += tokens
-        if not batch:
-            self.schedule_running(rep, batch, None, phase="decode")
-        return batch
+        plan = StepPlan()
+        self.admit_waiting(rep, plan, p.max_num_batched_tokens, max_seqs=1 << 62, whole=True,
+                           lenient_first=True, max_new=p.max_num_seqs)
+        if not plan:
+            self.schedule_running(rep, plan, None, phase="decode")
+        return plan

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.schedulers.base import Order, SchedulerBase, order_param
-from sim.engine.batch import Batch
-from sim.engine.replica import Replica
+from sim.engine.ops import ReplicaOps
+from sim.engine.plan import StepPlan
 from sim.registry import SCHEDULERS
 from sim.schema import param
 
@@ -39,32 +39,19 @@ class SarathiScheduler(SchedulerBase):
         """Tokens per iteration."""
         return self.params.chunk_size
 
-    def schedule(self, rep: Replica) -> Batch:
+    def schedule(self, rep: ReplicaOps) -> StepPlan:
         p = self.params
-        kv = rep.kv
-        batch = Batch()
+        plan = StepPlan()
         budget = self.budget()
-        reserve = kv.watermark_blocks if p.use_watermark else 0
-        used, preempted = self.schedule_running(rep, batch, None, phase="decode")
+        reserve = rep.kv.watermark_blocks if p.use_watermark else 0
+        used, preempted = self.schedule_running(rep, plan, None, phase="decode")
         if not preempted:
-            more, preempted = self.schedule_running(rep, batch, budget - used if used < budget else 0, phase="prefill")
+            more, preempted = self.schedule_running(rep, plan, budget - used if used < budget else 0, phase="prefill")
             used += more
         if preempted:
-            return batch
+            return plan
         if rep.swapped:
-            self.swap_in_waiting(rep, batch, p.max_num_seqs, reserve)
-            return batch
-        while rep.waiting and used < budget and len(rep.running) < p.max_num_seqs:
-            req = self.peek(rep)
-            if self.never_fits(rep, req, reserve):
-                self.reject_head(rep, req, "exceeds_kv_capacity")
-                continue
-            done = self.covered_tokens(rep, req)
-            n = min(req.input_tokens + req.num_output_tokens - done, budget - used)
-            if kv.blocks_for(done + n) - kv.held_blocks(req) > kv.num_available - reserve:
-                break
-            kv.match_prefix(req)
-            n = min(req.remaining_prefill_tokens, budget - used)
-            self.start(rep, req, n, batch)
-            used += n
-        return batch
+            self.swap_in_waiting(rep, plan, p.max_num_seqs, reserve)
+            return plan
+        self.admit_waiting(rep, plan, budget - used, max_seqs=p.max_num_seqs, reserve_blocks=reserve)
+        return plan

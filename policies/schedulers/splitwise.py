@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from policies.schedulers.base import Order, order_param
 from policies.schedulers.vllm_v1 import VllmV1Scheduler
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import SCHEDULERS
 from sim.schema import param
 
@@ -34,7 +33,7 @@ class SplitwiseScheduler(VllmV1Scheduler):
 
     Params = SplitwiseParams
 
-    def peek(self, rep: Replica) -> Request:
+    def peek(self, rep: ReplicaView) -> RequestView:
         limit = self.params.max_preemptions
         for req in rep.waiting:
             if req.num_preemptions >= limit:

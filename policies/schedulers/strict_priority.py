@@ -3,7 +3,7 @@
 Waiting requests start in priority order (lower value first, then arrival), whole prompts as
 in vLLM v0, and a prompt starts only while nothing of higher priority runs on the replica. A
 prefill iteration is cut at its next layer boundary as soon as a request of strictly higher
-priority waits (``wants_preempt``); the cut requests are then preempted by
+priority waits (``wants_cut``); the cut requests are then preempted by
 recompute: their KV is freed and their prefill starts over later, which is what vLLM does to
 lower-priority work. Under a steady stream of high-priority requests, long low-priority
 prompts therefore may never finish: the starvation PecSched's paper reports for strict
@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.schedulers.vllm_v0 import VllmV0Scheduler
-from sim.engine.batch import Batch
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.ops import ReplicaOps
+from sim.engine.plan import StepPlan
+from sim.engine.seams import BuildContext
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import SCHEDULERS
 from sim.schema import param
 
@@ -41,37 +42,35 @@ class StrictPriorityScheduler(VllmV0Scheduler):
 
     Params = StrictPriorityParams
 
-    def __init__(self, params: StrictPriorityParams) -> None:
-        super().__init__(params)
+    def __init__(self, params: StrictPriorityParams, ctx: BuildContext) -> None:
+        super().__init__(params, ctx)
         self._running_priority: int | None = None
 
-    def schedule(self, rep: Replica) -> Batch:
-        if rep.paused is not None:  # a cut prefill: recompute it later, from scratch
-            cut, rep.paused = rep.paused, None
-            for req in reversed(cut.requests):
-                rep.preempt(req, "recompute")
-        batch = super().schedule(rep)
-        if batch.prefill and not batch.decode:
-            batch.preemptible = True
-            self._running_priority = min(r.priority for r, _n in batch.prefill)
+    def schedule(self, rep: ReplicaOps) -> StepPlan:
+        if rep.has_paused:  # a cut prefill: recompute it later, from scratch
+            rep.recompute_paused()
+        plan = super().schedule(rep)
+        if plan.prefill and not plan.decode:
+            plan.preemptible = True
+            self._running_priority = min(r.priority for r in plan.prefill_requests)
         else:
             self._running_priority = None
-        return batch
+        return plan
 
-    def joins(self, rep: Replica, batch: Batch, req: Request) -> bool:
+    def joins(self, rep: ReplicaView, plan: StepPlan, req: RequestView) -> bool:
         """A prompt starts only while nothing of higher priority runs here (strict priority:
-        betters' decodes are not stalled by a worse prompt), and a prefill batch holds one
+        betters' decodes are not stalled by a worse prompt), and a prefill plan holds one
         priority level (so cutting it never hits its betters)."""
-        if batch.prefill:
-            return req.priority == batch.prefill[0][0].priority
+        if plan.prefill:
+            return req.priority == plan.prefill_requests[0].priority
         return all(r.priority >= req.priority for r in rep.running)
 
-    def wants_preempt(self, rep: Replica) -> bool:
+    def wants_cut(self, rep: ReplicaView) -> bool:
         """Cut the prefill in progress when a request of strictly higher priority waits."""
         if self._running_priority is None or not rep.waiting:
             return False
         return min(r.priority for r in rep.waiting) < self._running_priority
 
-    def resume_paused(self, rep: Replica) -> bool:
+    def may_resume(self, rep: ReplicaView) -> bool:
         """Never resume a cut prefill: ``schedule`` preempts it by recompute instead."""
         return False

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.schedulers.base import Order, SchedulerBase, order_param
-from sim.engine.batch import Batch
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.ops import ReplicaOps
+from sim.engine.plan import StepPlan
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import SCHEDULERS
 from sim.schema import param
 
@@ -36,40 +36,21 @@ class VllmV0Scheduler(SchedulerBase):
 
     Params = VllmParams
 
-    def joins(self, rep: Replica, batch: Batch, req: Request) -> bool:
-        """Whether ``req`` may join the prefill batch being formed (always, here)."""
+    def joins(self, rep: ReplicaView, plan: StepPlan, req: RequestView) -> bool:
+        """Whether ``req`` may join the prefill plan being formed (always, here)."""
         return True
 
-    def schedule(self, rep: Replica) -> Batch:
+    def schedule(self, rep: ReplicaOps) -> StepPlan:
         p = self.params
-        kv = rep.kv
-        batch = Batch()
+        plan = StepPlan()
         if not rep.swapped:
-            budget = p.max_num_batched_tokens
-            while rep.waiting and len(rep.running) < p.max_num_seqs:
-                req = self.peek(rep)
-                if not self.joins(rep, batch, req):
-                    break
-                if req.input_tokens + req.num_output_tokens > p.max_num_batched_tokens:
-                    self.reject_head(rep, req, "prompt_exceeds_max_num_batched_tokens")
-                    continue
-                if self.never_fits(rep, req, kv.watermark_blocks):
-                    self.reject_head(rep, req, "exceeds_kv_capacity")
-                    continue
-                done = self.covered_tokens(rep, req)
-                tokens = req.input_tokens + req.num_output_tokens - done
-                if tokens > budget:
-                    break
-                need = kv.blocks_for(req.input_tokens + req.num_output_tokens) - kv.held_blocks(req)
-                if need > kv.num_available - kv.watermark_blocks:
-                    break
-                kv.match_prefix(req)
-                tokens = req.remaining_prefill_tokens
-                self.start(rep, req, tokens, batch)
-                budget -= tokens
-            if batch:
-                return batch
-        _used, preempted = self.schedule_running(rep, batch, None)
+            self.admit_waiting(rep, plan, p.max_num_batched_tokens, max_seqs=p.max_num_seqs,
+                               reserve_blocks=rep.kv.watermark_blocks, whole=True,
+                               joins=lambda req: self.joins(rep, plan, req),
+                               max_prompt_tokens=p.max_num_batched_tokens)
+            if plan:
+                return plan
+        _used, preempted = self.schedule_running(rep, plan, None)
         if not preempted and rep.swapped:
-            self.swap_in_waiting(rep, batch, p.max_num_seqs, kv.watermark_blocks)
-        return batch
+            self.swap_in_waiting(rep, plan, p.max_num_seqs, rep.kv.watermark_blocks)
+        return plan

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.schedulers.base import Order, SchedulerBase, order_param
-from sim.engine.batch import Batch
-from sim.engine.replica import Replica
+from sim.engine.ops import ReplicaOps
+from sim.engine.plan import StepPlan
 from sim.registry import SCHEDULERS
 from sim.schema import param
 
@@ -34,29 +34,13 @@ class VllmV1Scheduler(SchedulerBase):
 
     Params = VllmV1Params
 
-    def schedule(self, rep: Replica) -> Batch:
+    def schedule(self, rep: ReplicaOps) -> StepPlan:
         p = self.params
-        kv = rep.kv
-        batch = Batch()
+        plan = StepPlan()
         budget = p.max_num_batched_tokens
-        if p.long_prefill_token_threshold is not None:
-            budget_for_prefill = p.long_prefill_token_threshold
-        else:
-            budget_for_prefill = budget
-        used, preempted = self.schedule_running(rep, batch, budget)
+        used, preempted = self.schedule_running(rep, plan, budget)
         if preempted:
-            return batch
-        while rep.waiting and used < budget and len(rep.running) < p.max_num_seqs:
-            req = self.peek(rep)
-            if self.never_fits(rep, req, 0):
-                self.reject_head(rep, req, "exceeds_kv_capacity")
-                continue
-            done = self.covered_tokens(rep, req)
-            n = min(req.input_tokens + req.num_output_tokens - done, budget - used, budget_for_prefill)
-            if kv.blocks_for(done + n) - kv.held_blocks(req) > kv.num_available:
-                break
-            kv.match_prefix(req)
-            n = min(req.remaining_prefill_tokens, budget - used, budget_for_prefill)
-            self.start(rep, req, n, batch)
-            used += n
-        return batch
+            return plan
+        self.admit_waiting(rep, plan, budget - used, max_seqs=p.max_num_seqs,
+                           max_chunk=p.long_prefill_token_threshold)
+        return plan

@@ -21,42 +21,39 @@ from sim.engine.clock import ARRIVAL, CONTROL, at
 from sim.engine.recorder import Recorder
 from sim.engine.replica import Replica
 from sim.engine.request import Request, State
+from sim.engine.seams import BuildContext, Scheduler, is_oracle
+from sim.engine.views import ClusterView, PoolView, ReplicaView
 from sim.errors import ConfigError
 
 
 class Pool:
     """Replicas sharing a role, a device type and policies."""
 
-    def __init__(self, config: PoolConfig, replicas: list[Replica], cost_model: Any):
+    def __init__(self, config: PoolConfig, cost_model: Any, speculator: Any = None):
         self.config = config
         self.name = config.name
         self.role = config.role
-        self.replicas = replicas
+        self.replicas: list[Replica] = []
         self.cost_model = cost_model
+        self.speculator = speculator
+        self.view = PoolView(self)
 
 
-def build_replica_parts(pool: PoolConfig, where: str) -> tuple[Any, int, float]:
-    """The pool's cost model, KV block count and KV bytes per token, validated."""
+def build_cost_model(pool: PoolConfig, where: str) -> Any:
+    """The pool's cost model, with errors placed at the pool's config path."""
     try:
-        cost_model = pool.cost_model.build(pool.hardware)
-        kvp = pool.kv.params
-        bytes_per_token = cost_model.kv_bytes_per_token
-        if kvp.num_blocks is not None:
-            num_blocks = kvp.num_blocks
-        else:
-            capacity = cost_model.kv_capacity_bytes(kvp.gpu_memory_utilization)
-            num_blocks = int(capacity // (kvp.block_size * bytes_per_token))
+        return pool.cost_model.build(pool.hardware)
     except ConfigError as exc:
         raise ConfigError(exc.message, f"{where}.{exc.where}" if exc.where else where) from None
-    if num_blocks < 1:
-        raise ConfigError(
-            f"no room for the KV cache: {pool.hardware.model} on {pool.hardware.device} "
-            f"(tp={pool.hardware.tp}, pp={pool.hardware.pp}) leaves 0 blocks", where)
-    return cost_model, num_blocks, bytes_per_token
 
 
 class Cluster:
-    """Everything one run simulates, wired on one Environment."""
+    """Everything one run simulates, wired on one Environment.
+
+    Every policy is built as ``cls(params, ctx)`` with a ``BuildContext`` of its own (its own
+    rng stream spawned from the run's seed, in build order, so runs repeat) and sees only
+    views. Replica ids are stable: a counter, never reused, also across added replicas.
+    """
 
     def __init__(self, config: SimulationConfig, workload: Any, recorder: Recorder, seeds: np.random.SeedSequence):
         self.config = config
@@ -65,21 +62,23 @@ class Cluster:
         self.workload = workload
         child = seeds.spawn(4)
         self.workload_rng = np.random.default_rng(child[0])
-        router_rng = np.random.default_rng(child[1])
+        router_seed = child[1]
         self._policy_seeds = child[2]
         controller_seeds = child[3]
+        self.view = ClusterView(self)
+        self.shared: dict[str, Any] = {}  # cluster-wide policy state (BuildContext.shared)
         self.pools: list[Pool] = []
         self.replicas: list[Replica] = []
+        self.replica_by_id: dict[int, Replica] = {}
+        self._next_replica_id = 0
         for i, pool_cfg in enumerate(config.cluster.pools):
             self.pools.append(self._build_pool(pool_cfg, f"cluster.pools[{i}]"))
-        self.entry_replicas = [r for p in self.pools if p.role in ("mixed", "prefill") for r in p.replicas]
-        if not self.entry_replicas:
+        self.entry_views: list[ReplicaView] = []
+        self.refresh_entry()
+        if not self.entry_views:
             raise ConfigError("no pool with role 'mixed' or 'prefill' to receive requests", "cluster.pools")
-        self.max_fit_tokens = max(r.max_tokens for r in self.entry_replicas)
-        self.router = config.cluster.router.build(router_rng)
-        bind = getattr(self.router, "bind", None)
-        if bind is not None:  # routers that manage pools (e.g. Splitwise's borrowing) see them all
-            bind(self)
+        self.router = config.cluster.router.build(
+            self.context(np.random.default_rng(router_seed), config.cluster.router.params, "cluster.router"))
         self.handoff = config.cluster.handoff.build(self) if config.cluster.handoff is not None else None
         if self.handoff is not None:
             # a hand-off acts on prefill replicas, or on the roles its ``source_roles`` names
@@ -87,10 +86,11 @@ class Cluster:
             for rep in self.replicas:
                 if rep.role in roles:
                     rep.on_prefilled = self.handoff.on_prefilled
-        self.controllers = [
-            spec.build(np.random.default_rng(s)) for spec, s in
-            zip(config.cluster.controllers, controller_seeds.spawn(len(config.cluster.controllers)), strict=True)
-        ]
+        self.controllers = []
+        for k, (spec, s) in enumerate(zip(config.cluster.controllers,
+                                          controller_seeds.spawn(len(config.cluster.controllers)), strict=True)):
+            self.controllers.append(spec.build(self.context(np.random.default_rng(s), spec.params,
+                                                            f"cluster.controllers[{k}]")))
         self.num_arrived = 0
         self.num_done = 0
         self.arrivals_exhausted = False
@@ -100,19 +100,65 @@ class Cluster:
         self._last_progress = self._wall_start
         self._show_progress = config.engine.progress and sys.stderr.isatty()
 
+    # ------------------------------------------------------------------ building
+    def context(self, rng: np.random.Generator | None, params: Any, where: str,
+                pool: Pool | None = None) -> BuildContext:
+        """A policy's build context (a fresh rng stream when ``rng`` is None)."""
+        if rng is None:
+            rng = np.random.default_rng(self._policy_seeds.spawn(1)[0])
+        return BuildContext(
+            rng=rng, cluster=self.view, pool=pool.view if pool is not None else None,
+            cost_model=pool.cost_model if pool is not None else None,
+            hardware=pool.config.hardware if pool is not None else None,
+            shared=self.shared, oracle=is_oracle(params), where=where)
+
     def _build_pool(self, cfg: PoolConfig, where: str) -> Pool:
-        cost_model, num_blocks, bytes_per_token = build_replica_parts(cfg, where)
-        replicas = []
+        cost_model = build_cost_model(cfg, where)
+        pool = Pool(cfg, cost_model)
+        if cfg.speculation is not None:
+            pool.speculator = cfg.speculation.build(
+                self.context(None, cfg.speculation.params, f"{where}.speculation", pool))
+        pool.where = where
         for _ in range(cfg.num_replicas):
-            rid = len(self.replicas)
-            kv = cfg.kv.build(num_blocks, bytes_per_token, getattr(cost_model, "num_gpus", 1))
-            scheduler = cfg.scheduler.build()
-            replica = Replica(self.env, rid, cfg.name, cfg.role, scheduler, kv, cost_model, self.recorder,
-                              fast_forward=self.config.engine.fast_forward)
-            replica.on_done = self._on_done
-            self.replicas.append(replica)
-            replicas.append(replica)
-        return Pool(cfg, replicas, cost_model)
+            self.new_replica(pool)
+        return pool
+
+    def new_replica(self, pool: Pool) -> Replica:
+        """Build one replica of ``pool`` (KV manager, scheduler, its own rng streams) with the
+        next stable id."""
+        cfg, where = pool.config, pool.where
+        try:
+            kv = cfg.kv.build(self.context(None, cfg.kv.params, f"{where}.kv", pool))
+        except ConfigError as exc:
+            raise ConfigError(exc.message, f"{where}.{exc.where}" if exc.where else where) from None
+        if kv.num_blocks < 1:
+            raise ConfigError(
+                f"no room for the KV cache: {cfg.hardware.model} on {cfg.hardware.device} "
+                f"(tp={cfg.hardware.tp}, pp={cfg.hardware.pp}) leaves 0 blocks", where)
+        scheduler = cfg.scheduler.build(self.context(None, cfg.scheduler.params, f"{where}.scheduler", pool))
+        if not isinstance(scheduler, Scheduler):
+            raise ConfigError(f"scheduler {cfg.scheduler.name!r} lacks the scheduler protocol (schedule, wants_cut, "
+                              "may_resume, holds_back): subclass policies.schedulers.base.SchedulerBase",
+                              f"{where}.scheduler.name")
+        accept_rng = np.random.default_rng(self._policy_seeds.spawn(1)[0]) if pool.speculator is not None else None
+        rid = self._next_replica_id
+        self._next_replica_id += 1
+        replica = Replica(self.env, rid, cfg.name, cfg.role, scheduler, kv, pool.cost_model, self.recorder,
+                          fast_forward=self.config.engine.fast_forward, speculator=pool.speculator,
+                          accept_rng=accept_rng, hardware=cfg.hardware)
+        replica.on_done = self._on_done
+        self.replicas.append(replica)
+        self.replica_by_id[rid] = replica
+        pool.replicas.append(replica)
+        return replica
+
+    def refresh_entry(self) -> None:
+        """Recompute the replicas the router sees (active replicas of mixed and prefill pools)."""
+        self.entry_views[:] = [r.view for p in self.pools if p.role in ("mixed", "prefill")
+                               for r in p.replicas if r.lifecycle == "active"]
+        fits = [r.max_tokens for p in self.pools if p.role in ("mixed", "prefill") for r in p.replicas
+                if r.lifecycle in ("active", "starting")]
+        self.max_fit_tokens = max(fits) if fits else 0
 
     # ------------------------------------------------------------------ processes
     def start(self) -> None:
@@ -149,7 +195,7 @@ class Cluster:
         period = controller.period_s
         while True:
             yield at(env, env.now + period, CONTROL)
-            controller.tick(self, env.now)
+            self.apply_actions(controller.act(self.view, env.now) or ())
 
     # ------------------------------------------------------------------ dispatch
     def dispatch(self, req: Request) -> None:
@@ -162,10 +208,11 @@ class Cluster:
         if req.input_tokens + req.output_tokens > self.max_fit_tokens:
             self.reject(req, "exceeds_kv_capacity")
             return
-        target = self.router.route(req, self.entry_replicas)
+        target = self.router.route(req.view, self.entry_views)
         if target is None:
             self.reject(req, "router_rejected")
             return
+        target = target._rep
         if not target.fits(req):
             self.reject(req, "exceeds_kv_capacity")
             return
@@ -182,7 +229,7 @@ class Cluster:
     def _on_done(self, req: Request) -> None:
         self.num_done += 1
         if self.handoff is not None and req.replica is not None:
-            self.handoff.on_request_done(self.replicas[req.replica], req)
+            self.handoff.on_request_done(self.replica_by_id[req.replica], req)
         if getattr(self.workload, "closed_loop", False):
             nxt = self.workload.on_done(req, self.env.now, self.workload_rng)
             if nxt is not None:
@@ -235,3 +282,9 @@ class Cluster:
     def _record_unfinished(self) -> None:
         for req in self.live_requests():
             self.recorder.on_done(req)
+
+    # ------------------------------------------------------------------ controller actions
+    def apply_actions(self, actions: Any) -> None:
+        """Carry out what a controller returned (see ``sim.engine.seams`` for the actions)."""
+        for action in actions:
+            raise NotImplementedError(f"controller action {action!r} is not supported yet")

@@ -15,16 +15,16 @@ from bisect import bisect_left
 import numpy as np
 import simpy
 
-from sim.engine.batch import Batch
 from sim.engine.clock import at
+from sim.engine.plan import StepPlan
 from sim.engine.request import Request, State
 
 
 class DecodeStretchMixin:
     """Fast-forwarding of decode stretches; needs the attributes ``Replica`` sets."""
 
-    def _decode_all(self) -> Batch | None:
-        """The batch a ``fast_forward_safe`` scheduler forms when nothing waits and every
+    def _decode_all(self) -> StepPlan | None:
+        """The plan a ``fast_forward_safe`` scheduler forms when nothing waits and every
         running request decodes: all of them, one token each. None if that does not hold or
         a block cannot be had (the scheduler then decides whom to preempt)."""
         running = self.running
@@ -33,42 +33,20 @@ class DecodeStretchMixin:
                 return None
         kv = self.kv
         for r in running:
-            if not kv.allocate(r, 1):
+            if kv.allocate(r, 1) is None:
                 return None  # blocks taken so far stay with their requests; the scheduler sees them
-        batch = Batch()
-        batch.decode = list(running)
-        return batch
+        plan = StepPlan()
+        plan.decode = list(running)
+        return plan
 
     def _plan_steps(self, reqs: list[Request]) -> int:
         """Iterations that can run unchanged: until the first finish and while KV lasts."""
         n = min(r.output_tokens - r.num_output_tokens for r in reqs)
-        if n <= 1:
-            return n
-        kv = self.kv
-        available = kv.num_available
+        return self.kv.affordable_steps(reqs, n)
 
-        def blocks_needed(k: int) -> int:  # blocks for steps 1..k-1 (step 0 is allocated)
-            total = 0
-            for r in reqs:
-                extra = kv.blocks_for(r.num_computed_tokens + k) - kv.held_blocks(r)
-                if extra > 0:
-                    total += extra
-            return total
-
-        if blocks_needed(n) <= available:
-            return n
-        lo, hi = 1, n  # blocks_needed(lo) <= available < blocks_needed(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if blocks_needed(mid) <= available:
-                lo = mid
-            else:
-                hi = mid
-        return lo
-
-    def _stretch(self, batch: Batch):
+    def _stretch(self, plan: StepPlan):
         env = self.env
-        reqs = batch.decode
+        reqs = plan.decode
         n = self._plan_steps(reqs)
         context = len(reqs)
         for r in reqs:
@@ -111,11 +89,11 @@ class DecodeStretchMixin:
         """Apply stretch iterations [st_done, done) and allocate KV for [st_alloc, alloc)."""
         reqs, kv = self._st_reqs, self.kv
         if alloc > self._st_alloc:
+            grow = alloc - self._st_done
             for r in reqs:
                 # r has computed (start + st_done) tokens; iteration i needs start + i + 1 slots
-                need = kv.blocks_for(r.num_computed_tokens - self._st_done + alloc) - kv.held_blocks(r)
-                if need > 0:
-                    kv.allocate_blocks(r, need)
+                if kv.allocate(r, grow) is None:
+                    raise AssertionError("a planned decode stretch ran out of KV")
             self._st_alloc = alloc
         i0 = self._st_done
         if done <= i0:
@@ -163,12 +141,4 @@ class DecodeStretchMixin:
 
     def _stretch_kv_used(self, reqs: list[Request], last: int) -> np.ndarray:
         """KV blocks in use during each stretch iteration (for the per-step log)."""
-        kv = self.kv
-        used_end = kv.num_used
-        bs = kv.block_size
-        comp = np.array([r.num_computed_tokens for r in reqs], dtype=np.int64)  # after `last` steps
-        k = np.arange(last - 1, -1, -1, dtype=np.int64)  # steps remaining after iteration i
-        # blocks held at iteration i (allocated for computed_i + 1 tokens) vs at the end
-        blocks_i = -(-(comp[:, None] - k[None, :]) // bs)
-        blocks_end = -(-comp // bs)
-        return used_end - (blocks_end[:, None] - blocks_i).sum(axis=0)
+        return self.kv.used_blocks_history(reqs, last)

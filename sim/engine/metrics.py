@@ -86,8 +86,9 @@ def summarize(
     out["num_gpus"] = int(num_gpus)
     out["goodput_rps_per_gpu"] = out["goodput_rps"] / max(num_gpus, 1)
     out["num_preemptions"] = int(df["num_preemptions"].sum())
-    queried = sum(r.kv.num_prefix_query_tokens for r in replicas)
-    hits = sum(r.kv.num_prefix_hit_tokens for r in replicas)
+    stats = [r.kv.prefix_stats() for r in replicas]
+    queried = sum(s[1] for s in stats)
+    hits = sum(s[2] for s in stats)
     out["prefix_hit_rate"] = float(hits / queried) if queried else 0.0
     steps = sum(r.num_steps for r in replicas)
     out["num_steps"] = int(steps)

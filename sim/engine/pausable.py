@@ -1,10 +1,11 @@
-"""Pausable iterations and sequence-parallel gangs of a replica.
+"""Step plans with a layer range and held resources: layer cuts and sequence-parallel gangs.
 
-Mixed into ``Replica`` (see sim/engine/replica.py for the picture). A batch marked ``preemptible``
-is priced as ``num_layers`` equal layer slices and may be cut at a layer boundary when new
-work arrives and the scheduler wants it (``wants_preempt``); it then waits in ``paused``
-with its finished layers kept and later pays only the rest. A batch with a ``gang`` of
-helper replicas first gathers them (``request_hold``), runs, and releases them.
+Mixed into ``Replica`` (see sim/engine/replica.py for the picture); any scheduler may use it
+by marking its plan. A plan marked ``preemptible`` is priced as ``num_layers`` equal layer
+slices and may be cut at a layer boundary when new work arrives and the scheduler wants it
+(``wants_cut``); it then waits in ``paused`` with its finished layers (``done_layers``) kept
+and later pays only the rest. A plan that ``hold`` s other replicas first gathers them
+(``request_hold``), runs, and releases them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from sim.engine.batch import Batch
 from sim.engine.clock import at
+from sim.engine.plan import StepPlan
 
 if TYPE_CHECKING:
     from sim.engine.replica import Replica
@@ -24,25 +25,11 @@ if TYPE_CHECKING:
 class PausableMixin:
     """Cut, park, resume and gang iterations; needs the attributes ``Replica`` sets."""
 
-    def _wants_preempt(self) -> bool:
-        hook = getattr(self.scheduler, "wants_preempt", None)
-        return hook is not None and bool(hook(self))
-
-    def _blocked(self) -> bool:
-        """Whether the scheduler holds back its waiting work for now (``blocked(replica)``),
-        e.g. while this replica is lent to another's gang; the loop then sleeps until ``wake``."""
-        hook = getattr(self.scheduler, "blocked", None)
-        return hook is not None and bool(hook(self))
-
-    def _may_resume(self) -> bool:
-        hook = getattr(self.scheduler, "resume_paused", None)
-        return hook is None or bool(hook(self))
-
     def request_cut(self) -> None:
         """Cut the pausable iteration in progress at its next layer boundary (or stop gathering
         a gang); nothing if none runs, it is not preemptible, or it ends at that boundary anyway."""
-        batch = self._cur
-        if batch is None or not batch.preemptible or self._interrupt_pending:
+        plan = self._cur
+        if plan is None or not plan.preemptible or self._interrupt_pending:
             return
         now = self.env.now
         if self._gathering:
@@ -80,40 +67,41 @@ class PausableMixin:
         self._barrier = None
 
 
-    def _pause(self, batch: Batch) -> None:
-        """Park a cut batch: its requests leave ``running`` (KV kept) until it resumes."""
-        members = set(map(id, batch.requests))
+    def _pause(self, plan: StepPlan) -> None:
+        """Park a cut plan: its requests leave ``running`` (KV kept) until it resumes."""
+        members = set(map(id, plan.requests))
         self.running = [r for r in self.running if id(r) not in members]
-        self.paused = batch
+        self.paused = plan
 
-    def _unpause(self) -> Batch:
-        batch, self.paused = self.paused, None
-        self.running.extend(batch.requests)
-        return batch
+    def _unpause(self) -> StepPlan:
+        plan, self.paused = self.paused, None
+        self.running.extend(plan.requests)
+        return plan
 
-    def _run_cuttable(self, batch: Batch):
-        """Run a preemptible and/or gang batch: gather the gang, run, and either apply the
-        batch or, if cut at a layer boundary, park the rest in ``paused``."""
+    def _run_cuttable(self, plan: StepPlan):
+        """Run a preemptible and/or gang plan: gather the gang, run, and either apply the
+        plan or, if cut at a layer boundary, park the rest in ``paused``."""
         env = self.env
-        self._cur = batch
-        if batch.gang:
+        self._cur = plan
+        helpers = [h._rep for h in plan.hold] if plan.hold else ()
+        if helpers:
             self._gathering = True
-            barriers = [h.request_hold(self) for h in batch.gang]
+            barriers = [h.request_hold(self) for h in helpers]
             try:
                 yield env.all_of(barriers)
             except simpy.Interrupt:  # new work wants this replica: let the gang go, run it first
                 self._interrupt_pending = False
                 self._gathering = False
                 self._cur = None
-                for h in batch.gang:
+                for h in helpers:
                     h.cancel_hold()
-                self._pause(batch)
+                self._pause(plan)
                 return
             self._gathering = False
-        full_s = batch.step_s if batch.step_s is not None else self._step_time(batch)
-        batch.step_s = full_s
+        full_s = plan.step_s if plan.step_s is not None else self._step_time(plan)
+        plan.step_s = full_s
         num_layers = self.num_layers
-        left = num_layers - batch.done_layers
+        left = num_layers - plan.done_layers
         layer_s = full_s / num_layers
         step_s = full_s * left / num_layers
         start = env.now
@@ -127,19 +115,19 @@ class PausableMixin:
             except simpy.Interrupt:
                 self._interrupt_pending = False
         self._cur = None
-        for h in batch.gang or ():
+        for h in helpers:
             h.cancel_hold()
         if self._cut_end is not None:
             self._cut_end = None
-            self._account(batch, env.now - start)
-            batch.done_layers += self._cut_layers
+            self._account(plan, env.now - start)
+            plan.done_layers += self._cut_layers
             self.num_cuts += 1
-            self._pause(batch)
+            self._pause(plan)
             return
-        self._account(batch, step_s)
-        self._apply(batch, end)
-        if batch.on_finish is not None:
-            batch.on_finish(batch)
+        self._account(plan, step_s)
+        self._apply(plan, end)
+        if plan.on_finish is not None:
+            plan.on_finish(plan)
 
     def _hold(self):
         """Hold for a gang lead: do nothing until it lets go (counted as prefill busy time)."""

@@ -3,10 +3,11 @@
 One SimPy process per replica runs::
 
     while work exists:
-        batch = scheduler.schedule(replica)      # admit, chunk, preempt (mutates queues, KV)
-        step_s = cost_model(batch) + swap copies
+        plan = scheduler.schedule(replica.ops)   # admit, chunk, preempt through named operations
+        k_i = speculator.propose(...)            # draft tokens per decode, if the pool speculates
+        step_s = cost_model(plan) + drafts + swap copies
         wait until now + step_s                  # one event per iteration ...
-        apply(batch)                             # tokens out, prefills done, finishes
+        apply(plan)                              # accepted + 1 tokens out, prefills done, finishes
 
 Fast path: when the waiting and swapped queues are empty, every running request decodes and
 the scheduler declares ``fast_forward_safe``, the next iterations are fixed until the first
@@ -15,20 +16,28 @@ a *stretch* of n iterations with their exact end times and waits once. An arriva
 truncates it after the iteration in progress; ``sync()`` brings tokens and KV up to ``now``
 for anyone who looks in between. Results equal stepping one iteration at a time (tested).
 
-Pausable iterations: a batch marked ``preemptible`` is priced as ``num_layers`` equal layer
-slices. When new work arrives meanwhile (``wake``) and ``scheduler.wants_preempt(replica)``
-is true, the iteration is cut at the next layer boundary; the batch (its requests taken out
-of ``running``, KV kept) waits in ``paused`` with ``done_layers`` finished, and resumes, paying
-only the remaining layers, once ``scheduler.resume_paused(replica)`` allows (default: at
-once)::
+Layer cuts: a plan marked ``preemptible`` is priced as ``num_layers`` equal layer slices.
+When new work arrives meanwhile (``wake``) and ``scheduler.wants_cut(view)`` is true, the
+iteration is cut at the next layer boundary; the plan (its requests taken out of
+``running``, KV kept) waits in ``paused`` with ``done_layers`` finished, and resumes, paying
+only the remaining layers, once ``scheduler.may_resume(view)`` allows (default: at once)::
 
     |L1|L2|L3|L4|L5|...         short arrives in L3: cut at the end of L3
     |L1|L2|L3| short prefills |L4|L5|...|Ln| -> tokens of the paused batch out here
 
-Gangs (sequence parallelism): a batch with ``gang`` = helper replicas first gathers them
-(each finishes its iteration in progress and, when its own ``resume_paused`` allows, holds),
+Holds (sequence-parallel gangs): a plan with ``hold`` = helper replicas first gathers them
+(each finishes its iteration in progress and, when its own ``may_resume`` allows, holds),
 then runs; the helpers stay held, doing nothing else, until the iteration ends or is cut.
-Work arriving at a held helper may cut the whole gang. The lead holds the batch's KV.
+Work arriving at a held helper may cut the whole gang. The lead holds the plan's KV.
+
+Speculation: with a speculator, each decode of a plan proposes ``k`` draft tokens; the
+verify pass is priced with ``k + 1`` tokens per request plus the speculator's draft time;
+acceptance is drawn per proposed token from the request's acceptance rate (the first
+rejection ends it), the request emits accepted + 1 tokens, and KV reserved for the
+rejected slots is released.
+
+Every request-count the routers read is kept incrementally: ``num_pending_prefill_tokens``
+(prompt tokens queued or mid-prefill) changes only in the operations below.
 """
 
 from __future__ import annotations
@@ -40,11 +49,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from sim.engine.batch import Batch
 from sim.engine.clock import at
 from sim.engine.fast_path import DecodeStretchMixin
+from sim.engine.ops import ReplicaOps
 from sim.engine.pausable import PausableMixin
+from sim.engine.plan import StepPlan
 from sim.engine.request import Request, State
+from sim.engine.views import ReplicaView
 
 if TYPE_CHECKING:
     from sim.engine.recorder import Recorder
@@ -74,6 +85,9 @@ class Replica(DecodeStretchMixin, PausableMixin):
         cost_model: Any,
         recorder: Recorder,
         fast_forward: bool = True,
+        speculator: Any = None,
+        accept_rng: np.random.Generator | None = None,
+        hardware: Any = None,
     ):
         self.env = env
         self.id = replica_id
@@ -82,14 +96,21 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self.scheduler = scheduler
         self.kv = kv
         self.cost_model = cost_model
+        self.hardware = hardware
         self.recorder = recorder
-        self.fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False)
+        self.speculator = speculator
+        self.accept_rng = accept_rng
+        self.fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False) and speculator is None
         self.waiting: deque[Request] = deque()   # QUEUED / PREEMPTED, front runs first
         self.running: list[Request] = []         # admitted, in admission order
         self.swapped: deque[Request] = deque()   # KV in host memory
         self.num_outstanding = 0                 # assigned here and not yet done
-        self.max_tokens = kv.num_blocks * kv.block_size
+        self.num_pending_prefill_tokens = 0      # prompt tokens queued or mid-prefill (incremental)
+        self.max_tokens = kv.max_tokens
         self.pending_swap_bytes = 0
+        self.lifecycle = "active"                # starting | active | draining | removed
+        self.start_s = env.now                   # when it started (its GPUs are billed from here)
+        self.end_s: float | None = None          # when it was removed
         # callbacks set by the cluster
         self.on_done = None       # (request) -> None, after finish or reject
         self.on_prefilled = None  # (replica, request) -> bool: True if the request moved away
@@ -98,6 +119,10 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self.busy_prefill_s = 0.0
         self.busy_decode_s = 0.0
         self.batch_size_sum = 0
+        self.spec_steps = 0       # decode request-steps that speculated
+        self.spec_proposed = 0
+        self.spec_accepted = 0
+        self.spec_emitted = 0
         # stretch state (fast path)
         self._idle: simpy.Event | None = None
         self._st_reqs: list[Request] | None = None
@@ -106,15 +131,15 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self._st_last = 0
         self._st_done = 0
         self._st_alloc = 0
-        # pausable iterations and gangs
+        # layer cuts and holds
         self.num_layers = cost_model_layers(cost_model)
-        self.paused: Batch | None = None         # a cut batch waiting to resume here
+        self.paused: StepPlan | None = None      # a cut plan waiting to resume here
         self.num_cuts = 0                        # iterations cut at a layer boundary
         self.hold_request: Replica | None = None  # a gang lead waiting to hold this replica
         self.held_by: Replica | None = None      # the lead holding this replica now
         self._barrier: simpy.Event | None = None  # succeeds when this replica starts holding
         self._held: simpy.Event | None = None     # succeeds when the lead lets go
-        self._cur: Batch | None = None            # cuttable iteration (or gathering) in progress
+        self._cur: StepPlan | None = None         # cuttable iteration (or gathering) in progress
         self._cur_start = 0.0
         self._cur_layer_s = 0.0
         self._cur_layers_left = 0
@@ -122,9 +147,11 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self._cut_end: float | None = None
         self._gathering = False
         self._interrupt_pending = False
+        self.view = ReplicaView(self)
+        self.ops = ReplicaOps(self)
         self.process = env.process(self._loop())
 
-    # ------------------------------------------------------------------ views for routers
+    # ------------------------------------------------------------------ engine-side reads
     @property
     def num_waiting(self) -> int:
         return len(self.waiting) + len(self.swapped)
@@ -133,8 +160,8 @@ class Replica(DecodeStretchMixin, PausableMixin):
     def num_running(self) -> int:
         return len(self.running)
 
-    def pending_prefill_tokens(self) -> int:
-        """Prompt tokens queued or mid-prefill here that still need computing."""
+    def pending_prefill_tokens_recount(self) -> int:
+        """``num_pending_prefill_tokens`` recomputed from the queues (tests check they agree)."""
         total = 0
         for r in self.waiting:
             total += r.remaining_prefill_tokens
@@ -146,34 +173,30 @@ class Replica(DecodeStretchMixin, PausableMixin):
                 total += r.remaining_prefill_tokens
         return total
 
-    def free_blocks(self) -> int:
-        """KV blocks obtainable now (exact mid-stretch)."""
-        self.sync()
-        return self.kv.num_available
-
-    def cached_prefix_tokens(self, req: Request) -> int:
-        """Prompt tokens of ``req`` this replica's prefix cache holds."""
-        self.sync()
-        return self.kv.cached_prefix_tokens(req)
-
     def fits(self, req: Request) -> bool:
         """Whether ``req`` (prompt and whole output) can ever fit this replica's KV cache."""
         return req.input_tokens + req.output_tokens <= self.max_tokens
 
-    # ------------------------------------------------------------------ queue operations
+    @property
+    def is_empty(self) -> bool:
+        """Nothing assigned, running, paused or held here."""
+        return not (self.num_outstanding or self.waiting or self.running or self.swapped
+                    or self.paused is not None or self.hold_request is not None or self.held_by is not None)
+
+    # ------------------------------------------------------------------ cluster-side operations
     def enqueue(self, req: Request) -> None:
         """Accept a routed request; it is considered at the next iteration boundary."""
         req.replica = self.id
         req.pool = self.pool
-        if req.state != State.DECODE:
-            req.state = State.QUEUED
+        req.state = State.QUEUED
         self.waiting.append(req)
         self.num_outstanding += 1
+        self.num_pending_prefill_tokens += req.remaining_prefill_tokens
         self.wake()
 
     def wake(self) -> None:
         """New work: start the loop if idle, end a stretch after the iteration in progress, or
-        (if the scheduler wants to preempt) cut a pausable iteration at its next layer boundary."""
+        (if the scheduler wants to) cut a layer-cuttable iteration at its next layer boundary."""
         if self._idle is not None:
             if not (self.waiting or self.running or self.swapped or self.hold_request is not None):
                 return  # only KV was reserved: nothing to run yet
@@ -186,25 +209,78 @@ class Replica(DecodeStretchMixin, PausableMixin):
                 self._st_last = new_last
                 self.process.interrupt()
         elif self._cur is not None:
-            if self._wants_preempt():
+            if self.scheduler.wants_cut(self.view):
                 self.request_cut()
         elif self.held_by is not None:
-            if self._wants_preempt():
+            if self.scheduler.wants_cut(self.view):
                 self.held_by.request_cut()
 
-    def admit(self, req: Request) -> None:
-        """Move ``req`` (already popped from ``waiting``) into the running set."""
+    def detach(self, req: Request) -> Any:
+        """Take ``req`` off this replica for a move elsewhere; its KV stays allocated here
+        until the caller frees the returned handle with ``kv.free_detached`` (after the copy)."""
+        self.sync()
+        if req in self.running:
+            self.running.remove(req)
+            if req.state == State.PREFILL:
+                self.num_pending_prefill_tokens -= req.remaining_prefill_tokens
+        elif req in self.waiting:
+            self.waiting.remove(req)
+            self.num_pending_prefill_tokens -= req.remaining_prefill_tokens
+        handle = self.kv.detach(req)
+        req.state = State.MIGRATING
+        self.num_outstanding -= 1
+        return handle
+
+    def reserve_kv(self, req: Request, num_tokens: int) -> bool:
+        """Allocate KV here for a request that is not (yet) on this replica, e.g. the target of
+        a KV copy. Ends a fast-forward stretch first so its planned allocations stay valid."""
+        self.wake()
+        return self.kv.allocate(req, num_tokens) is not None
+
+    def attach_running(self, req: Request) -> None:
+        """Adopt a request whose KV was already allocated here (a finished KV copy)."""
+        req.replica = self.id
+        req.pool = self.pool
+        req.state = State.DECODE if req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1 else State.PREFILL
+        if req.state == State.PREFILL:
+            self.num_pending_prefill_tokens += req.remaining_prefill_tokens
+        self.running.append(req)
+        self.num_outstanding += 1
+        self.wake()
+
+    # ------------------------------------------------------------------ scheduler operations (ReplicaOps)
+    def op_admit(self, req: Request, max_tokens: int | None, reserve_blocks: int, whole: bool,
+                 reserve_tokens: int) -> int | None:
+        """waiting -> running with a first chunk (see ``ReplicaOps.admit``)."""
+        kv = self.kv
+        covered = kv.covered_tokens(req)
+        n = req.input_tokens + req.num_output_tokens - covered
+        if max_tokens is not None and n > max_tokens:
+            if whole:
+                return None
+            n = max_tokens
+        before = req.remaining_prefill_tokens
+        if kv.allocate(req, n, 0, reserve_blocks, reserve_tokens, True) is None:
+            return None
+        if self.waiting[0] is req:
+            self.waiting.popleft()
+        else:
+            self.waiting.remove(req)
+        self.num_pending_prefill_tokens += req.remaining_prefill_tokens - before  # cached prefix
         req.state = State.PREFILL
         if req.first_scheduled_s is None:
             req.first_scheduled_s = self.env.now
         self.running.append(req)
+        return n
 
-    def preempt(self, req: Request, mode: str | None = None) -> None:
-        """Take ``req`` (already removed from ``running``) off the device.
+    def op_preempt(self, req: Request, mode: str | None) -> None:
+        """running -> waiting (recompute) or swapped (swap)."""
+        self.running.remove(req) if self.running[-1] is not req else self.running.pop()
+        if req.state == State.PREFILL:
+            self.num_pending_prefill_tokens -= req.remaining_prefill_tokens
+        self._take_off(req, mode)
 
-        Recompute frees its KV and puts it at the front of ``waiting``; swap copies its KV to
-        host memory (falls back to recompute when the host is full).
-        """
+    def _take_off(self, req: Request, mode: str | None) -> None:
         mode = mode or self.kv.params.preemption_mode
         req.num_preemptions += 1
         if mode == "swap" and self.kv.can_swap_out(req):
@@ -218,15 +294,47 @@ class Replica(DecodeStretchMixin, PausableMixin):
         req.num_cached_tokens = 0
         req.state = State.PREEMPTED
         self.waiting.appendleft(req)
+        self.num_pending_prefill_tokens += req.remaining_prefill_tokens
 
-    def swap_in(self, req: Request) -> None:
-        """Bring a swapped request (popped from ``swapped``) back to ``running``."""
-        self.pending_swap_bytes += self.kv.swap_in(req)
-        req.state = State.DECODE if req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1 else State.PREFILL
+    def op_swap_in(self, req: Request, reserve_blocks: int) -> bool:
+        """swapped -> running, with KV for its next step."""
+        kv = self.kv
+        if not kv.can_swap_in(req, reserve_blocks, 1):
+            return False
+        self.swapped.remove(req) if self.swapped[0] is not req else self.swapped.popleft()
+        self.pending_swap_bytes += kv.swap_in(req)
+        decoding = req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1
+        req.state = State.DECODE if decoding else State.PREFILL
+        kv.allocate(req, 1 if decoding else req.remaining_prefill_tokens)
+        if not decoding:
+            self.num_pending_prefill_tokens += req.remaining_prefill_tokens
         self.running.append(req)
+        return True
+
+    def op_reject(self, req: Request, reason: str) -> None:
+        """waiting/swapped -> rejected."""
+        if req.state == State.SWAPPED:
+            self.swapped.remove(req)
+        else:
+            if self.waiting and self.waiting[0] is req:
+                self.waiting.popleft()
+            else:
+                self.waiting.remove(req)
+            self.num_pending_prefill_tokens -= req.remaining_prefill_tokens
+        self.reject(req, reason)
+
+    def op_recompute_paused(self) -> None:
+        """Every request of the cut plan -> waiting, KV freed."""
+        cut, self.paused = self.paused, None
+        if cut is None:
+            return
+        for r, _n in cut.prefill:
+            self.num_pending_prefill_tokens -= r.remaining_prefill_tokens
+        for req in reversed(cut.requests):
+            self._take_off(req, "recompute")
 
     def reject(self, req: Request, reason: str) -> None:
-        """Give up on ``req`` (popped from its queue): it can never be served here."""
+        """Give up on ``req`` (already off its queues): it can never be served here."""
         self.kv.free(req)
         req.state = State.REJECTED
         req.reject_reason = reason
@@ -236,126 +344,151 @@ class Replica(DecodeStretchMixin, PausableMixin):
         if self.on_done is not None:
             self.on_done(req)
 
-    def detach(self, req: Request) -> Any:
-        """Take ``req`` off this replica for a move elsewhere; its KV stays allocated here
-        until the caller frees the returned handle with ``kv.free_detached`` (after the copy)."""
-        self.sync()
-        if req in self.running:
-            self.running.remove(req)
-        elif req in self.waiting:
-            self.waiting.remove(req)
-        handle = self.kv.detach(req)
-        req.state = State.MIGRATING
-        self.num_outstanding -= 1
-        return handle
-
-    def reserve_kv(self, req: Request, num_tokens: int) -> bool:
-        """Allocate KV here for a request that is not (yet) on this replica, e.g. the target of
-        a KV copy. Ends a fast-forward stretch first so its planned allocations stay valid."""
-        self.wake()
-        return self.kv.allocate(req, num_tokens)
-
-    def attach_running(self, req: Request) -> None:
-        """Adopt a request whose KV was already allocated here (a finished KV copy)."""
-        req.replica = self.id
-        req.pool = self.pool
-        req.state = State.DECODE if req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1 else State.PREFILL
-        self.running.append(req)
-        self.num_outstanding += 1
-        self.wake()
-
     # ------------------------------------------------------------------ the loop
     def _loop(self):
         env = self.env
+        scheduler = self.scheduler
         while True:
             if not (self.waiting or self.running or self.swapped or self.paused is not None
                     or self.hold_request is not None):
                 self._idle = env.event()
                 yield self._idle
                 continue
-            if self.hold_request is not None and self._may_resume():
+            if self.hold_request is not None and scheduler.may_resume(self.view):
                 yield from self._hold()
                 continue
-            batch = None
-            if self.paused is not None and self._may_resume():
-                batch = self._unpause()
+            plan = None
+            if self.paused is not None and scheduler.may_resume(self.view):
+                plan = self._unpause()
             elif self.fast_forward and not self.waiting and not self.swapped and self.paused is None:
-                batch = self._decode_all()
-            if batch is None:
-                batch = self.scheduler.schedule(self)
-            if not batch and self.paused is not None:
-                batch = self._unpause()  # nothing else can run: finish the paused work
-            if not batch:
+                plan = self._decode_all()
+            if plan is None:
+                plan = scheduler.schedule(self.ops)
+            if not plan and self.paused is not None:
+                plan = self._unpause()  # nothing else can run: finish the paused work
+            if not plan:
                 if self.running or self.pending_swap_bytes:
-                    raise RuntimeError(f"scheduler {self.scheduler!r} scheduled nothing with requests running")
-                if self.waiting and self._blocked():  # the scheduler waits for another replica
+                    raise RuntimeError(f"scheduler {scheduler!r} scheduled nothing with requests running")
+                if self.waiting and scheduler.holds_back(self.view):  # it waits for another replica
                     self._idle = env.event()
                     yield self._idle
                     continue
                 if self.waiting:  # nothing running and the head still cannot start: never will
-                    self.reject(self.waiting.popleft(), "unschedulable")
+                    self.op_reject(self.waiting[0], "unschedulable")
                 elif self.swapped:
-                    self.reject(self.swapped.popleft(), "unschedulable")
+                    self.op_reject(self.swapped[0], "unschedulable")
                 continue
-            if batch.preemptible or batch.gang:
-                yield from self._run_cuttable(batch)
+            if self.speculator is not None and plan.decode and plan.decode_tokens is None:
+                self._speculate(plan)
+            if plan.preemptible or plan.hold:
+                yield from self._run_cuttable(plan)
                 continue
-            if self.fast_forward and not self.waiting and not self.swapped and not batch.prefill \
-                    and batch.decode_tokens is None and len(batch.decode) == len(self.running) \
+            if self.fast_forward and not self.waiting and not self.swapped and not plan.prefill \
+                    and plan.decode_tokens is None and len(plan.decode) == len(self.running) \
                     and not self.pending_swap_bytes and self.paused is None and self.hold_request is None:
-                yield from self._stretch(batch)
+                yield from self._stretch(plan)
                 continue
-            step_s = self._step_time(batch)
+            step_s = self._step_time(plan)
             end = env.now + step_s
             yield at(env, end)
-            self._account(batch, step_s)
-            self._apply(batch, end)
+            self._account(plan, step_s)
+            self._apply(plan, end)
 
-    def _step_time(self, batch: Batch) -> float:
-        chunks = [(n, r.num_computed_tokens) for r, n in batch.prefill]
-        decode = batch.decode
-        if batch.decode_tokens is None:
+    def _speculate(self, plan: StepPlan) -> None:
+        """Ask the speculator for draft tokens per decode; reserve their KV slots (a request
+        whose slots cannot be had proposes none) and price the draft passes."""
+        ks = self.speculator.propose(self.view, [r.view for r in plan.decode])
+        kv = self.kv
+        tokens = []
+        for r, k in zip(plan.decode, ks, strict=True):
+            if k > 0 and kv.allocate(r, 1, k) is None:
+                k = 0
+            tokens.append(k + 1)
+        plan.decode_tokens = tokens
+        plan.draft_s = self.speculator.draft_time_s(self.view, [r.view for r in plan.decode],
+                                                    [t - 1 for t in tokens])
+
+    def _step_time(self, plan: StepPlan) -> float:
+        chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill]
+        decode = plan.decode
+        if plan.decode_tokens is None:
             num_decode_tokens = len(decode)
-            context = num_decode_tokens
-            for r in decode:
-                context += r.num_computed_tokens
         else:
-            num_decode_tokens = sum(batch.decode_tokens)
-            context = num_decode_tokens
-            for r in decode:
-                context += r.num_computed_tokens
+            num_decode_tokens = sum(plan.decode_tokens)
+        context = num_decode_tokens
+        for r in decode:
+            context += r.num_computed_tokens
         step_s = self.cost_model.step_time_s(chunks, len(decode), num_decode_tokens, context)
+        if plan.draft_s:
+            step_s += plan.draft_s
         if self.pending_swap_bytes:
             step_s += self.cost_model.swap_time_s(self.pending_swap_bytes)
             self.pending_swap_bytes = 0
         return step_s
 
-    def _account(self, batch: Batch, step_s: float) -> None:
+    def _account(self, plan: StepPlan, step_s: float) -> None:
         self.num_steps += 1
-        self.batch_size_sum += batch.size
-        if batch.prefill:
+        self.batch_size_sum += plan.size
+        if plan.prefill:
             self.busy_prefill_s += step_s
         else:
             self.busy_decode_s += step_s
         if self.recorder.steps is not None:
-            self.recorder.on_step(self, self.env.now - step_s, step_s, batch.size,
-                                  batch.num_prefill_tokens, len(batch.decode))
+            self.recorder.on_step(self, self.env.now - step_s, step_s, plan.size,
+                                  plan.num_prefill_tokens, len(plan.decode))
 
-    def _apply(self, batch: Batch, end: float) -> None:
+    def _apply(self, plan: StepPlan, end: float) -> None:
         done = False
-        for r, n in batch.prefill:
+        for r, n in plan.prefill:
             r.num_computed_tokens += n
+            self.num_pending_prefill_tokens -= n
             if r.num_computed_tokens == r.input_tokens + r.num_output_tokens:
                 self.kv.commit_prefix(r)
                 r.state = State.DECODE
                 done |= self._emit(r, end)
                 if r.state == State.DECODE and self.on_prefilled is not None and self.on_prefilled(self, r):
                     done = True
-        for r in batch.decode:
-            r.num_computed_tokens += 1
-            done |= self._emit(r, end)
+        if plan.decode_tokens is None:
+            for r in plan.decode:
+                r.num_computed_tokens += 1
+                done |= self._emit(r, end)
+        else:
+            done |= self._apply_speculative(plan, end)
         if done:
             self.running = [r for r in self.running if r.replica == self.id and r.state < State.FINISHED]
+
+    def _apply_speculative(self, plan: StepPlan, end: float) -> bool:
+        """Verify each decode's drafts: accept while draws succeed, emit accepted + 1 tokens,
+        release the KV slots of the rejected drafts."""
+        rng, kv, spec = self.accept_rng, self.kv, self.speculator
+        done = False
+        for r, t in zip(plan.decode, plan.decode_tokens, strict=True):
+            k = t - 1
+            accepted = 0
+            if k > 0:
+                rate = r.spec_acceptance if r.spec_acceptance is not None else spec.acceptance_rate(r.view)
+                draws = rng.random(k)
+                while accepted < k and draws[accepted] < rate:
+                    accepted += 1
+                self.spec_steps += 1
+                self.spec_proposed += k
+                self.spec_accepted += accepted
+            emit = accepted + 1
+            left = r.output_tokens - r.num_output_tokens
+            if emit > left:
+                emit = left
+            if k > 0:
+                self.spec_emitted += emit
+            r.num_computed_tokens += emit
+            finished = False
+            for _ in range(emit):
+                finished = self._emit(r, end)
+            if k > 0:
+                spec.observe(r.view, k, accepted)
+                if not finished:
+                    kv.trim(r, r.num_computed_tokens)
+            done |= finished
+        return done
 
     def _emit(self, r: Request, end: float) -> bool:
         """Emit one token of ``r`` at ``end``; True if it finished."""

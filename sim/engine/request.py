@@ -11,25 +11,16 @@
 ``deadline_s`` is absolute (seconds on the arrival clock); ``ttft_slo_s`` / ``tpot_slo_s`` are
 limits. Requests are plain objects with ``__slots__`` (no per-token objects): the engine's hot loop
 touches a few counters per iteration. Policies may read every field except
-``output_tokens`` (the true length), unless the experiment grants an oracle.
+``output_tokens`` (the true length) and ``spec_acceptance``: they see ``req.view``
+(``sim.engine.views.RequestView``), which hides both unless their config grants an oracle.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
+from sim.engine.states import State
+from sim.engine.views import RequestView
 
-
-class State(IntEnum):
-    """Where a request is in its life cycle."""
-
-    QUEUED = 0
-    PREFILL = 1
-    DECODE = 2
-    PREEMPTED = 3
-    SWAPPED = 4
-    MIGRATING = 5
-    FINISHED = 6
-    REJECTED = 7
+__all__ = ["Request", "State"]
 
 
 class Request:
@@ -39,10 +30,10 @@ class Request:
         # trace fields
         "id", "arrival_s", "input_tokens", "output_tokens", "client", "app", "session",
         "slo_class", "priority", "prefix_hashes", "prefix_block_tokens",
-        "ttft_slo_s", "tpot_slo_s", "deadline_s", "job",
+        "ttft_slo_s", "tpot_slo_s", "deadline_s", "job", "spec_acceptance",
         # serving state
         "state", "pool", "replica", "num_computed_tokens", "num_output_tokens",
-        "num_cached_tokens", "kv_blocks", "kv_units", "first_scheduled_s", "first_token_s",
+        "num_cached_tokens", "kv_blocks", "kv_shared_blocks", "kv_units", "view", "first_scheduled_s", "first_token_s",
         "last_token_s", "finish_s", "num_preemptions", "num_swaps", "reject_reason",
         "itl_max_s", "token_times", "num_migrations", "transfer_s", "policy_data",
     )
@@ -65,6 +56,7 @@ class Request:
         tpot_slo_s: float | None = None,
         deadline_s: float | None = None,
         job: int | None = None,
+        spec_acceptance: float | None = None,
     ):
         self.id = id
         self.arrival_s = arrival_s
@@ -81,6 +73,8 @@ class Request:
         self.tpot_slo_s = tpot_slo_s
         self.deadline_s = deadline_s
         self.job = job
+        self.spec_acceptance = spec_acceptance  # draft-token acceptance rate (None: the speculator's)
+        self.view = RequestView(self)
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -92,6 +86,7 @@ class Request:
         self.num_output_tokens = 0     # tokens emitted to the user
         self.num_cached_tokens = 0     # prompt tokens served from the prefix cache
         self.kv_blocks = 0             # private KV blocks held
+        self.kv_shared_blocks = 0      # blocks of shared units referenced (prefix cache, shares)
         self.kv_units = None           # shared prefix-cache units referenced
         self.first_scheduled_s = None
         self.first_token_s = None

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+from sim.engine.states import State
 from sim.errors import ServesimError
 
 if TYPE_CHECKING:
@@ -73,6 +74,9 @@ _REQUEST_FIELDS = {
 }
 
 
+_DECODE = State.DECODE
+
+
 class RequestView:
     """One request as policies see it: trace fields and progress, never the true output length."""
 
@@ -90,9 +94,7 @@ class RequestView:
     @property
     def is_decoding(self) -> bool:
         """True while the request generates tokens (its prefill is done)."""
-        from sim.engine.request import State
-
-        return self._r.state == State.DECODE
+        return self._r.state == _DECODE
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RequestView) and other._r is self._r
@@ -275,6 +277,11 @@ class ReplicaView:
         """Whether this replica holds, or is asked to hold, for another replica's gang iteration."""
         rep = self._rep
         return rep.hold_request is not None or rep.held_by is not None
+
+    def request_schedule(self) -> None:
+        """Ask the replica to run its scheduler again at its next chance (it sleeps until new
+        work otherwise): for cluster-wide policies whose ``holds_back`` answer changed."""
+        self._rep.wake()
 
     @property
     def accepts_work(self) -> bool:

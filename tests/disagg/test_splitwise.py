@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
+
 from sim import simulate
 from sim.config import from_dict
 from sim.engine.request import Request
+from sim.engine.seams import BuildContext
 
 COST = {"name": "constant", "step_s": 0.01, "per_prefill_token_s": 2e-5, "kv_bytes_per_token": 131072.0}
 
@@ -70,10 +73,11 @@ def test_request_preempted_four_times_goes_first():
     rep = Rep()
     a, b, c = (Request(i, 0.0, 10, 10) for i in range(3))
     c.num_preemptions = 4
-    rep.waiting.extend([a, b, c])
-    assert SplitwiseScheduler(SplitwiseParams()).peek(rep) is c
+    rep.waiting.extend([a.view, b.view, c.view])
+    scheduler = SplitwiseScheduler(SplitwiseParams(), BuildContext(rng=np.random.default_rng(0)))
+    assert scheduler.peek(rep) is c.view
     c.num_preemptions = 3
-    assert SplitwiseScheduler(SplitwiseParams()).peek(rep) is a
+    assert scheduler.peek(rep) is a.view
 
 
 def test_power_per_phase_feeds_energy():
