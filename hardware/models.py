@@ -231,6 +231,9 @@ _CATALOG: dict[str, ModelSpec] = {
         _dense("DeepSeek-V3", 61, 7168, 128, 128, 18432, 129280, head_dim=128,
                num_experts=256, top_k=8, moe_intermediate=2048, shared_intermediate=2048, num_dense_layers=3,
                kv_lora_rank=512, q_lora_rank=1536, qk_rope_dim=64, qk_nope_dim=128, v_head_dim=128),
+        # Not in section 3: small draft models for speculative decoding (their config.json values).
+        _dense("Llama-3.2-1B", 16, 2048, 32, 8, 8192, 128256, head_dim=64, tie_embeddings=True),
+        _dense("Qwen2.5-0.5B", 24, 896, 14, 2, 4864, 151936, head_dim=64, qkv_bias=True, tie_embeddings=True),
         # Not in section 3: DistServe's calibration model (facebook/opt-13b config.json).
         _dense("OPT-13B", 40, 5120, 40, 40, 20480, 50272, gated_mlp=False, tie_embeddings=True,
                extra_params=2050 * 5120),

@@ -12,6 +12,8 @@
 - goodput_rps = requests meeting every SLO / simulated duration (DistServe); SLO attainment
   = share of all requests meeting each SLO, and all of them (``slo_attainment``).
 - simulated_duration_s = last finish (or rejection) - first arrival.
+- With speculation: spec_acceptance_rate = accepted / proposed draft tokens,
+  spec_mean_proposed_tokens and spec_mean_emitted_per_step per speculating request-step.
 """
 
 from __future__ import annotations
@@ -95,6 +97,25 @@ def summarize(
     out["mean_batch_size"] = float(sum(r.batch_size_sum for r in replicas) / steps) if steps else 0.0
     busy = sum(r.busy_prefill_s + r.busy_decode_s for r in replicas)
     out["gpu_busy_fraction"] = float(busy / (duration * len(replicas))) if replicas else 0.0
+    if any(getattr(r, "speculator", None) is not None for r in replicas):
+        out.update(speculation_summary(replicas))
     if extra:
         out.update(extra)
     return out
+
+
+def speculation_summary(replicas: list[Any]) -> dict[str, float]:
+    """Speculative decoding over all speculating decode steps (one per request and step with
+    k > 0): acceptance rate = accepted / proposed draft tokens; mean proposed and mean emitted
+    (accepted + 1, cut at the request's end) tokens per such step."""
+    steps = sum(r.spec_steps for r in replicas)
+    proposed = sum(r.spec_proposed for r in replicas)
+    accepted = sum(r.spec_accepted for r in replicas)
+    emitted = sum(r.spec_emitted for r in replicas)
+    nan = float("nan")
+    return {
+        "spec_acceptance_rate": accepted / proposed if proposed else nan,
+        "spec_mean_proposed_tokens": proposed / steps if steps else nan,
+        "spec_mean_emitted_per_step": emitted / steps if steps else nan,
+        "spec_num_steps": int(steps),
+    }

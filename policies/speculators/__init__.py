@@ -1,0 +1,1 @@
+"""Speculative-decoding policies: how many draft tokens each decoding request proposes."""

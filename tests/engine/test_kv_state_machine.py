@@ -1,0 +1,226 @@
+"""The KV facade under random operation sequences (hypothesis state machine) and unit cases.
+
+Invariants after every step: used + evictable + free = total; no count or reference count is
+negative; blocks in use = private blocks of live requests + blocks of units they reference
+(each unit once); a request holds kv_blocks + kv_shared_blocks blocks, the shared part being
+the sum of its units' sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from policies.kv.paged import PagedKVManager, PagedKVParams
+from sim.engine.request import Request
+from sim.engine.seams import BuildContext
+from sim.registry import KV_MANAGERS
+
+BLOCK = 16
+UNIT_TOKENS = 32  # two blocks per prefix unit
+
+
+class _Cost:
+    kv_bytes_per_token = 1024.0
+    num_gpus = 1
+
+    def kv_capacity_bytes(self, utilization: float) -> float:
+        return 1e9
+
+
+def make_kv(num_blocks: int = 64, prefix: bool = True, swap_gb: float = 0.001) -> PagedKVManager:
+    params = PagedKVParams(num_blocks=num_blocks, enable_prefix_caching=prefix, swap_space_gb=swap_gb)
+    return PagedKVManager(params, BuildContext(rng=np.random.default_rng(0), cost_model=_Cost()))
+
+
+def make_req(i: int, input_tokens: int, chain: tuple | None = None) -> Request:
+    return Request(i, 0.0, input_tokens, 50, prefix_hashes=chain, prefix_block_tokens=UNIT_TOKENS if chain else 0)
+
+
+class KVMachine(RuleBasedStateMachine):
+    """Allocate, grow, share, trim, free, evict (through allocation), swap out and in."""
+
+    def __init__(self):
+        super().__init__()
+        self.kv = make_kv()
+        self.live: list[Request] = []
+        self.swapped: list[Request] = []
+        self.next_id = 0
+
+    def _new(self, input_tokens: int, chain_len: int, chain_seed: int) -> Request:
+        chain = tuple((chain_seed, j) for j in range(chain_len)) if chain_len else None
+        req = make_req(self.next_id, input_tokens, chain)
+        self.next_id += 1
+        return req
+
+    @rule(input_tokens=st.integers(1, 200), chain_len=st.integers(0, 4), chain_seed=st.integers(0, 2),
+          chunk=st.integers(1, 200))
+    def admit(self, input_tokens, chain_len, chain_seed, chunk):
+        req = self._new(input_tokens, chain_len, chain_seed)
+        before = (self.kv.num_used, self.kv.num_free, self.kv.num_evictable)
+        covered = self.kv.covered_tokens(req)
+        n = min(chunk, input_tokens - covered)
+        got = self.kv.allocate(req, n, match_prefix=True)
+        if got is None:
+            assert (self.kv.num_used, self.kv.num_free, self.kv.num_evictable) == before
+            assert req.kv_blocks == 0 and req.kv_units is None
+            return
+        req.num_computed_tokens += n
+        if req.num_computed_tokens == req.input_tokens:
+            self.kv.commit_prefix(req)
+        self.live.append(req)
+
+    @precondition(lambda self: self.live)
+    @rule(pick=st.integers(0, 1000), tokens=st.integers(1, 40), lookahead=st.integers(0, 5))
+    def grow(self, pick, tokens, lookahead):
+        req = self.live[pick % len(self.live)]
+        held = self.kv.held_blocks(req)
+        got = self.kv.allocate(req, tokens, lookahead)
+        if got is None:
+            assert self.kv.held_blocks(req) == held
+            return
+        assert self.kv.held_blocks(req) >= self.kv.blocks_for(req.num_computed_tokens + tokens + lookahead)
+        req.num_computed_tokens += tokens
+        self.kv.trim(req, req.num_computed_tokens)  # drop the lookahead slots (rejected drafts)
+        assert self.kv.held_blocks(req) >= self.kv.blocks_for(req.num_computed_tokens)
+
+    @precondition(lambda self: self.live)
+    @rule(pick=st.integers(0, 1000), tokens=st.integers(1, 300))
+    def share(self, pick, tokens):
+        src = self.live[pick % len(self.live)]
+        dst = self._new(src.input_tokens, 0, 0)
+        covered = self.kv.share(src, dst, tokens)
+        assert covered % BLOCK == 0 and covered <= src.num_computed_tokens
+        dst.num_computed_tokens = covered
+        self.live.append(dst)
+
+    @precondition(lambda self: self.live)
+    @rule(pick=st.integers(0, 1000))
+    def free(self, pick):
+        req = self.live.pop(pick % len(self.live))
+        self.kv.free(req)
+        assert req.kv_blocks == 0 and req.kv_shared_blocks == 0 and req.kv_units is None
+
+    @precondition(lambda self: self.live)
+    @rule(pick=st.integers(0, 1000))
+    def swap_out(self, pick):
+        req = self.live[pick % len(self.live)]
+        if not self.kv.can_swap_out(req):
+            return
+        self.live.remove(req)
+        self.kv.swap_out(req)
+        self.swapped.append(req)
+
+    @precondition(lambda self: self.swapped)
+    @rule()
+    def swap_in(self):
+        req = self.swapped[0]
+        if not self.kv.can_swap_in(req):
+            return
+        self.swapped.pop(0)
+        self.kv.swap_in(req)
+        self.live.append(req)
+
+    @invariant()
+    def totals(self):
+        self.kv.check_invariants()
+
+    @invariant()
+    def used_is_what_live_requests_hold(self):
+        units = {}
+        private = 0
+        for req in self.live:
+            private += req.kv_blocks
+            assert req.kv_blocks >= 0 and req.kv_shared_blocks >= 0
+            shared = 0
+            for key in req.kv_units or ():
+                blocks = self.kv._units[key][1]
+                units[key] = blocks
+                shared += blocks
+            assert shared == req.kv_shared_blocks
+        assert self.kv.num_used == private + sum(units.values())
+        for key, blocks in units.items():
+            refs = sum(1 for r in self.live for k in (r.kv_units or ()) if k == key)
+            assert self.kv._units[key][0] == refs, (key, blocks)
+        assert self.kv.num_host_used == sum(self.kv.blocks_for(r.num_computed_tokens) for r in self.swapped)
+
+    def teardown(self):
+        for req in self.live:
+            self.kv.free(req)
+        assert self.kv.num_used == 0
+        self.kv.check_invariants()
+
+
+TestKVStateMachine = KVMachine.TestCase
+TestKVStateMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_no_room_is_none_and_changes_nothing():
+    kv = make_kv(num_blocks=4, prefix=False)
+    a = make_req(0, 60)
+    assert kv.allocate(a, 60) == 4
+    b = make_req(1, 10)
+    assert kv.allocate(b, 10) is None
+    assert (kv.num_used, kv.num_free, b.kv_blocks) == (4, 0, 0)
+    assert kv.allocate(a, 4) == 0  # still inside its last block
+
+
+def test_prefix_units_are_shared_and_evicted_lru():
+    kv = make_kv(num_blocks=8)
+    chain = (("p", 0), ("p", 1))
+    a = make_req(0, 64, chain)
+    assert kv.allocate(a, 64, match_prefix=True) == 4
+    a.num_computed_tokens = 64
+    kv.commit_prefix(a)
+    b = make_req(1, 64, chain)
+    assert kv.cached_prefix_tokens(b) == 64
+    kv.allocate(b, 1, match_prefix=True)  # 63 cached (one prompt token is always computed)
+    assert b.num_computed_tokens == 63 and kv.held_blocks(b) == 4
+    kv.free(a)
+    kv.free(b)
+    assert kv.num_evictable == 4 and kv.num_used == 0
+    c = make_req(2, 128)
+    assert kv.allocate(c, 128) == 8  # evicts both units
+    assert kv.num_evictable == 0 and kv.cached_prefix_tokens(b) == 0
+
+
+def test_shared_blocks_outlive_the_source_and_free_with_the_last_reference():
+    kv = make_kv(num_blocks=10, prefix=False)
+    src = make_req(0, 64)
+    kv.allocate(src, 64)
+    src.num_computed_tokens = 64
+    dst = make_req(1, 64)
+    assert kv.share(src, dst, 48) == 48
+    assert kv.num_used == 4 and kv.held_blocks(dst) == 3 and kv.held_blocks(src) == 4
+    kv.free(src)
+    assert kv.num_used == 3
+    kv.free(dst)
+    assert kv.num_used == 0 and kv.num_free == 10 and kv.num_evictable == 0
+
+
+def test_registered_and_sized_from_the_cost_model():
+    assert KV_MANAGERS.get("paged") is PagedKVManager
+    params = PagedKVParams(block_size=16)
+    kv = PagedKVManager(params, BuildContext(rng=np.random.default_rng(0), cost_model=_Cost()))
+    assert kv.num_blocks == int(_Cost().kv_capacity_bytes(0.9) // (16 * _Cost.kv_bytes_per_token))
+
+
+@pytest.mark.parametrize("steps", [1, 5, 40])
+def test_affordable_steps_matches_one_by_one(steps):
+    kv = make_kv(num_blocks=12, prefix=False)
+    reqs = [make_req(i, 20 + 7 * i) for i in range(3)]
+    for r in reqs:
+        kv.allocate(r, r.input_tokens + 1)
+        r.num_computed_tokens = r.input_tokens
+    n = kv.affordable_steps(reqs, steps)
+    # stepping one by one: each step every request needs room for one more token
+    k = 1
+    while k < steps:
+        need = sum(max(0, kv.blocks_for(r.num_computed_tokens + k + 1) - kv.held_blocks(r)) for r in reqs)
+        if need > kv.num_available:
+            break
+        k += 1
+    assert n == k
