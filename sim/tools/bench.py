@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "traces" / "data"
 
 H100_LLAMA3_8B = {"device": "H100-SXM", "model": "Llama-3-8B", "tp": 1}
@@ -56,6 +56,11 @@ SCENARIOS: dict[str, Any] = {
     "mooncake-prefix-8": lambda: _config(
         {"name": "trace", "path": str(DATA / "mooncake_conversation_trace.jsonl")},
         _pool(8, kv={"name": "paged", "enable_prefix_caching": True}), "prefix_affinity"),
+    "azure-conv-16-spec": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"),
+                                           "max_requests": 4000},
+                                          _pool(16, speculation={"name": "fixed", "k": 4, "acceptance_rate": 0.7,
+                                                                 "draft_model": "Llama-3.2-1B"}),
+                                          "least_outstanding"),
     "synthetic-1m-128": lambda: synthetic_config(1_000_000, 128),
 }
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
