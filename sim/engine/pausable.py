@@ -4,8 +4,10 @@ Mixed into ``Replica`` (see sim/engine/replica.py for the picture); any schedule
 by marking its plan. A plan marked ``preemptible`` is priced as ``num_layers`` equal layer
 slices and may be cut at a layer boundary when new work arrives and the scheduler wants it
 (``wants_cut``); it then waits in ``paused`` with its finished layers (``done_layers``) kept
-and later pays only the rest. A plan that ``hold`` s other replicas first gathers them
-(``request_hold``), runs, and releases them.
+and later pays only the rest. A plan with ``stop_at_layer`` runs layers ``done_layers`` to
+that layer only and parks the same way (layered prefill: a prompt's layers spread over
+iterations). A plan that ``hold`` s other replicas first gathers them (``request_hold``),
+runs, and releases them.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ class PausableMixin:
         full_s = plan.step_s if plan.step_s is not None else self._step_time(plan)
         plan.step_s = full_s
         num_layers = self.num_layers
-        left = num_layers - plan.done_layers
+        stop = num_layers if plan.stop_at_layer is None else min(plan.stop_at_layer, num_layers)
+        left = stop - plan.done_layers
         layer_s = full_s / num_layers
         step_s = full_s * left / num_layers
         start = env.now
@@ -122,6 +125,12 @@ class PausableMixin:
             self._account(plan, env.now - start)
             plan.done_layers += self._cut_layers
             self.num_cuts += 1
+            self._pause(plan)
+            return
+        if stop < num_layers:  # a layer range: park after its last layer, the rest runs later
+            self._account(plan, step_s)
+            plan.done_layers = stop
+            plan.stop_at_layer = None
             self._pause(plan)
             return
         self._account(plan, step_s)

@@ -6,7 +6,8 @@
       prefill   [(request, prompt tokens to compute)]      offsets = the requests' computed tokens
       decode    [request]  + decode_tokens [k_i + 1]       tokens proposed per decode (1 without
                                                            speculation; k draft + 1 with it)
-      layers    done_layers .. num_layers                  a layer range: resumes after a cut
+      layers    done_layers .. stop_at_layer (or all)      a layer range: resumes after a cut or
+                                                           a partial (layered) prefill
       holds     preemptible (cut at a layer boundary), hold (other replicas held for the whole
                 step: a sequence-parallel gang), step_s (priced by the policy), on_finish
 
@@ -36,7 +37,7 @@ class StepPlan:
     """One iteration's work on one replica."""
 
     __slots__ = ("prefill", "decode", "num_prefill_tokens", "decode_tokens", "preemptible",
-                 "done_layers", "step_s", "hold", "on_finish", "draft_s")
+                 "done_layers", "stop_at_layer", "step_s", "hold", "on_finish", "draft_s")
 
     def __init__(self) -> None:
         self.prefill: list[tuple[Request, int]] = []
@@ -45,6 +46,7 @@ class StepPlan:
         self.decode_tokens: list[int] | None = None  # per decode request, when speculating
         self.preemptible = False
         self.done_layers = 0                # layers already computed before a cut
+        self.stop_at_layer: int | None = None  # run layers done_layers..this one, then park
         self.step_s: float | None = None    # full iteration time, if priced by the scheduler
         self.hold: list | None = None       # replicas held for this iteration (gang)
         self.on_finish = None               # (plan) -> None, after the plan is applied

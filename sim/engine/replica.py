@@ -380,7 +380,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
                 continue
             if self.speculator is not None and plan.decode and plan.decode_tokens is None:
                 self._speculate(plan)
-            if plan.preemptible or plan.hold:
+            if plan.preemptible or plan.hold or plan.done_layers or plan.stop_at_layer is not None:
                 yield from self._run_cuttable(plan)
                 continue
             if self.fast_forward and not self.waiting and not self.swapped and not plan.prefill \
