@@ -233,5 +233,6 @@ class Cluster:
         return live
 
     def _record_unfinished(self) -> None:
+        self.recorder.close_visits(self.env.now)
         for req in self.live_requests():
             self.recorder.on_done(req)

@@ -165,6 +165,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         """Accept a routed request; it is considered at the next iteration boundary."""
         req.replica = self.id
         req.pool = self.pool
+        self.recorder.visit_open(req, self, "prefill" if self.role == "prefill" else "serve")
         if req.state != State.DECODE:
             req.state = State.QUEUED
         self.waiting.append(req)
@@ -232,13 +233,15 @@ class Replica(DecodeStretchMixin, PausableMixin):
         req.reject_reason = reason
         req.finish_s = self.env.now
         self.num_outstanding -= 1
+        self.recorder.visit_close(req, "rejected", req.finish_s)
         self.recorder.on_done(req)
         if self.on_done is not None:
             self.on_done(req)
 
-    def detach(self, req: Request) -> Any:
-        """Take ``req`` off this replica for a move elsewhere; its KV stays allocated here
-        until the caller frees the returned handle with ``kv.free_detached`` (after the copy)."""
+    def detach(self, req: Request, left: str = "handed_off") -> Any:
+        """Take ``req`` off this replica for a move elsewhere (``left``: handed_off or migrated); its
+        KV stays allocated here until the caller frees the returned handle with ``kv.free_detached``
+        (after the copy)."""
         self.sync()
         if req in self.running:
             self.running.remove(req)
@@ -247,6 +250,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         handle = self.kv.detach(req)
         req.state = State.MIGRATING
         self.num_outstanding -= 1
+        self.recorder.visit_close(req, left, self.env.now)
         return handle
 
     def reserve_kv(self, req: Request, num_tokens: int) -> bool:
@@ -255,10 +259,12 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self.wake()
         return self.kv.allocate(req, num_tokens)
 
-    def attach_running(self, req: Request) -> None:
-        """Adopt a request whose KV was already allocated here (a finished KV copy)."""
+    def attach_running(self, req: Request, reason: str = "decode") -> None:
+        """Adopt a request whose KV was already allocated here (a finished KV copy; ``reason``:
+        decode for a hand-off, migrated for a migration)."""
         req.replica = self.id
         req.pool = self.pool
+        self.recorder.visit_open(req, self, reason)
         req.state = State.DECODE if req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1 else State.PREFILL
         self.running.append(req)
         self.num_outstanding += 1
@@ -380,6 +386,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         r.finish_s = end
         self.kv.free(r)
         self.num_outstanding -= 1
+        self.recorder.visit_close(r, "finished", end)
         self.recorder.on_done(r)
         if self.on_done is not None:
             self.on_done(r)
