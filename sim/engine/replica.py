@@ -14,6 +14,8 @@ request finishes, a KV block cannot be had, or a new request arrives. The replic
 a *stretch* of n iterations with their exact end times and waits once. An arrival mid-stretch
 truncates it after the iteration in progress; ``sync()`` brings tokens and KV up to ``now``
 for anyone who looks in between. Results equal stepping one iteration at a time (tested).
+``at_next_boundary(fn)`` runs ``fn`` between two iterations (a running request leaving for
+another replica), cutting a stretch the same way.
 
 Pausable iterations: a batch marked ``preemptible`` is priced as ``num_layers`` equal layer
 slices. When new work arrives meanwhile (``wake``) and ``scheduler.wants_preempt(replica)``
@@ -33,7 +35,6 @@ Work arriving at a held helper may cut the whole gang. The lead holds the batch'
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +123,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self._cut_end: float | None = None
         self._gathering = False
         self._interrupt_pending = False
+        self._at_boundary: list = []              # callbacks for the next iteration boundary
         self.process = env.process(self._loop())
 
     # ------------------------------------------------------------------ views for routers
@@ -181,11 +183,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
             idle, self._idle = self._idle, None
             idle.succeed()
         elif self._st_reqs is not None:
-            self.sync()
-            new_last = min(self._st_last, bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1)
-            if new_last < self._st_last:
-                self._st_last = new_last
-                self.process.interrupt()
+            self.cut_stretch()
         elif self._cur is not None:
             if self._wants_preempt():
                 self.request_cut()
@@ -241,7 +239,8 @@ class Replica(DecodeStretchMixin, PausableMixin):
     def detach(self, req: Request, left: str = "handed_off") -> Any:
         """Take ``req`` off this replica for a move elsewhere (``left``: handed_off or migrated); its
         KV stays allocated here until the caller frees the returned handle with ``kv.free_detached``
-        (after the copy)."""
+        (after the copy). A running request leaves only at an iteration boundary (a hand-off's
+        ``on_prefilled`` or ``at_next_boundary``), never mid-batch."""
         self.sync()
         if req in self.running:
             self.running.remove(req)
@@ -259,6 +258,22 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self.wake()
         return self.kv.allocate(req, num_tokens)
 
+    def at_next_boundary(self, fn: Any) -> None:
+        """Call ``fn()`` when the iteration in progress ends, before the next is planned (at once
+        when the replica is idle), so a running request can leave without tearing a batch. A
+        fast-forward stretch is cut after its iteration in progress."""
+        if self._idle is not None:
+            fn()
+            return
+        self._at_boundary.append(fn)
+        if self._st_reqs is not None:
+            self.cut_stretch()
+
+    def _run_at_boundary(self) -> None:
+        calls, self._at_boundary = self._at_boundary, []
+        for fn in calls:
+            fn()
+
     def attach_running(self, req: Request, reason: str = "decode") -> None:
         """Adopt a request whose KV was already allocated here (a finished KV copy; ``reason``:
         decode for a hand-off, migrated for a migration)."""
@@ -274,6 +289,8 @@ class Replica(DecodeStretchMixin, PausableMixin):
     def _loop(self):
         env = self.env
         while True:
+            if self._at_boundary:
+                self._run_at_boundary()
             if not (self.waiting or self.running or self.swapped or self.paused is not None
                     or self.hold_request is not None):
                 self._idle = env.event()
