@@ -46,6 +46,7 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     df = recorder.requests_frame()
     extra = dict(workload.describe())
     extra.update(_energy_and_cost(cluster, df))
+    extra.update(cluster.transfer.summary())
     summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
     summary["num_events"] = next(cluster.env._eid)  # events scheduled over the run
     summary["wall_s"] = time.perf_counter() - wall_start

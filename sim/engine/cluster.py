@@ -21,6 +21,7 @@ from sim.engine.clock import ARRIVAL, CONTROL, at
 from sim.engine.recorder import Recorder
 from sim.engine.replica import Replica
 from sim.engine.request import Request, State
+from sim.engine.transfer import TransferService
 from sim.errors import ConfigError
 
 
@@ -72,6 +73,7 @@ class Cluster:
         self.replicas: list[Replica] = []
         for i, pool_cfg in enumerate(config.cluster.pools):
             self.pools.append(self._build_pool(pool_cfg, f"cluster.pools[{i}]"))
+        self.transfer = TransferService(self.env, config.cluster.transfer, self.replicas)  # every KV / weight copy
         self.entry_replicas = [r for p in self.pools if p.role in ("mixed", "prefill") for r in p.replicas]
         if not self.entry_replicas:
             raise ConfigError("no pool with role 'mixed' or 'prefill' to receive requests", "cluster.pools")
@@ -230,9 +232,18 @@ class Cluster:
                 live.extend(rep.paused.requests)
         if self.handoff is not None:
             live.extend(self.handoff.live_requests())
+        live.extend(self.transfer.live_requests())
         return live
 
     def _record_unfinished(self) -> None:
         self.recorder.close_visits(self.env.now)
         for req in self.live_requests():
             self.recorder.on_done(req)
+        self.transfer.end_run()
+
+    # ------------------------------------------------------------------ migration
+    def migrate(self, request_id: int, dst_replica_id: int, live: bool = True) -> bool:
+        """Start moving decoding request ``request_id`` to replica ``dst_replica_id``: by Llumnix's
+        multi-stage pre-copy (``live``) or stop and copy. False when it cannot start (the reason
+        is counted in ``transfer.refused``); a started migration may still abort (``transfer.aborted``)."""
+        return self.transfer.migrate(request_id, dst_replica_id, live)
