@@ -5,10 +5,13 @@ Rows are appended to compact typed columns (``array``), not kept as Python objec
 million-request run stays small. ``requests_frame()``, ``visits_frame()`` and ``steps_frame()``
 turn them into pandas DataFrames; plots and notebooks read frames, never simulator objects.
 
-A *visit* is one stay of a request on one replica: why it came and how it left::
+A *visit* is one stay of a request on one replica: the reason it came, start_s, end_s and how
+it left (``finished``, ``rejected``, ``handed_off``, ``migrated``, or ``unfinished`` at the end)::
 
-    router --serve|prefill--> replica A --handed_off--> (copy) --decode--> replica B --finished
-                                                          replica B --migrated--> (copy) --migrated--> C ...
+    came by:  router (prefill pool: prefill, else serve)   hand-off: decode   migration: migrated
+    visit 1   |-- prefill on A --| handed_off
+    visit 2                          (KV copy)  |-- decode on B --| migrated
+    visit 3                                                  (stop) |-- migrated on C --| finished
 
 A P/D request has a ``prefill`` visit then a ``decode`` visit; the request row keeps its last
 replica (``replica``) and its first (``first_replica``).
