@@ -18,13 +18,15 @@ from sim.engine.recorder import Recorder
 
 @dataclass
 class Result:
-    """What a run produced: one row per request, a flat summary, optional iteration rows."""
+    """What a run produced: one row per request, a flat summary, optional iteration rows, one
+    row per replica visit (request, replica, pool, reason it came, start_s, end_s, how it left)."""
 
     config: SimulationConfig
     requests: pd.DataFrame
     summary: dict[str, Any]
     steps: pd.DataFrame | None = None
     token_times: dict[int, list[float]] | None = None
+    visits: pd.DataFrame | None = None
 
 
 def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Result:
@@ -44,11 +46,12 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     df = recorder.requests_frame()
     extra = dict(workload.describe())
     extra.update(_energy_and_cost(cluster, df))
+    extra.update(cluster.transfer.summary())
     summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
     summary["num_events"] = next(cluster.env._eid)  # events scheduled over the run
     summary["wall_s"] = time.perf_counter() - wall_start
     return Result(config, df, summary, recorder.steps_frame(),
-                  recorder.token_times if config.output.record_token_times else None)
+                  recorder.token_times if config.output.record_token_times else None, recorder.visits_frame())
 
 
 def _energy_and_cost(cluster: Cluster, df: pd.DataFrame) -> dict[str, Any]:

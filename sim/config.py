@@ -14,6 +14,7 @@ Layout of a config file (every section optional except workload)::
           cost_model: {name: analytic}
           scheduler: {name: vllm_v1, max_num_batched_tokens: 2048}
           kv: {name: paged, block_size: 16, enable_prefix_caching: false}
+      transfer: {link: ethernet-100g, max_stages: 3, max_stop_blocks: 16}   # migrations (Llumnix)
     slo: {ttft_s: 2.0, tpot_s: 0.1}
     output: {record_steps: false}
     engine: {fast_forward: true}
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import yaml
 
 from sim import schema
+from sim.engine.transfer import TransferParams
 from sim.errors import ConfigError
 from sim.registry import (
     CONTROLLERS,
@@ -171,6 +173,7 @@ class ClusterConfig:
     pools: list[PoolConfig] = param(default_factory=lambda: [PoolConfig()])
     controllers: list[ControllerSpec] = param(default_factory=list)
     handoff: HandoffSpec | None = param(None, doc="where a prefilled request's KV goes (disaggregation)")
+    transfer: TransferParams = param(default_factory=TransferParams, doc="KV copies: live-migration knobs and link")
 
     def validate(self) -> None:
         if not self.pools:

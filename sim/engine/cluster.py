@@ -22,6 +22,7 @@ from sim.engine.recorder import Recorder
 from sim.engine.replica import Replica
 from sim.engine.request import Request, State
 from sim.engine.seams import BuildContext, Scheduler, is_oracle
+from sim.engine.transfer import TransferService
 from sim.engine.views import ClusterView, PoolView, ReplicaView
 from sim.errors import ConfigError
 
@@ -73,6 +74,7 @@ class Cluster:
         self._next_replica_id = 0
         for i, pool_cfg in enumerate(config.cluster.pools):
             self.pools.append(self._build_pool(pool_cfg, f"cluster.pools[{i}]"))
+        self.transfer = TransferService(self.env, config.cluster.transfer, self.replicas)  # every KV / weight copy
         self.entry_views: list[ReplicaView] = []
         self.refresh_entry()
         if not self.entry_views:
@@ -277,11 +279,21 @@ class Cluster:
                 live.extend(rep.paused.requests)
         if self.handoff is not None:
             live.extend(self.handoff.live_requests())
+        live.extend(self.transfer.live_requests())
         return live
 
     def _record_unfinished(self) -> None:
+        self.recorder.close_visits(self.env.now)
         for req in self.live_requests():
             self.recorder.on_done(req)
+        self.transfer.end_run()
+
+    # ------------------------------------------------------------------ migration
+    def migrate(self, request_id: int, dst_replica_id: int, live: bool = True) -> bool:
+        """Start moving decoding request ``request_id`` to replica ``dst_replica_id``: by Llumnix's
+        multi-stage pre-copy (``live``) or stop and copy. False when it cannot start (the reason
+        is counted in ``transfer.refused``); a started migration may still abort (``transfer.aborted``)."""
+        return self.transfer.migrate(request_id, dst_replica_id, live)
 
     # ------------------------------------------------------------------ controller actions
     def apply_actions(self, actions: Any) -> None:

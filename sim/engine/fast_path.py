@@ -78,6 +78,15 @@ class DecodeStretchMixin:
                 self._finish(r, end)
             self.running = [r for r in self.running if r.state < State.FINISHED]
 
+    def cut_stretch(self) -> None:
+        """End the stretch in progress after its iteration in progress (for new work or a
+        request leaving): its last iteration moves up and the waiting process is interrupted."""
+        self.sync()
+        new_last = min(self._st_last, bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1)
+        if new_last < self._st_last:
+            self._st_last = new_last
+            self.process.interrupt()
+
     def sync(self) -> None:
         """Bring a stretch's tokens and KV up to ``now`` (iterations ended strictly before)."""
         if self._st_reqs is None:

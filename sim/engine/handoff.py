@@ -9,7 +9,8 @@ KV. This base class holds the mechanics every policy shares::
     src replica --detach (KV kept on src)--> parked / in flight --copy over link--> dst running
                                              (dst KV reserved first)            src KV freed
 
-The copy takes bytes / bandwidth (+ latency) on the source replica's outbound link, whose
+The copy is the cluster's ``TransferService`` stop-and-copy (``sim/engine/transfer.py``): bytes /
+bandwidth (+ latency) on the source replica's outbound link of the policy's kind, whose
 bandwidth is shared by concurrent copies; ``visible_fraction`` < 1 models copies overlapped
 with the prefill layer by layer (only that share of the copy delays the request).
 """
@@ -17,7 +18,6 @@ with the prefill layer by layer (only that share of the copy delays the request)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,10 @@ class LinkOverrides:
     link_latency_s: float | None = param(None, ge=0, doc="override the link's latency")
 
 
-def link_factory(params: Any) -> Callable[[Replica], Any]:
-    """A function building one shared outbound link per source replica from ``params``
-    (``link``, ``link_gbps``, ``link_latency_s``); an unknown link name is a ConfigError."""
-    from hardware.links import SharedLink, get_link
+def link_spec(params: Any) -> tuple[Any, float | None]:
+    """The link kind and bandwidth override a policy's ``params`` name (``link``, ``link_gbps``,
+    ``link_latency_s``); an unknown link name is a ConfigError."""
+    from hardware.links import get_link
 
     try:
         spec = get_link(params.link)
@@ -47,24 +47,21 @@ def link_factory(params: Any) -> Callable[[Replica], Any]:
         raise ConfigError(str(exc.args[0]), "cluster.handoff.link") from None
     if params.link_latency_s is not None:
         spec = dataclasses.replace(spec, latency_s=params.link_latency_s)
-
-    def make(src: Replica) -> Any:
-        return SharedLink(spec, gbps=params.link_gbps)
-
-    return make
+    return spec, params.link_gbps
 
 
 class HandoffBase:
-    """Shared mechanics: detaching, reserving, copying and attaching requests."""
+    """Shared helpers (fit checks, targets, links) and the hand-over: reserve, then the transfer
+    service's stop-and-copy."""
 
-    def __init__(self, params: Any, cluster: Any, make_link: Callable[[Replica], Any] | None = None):
+    def __init__(self, params: Any, cluster: Any):
         self.params = params
         self.cluster = cluster
         self.env = cluster.env
+        self.transfer = cluster.transfer
         self.decode_replicas = [r for p in cluster.pools if p.role == "decode" for r in p.replicas]
         self.mixed_replicas = [r for p in cluster.pools if p.role == "mixed" for r in p.replicas]
-        self._links: dict[int, Any] = {}
-        self._make_link = make_link if make_link is not None else link_factory(params)
+        self._link_spec, self._link_gbps = link_spec(params)
         self.in_flight: dict[int, tuple[Request, Replica]] = {}
         self.inflight_blocks = {r.id: 0 for r in cluster.replicas}
         self.num_transfers = 0
@@ -83,15 +80,12 @@ class HandoffBase:
 
     # ------------------------------------------------------------------ mechanics
     def link(self, src: Replica) -> Any:
-        """The outbound link of ``src`` (created on first use)."""
-        link = self._links.get(src.id)
-        if link is None:
-            link = self._links[src.id] = self._make_link(src)
-        return link
+        """The outbound link of ``src`` this policy copies over (the transfer service's)."""
+        return self.transfer.link(src.id, self._link_spec, self._link_gbps)
 
     def kv_bytes(self, src: Replica, req: Request) -> float:
         """Bytes of KV ``req`` holds (its computed tokens)."""
-        return req.num_computed_tokens * src.kv.bytes_per_block / src.kv.block_size
+        return self.transfer.kv_bytes(src, req)
 
     def fits(self, dst: Replica, req: Request) -> bool:
         """Whether ``dst`` can take ``req``'s KV plus the next token now."""
@@ -117,20 +111,14 @@ class HandoffBase:
             raise RuntimeError("send() called without a successful fits() check")
         self.inflight_blocks[dst.id] += dst.kv.held_blocks(req)
         self.in_flight[req.id] = (req, dst)
-        self.env.process(self._copy(req, src, handle, dst, visible_fraction))
+        self.transfer.send_kv(req, src, handle, dst, self.link(src), visible_fraction,
+                              on_done=lambda r, d: self._copied(r, src, d))
 
-    def _copy(self, req: Request, src: Replica, handle: Any, dst: Replica, visible_fraction: float):
-        num_bytes = self.kv_bytes(src, req)
-        start = self.env.now
-        yield self.link(src).transfer(self.env, num_bytes * visible_fraction)
-        req.transfer_s += self.env.now - start
+    def _copied(self, req: Request, src: Replica, dst: Replica) -> None:
         self.num_transfers += 1
-        self.transfer_bytes += num_bytes
-        src.kv.free_detached(handle)
-        src.wake()
+        self.transfer_bytes += self.kv_bytes(src, req)
         del self.in_flight[req.id]
         self.inflight_blocks[dst.id] -= dst.kv.held_blocks(req)
-        dst.attach_running(req)
         self.after_copy(dst)
 
     def after_copy(self, dst: Replica) -> None:

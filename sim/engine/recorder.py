@@ -1,8 +1,20 @@
-"""Flat records of a run: one row per request, optional rows per iteration, ITL histogram.
+"""Flat records of a run: one row per request, one per replica visit, optional rows per
+iteration, ITL histogram.
 
 Rows are appended to compact typed columns (``array``), not kept as Python objects, so a
-million-request run stays small. ``requests_frame()`` and ``steps_frame()`` turn them into
-pandas DataFrames; plots and notebooks read frames, never simulator objects.
+million-request run stays small. ``requests_frame()``, ``visits_frame()`` and ``steps_frame()``
+turn them into pandas DataFrames; plots and notebooks read frames, never simulator objects.
+
+A *visit* is one stay of a request on one replica: the reason it came, start_s, end_s and how
+it left (``finished``, ``rejected``, ``handed_off``, ``migrated``, or ``unfinished`` at the end)::
+
+    came by:  router (prefill pool: prefill, else serve)   hand-off: decode   migration: migrated
+    visit 1   |-- prefill on A --| handed_off
+    visit 2                          (KV copy)  |-- decode on B --| migrated
+    visit 3                                                  (stop) |-- migrated on C --| finished
+
+A P/D request has a ``prefill`` visit then a ``decode`` visit; the request row keeps its last
+replica (``replica``) and its first (``first_replica``).
 """
 
 from __future__ import annotations
@@ -20,13 +32,19 @@ _NAN = float("nan")
 
 _FLOAT_COLS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "itl_max_s",
                "transfer_s", "deadline_s", "ttft_slo_s", "tpot_slo_s")
-_INT_COLS = ("id", "input_tokens", "output_tokens", "num_output_tokens", "replica",
+_INT_COLS = ("id", "input_tokens", "output_tokens", "num_output_tokens", "replica", "first_replica",
              "num_preemptions", "num_swaps", "num_cached_tokens", "num_migrations", "priority",
              "session", "job")
 _OBJ_COLS = ("state", "pool", "reject_reason", "client", "app", "slo_class")
 
 
 _STATE_NAMES = {State.FINISHED: "finished", State.REJECTED: "rejected"}
+
+# why a request came to a replica, and how it left (stored as small codes, framed as categories)
+VISIT_REASONS = ("prefill", "serve", "decode", "migrated")
+VISIT_ENDS = ("finished", "rejected", "handed_off", "migrated", "unfinished")
+_REASON_CODE = {name: i for i, name in enumerate(VISIT_REASONS)}
+_END_CODE = {name: i for i, name in enumerate(VISIT_ENDS)}
 
 
 def _f(value: float | None) -> float:
@@ -51,6 +69,11 @@ class Recorder:
                           "decode_tokens": array("q"), "kv_blocks_used": array("q"),
                           "num_waiting": array("q"), "num_running": array("q")}
         self.num_done = 0
+        # visit columns; an open visit is (replica, pool, reason code, start_s) by request id
+        self._v_request, self._v_replica, self._v_start, self._v_end = array("q"), array("q"), array("d"), array("d")
+        self._v_reason, self._v_left = array("b"), array("b")
+        self._v_pool: list[str] = []
+        self._open: dict[int, tuple[int, str, int, float]] = {}
 
     # ------------------------------------------------------------------ hooks
     def itl_many(self, gaps: np.ndarray, weight: int) -> None:
@@ -75,6 +98,7 @@ class Recorder:
         i["output_tokens"].append(r.output_tokens)
         i["num_output_tokens"].append(r.num_output_tokens)
         i["replica"].append(-1 if r.replica is None else r.replica)
+        i["first_replica"].append(-1 if r.first_replica is None else r.first_replica)
         i["num_preemptions"].append(r.num_preemptions)
         i["num_swaps"].append(r.num_swaps)
         i["num_cached_tokens"].append(r.num_cached_tokens)
@@ -90,6 +114,35 @@ class Recorder:
         o["slo_class"].append(r.slo_class)
         if r.token_times is not None:
             self.token_times[r.id] = r.token_times
+
+    def visit_open(self, r: Request, replica: Any, reason: str) -> None:
+        """``r`` arrives on ``replica`` now, for ``reason`` (one of ``VISIT_REASONS``)."""
+        if r.first_replica is None:
+            r.first_replica = replica.id
+        self._open[r.id] = (replica.id, replica.pool, _REASON_CODE[reason], replica.env.now)
+
+    def visit_close(self, r: Request, left: str, end_s: float) -> None:
+        """``r`` leaves the replica it is on at ``end_s``, as ``left`` (one of ``VISIT_ENDS``)."""
+        visit = self._open.pop(r.id, None)
+        if visit is not None:
+            self._append_visit(r.id, visit, _END_CODE[left], end_s)
+
+    def close_visits(self, end_s: float) -> None:
+        """End of run: every visit still open ends at ``end_s`` as ``unfinished``."""
+        code = _END_CODE["unfinished"]
+        for rid, visit in sorted(self._open.items()):
+            self._append_visit(rid, visit, code, end_s)
+        self._open.clear()
+
+    def _append_visit(self, rid: int, visit: tuple[int, str, int, float], left: int, end_s: float) -> None:
+        replica, pool, reason, start_s = visit
+        self._v_request.append(rid)
+        self._v_replica.append(replica)
+        self._v_pool.append(pool)
+        self._v_reason.append(reason)
+        self._v_start.append(start_s)
+        self._v_end.append(end_s)
+        self._v_left.append(left)
 
     def on_step(self, replica: Any, start_s: float, step_s: float, batch_size: int,
                 prefill_tokens: int, decode_tokens: int) -> None:
@@ -136,6 +189,19 @@ class Recorder:
         df["tpot_s"] = (df["finish_s"] - df["first_token_s"]) / denom
         df.loc[df["state"] != "finished", ["e2e_s", "tpot_s"]] = _NAN
         return df.sort_values("id", kind="stable").reset_index(drop=True)
+
+    def visits_frame(self) -> pd.DataFrame:
+        """One row per (request, replica it was on), sorted by request then start time."""
+        df = pd.DataFrame({
+            "request": np.frombuffer(self._v_request, dtype=np.int64).copy(),
+            "replica": np.frombuffer(self._v_replica, dtype=np.int64).copy(),
+            "pool": self._v_pool,
+            "reason": pd.Categorical.from_codes(np.frombuffer(self._v_reason, dtype=np.int8).copy(), VISIT_REASONS),
+            "start_s": np.frombuffer(self._v_start, dtype=np.float64).copy(),
+            "end_s": np.frombuffer(self._v_end, dtype=np.float64).copy(),
+            "left": pd.Categorical.from_codes(np.frombuffer(self._v_left, dtype=np.int8).copy(), VISIT_ENDS),
+        })
+        return df.sort_values(["request", "start_s"], kind="stable").reset_index(drop=True)
 
     def steps_frame(self) -> pd.DataFrame | None:
         """One row per replica iteration, or None when not recorded."""

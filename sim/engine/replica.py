@@ -15,6 +15,8 @@ request finishes, a KV block cannot be had, or a new request arrives. The replic
 a *stretch* of n iterations with their exact end times and waits once. An arrival mid-stretch
 truncates it after the iteration in progress; ``sync()`` brings tokens and KV up to ``now``
 for anyone who looks in between. Results equal stepping one iteration at a time (tested).
+``at_next_boundary(fn)`` runs ``fn`` between two iterations (a running request leaving for
+another replica), cutting a stretch the same way.
 
 Layer cuts: a plan marked ``preemptible`` is priced as ``num_layers`` equal layer slices.
 When new work arrives meanwhile (``wake``) and ``scheduler.wants_cut(view)`` is true, the
@@ -42,7 +44,6 @@ Every request-count the routers read is kept incrementally: ``num_pending_prefil
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +150,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self._interrupt_pending = False
         self.view = ReplicaView(self)
         self.ops = ReplicaOps(self)
+        self._at_boundary: list = []              # callbacks for the next iteration boundary
         self.process = env.process(self._loop())
 
     # ------------------------------------------------------------------ engine-side reads
@@ -188,6 +190,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         """Accept a routed request; it is considered at the next iteration boundary."""
         req.replica = self.id
         req.pool = self.pool
+        self.recorder.visit_open(req, self, "prefill" if self.role == "prefill" else "serve")
         req.state = State.QUEUED
         self.waiting.append(req)
         self.num_outstanding += 1
@@ -203,11 +206,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
             idle, self._idle = self._idle, None
             idle.succeed()
         elif self._st_reqs is not None:
-            self.sync()
-            new_last = min(self._st_last, bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1)
-            if new_last < self._st_last:
-                self._st_last = new_last
-                self.process.interrupt()
+            self.cut_stretch()
         elif self._cur is not None:
             if self.scheduler.wants_cut(self.view):
                 self.request_cut()
@@ -215,9 +214,11 @@ class Replica(DecodeStretchMixin, PausableMixin):
             if self.scheduler.wants_cut(self.view):
                 self.held_by.request_cut()
 
-    def detach(self, req: Request) -> Any:
-        """Take ``req`` off this replica for a move elsewhere; its KV stays allocated here
-        until the caller frees the returned handle with ``kv.free_detached`` (after the copy)."""
+    def detach(self, req: Request, left: str = "handed_off") -> Any:
+        """Take ``req`` off this replica for a move elsewhere (``left``: handed_off or migrated); its
+        KV stays allocated here until the caller frees the returned handle with ``kv.free_detached``
+        (after the copy). A running request leaves only at an iteration boundary (a hand-off's
+        ``on_prefilled`` or ``at_next_boundary``), never mid-batch."""
         self.sync()
         if req in self.running:
             self.running.remove(req)
@@ -229,6 +230,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         handle = self.kv.detach(req)
         req.state = State.MIGRATING
         self.num_outstanding -= 1
+        self.recorder.visit_close(req, left, self.env.now)
         return handle
 
     def reserve_kv(self, req: Request, num_tokens: int) -> bool:
@@ -237,10 +239,12 @@ class Replica(DecodeStretchMixin, PausableMixin):
         self.wake()
         return self.kv.allocate(req, num_tokens) is not None
 
-    def attach_running(self, req: Request) -> None:
-        """Adopt a request whose KV was already allocated here (a finished KV copy)."""
+    def attach_running(self, req: Request, reason: str = "decode") -> None:
+        """Adopt a request whose KV was already allocated here (a finished KV copy; ``reason``:
+        decode for a hand-off, migrated for a migration)."""
         req.replica = self.id
         req.pool = self.pool
+        self.recorder.visit_open(req, self, reason)
         req.state = State.DECODE if req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1 else State.PREFILL
         if req.state == State.PREFILL:
             self.num_pending_prefill_tokens += req.remaining_prefill_tokens
@@ -340,15 +344,34 @@ class Replica(DecodeStretchMixin, PausableMixin):
         req.reject_reason = reason
         req.finish_s = self.env.now
         self.num_outstanding -= 1
+        self.recorder.visit_close(req, "rejected", req.finish_s)
         self.recorder.on_done(req)
         if self.on_done is not None:
             self.on_done(req)
+
+    def at_next_boundary(self, fn: Any) -> None:
+        """Call ``fn()`` when the iteration in progress ends, before the next is planned (at once
+        when the replica is idle), so a running request can leave without tearing a batch. A
+        fast-forward stretch is cut after its iteration in progress."""
+        if self._idle is not None:
+            fn()
+            return
+        self._at_boundary.append(fn)
+        if self._st_reqs is not None:
+            self.cut_stretch()
+
+    def _run_at_boundary(self) -> None:
+        calls, self._at_boundary = self._at_boundary, []
+        for fn in calls:
+            fn()
 
     # ------------------------------------------------------------------ the loop
     def _loop(self):
         env = self.env
         scheduler = self.scheduler
         while True:
+            if self._at_boundary:
+                self._run_at_boundary()
             if not (self.waiting or self.running or self.swapped or self.paused is not None
                     or self.hold_request is not None):
                 self._idle = env.event()
@@ -513,6 +536,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         r.finish_s = end
         self.kv.free(r)
         self.num_outstanding -= 1
+        self.recorder.visit_close(r, "finished", end)
         self.recorder.on_done(r)
         if self.on_done is not None:
             self.on_done(r)

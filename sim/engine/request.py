@@ -32,7 +32,7 @@ class Request:
         "slo_class", "priority", "prefix_hashes", "prefix_block_tokens",
         "ttft_slo_s", "tpot_slo_s", "deadline_s", "job", "spec_acceptance",
         # serving state
-        "state", "pool", "replica", "num_computed_tokens", "num_output_tokens",
+        "state", "pool", "replica", "first_replica", "num_computed_tokens", "num_output_tokens",
         "num_cached_tokens", "kv_blocks", "kv_shared_blocks", "kv_units", "view", "first_scheduled_s", "first_token_s",
         "last_token_s", "finish_s", "num_preemptions", "num_swaps", "reject_reason",
         "itl_max_s", "token_times", "num_migrations", "transfer_s", "policy_data",
@@ -82,6 +82,7 @@ class Request:
         self.state = State.QUEUED
         self.pool = None
         self.replica = None
+        self.first_replica = None      # replica of its first visit (a P/D request's prefill replica)
         self.num_computed_tokens = 0   # prompt + generated tokens whose KV exists
         self.num_output_tokens = 0     # tokens emitted to the user
         self.num_cached_tokens = 0     # prompt tokens served from the prefix cache

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: sim/tools/bench.py -> ../..
 DATA = ROOT / "traces" / "data"
 
 H100_LLAMA3_8B = {"device": "H100-SXM", "model": "Llama-3-8B", "tp": 1}

@@ -1,4 +1,4 @@
-"""Writing a run to disk: resolved config, per-request rows, summary, optional steps."""
+"""Writing a run to disk: resolved config, per-request rows, per-visit rows, summary, optional steps."""
 
 from __future__ import annotations
 
@@ -50,12 +50,14 @@ def json_safe(value: Any) -> Any:
 
 
 def write_run(result: Any, out_dir: str | Path) -> dict[str, Path]:
-    """Write config.yaml, requests.parquet|csv, summary.json (and steps) into ``out_dir``."""
+    """Write config.yaml, requests.parquet|csv, visits.parquet|csv, summary.json (and steps) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"config": out / "config.yaml", "summary": out / "summary.json"}
     files["config"].write_text(dump_config(result.config))
     files["requests"] = write_frame(result.requests, out / "requests")
+    if getattr(result, "visits", None) is not None:
+        files["visits"] = write_frame(result.visits, out / "visits")
     files["summary"].write_text(json.dumps(json_safe(result.summary), indent=2, sort_keys=True) + "\n")
     if result.steps is not None:
         files["steps"] = write_frame(result.steps, out / "steps")
