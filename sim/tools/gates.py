@@ -305,7 +305,15 @@ def run_gates(names: list[str], out_dir: str | Path = "runs/gates", baselines: s
     out = out if out is not None else sys.stdout
     baselines = Path(baselines) if baselines is not None else default_baselines()
     gates = select(names)
-    failed = [g.id for g in gates if run_gate(g, Path(out_dir), baselines, update, out) != 0]
+    failed = []
+    for gate in gates:
+        try:
+            code = run_gate(gate, Path(out_dir), baselines, update, out)
+        except ServesimError as exc:  # a broken scenario fails its own gate, not the others
+            print(f"servesim gate {gate.id}: FAIL: {exc}", file=out)
+            code = 1
+        if code != 0:
+            failed.append(gate.id)
     verdict = f"{len(failed)} failed: {', '.join(failed)}" if failed else "all passed"
     print(f"servesim gate: {len(gates)} gate{'s' if len(gates) != 1 else ''}, {verdict}", file=out)
     return 1 if failed else 0

@@ -48,6 +48,15 @@ def test_a_scenario_that_does_not_use_its_policy_is_an_error(monkeypatch):
         gates.scenario("scheduler", "sarathi")
 
 
+def test_a_broken_scenario_fails_its_gate_only(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(SarathiScheduler, "example_config",
+                        classmethod(lambda cls: {"cluster.pools[0].scheduler.chunk_sise": 1}), raising=False)
+    assert gates.run_gates(["sarathi", "scheduler_vllm"], tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "servesim gate scheduler_sarathi: FAIL: " in out and "chunk_sise" in out
+    assert "scheduler_vllm.yaml: ok" in out and out.rstrip().endswith("2 gates, 1 failed: scheduler_sarathi")
+
+
 def test_other_kinds_are_gated_only_with_example_config(monkeypatch):
     ids = {g.id for g in gates.all_gates()}
     assert "cost_model_constant" not in ids and "workload_synthetic" not in ids
