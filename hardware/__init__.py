@@ -1,3 +1,4 @@
-"""Hardware: device and model catalogs and the cost models registered in ``COST_MODELS``."""
+"""Hardware: device and model catalogs and the cost models registered in ``COST_MODELS``.
 
-from hardware import analytic, constant  # noqa: F401  (registration)
+The cost-model modules register on import; ``sim.registry.load_builtins()`` imports them all.
+"""

@@ -1,4 +1,5 @@
-"""Built-in policies: schedulers, routers and KV managers, registered by name on import."""
+"""Built-in policies: routers, schedulers, KV managers and hand-offs, one file each.
 
-from policies import handoff, kv, routers, schedulers, speculators  # noqa: F401  (registration)
-from policies.speculators import fixed  # noqa: F401
+Nothing to import here: ``sim.registry.load_builtins()`` imports every module under this
+package (new subpackages included), and each module registers its classes by name.
+"""

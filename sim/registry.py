@@ -10,28 +10,56 @@ A registry is a dict from YAML name to a class, filled by a decorator at the def
 
 An unknown name raises ConfigError listing the choices with a "did you mean". A dotted
 ``package.module:Class`` name loads an out-of-tree plug-in without registering it.
+
+Built-in policies are found, not listed: ``load_builtins()`` imports every module under the
+packages ``policies``, ``hardware`` and ``traces`` (subpackages included), so adding a policy
+is adding one file. Modules and packages whose name starts with ``_`` are skipped.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
 from sim.errors import ConfigError
 
-_BUILTIN_MODULES = ("policies", "hardware", "traces")
+BUILTIN_PACKAGES = ("policies", "hardware", "traces")
 _builtins_loaded = False
 
 
+def builtin_modules(packages: tuple[str, ...] = BUILTIN_PACKAGES) -> list[str]:
+    """Dotted names of every module under ``packages`` (packages themselves included), sorted.
+
+    The same walk as ``pkgutil.walk_packages``, except that a package whose name starts with
+    ``_`` is neither imported nor entered (walk_packages imports every package it recurses into).
+    """
+    names: list[str] = []
+
+    def walk(package: str) -> None:
+        names.append(package)
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__, prefix=f"{package}."):
+            if info.name.rpartition(".")[2].startswith("_"):
+                continue
+            if info.ispkg:
+                walk(info.name)
+            else:
+                names.append(info.name)
+
+    for package in packages:
+        walk(package)
+    return sorted(names)
+
+
 def load_builtins() -> None:
-    """Import the packages whose modules register the built-in policies (idempotent)."""
+    """Import every built-in module, which registers its policies (idempotent)."""
     global _builtins_loaded
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    for name in _BUILTIN_MODULES:
+    for name in builtin_modules():
         importlib.import_module(name)
 
 

@@ -49,8 +49,15 @@ def _join(path: str, key: str | int) -> str:
 
 
 def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "None"
     if isinstance(tp, type):
         return tp.__name__
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin in (list, tuple, dict) and args:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
     return str(tp).replace("typing.", "")
 
 

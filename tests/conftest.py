@@ -73,7 +73,7 @@ def _with_pecsched(data: dict) -> None:
                                      "sp_tokens_per_replica": 200}
 
 
-# routers that need more than a name to run in the generic (determinism, property) tests
+# routers that need more than a name to run in the generic (property, trend) tests
 ROUTER_SETUPS = {"length_reservation": _with_long_pool, "pecsched": _with_pecsched}
 
 

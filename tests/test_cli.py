@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from sim.tools.cli import main
+from sim.tools.policies import REGISTRIES
 from tests.conftest import make_config_dict
 
 
@@ -46,3 +47,41 @@ def test_trace_stats_json(capsys):
     assert main(["trace", "stats", "traces/data/azure_llm_2023_conv.csv", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["rows"] == 19366
+
+
+def test_policies_text_lists_every_kind_name_and_parameter(capsys):
+    assert main(["policies"]) == 0
+    out = capsys.readouterr().out
+    for registry in REGISTRIES:
+        assert f"\n{registry.kind}s\n" in f"\n{out}"
+        for name in registry.names():
+            assert f"\n  {name} " in out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("chunk_size"))
+    assert line.split()[:3] == ["chunk_size", "int", "512"] and line.endswith("token budget per iteration")
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("long_pool"))
+    assert "required" not in line
+    assert "(none registered)" in out  # speculators, controllers: no built-in yet
+
+
+def test_policies_json_is_machine_readable(capsys):
+    assert main(["policies", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert list(data) == [r.kind for r in REGISTRIES]
+    for registry in REGISTRIES:
+        assert [p["name"] for p in data[registry.kind]] == registry.names()
+    sarathi = next(p for p in data["scheduler"] if p["name"] == "sarathi")
+    assert sarathi["doc"] and {"name": "chunk_size", "type": "int", "default": 512, "required": False,
+                               "doc": "token budget per iteration"} in sarathi["params"]
+    reservation = next(p for p in data["router"] if p["name"] == "length_reservation")
+    assert reservation["params"][0] == {"name": "long_input_tokens", "type": "int", "default": None,
+                                        "required": True, "doc": "prompts longer than this are 'long'"}
+    paged = data["kv manager"][0]["params"]
+    assert {"name": "num_blocks", "type": "int | None", "default": None, "required": False,
+            "doc": "override the block count derived from memory"} in paged
+
+
+def test_policies_by_kind_and_unknown_kind(capsys):
+    assert main(["policies", "kv_manager", "handoff", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)) == ["kv manager", "handoff"]
+    assert main(["policies", "routers"]) == 2
+    assert "unknown policy kind 'routers'" in capsys.readouterr().err

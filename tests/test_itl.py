@@ -1,4 +1,4 @@
-"""The ITL histogram: exact mean/max/count, percentiles within one bin."""
+"""The ITL histogram: exact mean/max/count, percentiles within one bin, a bounded buffer on every path."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from sim.engine.itl import REL_WIDTH, ItlHistogram
+from tests.cluster_run import run_cluster
+from tests.conftest import make_config_dict
 
 
 def test_percentiles_within_bin_width_and_exact_moments():
@@ -28,3 +30,72 @@ def test_percentiles_within_bin_width_and_exact_moments():
 def test_empty():
     h = ItlHistogram()
     assert np.isnan(h.mean_s()) and all(np.isnan(h.percentiles((50, 99))))
+
+
+# ---------------------------------------------------------------------------- bounded buffer on the stepping path
+
+PERCENTILES = (50, 90, 95, 99)
+# the stepping run of ``_stepping_config`` as the unbounded buffer (before the checkpoints) reported it
+BEFORE = {"itl_mean_s": 0.011230923564224608, "itl_p50_s": 0.009995555460209787,
+          "itl_p90_s": 0.016053127623468964, "itl_p95_s": 0.01822583768589653,
+          "itl_p99_s": 0.01998124874551629, "itl_max_s": 0.029279999999999973}
+
+
+def _stepping_config() -> dict:
+    """3,000 requests, ~600k gaps, every iteration stepped (no fast path)."""
+    return make_config_dict(
+        num_replicas=2, engine={"fast_forward": False, "progress": False},
+        workload={"name": "synthetic", "num_requests": 3000, "rate_rps": 40.0, "input_tokens": 32,
+                  "input_tokens_max": 512, "output_tokens": 100, "output_tokens_max": 300})
+
+
+def _run_sampled(config: dict, flush_at: int | None, every_s: float = 0.25):
+    """Run ``config``; sample the ITL buffer length every ``every_s`` simulated seconds."""
+    samples: list[int] = []
+
+    def setup(cluster):
+        itl = cluster.recorder.itl
+        if flush_at is not None:
+            itl.flush_at = flush_at
+
+        def sampler():
+            while not cluster.all_done.triggered:
+                samples.append(itl.num_buffered)
+                yield cluster.env.timeout(every_s)
+
+        cluster.env.process(sampler())
+
+    cluster = run_cluster(config, setup)
+    return cluster, samples
+
+
+def test_stepping_run_never_buffers_more_than_the_flush_bound():
+    flush_at = 4096
+    cluster, samples = _run_sampled(_stepping_config(), flush_at)
+    itl = cluster.recorder.itl
+    max_batch = max(r.scheduler.params.max_num_seqs for r in cluster.replicas)
+    bound = flush_at + max_batch  # a checkpoint runs before each iteration adds its tokens
+    assert len(samples) > 100 and max(samples) <= bound
+    assert itl.num_buffered <= bound
+    df = cluster.recorder.requests_frame()
+    assert itl.count == int((df["num_output_tokens"] - 1).clip(lower=0).sum()) > 100 * flush_at
+
+
+def test_default_bound_holds_and_percentiles_are_unchanged():
+    cluster, samples = _run_sampled(_stepping_config(), None)
+    itl = cluster.recorder.itl
+    assert max(samples) <= itl.flush_at + 256 and itl.num_buffered <= itl.flush_at + 256
+    got = dict(zip([f"itl_p{q}_s" for q in PERCENTILES], itl.percentiles(PERCENTILES), strict=True))
+    got["itl_max_s"] = itl.max_s
+    assert got == {k: v for k, v in BEFORE.items() if k != "itl_mean_s"}
+    assert itl.mean_s() == pytest.approx(BEFORE["itl_mean_s"], rel=1e-12)
+
+
+def test_flush_bound_does_not_change_the_histogram():
+    a, _ = _run_sampled(_stepping_config(), 1000)
+    b, _ = _run_sampled(_stepping_config(), 1 << 40)  # never flushes before the summary: the old behaviour
+    assert b.recorder.itl.num_buffered > 500_000
+    assert a.recorder.itl.percentiles(PERCENTILES) == b.recorder.itl.percentiles(PERCENTILES)
+    assert np.array_equal(a.recorder.itl.counts, b.recorder.itl.counts)
+    assert a.recorder.itl.max_s == b.recorder.itl.max_s
+    assert a.recorder.itl.mean_s() == pytest.approx(b.recorder.itl.mean_s(), rel=1e-12)

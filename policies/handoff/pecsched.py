@@ -56,3 +56,10 @@ class PecSchedHandoff(HandoffBase):
         handle = src.detach(req)
         self.send(req, src, handle, best)
         return True
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """PecSched's router, scheduler and hand-off together (the pecsched router's scenario)."""
+        from policies.routers.pecsched import PecSchedRouter
+
+        return PecSchedRouter.example_config()

@@ -47,3 +47,9 @@ class SplitwiseHandoff(HandoffBase):
         handle = src.detach(req)
         self.send(req, src, handle, best, visible_fraction=1.0 - self.params.overlap_fraction)
         return True
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """1 prompt + 2 token machines running the splitwise scheduler behind the splitwise router."""
+        return {"cluster.router": "splitwise", "cluster.pools[0].scheduler.name": "splitwise",
+                "cluster.pools[1].scheduler.name": "splitwise"}

@@ -1,3 +1,1 @@
-"""KV-cache managers."""
-
-from policies.kv import paged  # noqa: F401
+"""KV-cache managers, registered by name."""

@@ -430,3 +430,11 @@ class PagedKVManager:
         assert min(self.num_used, self.num_evictable, self.num_free) >= 0
         assert self.num_evictable == sum(self._lru.values())
         assert all(unit[0] >= 0 for unit in self._units.values())
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """One vLLM v1 replica with prefix caching over multi-turn sessions sharing a system prompt, small KV."""
+        return {"workload": {"name": "sessions", "num_sessions": 150, "rate_rps": 6.0, "turns": 2, "turns_max": 6,
+                             "think_time_s": 1.0, "system_prompt_tokens": 512, "input_tokens": 200,
+                             "output_tokens": 64},
+                "cluster.pools[0].kv.enable_prefix_caching": True, "cluster.pools[0].kv.num_blocks": 600}

@@ -49,3 +49,11 @@ class LengthReservationRouter(RouterBase):
         long, short = self._pools(replicas)
         group = long if req.input_tokens > self.params.long_input_tokens else short
         return min(group, key=lambda r: r.num_outstanding)
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """Three replicas plus one in a 'long' pool for prompts over 400 tokens."""
+        from sim.tools.gates import pool
+
+        return {"cluster.router.long_input_tokens": 400, "cluster.pools[0].num_replicas": 3,
+                "cluster.pools[1]": pool("long", 1)}

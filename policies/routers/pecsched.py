@@ -169,3 +169,22 @@ class PecSchedRouter(RouterBase):
     def _short_tokens(self, rep: ReplicaView) -> int:
         """Short prompt tokens queued at ``rep`` (what a preempting short waits behind)."""
         return sum(r.input_tokens for r in rep.waiting if not self._state.is_long(r))
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """PecSched's router, scheduler and hand-off together: three replicas and a one-replica short-decode pool.
+
+        Prompts over 600 tokens are long, run as gangs of up to 2 replicas and are cut at layer
+        boundaries by short ones.
+        """
+        from sim.tools.gates import pool, synthetic
+
+        return {
+            "workload": synthetic(600, 60.0, input_tokens_max=3000),
+            "cluster": {
+                "router": {"name": "pecsched", "long_input_tokens": 600, "replicas_per_node": 2,
+                           "sp_tokens_per_replica": 1000},
+                "handoff": {"name": "pecsched"},
+                "pools": [pool("main", 3, "pecsched"), pool("shortdecode", 1, role="decode")],
+            },
+        }

@@ -40,3 +40,12 @@ class DistServePrefillScheduler(SchedulerBase):
         if not plan:
             self.schedule_running(rep, plan, None, phase="decode")
         return plan
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """One prefill replica under load handing off to one vLLM v1 decode replica (distserve hand-off)."""
+        from sim.tools.gates import pool
+
+        return {"cluster": {"router": "least_outstanding", "handoff": {"name": "distserve"},
+                            "pools": [pool("prefill", 1, "distserve_prefill", 2000, role="prefill"),
+                                      pool("decode", 1, "vllm_v1", 2000, role="decode")]}}

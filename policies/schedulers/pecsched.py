@@ -159,3 +159,10 @@ class PecSchedScheduler(SchedulerBase):
                               num_links=cost.num_gpus, num_layers=rep.num_layers,
                               overlap=sp.sp_comm_overlap, gather_kv=sp.sp_gather_kv)
         return t + (whole - alone)
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """PecSched's router, scheduler and hand-off together (the pecsched router's scenario)."""
+        from policies.routers.pecsched import PecSchedRouter
+
+        return PecSchedRouter.example_config()

@@ -74,3 +74,8 @@ class StrictPriorityScheduler(VllmV0Scheduler):
     def may_resume(self, rep: ReplicaView) -> bool:
         """Never resume a cut prefill: ``schedule`` preempts it by recompute instead."""
         return False
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """One replica under load, two priority levels (prompts over 512 tokens are the lower one)."""
+        return {"workload.transforms": [{"name": "priority_by_length", "long_input_tokens": 512}]}

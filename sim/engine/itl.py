@@ -5,6 +5,15 @@ percentiles are exact to within one bin (the reported value is the bin's geometr
 centre), while the mean, the count and the maximum are exact. Memory is fixed (about 190 kB
 of counts plus a flush buffer), whatever the number of tokens; the fast path adds a stretch's
 per-iteration gaps with a weight (the number of requests that saw each gap).
+
+The buffer is bounded on every path without slowing the per-token call::
+
+    add(gap)         one C call (array.append), never checks: stepping calls it once per token
+    add_many(...)    checks both buffers (fast path, once per stretch)
+    checkpoint()     flushes once ``flush_at`` gaps are buffered; the Recorder calls it once per
+                     iteration and once per finished request (see Recorder.steps)
+
+so at most ``flush_at`` + one iteration's tokens are ever buffered.
 """
 
 from __future__ import annotations
@@ -25,13 +34,14 @@ _FLUSH_AT = 1 << 16
 class ItlHistogram:
     """Weighted inter-token gaps: ``add`` one, ``add_many`` with a weight, then ``summary``."""
 
-    def __init__(self) -> None:
+    def __init__(self, flush_at: int = _FLUSH_AT) -> None:
         self.counts = np.zeros(NUM_BINS, dtype=np.int64)
         self._total_s = 0.0
         self._count = 0
         self._max_s = 0.0
+        self.flush_at = flush_at
         self._singles = array("d")
-        self.add = self._singles.append        # hot path: one gap
+        self.add = self._singles.append        # hot path: one gap, no check (see checkpoint)
         self._chunks: list[tuple[np.ndarray, int]] = []
         self._chunk_len = 0
 
@@ -39,10 +49,20 @@ class ItlHistogram:
         """Record ``weight`` copies of every gap in ``gaps``."""
         self._chunks.append((gaps, weight))
         self._chunk_len += len(gaps)
-        if self._chunk_len >= _FLUSH_AT:
+        if self._chunk_len >= self.flush_at:
             self.flush()
-        if len(self._singles) >= _FLUSH_AT:
+        if len(self._singles) >= self.flush_at:
             self._flush_singles()
+
+    def checkpoint(self) -> None:
+        """Flush the single gaps once ``flush_at`` are buffered (cheap when not)."""
+        if len(self._singles) >= self.flush_at:
+            self._flush_singles()
+
+    @property
+    def num_buffered(self) -> int:
+        """Gaps waiting in the buffers, not yet in the bins."""
+        return len(self._singles) + self._chunk_len
 
     def _bin(self, values: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):

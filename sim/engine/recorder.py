@@ -62,9 +62,10 @@ class Recorder:
         self.token_times: dict[int, list[float]] = {}
         self.itl = ItlHistogram()
         self.itl_one = self.itl.add
-        self.steps: dict[str, Any] | None = None
+        self._itl_singles = self.itl._singles
+        self._steps: dict[str, Any] | None = None
         if record_steps:
-            self.steps = {"replica": array("q"), "start_s": array("d"), "step_s": array("d"),
+            self._steps = {"replica": array("q"), "start_s": array("d"), "step_s": array("d"),
                           "batch_size": array("q"), "prefill_tokens": array("q"),
                           "decode_tokens": array("q"), "kv_blocks_used": array("q"),
                           "num_waiting": array("q"), "num_running": array("q")}
@@ -75,6 +76,19 @@ class Recorder:
         self._v_pool: list[str] = []
         self._open: dict[int, tuple[int, str, int, float]] = {}
 
+    @property
+    def steps(self) -> dict[str, Any] | None:
+        """Per-iteration columns, or None when not recorded.
+
+        Every replica reads this once per iteration (and once per fast-forwarded stretch) to
+        decide whether to call ``on_step``: that read is also the ITL buffer's checkpoint, so a
+        stepping run holds at most ``itl.flush_at`` + one iteration's gaps while ``itl_one``
+        stays a bare ``array.append`` per token.
+        """
+        if len(self._itl_singles) >= self.itl.flush_at:
+            self.itl.checkpoint()
+        return self._steps
+
     # ------------------------------------------------------------------ hooks
     def itl_many(self, gaps: np.ndarray, weight: int) -> None:
         """Record ``weight`` copies of each gap in ``gaps``."""
@@ -83,6 +97,7 @@ class Recorder:
     def on_done(self, r: Request) -> None:
         """Append the row of a finished or rejected request."""
         self.num_done += 1
+        self.itl.checkpoint()
         f, i, o = self._floats, self._ints, self._objs
         f["arrival_s"].append(r.arrival_s)
         f["first_scheduled_s"].append(_f(r.first_scheduled_s))
@@ -147,7 +162,7 @@ class Recorder:
     def on_step(self, replica: Any, start_s: float, step_s: float, batch_size: int,
                 prefill_tokens: int, decode_tokens: int) -> None:
         """Append one iteration row."""
-        s = self.steps
+        s = self._steps
         s["replica"].append(replica.id)
         s["start_s"].append(start_s)
         s["step_s"].append(step_s)
@@ -164,7 +179,7 @@ class Recorder:
         starts = np.concatenate(([start_s], ends[:-1]))
         steps = ends - starts
         waiting_at_end = replica.num_waiting  # arrivals end a stretch, so only its last step sees any
-        s = self.steps
+        s = self._steps
         for k in range(len(ends)):
             self.on_step(replica, float(starts[k]), float(steps[k]), batch_size, 0, batch_size)
             s["kv_blocks_used"][-1] = int(kv_used[k])
@@ -205,8 +220,8 @@ class Recorder:
 
     def steps_frame(self) -> pd.DataFrame | None:
         """One row per replica iteration, or None when not recorded."""
-        if self.steps is None:
+        if self._steps is None:
             return None
         df = pd.DataFrame({k: np.frombuffer(v, dtype=np.int64 if v.typecode == "q" else np.float64).copy()
-                           for k, v in self.steps.items()})
+                           for k, v in self._steps.items()})
         return df.sort_values(["start_s", "replica"], kind="stable").reset_index(drop=True)

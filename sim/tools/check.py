@@ -190,8 +190,11 @@ def _fmt_band(r: Row) -> str:
     return f"±{100 * r.rtol:g}%" if r.rtol else f"±{r.atol:g}"
 
 
+HEAD = "# servesim check baseline: rewrite with `servesim check RUN --baseline THIS_FILE --update`\n"
+
+
 def write_baseline(path: str | Path, current: dict[str, float | None], old: dict[str, Any] | None,
-                   source: str) -> dict[str, Any]:
+                   source: str, head: str = HEAD) -> dict[str, Any]:
     """Rewrite ``path`` with ``current`` values, keeping the old file's metric list and bands."""
     if old is not None:
         names = list(old["metrics"])
@@ -206,7 +209,6 @@ def write_baseline(path: str | Path, current: dict[str, float | None], old: dict
         "tolerances": (old or {}).get("tolerances") or {},
         "metrics": {k: current.get(k) for k in names},
     }
-    head = "# servesim check baseline: rewrite with `servesim check RUN --baseline THIS_FILE --update`\n"
     text = json.dumps(data, indent=2) + "\n" if Path(path).suffix == ".json" else \
         head + yaml.safe_dump(data, sort_keys=False)
     Path(path).write_text(text)
@@ -214,14 +216,17 @@ def write_baseline(path: str | Path, current: dict[str, float | None], old: dict
 
 
 def check(run_or_table: str | Path, baseline_path: str | Path, *, rtol: float | None = None,
-          update: bool = False, show_all: bool = False, out: Any = None) -> int:
-    """Compare and print; 0 when every metric is in its band (or after ``update``), else 1."""
+          update: bool = False, show_all: bool = False, out: Any = None, head: str = HEAD) -> int:
+    """Compare and print; 0 when every metric is in its band (or after ``update``), else 1.
+
+    ``head`` is the comment line a YAML baseline written by ``update`` starts with.
+    """
     out = out if out is not None else sys.stdout
     current = load_metrics(run_or_table)
     old = load_baseline(baseline_path) if Path(baseline_path).is_file() else None
     if update:
         before = compare(current, old, rtol) if old is not None else []
-        write_baseline(baseline_path, current, old, str(run_or_table))
+        write_baseline(baseline_path, current, old, str(run_or_table), head)
         changed = [r for r in before if r.status != "same"]
         print(f"servesim check: wrote {baseline_path} ({'new' if old is None else f'{len(changed)} changed'})",
               file=out)

@@ -66,10 +66,10 @@ def _delegate(name: str, argv: list[str]) -> int:
 
 
 def add_experiments(sub: argparse._SubParsersAction) -> None:
-    """sweep, capacity, plot and check: parsers and handlers live in their own modules."""
-    from sim.tools import capacity, check, plots, sweep
+    """sweep, capacity, plot, check, gate and policies: parsers and handlers live in their own modules."""
+    from sim.tools import capacity, check, gates, plots, policies, sweep
 
-    for module in (sweep, capacity, plots, check):
+    for module in (sweep, capacity, plots, check, gates, policies):
         module.add_cli(sub)
 
 
