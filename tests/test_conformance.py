@@ -35,6 +35,7 @@ import pytest
 
 from sim import simulate
 from sim.engine.cluster import Cluster
+from sim.registry import SCHEDULERS
 from sim.tools.gates import all_gates, scenario
 from tests.cluster_run import run_cluster
 from tests.plugins.most_free_kv import NAME as PLUGIN_ROUTER
@@ -47,38 +48,7 @@ PREFIX_SESSIONS = {"name": "sessions", "num_sessions": 60, "rate_rps": 10.0, "tu
 PERCENTILES = (50, 90, 95, 99)
 
 # Known failures, each xfail(strict=True): (case id, variant, check) -> why.
-# Swap: vllm_v1 (and splitwise, its subclass) never swaps a swapped request back in, so it sits in
-# `swapped` until the replica has nothing else to run and Replica.reject drops it as
-# "unschedulable"; Replica.reject then frees only device KV (kv.free), so its host blocks stay
-# counted in num_host_used forever. Every scenario with a vllm_v1 or splitwise pool that swaps
-# at all ends with host KV in use. Minimal: 20 requests of 200 + 100 tokens at 100 req/s on one
-# vllm_v1 replica (constant cost model, step 0.01 s), paged KV with 100 blocks and
-# preemption_mode swap: 8 rejected "unschedulable", 114 host blocks in use at the end.
-SWAP_NEVER_BACK = ("vllm_v1/splitwise never swap requests back in; Replica.reject of a swapped request "
-                   "leaves its host KV blocks used")
-_SWAP_LEAKS = {
-    "small_kv_swap": ("handoff_distserve", "handoff_pecsched", "handoff_splitwise", "router_least_outstanding",
-                      "router_least_pending_tokens", "router_length_reservation", "router_pecsched",
-                      "router_power_of_two", "router_prefix_affinity", "router_random", "router_round_robin",
-                      "router_splitwise", "scheduler_distserve_prefill", "scheduler_pecsched", "scheduler_splitwise",
-                      "scheduler_vllm_v1", "router_plugin_most_free_kv"),
-    "analytic_prefix_swap": ("handoff_distserve", "handoff_splitwise", "scheduler_distserve_prefill",
-                             "scheduler_splitwise", "scheduler_vllm_v1"),
-}
-# Steps log: a fast-forwarded stretch's rows take kv_blocks_used from the end of the stretch minus
-# each request's block growth (fast_path._stretch_kv_used) and num_running = the batch, while a
-# stepped iteration logs kv.num_used and num_running after its wait. They differ where blocks do
-# not grow with the context (orca reserves the whole length up front) and on replicas that receive
-# hand-offs (decode pools: KV reserved for copies and requests attached during an iteration).
-STEPS_LOG_ORCA = "steps log: stretch kv_blocks_used assumes blocks grow with the context; orca reserves up front"
-STEPS_LOG_HANDOFF = ("steps log: on hand-off targets a stepped row counts KV reserved and requests attached "
-                     "during the iteration, a stretch row does not")
 KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
-    **{(case, variant, "host_kv"): SWAP_NEVER_BACK for variant, cases in _SWAP_LEAKS.items() for case in cases},
-    ("scheduler_orca", "gate", "steps_log"): STEPS_LOG_ORCA,
-    **{(case, "gate", "steps_log"): STEPS_LOG_HANDOFF
-       for case in ("handoff_distserve", "handoff_pecsched", "handoff_splitwise", "router_pecsched",
-                    "scheduler_distserve_prefill", "scheduler_pecsched")},
 }
 
 
@@ -94,14 +64,21 @@ def _prefix_workload(data: dict[str, Any]) -> None:
     data["workload"] = dict(PREFIX_SESSIONS, **({"transforms": transforms} if transforms else {}))
 
 
+def _swaps(pool: dict[str, Any]) -> bool:
+    """Whether the pool's scheduler brings swapped requests back (others preempt by recompute only)."""
+    scheduler = pool.get("scheduler", "vllm_v1")
+    name = scheduler if isinstance(scheduler, str) else scheduler["name"]
+    return getattr(SCHEDULERS.get(name), "supports_swap", False)
+
+
 def _swap(data: dict[str, Any]) -> None:
     for pool in data["cluster"]["pools"]:
-        pool["kv"].update(preemption_mode="swap", swap_space_gb=0.1)
+        pool["kv"].update(preemption_mode="swap" if _swaps(pool) else "recompute", swap_space_gb=0.1)
 
 
 def _small_kv_swap(data: dict[str, Any]) -> None:
     for pool in data["cluster"]["pools"]:
-        pool["kv"].update(num_blocks=150, preemption_mode="swap")
+        pool["kv"].update(num_blocks=150, preemption_mode="swap" if _swaps(pool) else "recompute")
     if "output_tokens_max" in data["workload"]:  # synthetic: some requests end with their prefill
         data["workload"]["output_tokens"] = 1
 

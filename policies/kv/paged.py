@@ -384,6 +384,10 @@ class PagedKVManager:
         self.num_host_used -= blocks
         return int(blocks * self.bytes_per_block)
 
+    def drop_swapped(self, req: Request) -> None:
+        """Forget ``req``'s KV in host memory (a swapped request given up on)."""
+        self.num_host_used -= self.blocks_for(req.num_computed_tokens)
+
     # ------------------------------------------------------------------ decode stretches (fast path)
     def affordable_steps(self, reqs: list[Request], max_steps: int) -> int:
         """How many decode iterations (1..max_steps) ``reqs`` can all run, one token each, with
@@ -412,15 +416,19 @@ class PagedKVManager:
                 hi = mid
         return lo
 
-    def used_blocks_history(self, reqs: list[Request], num_steps: int) -> np.ndarray:
-        """Blocks in use during each of the last ``num_steps`` one-token decode iterations of
-        ``reqs`` (allocated for computed + 1 tokens each), as if stepped one by one."""
-        bs = self.block_size
-        comp = np.array([r.num_computed_tokens for r in reqs], dtype=np.int64)
-        k = np.arange(num_steps - 1, -1, -1, dtype=np.int64)  # steps remaining after iteration i
-        blocks_i = -(-(comp[:, None] - k[None, :]) // bs)
-        blocks_end = -(-comp // bs)
-        return self.num_used - (blocks_end[:, None] - blocks_i).sum(axis=0)
+    def decode_holdings(self, reqs: list[Request]) -> tuple[np.ndarray, np.ndarray]:
+        """(computed tokens, blocks held) of each of ``reqs`` now, for ``decode_usage`` later."""
+        comp = np.fromiter((r.num_computed_tokens for r in reqs), dtype=np.int64, count=len(reqs))
+        held = np.fromiter((r.kv_blocks + r.kv_shared_blocks for r in reqs), dtype=np.int64, count=len(reqs))
+        return comp, held
+
+    def decode_usage(self, computed0: np.ndarray, held0: np.ndarray, num_steps: int) -> np.ndarray:
+        """Blocks ``reqs`` held in each of ``num_steps`` one-token decode iterations that started
+        from (``computed0``, ``held0``): iteration k needs computed0 + k + 1 slots, and blocks are
+        taken lazily, so it holds max(held0, blocks for that), summed over the requests."""
+        k = np.arange(num_steps, dtype=np.int64)
+        need = -(-(computed0[:, None] + k[None, :] + 1) // self.block_size)
+        return np.maximum(need, held0[:, None]).sum(axis=0)
 
     # ------------------------------------------------------------------ checks
     def check_invariants(self) -> None:

@@ -5,6 +5,10 @@ A scheduler is one class with ``schedule(rep) -> StepPlan``, where ``rep`` is it
 preempt, swap_in, reject) through which it changes queues and KV. The replica prices and
 applies the plan when the step ends.
 
+``supports_swap = True`` says the scheduler brings swapped-out requests back; a pool whose KV
+manager preempts by swap needs such a scheduler (vLLM v1 and most papers' schedulers preempt
+by recompute only), checked at load.
+
 ``fast_forward_safe = True`` promises: with nothing waiting or swapped and every running
 request decoding, ``schedule`` decodes all running requests one token each, in order, until
 a request finishes or KV runs out. The replica may then skip ahead (see sim/engine/replica.py).
@@ -37,6 +41,7 @@ class SchedulerBase(PolicyBase):
     """Queue order, admission and preemption helpers for the built-in schedulers."""
 
     fast_forward_safe = True
+    supports_swap = False  # brings swapped requests back (swap_in_waiting); else recompute only
 
     def __init__(self, params: Any, ctx: BuildContext) -> None:
         super().__init__(params, ctx)

@@ -34,6 +34,7 @@ class SarathiScheduler(SchedulerBase):
     """Decode-first, chunked-prefill, stall-free batching."""
 
     Params = SarathiParams
+    supports_swap = True
 
     def budget(self) -> int:
         """Tokens per iteration."""

@@ -35,6 +35,7 @@ class VllmV0Scheduler(SchedulerBase):
     """Prefill-prioritising continuous batching (vLLM v0 default)."""
 
     Params = VllmParams
+    supports_swap = True
 
     def joins(self, rep: ReplicaView, plan: StepPlan, req: RequestView) -> bool:
         """Whether ``req`` may join the prefill plan being formed (always, here)."""

@@ -142,6 +142,11 @@ class Cluster:
             raise ConfigError(f"scheduler {cfg.scheduler.name!r} lacks the scheduler protocol (schedule, wants_cut, "
                               "may_resume, holds_back): subclass policies.schedulers.base.SchedulerBase",
                               f"{where}.scheduler.name")
+        if cfg.kv.params is not None and getattr(cfg.kv.params, "preemption_mode", None) == "swap" \
+                and not getattr(scheduler, "supports_swap", False):
+            raise ConfigError(f"scheduler {cfg.scheduler.name!r} preempts by recompute only (it never swaps a "
+                              "request back in): use preemption_mode: recompute, or a scheduler that swaps "
+                              "(vllm, sarathi, splitfuse, strict_priority)", f"{where}.kv.preemption_mode")
         accept_rng = np.random.default_rng(self._policy_seeds.spawn(1)[0]) if pool.speculator is not None else None
         rid = self._next_replica_id
         self._next_replica_id += 1

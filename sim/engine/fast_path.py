@@ -56,6 +56,9 @@ class DecodeStretchMixin:
         self._st_reqs, self._st_ends, self._st_ends_list = reqs, ends, ends.tolist()
         self._st_last, self._st_done, self._st_alloc = n, 0, 1
         start = env.now
+        kv0 = None
+        if self.recorder.steps is not None:  # what the per-iteration log needs to replay the stretch
+            kv0 = (self.kv.num_used, *self.kv.decode_holdings(reqs))
         while True:
             try:
                 yield at(env, self._st_ends_list[self._st_last - 1])
@@ -67,8 +70,8 @@ class DecodeStretchMixin:
         self.num_steps += last
         self.batch_size_sum += last * len(reqs)
         self.busy_decode_s += self._st_ends_list[last - 1] - start
-        if self.recorder.steps is not None:
-            self.recorder.on_stretch(self, start, ends[:last], len(reqs), self._stretch_kv_used(reqs, last))
+        if kv0 is not None:
+            self.recorder.on_stretch(self, start, ends[:last], len(reqs), self._stretch_kv_used(kv0, last))
         self._st_reqs = None
         self._st_ends = None
         finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens]
@@ -148,6 +151,12 @@ class DecodeStretchMixin:
                 r.token_times.extend(record_tokens)
         self._st_done = done
 
-    def _stretch_kv_used(self, reqs: list[Request], last: int) -> np.ndarray:
-        """KV blocks in use during each stretch iteration (for the per-step log)."""
-        return self.kv.used_blocks_history(reqs, last)
+    def _stretch_kv_used(self, kv0: tuple, last: int) -> np.ndarray:
+        """KV blocks in use during each stretch iteration, as stepping would log them: the other
+        blocks as at the start, except in the last iteration, which sees any change made during
+        it (a reservation for a copy: it also cut the stretch); the stretch's requests' blocks
+        grow lazily from what they held at the start."""
+        used0, comp0, held0 = kv0
+        used = (used0 - int(held0.sum())) + self.kv.decode_usage(comp0, held0, last)
+        used[-1] = self.kv.num_used
+        return used

@@ -184,7 +184,7 @@ class Recorder:
             self.on_step(replica, float(starts[k]), float(steps[k]), batch_size, 0, batch_size)
             s["kv_blocks_used"][-1] = int(kv_used[k])
             s["num_waiting"][-1] = waiting_at_end if k == len(ends) - 1 else 0
-            s["num_running"][-1] = batch_size
+            s["num_running"][-1] = batch_size if k < len(ends) - 1 else replica.num_running
 
     # ------------------------------------------------------------------ frames
     def requests_frame(self) -> pd.DataFrame:

@@ -319,6 +319,7 @@ class Replica(DecodeStretchMixin, PausableMixin):
         """waiting/swapped -> rejected."""
         if req.state == State.SWAPPED:
             self.swapped.remove(req)
+            self.kv.drop_swapped(req)
         else:
             if self.waiting and self.waiting[0] is req:
                 self.waiting.popleft()

@@ -38,6 +38,8 @@ DEFAULT_METRICS = (
     "itl_p99_s", "e2e_mean_s", "e2e_p50_s", "e2e_p99_s", "queueing_mean_s",
     "throughput_input_tps", "throughput_output_tps", "goodput_rps", "slo_attainment",
     "mean_batch_size", "prefix_hit_rate", "simulated_duration_s",
+    # policy-specific, gated when the run reports them
+    "spec_acceptance_rate", "spec_mean_proposed_tokens", "spec_mean_emitted_per_step", "num_migrations",
 )
 DEFAULT_RTOL = 0.01
 DEFAULT_ATOL = 1e-9

@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.seams import BuildContext
+from sim.engine.views import ReplicaView, RequestView
 from sim.schema import param
 
 NAME = "tests.plugins.most_free_kv:MostFreeKVRouter"
@@ -30,9 +28,10 @@ class MostFreeKVRouter:
 
     Params = MostFreeKVParams
 
-    def __init__(self, params: MostFreeKVParams, rng: np.random.Generator):
+    def __init__(self, params: MostFreeKVParams, ctx: BuildContext):
         self.params = params
 
-    def route(self, req: Request, replicas: Sequence[Replica]) -> Replica:
+    def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         low = self.params.min_free_blocks
-        return min(replicas, key=lambda r: (r.free_blocks() < low, -r.free_blocks(), r.num_outstanding, r.id))
+        return min(replicas, key=lambda r: (r.kv.num_free_blocks < low, -r.kv.num_free_blocks, r.num_outstanding,
+                                            r.id))
