@@ -66,6 +66,7 @@ def _with_pecsched(data: dict) -> None:
     pools = data["cluster"]["pools"]
     decode_pool = copy.deepcopy(pools[0])
     decode_pool.update(name="shortdecode", role="decode", num_replicas=1, scheduler="vllm_v1")
+    decode_pool["kv"] = dict(decode_pool["kv"], preemption_mode="recompute")  # vllm_v1 never swaps back
     pools.append(decode_pool)
     data["cluster"]["handoff"] = {"name": "pecsched"}
     if isinstance(data["cluster"]["router"], str):

@@ -56,7 +56,8 @@ def test_every_request_accounted_for(scheduler, router, num_requests, rate, max_
         workload={"name": "synthetic", "num_requests": num_requests, "rate_rps": rate,
                   "input_tokens": 1, "input_tokens_max": max_input, "output_tokens": 1,
                   "output_tokens_max": max_output},
-        kv={"preemption_mode": "swap" if swap else "recompute", "swap_space_gb": 0.001},
+        kv={"preemption_mode": "swap" if swap and SCHEDULERS.get(scheduler).supports_swap else "recompute",
+            "swap_space_gb": 0.001},
         engine={"fast_forward": fast, "progress": False},
     )
     result, replicas_seen = _run_checked(cfg)

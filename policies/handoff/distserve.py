@@ -10,13 +10,13 @@ prefill replica frees it. Pulls are retried whenever a decode replica frees KV o
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
 from sim.engine.handoff import HandoffBase, LinkOverrides
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.seams import BuildContext
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import HANDOFFS
 from sim.schema import param
 
@@ -35,29 +35,33 @@ class DistServeHandoff(HandoffBase):
 
     Params = DistServeParams
 
-    def __init__(self, params: DistServeParams, cluster: Any):
-        super().__init__(params, cluster)
-        self.targets = self.decode_replicas or self.mixed_replicas
-        self.parked: deque[tuple[Request, Replica, Any]] = deque()
-        self._inflight_count = {r.id: 0 for r in cluster.replicas}
+    def __init__(self, params: DistServeParams, ctx: BuildContext):
+        super().__init__(params, ctx)
+        self.parked: deque[tuple[RequestView, ReplicaView, Any]] = deque()
+        self._inflight_count: defaultdict[int, int] = defaultdict(int)
 
-    def on_prefilled(self, src: Replica, req: Request) -> bool:
-        handle = src.detach(req)
+    @property
+    def targets(self) -> list[ReplicaView]:
+        """Decode replicas (mixed ones when there is no decode pool)."""
+        return self.decode_replicas or self.mixed_replicas
+
+    def on_prefilled(self, src: ReplicaView, req: RequestView) -> bool:
+        handle = self.move_out(src, req)
         self.parked.append((req, src, handle))
         self.pull()
         return True
 
-    def on_request_done(self, replica: Replica, req: Request) -> None:
+    def on_request_done(self, replica: ReplicaView, req: RequestView) -> None:
         if self.parked and replica.role != "prefill":
             self.pull()
 
-    def after_copy(self, dst: Replica) -> None:
+    def after_copy(self, dst: ReplicaView) -> None:
         self._inflight_count[dst.id] -= 1
         if self.parked:
             self.pull()
 
-    def live_requests(self) -> list[Request]:
-        return [req for req, _src, _h in self.parked] + super().live_requests()
+    def held_requests(self) -> list[RequestView]:
+        return [req for req, _src, _h in self.parked]
 
     def pull(self) -> None:
         """Hand parked requests, in order, to decode replicas that can take them."""

@@ -9,11 +9,10 @@ replica that ran its prefill (PecSched never preempts or moves long decodes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sim.engine.handoff import HandoffBase, LinkOverrides
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.seams import BuildContext
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import HANDOFFS
 from sim.schema import param
 
@@ -34,26 +33,29 @@ class PecSchedHandoff(HandoffBase):
     Params = PecSchedHandoffParams
     source_roles = ("mixed", "prefill")
 
-    def __init__(self, params: PecSchedHandoffParams, cluster: Any):
-        super().__init__(params, cluster)
-        self.targets = self.decode_replicas
-        self.router_state = getattr(cluster.router, "state", None)
+    def __init__(self, params: PecSchedHandoffParams, ctx: BuildContext):
+        super().__init__(params, ctx)
         self.num_decoded_in_place = 0
 
-    def is_long(self, req: Request) -> bool:
+    @property
+    def router_state(self):
+        """The pecsched router's shared state (its long threshold), if it runs."""
+        return self.ctx.shared.get("pecsched")
+
+    def is_long(self, req: RequestView) -> bool:
         """True for a long request (its decode never moves)."""
         if self.params.long_input_tokens is not None:
             return req.input_tokens > self.params.long_input_tokens
         return self.router_state is not None and self.router_state.is_long(req)
 
-    def on_prefilled(self, src: Replica, req: Request) -> bool:
+    def on_prefilled(self, src: ReplicaView, req: RequestView) -> bool:
         if src.role == "decode" or self.is_long(req):
             return False
-        best = self.least_memory_target(req, self.targets)
+        best = self.least_memory_target(req, self.decode_replicas)
         if best is None:
             self.num_decoded_in_place += 1
             return False
-        handle = src.detach(req)
+        handle = self.move_out(src, req)
         self.send(req, src, handle, best)
         return True
 

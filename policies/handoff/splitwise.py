@@ -11,11 +11,10 @@ layers' copy (the exact share is not given: a parameter, default 0.9).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sim.engine.handoff import HandoffBase, LinkOverrides
-from sim.engine.replica import Replica
-from sim.engine.request import Request
+from sim.engine.seams import BuildContext
+from sim.engine.views import ReplicaView, RequestView
 from sim.registry import HANDOFFS
 from sim.schema import param
 
@@ -34,17 +33,21 @@ class SplitwiseHandoff(HandoffBase):
 
     Params = SplitwiseHandoffParams
 
-    def __init__(self, params: SplitwiseHandoffParams, cluster: Any):
-        super().__init__(params, cluster)
-        self.targets = self.decode_replicas or self.mixed_replicas
+    def __init__(self, params: SplitwiseHandoffParams, ctx: BuildContext):
+        super().__init__(params, ctx)
         self.num_decoded_in_place = 0
 
-    def on_prefilled(self, src: Replica, req: Request) -> bool:
+    @property
+    def targets(self) -> list[ReplicaView]:
+        """Token machines (mixed replicas when there is no decode pool)."""
+        return self.decode_replicas or self.mixed_replicas
+
+    def on_prefilled(self, src: ReplicaView, req: RequestView) -> bool:
         best = self.least_memory_target(req, self.targets)
         if best is None:
             self.num_decoded_in_place += 1  # the prompt machine joins the mixed pool for it
             return False
-        handle = src.detach(req)
+        handle = self.move_out(src, req)
         self.send(req, src, handle, best, visible_fraction=1.0 - self.params.overlap_fraction)
         return True
 

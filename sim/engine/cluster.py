@@ -81,13 +81,12 @@ class Cluster:
             raise ConfigError("no pool with role 'mixed' or 'prefill' to receive requests", "cluster.pools")
         self.router = config.cluster.router.build(
             self.context(np.random.default_rng(router_seed), config.cluster.router.params, "cluster.router"))
-        self.handoff = config.cluster.handoff.build(self) if config.cluster.handoff is not None else None
-        if self.handoff is not None:
-            # a hand-off acts on prefill replicas, or on the roles its ``source_roles`` names
-            roles = getattr(self.handoff, "source_roles", ("prefill",))
+        self.handoff = None
+        if config.cluster.handoff is not None:
+            spec = config.cluster.handoff
+            self.handoff = spec.build(self.context(None, spec.params, "cluster.handoff"))
             for rep in self.replicas:
-                if rep.role in roles:
-                    rep.on_prefilled = self.handoff.on_prefilled
+                self.wire_handoff(rep)
         self.controllers = []
         for k, (spec, s) in enumerate(zip(config.cluster.controllers,
                                           controller_seeds.spawn(len(config.cluster.controllers)), strict=True)):
@@ -158,6 +157,11 @@ class Cluster:
         self.replica_by_id[rid] = replica
         pool.replicas.append(replica)
         return replica
+
+    def wire_handoff(self, rep: Replica) -> None:
+        """A hand-off acts on prefill replicas, or on the roles its ``source_roles`` names."""
+        if self.handoff is not None and rep.role in self.handoff.source_roles:
+            rep.on_prefilled = self.handoff.prefilled
 
     def refresh_entry(self) -> None:
         """Recompute the replicas the router sees (active replicas of mixed and prefill pools)."""
@@ -236,7 +240,7 @@ class Cluster:
     def _on_done(self, req: Request) -> None:
         self.num_done += 1
         if self.handoff is not None and req.replica is not None:
-            self.handoff.on_request_done(self.replica_by_id[req.replica], req)
+            self.handoff.request_done(self.replica_by_id[req.replica], req)
         if getattr(self.workload, "closed_loop", False):
             nxt = self.workload.on_done(req, self.env.now, self.workload_rng)
             if nxt is not None:

@@ -82,6 +82,8 @@ class _CountingReplica(Replica):
 def test_pending_prefill_tokens_kept_incrementally(monkeypatch, scheduler, kv):
     import sim.engine.cluster as cluster_mod
 
+    if kv.get("preemption_mode") == "swap" and not SCHEDULERS.get(scheduler).supports_swap:
+        pytest.skip(f"{scheduler} preempts by recompute only")
     monkeypatch.setattr(cluster_mod, "Replica", _CountingReplica)
     workload = {"name": "synthetic", "num_requests": 250, "rate_rps": 150.0, "input_tokens": 32,
                 "input_tokens_max": 900, "output_tokens": 10, "output_tokens_max": 200}

@@ -14,6 +14,8 @@ KV_BF16 = {
     "Llama-2-7B": 524_288, "Llama-3-8B": 131_072, "Llama-2-70B": 327_680, "Llama-3-70B": 327_680,
     "Qwen2.5-7B": 57_344, "Qwen2.5-32B": 262_144, "Qwen2.5-72B": 327_680, "Mixtral-8x7B": 131_072,
     "Qwen3-30B-A3B": 98_304, "Qwen3-235B-A22B": 192_512, "DeepSeek-V3": 70_272, "OPT-13B": 819_200,
+    # draft models (not in section 3): 2 x layers x KV heads x head_dim x 2 bytes, from their config.json
+    "Llama-3.2-1B": 32_768, "Qwen2.5-0.5B": 12_288,
 }
 # (total, active) billions, section 3
 PARAMS_B = {
@@ -21,6 +23,8 @@ PARAMS_B = {
     "Llama-3-70B": (70.55, 70.55), "Qwen2.5-7B": (7.62, 7.62), "Qwen2.5-32B": (32.76, 32.76),
     "Qwen2.5-72B": (72.70, 72.70), "Mixtral-8x7B": (46.70, 12.88), "Qwen3-30B-A3B": (30.53, 3.35),
     "Qwen3-235B-A22B": (235.09, 22.19), "DeepSeek-V3": (671.0, 37.6),
+    # draft models (not in section 3): their model cards' counts, tied embeddings
+    "Llama-3.2-1B": (1.24, 1.24), "Qwen2.5-0.5B": (0.494, 0.494),
 }
 
 
