@@ -56,6 +56,11 @@ class DistServeHandoff(HandoffBase):
         if self.parked:
             self.pull()
 
+    def on_target_added(self, replica: Replica) -> None:
+        self._inflight_count.setdefault(replica.id, 0)
+        if self.parked:
+            self.pull()
+
     def live_requests(self) -> list[Request]:
         return [req for req, _src, _h in self.parked] + super().live_requests()
 

@@ -135,3 +135,22 @@ class HandoffBase:
 
     def after_copy(self, dst: Replica) -> None:
         """A copy to ``dst`` finished (policies may hand over more)."""
+
+    # ------------------------------------------------------------------ replicas joining and leaving
+    def add_target(self, replica: Replica) -> None:
+        """A replica became active at run time: a decode or mixed one becomes a target (the
+        ``targets`` lists of the policies are these lists)."""
+        self.inflight_blocks.setdefault(replica.id, 0)
+        group = {"decode": self.decode_replicas, "mixed": self.mixed_replicas}.get(replica.role)
+        if group is not None and replica not in group:
+            group.append(replica)
+        self.on_target_added(replica)
+
+    def remove_target(self, replica: Replica) -> None:
+        """A replica is draining: no more KV is sent to it (copies under way still land)."""
+        for group in (self.decode_replicas, self.mixed_replicas):
+            if replica in group:
+                group.remove(replica)
+
+    def on_target_added(self, replica: Replica) -> None:
+        """Policies may start using a new target at once (e.g. pull parked requests)."""
