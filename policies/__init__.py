@@ -1,3 +1,4 @@
-"""Built-in policies: schedulers, routers and KV managers, registered by name on import."""
+"""Built-in policies: schedulers, routers, KV managers, hand-offs and controllers, registered
+by name on import."""
 
-from policies import handoff, kv, routers, schedulers  # noqa: F401  (registration)
+from policies import controllers, handoff, kv, routers, schedulers  # noqa: F401  (registration)
