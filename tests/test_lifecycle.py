@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hardware.cold_start import SOURCES, cold_start
 from sim import simulate
 from sim.config import ColdStartConfig, HardwareConfig, PoolConfig, from_dict
+from sim.engine.actions import set_knob
 from sim.engine.cluster import Cluster, build_cost_model
 from sim.engine.recorder import Recorder
 from sim.engine.seams import Action, AddReplica, ControllerBase, DrainReplica, Migrate, SetKnob
@@ -183,6 +186,9 @@ def test_added_decode_replica_becomes_a_handoff_target():
     assert new in cluster.handoff.targets
     df = cluster.recorder.requests_frame()
     assert (df["replica"] == 2).sum() > 0 and (df["state"] == "finished").all()
+    assert set_knob(cluster, "handoff", "waiting_blocks_threshold", 0.5) == "waiting_blocks_threshold = 0.5"
+    assert cluster.handoff.params.waiting_blocks_threshold == 0.5
+    assert cluster.config.cluster.handoff.params.waiting_blocks_threshold == 0.05  # the config keeps its value
 
 
 # ---------------------------------------------------------------------------- billing
@@ -379,3 +385,49 @@ def test_same_seed_same_frames_with_actions():
     a, b = simulate(data), simulate(data)
     pd.testing.assert_frame_equal(a.requests, b.requests)
     pd.testing.assert_frame_equal(a.actions, b.actions)
+
+
+# ---------------------------------------------------------------------------- invariants
+
+def test_fast_path_equals_stepping_with_replicas_coming_and_going():
+    script = [[1.0, "add", "main"], [2.0, "add", "main"], [6.0, "drain", 0], [9.0, "drain", 2], [10.0, "add", "main"]]
+    data = scripted(script, num_replicas=1, rate_rps=40.0, num_requests=400)
+    data["cluster"]["pools"][0]["cost_model"]["per_decode_token_s"] = 1e-4
+    slow = copy.deepcopy(data)
+    slow["engine"]["fast_forward"] = False
+    a, b = simulate(data), simulate(slow)
+    pd.testing.assert_frame_equal(a.requests, b.requests)
+    pd.testing.assert_frame_equal(a.actions, b.actions)
+    assert a.summary["replica_seconds"] == b.summary["replica_seconds"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(st.tuples(st.floats(0.0, 12.0), st.sampled_from(["add", "drain"]), st.integers(0, 6)),
+                   max_size=8),
+    rate=st.floats(5.0, 80.0),
+    fast=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_requests_finish_once_and_lifetimes_hold_under_random_scaling(steps, rate, fast, seed):
+    script = [[round(t, 1), what, "main" if what == "add" else rid] for t, what, rid in steps]
+    data = scripted(script, num_replicas=2, rate_rps=rate, num_requests=150, seed=seed)
+    data["engine"]["fast_forward"] = fast
+    config = from_dict(data)
+    cluster = Cluster(config, config.workload.build(), Recorder(), np.random.SeedSequence(seed))
+    cluster.run()
+    df = cluster.recorder.requests_frame()
+    assert sorted(df["id"]) == list(range(150))            # every request exactly once
+    assert (df["state"] == "finished").all()
+    assert sorted(cluster.replica_by_id) == list(range(len(cluster.replicas)))  # ids 0..n-1, none reused
+    for rep in cluster.replicas:
+        assert rep.lifecycle in ("starting", "active", "draining", "removed")
+        if rep.lifecycle == "removed":
+            assert rep.end_s >= rep.start_s and rep.is_empty and rep.kv.num_used == 0
+            served = df[df["replica"] == rep.id]
+            assert served.empty or served["finish_s"].max() <= rep.end_s
+        if rep.ready_s is not None:
+            assert rep.ready_s == rep.start_s or rep.ready_s == pytest.approx(rep.start_s + COLD_S)
+            mine = df[df["replica"] == rep.id]
+            assert mine.empty or mine["first_scheduled_s"].min() >= rep.ready_s
+    assert sum(1 for r in cluster.replicas if r.lifecycle == "active") >= 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hardware.cold_start import cold_start
 from sim.engine.actions import ActionError, ActionLog
 from sim.engine.clock import CONTROL, at
 
@@ -98,8 +99,6 @@ class ClusterLifecycleMixin:
             rep.scheduler.params = self.knob_params[pool.name]
         if self.handoff is not None and rep.role in getattr(self.handoff, "source_roles", ("prefill",)):
             rep.on_prefilled = self.handoff.on_prefilled
-        from hardware.cold_start import cold_start
-
         cfg = pool.config.cold_start
         rep.cold_start = cold_start(cfg, pool.cost_model, pool.config.hardware)
         self.env.process(self._cold_start(rep, cfg.transfer_link))
