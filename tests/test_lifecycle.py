@@ -431,3 +431,26 @@ def test_requests_finish_once_and_lifetimes_hold_under_random_scaling(steps, rat
             mine = df[df["replica"] == rep.id]
             assert mine.empty or mine["first_scheduled_s"].min() >= rep.ready_s
     assert sum(1 for r in cluster.replicas if r.lifecycle == "active") >= 1
+
+
+def test_views_show_starting_replicas_and_queueing_delays():
+    cluster = build(lifecycle_config(num_replicas=1, rate_rps=200.0, num_requests=400, kv={"num_blocks": 60}))
+    seen = {}
+
+    def look():
+        pool = cluster.view.pool("main")
+        seen["by_pool"] = {k: [v.id for v in vs] for k, vs in cluster.view.replicas_by_pool.items()}
+        seen["starting"] = [v.id for v in pool.starting_replicas]
+        seen["active"] = [v.id for v in pool.active_replicas]
+        seen["cold_start_s"] = pool.cold_start_s
+        rep = cluster.view.replica(0)
+        seen["waits"], seen["oldest"] = rep.waiting_delays_s, rep.oldest_wait_s
+        seen["lifecycle"] = (rep.lifecycle, cluster.view.replica(1).lifecycle, cluster.view.replica(1).ready_s)
+
+    at_time(cluster, 0.5, lambda: cluster.add_replica("main"))
+    at_time(cluster, 1.0, look)
+    cluster.env.run(until=cluster.all_done)
+    assert seen["by_pool"] == {"main": [0, 1]} and seen["starting"] == [1] and seen["active"] == [0]
+    assert seen["cold_start_s"] == pytest.approx(COLD_S)
+    assert seen["waits"] and seen["oldest"] == max(seen["waits"]) and 0 < seen["oldest"] <= 1.0
+    assert seen["lifecycle"] == ("active", "starting", None)
