@@ -25,6 +25,8 @@ class ConstantCostParams:
     kv_capacity_tokens: int = param(1_000_000, ge=1, doc="KV cache size of one replica in tokens")
     kv_bytes_per_token: float = param(131072.0, gt=0, doc="bytes per KV token (for swap and transfer)")
     swap_gbps: float = param(32.0, gt=0, doc="host link bandwidth for swapping, GB/s")
+    weight_bytes_per_gpu: float = param(16.06e9, ge=0, doc="weight bytes each GPU loads at a cold start "
+                                                          "(default: Llama-3-8B in bf16)")
 
 
 @COST_MODELS.register("constant")
@@ -36,6 +38,7 @@ class ConstantCostModel(CostModel):
     def __init__(self, params: ConstantCostParams, hardware: object = None):
         self.params = params
         self.kv_bytes_per_token = params.kv_bytes_per_token
+        self.weight_bytes_per_gpu = params.weight_bytes_per_gpu
 
     def step_parts(
         self, prefill: Chunks, num_decode_seqs: int, num_decode_tokens: int, decode_context_tokens: int

@@ -1,4 +1,4 @@
-"""Built-in policies: routers, schedulers, KV managers and hand-offs, one file each.
+"""Built-in policies: routers, schedulers, KV managers, hand-offs, speculators and controllers, one file each.
 
 Nothing to import here: ``sim.registry.load_builtins()`` imports every module under this
 package (new subpackages included), and each module registers its classes by name.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from sim.engine.recorder import Recorder
 @dataclass
 class Result:
     """What a run produced: one row per request, a flat summary, optional iteration rows, one
-    row per replica visit (request, replica, pool, reason it came, start_s, end_s, how it left)."""
+    row per replica visit (request, replica, pool, reason it came, start_s, end_s, how it left),
+    and one row per controller action (``sim.engine.actions``; empty without controllers)."""
 
     config: SimulationConfig
     requests: pd.DataFrame
@@ -27,6 +29,7 @@ class Result:
     steps: pd.DataFrame | None = None
     token_times: dict[int, list[float]] | None = None
     visits: pd.DataFrame | None = None
+    actions: pd.DataFrame | None = None
 
 
 def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Result:
@@ -48,29 +51,93 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     extra.update(_energy_and_cost(cluster, df))
     extra.update(cluster.transfer.summary())
     summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
+    _lifecycle_summary(cluster, df, summary)
     summary["num_events"] = next(cluster.env._eid)  # events scheduled over the run
     summary["wall_s"] = time.perf_counter() - wall_start
     return Result(config, df, summary, recorder.steps_frame(),
-                  recorder.token_times if config.output.record_token_times else None, recorder.visits_frame())
+                  recorder.token_times if config.output.record_token_times else None, recorder.visits_frame(),
+                  cluster.action_log.frame())
+
+
+def _run_window(df: pd.DataFrame) -> tuple[float, float] | None:
+    """[first arrival, last finish] of a run: the span its replicas are billed within."""
+    if len(df) == 0 or not df["finish_s"].notna().any():
+        return None
+    return float(df["arrival_s"].min()), float(np.nanmax(df["finish_s"].to_numpy()))
 
 
 def _energy_and_cost(cluster: Cluster, df: pd.DataFrame) -> dict[str, Any]:
     """Energy (J), GPU-hours and dollars per pool from busy time per phase and the catalog's
-    power and price (``hardware.energy``); an iteration with any prefill counts as prefill."""
+    power and price (``hardware.energy``); an iteration with any prefill counts as prefill.
+
+    Each replica is billed, and idles, only while alive: its lifetime [start_s, end_s or the
+    run's end] inside the run's span. A pool whose replicas all lived the whole span is billed
+    as before (span x replicas), so fixed clusters keep their figures bit for bit."""
     from hardware.energy import energy_and_cost, summary_columns
 
-    if len(df) == 0 or not df["finish_s"].notna().any():
+    window = _run_window(df)
+    if window is None:
         return {}
+    t0, t1 = window
     span = float(np.nanmax(df["finish_s"].to_numpy()) - df["arrival_s"].min())
     rows = []
     for pool in cluster.pools:
         prefill_s = sum(r.busy_prefill_s for r in pool.replicas)
         decode_s = sum(r.busy_decode_s for r in pool.replicas)
-        idle_s = max(span * len(pool.replicas) - prefill_s - decode_s, 0.0)
-        rows.append(energy_and_cost(pool.cost_model, prefill_s, decode_s, idle_s, span, len(pool.replicas)))
+        lifetimes = [r.lifetime_s(t0, t1) for r in pool.replicas]
+        if all(life == span for life in lifetimes):  # a fixed pool
+            idle_s = max(span * len(pool.replicas) - prefill_s - decode_s, 0.0)
+            rows.append(energy_and_cost(pool.cost_model, prefill_s, decode_s, idle_s, span, len(pool.replicas)))
+            continue
+        alive_s = math.fsum(lifetimes)
+        idle_s = max(alive_s - prefill_s - decode_s, 0.0)
+        rows.append(energy_and_cost(pool.cost_model, prefill_s, decode_s, idle_s, span, len(pool.replicas),
+                                    replica_seconds=alive_s))
     total = summary_columns(rows)
     out_tokens = float(df.loc[df["state"] == "finished", "num_output_tokens"].sum())
     per_m = 1e6 / out_tokens if out_tokens else float("nan")
     total["joules_per_m_output_tokens"] = total["energy_j"] * per_m
     total["usd_per_m_output_tokens"] = total["cost_usd"] * per_m
     return total
+
+
+def _lifecycle_summary(cluster: Cluster, df: pd.DataFrame, summary: dict[str, Any]) -> None:
+    """Add ``num_replicas_peak``, ``replica_seconds``, ``num_actions`` and ``num_invalid_actions``.
+    When replicas came and went, ``num_gpus`` is the GPUs alive at the peak and the per-GPU
+    and busy-fraction figures use it and the replicas' lifetimes."""
+    log = cluster.action_log
+    summary["num_replicas_peak"] = int(cluster.num_replicas_peak)
+    summary["num_actions"] = int(log.num_applied)
+    summary["num_invalid_actions"] = int(log.num_invalid)
+    window = _run_window(df)
+    if window is None:
+        summary["replica_seconds"] = 0.0
+        return
+    t0, t1 = window
+    span = t1 - t0
+    lifetimes = [r.lifetime_s(t0, t1) for r in cluster.replicas]
+    if all(life == span for life in lifetimes):  # a fixed cluster: figures as they were
+        summary["replica_seconds"] = span * len(lifetimes)
+        return
+    summary["replica_seconds"] = math.fsum(lifetimes)
+    num_gpus = _peak_gpus(cluster.replicas, t0, t1)
+    summary["num_gpus"] = num_gpus
+    summary["goodput_rps_per_gpu"] = summary["goodput_rps"] / max(num_gpus, 1)
+    busy = sum(r.busy_prefill_s + r.busy_decode_s for r in cluster.replicas)
+    summary["gpu_busy_fraction"] = float(busy / summary["replica_seconds"]) if summary["replica_seconds"] else 0.0
+
+
+def _peak_gpus(replicas: list[Any], t0: float, t1: float) -> int:
+    """Most GPUs alive at once inside [t0, t1] (a replica's end frees its GPUs before a start at
+    the same instant takes them)."""
+    events = []
+    for r in replicas:
+        if r.lifetime_s(t0, t1) > 0:
+            gpus = getattr(r.cost_model, "num_gpus", 1)
+            events.append((max(r.start_s, t0), 1, gpus))
+            events.append((t1 if r.end_s is None else min(r.end_s, t1), 0, -gpus))
+    peak = alive = 0
+    for _t, _order, delta in sorted(events):
+        alive += delta
+        peak = max(peak, alive)
+    return int(peak)

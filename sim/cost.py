@@ -29,6 +29,8 @@ class CostModel:
     kv_bytes_per_token: float = 0.0
     #: GPUs in one replica (tp x pp)
     num_gpus: int = 1
+    #: bytes of weights each GPU of a replica holds (loaded at a cold start, hardware/cold_start.py)
+    weight_bytes_per_gpu: float = 0.0
 
     def step_parts(
         self, prefill: Chunks, num_decode_seqs: int, num_decode_tokens: int, decode_context_tokens: int

@@ -60,7 +60,7 @@ def test_policies_text_lists_every_kind_name_and_parameter(capsys):
     assert line.split()[:3] == ["chunk_size", "int", "512"] and line.endswith("token budget per iteration")
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("long_pool"))
     assert "required" not in line
-    assert "(none registered)" in out  # speculators, controllers: no built-in yet
+    assert "\n  fixed " in out and "\n  reactive_autoscaler " in out  # speculator, controller
 
 
 def test_policies_json_is_machine_readable(capsys):

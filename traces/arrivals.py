@@ -179,6 +179,64 @@ class Diurnal(ArrivalProcess):
 
 
 @dataclass
+class PhasesParams:
+    """A Poisson process whose rate steps through phases (e.g. base, burst, base)."""
+
+    rates_rps: list[float] = param(default_factory=lambda: [2.0, 10.0, 2.0], doc="rate of each phase (0: silent)")
+    durations_s: list[float] = param(default_factory=lambda: [30.0, 60.0, 60.0], doc="length of each phase")
+    repeat: bool = param(False, doc="cycle through the phases again after the last (else its rate goes on)")
+
+    def validate(self) -> None:
+        if not self.rates_rps or len(self.rates_rps) != len(self.durations_s):
+            raise ConfigError("rates_rps and durations_s need the same, non-zero number of entries", "durations_s")
+        if any(r < 0 for r in self.rates_rps):
+            raise ConfigError("rates must be >= 0", "rates_rps")
+        if any(d <= 0 for d in self.durations_s):
+            raise ConfigError("durations must be > 0", "durations_s")
+        if self.rates_rps[-1] <= 0 and not self.repeat:
+            raise ConfigError("the last phase goes on forever: its rate must be > 0 (or set repeat)", "rates_rps")
+        if self.repeat and not any(r > 0 for r in self.rates_rps):
+            raise ConfigError("some phase needs a rate > 0", "rates_rps")
+
+
+@ARRIVALS.register("phases")
+class Phases(ArrivalProcess):
+    """Piecewise-constant Poisson arrivals: a rate step (burst) is ``[base, burst, base]``.
+
+    Times are on the phase clock (phase k starts at the sum of the earlier durations) shifted
+    so the first arrival is at 0, like every process here (a silent first phase is cut off)."""
+
+    Params = PhasesParams
+
+    def __init__(self, params: PhasesParams):
+        self.params = params
+
+    def phase_start_s(self, k: int) -> float:
+        """When phase ``k`` starts on the phase clock (before the shift to the first arrival)."""
+        return float(sum(self.params.durations_s[:k]))
+
+    def iter_times(self, rng: np.random.Generator) -> Iterator[float]:
+        p = self.params
+        t, k, first = 0.0, 0, None
+        last = len(p.rates_rps) - 1
+        while True:
+            rate = p.rates_rps[k]
+            period = p.durations_s[k] if (k < last or p.repeat) else 3600.0  # the last phase, an hour at a time
+            end = t + period
+            if rate > 0:
+                count = rng.poisson(rate * period)  # Poisson count, uniform positions
+                for x in np.sort(rng.uniform(t, end, size=count)).tolist():
+                    if first is None:
+                        first = x
+                    yield x - first
+            t = end
+            if k < last:
+                k += 1
+            elif p.repeat:
+                k = 0
+
+
+@dataclass
 class AllAtOnceParams:
     """Every request arrives at the same instant (an offline batch)."""
 

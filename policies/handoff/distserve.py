@@ -63,6 +63,10 @@ class DistServeHandoff(HandoffBase):
     def held_requests(self) -> list[RequestView]:
         return [req for req, _src, _h in self.parked]
 
+    def on_target_added(self, replica: ReplicaView) -> None:
+        if self.parked:
+            self.pull()
+
     def pull(self) -> None:
         """Hand parked requests, in order, to decode replicas that can take them."""
         threshold = self.params.waiting_blocks_threshold

@@ -17,7 +17,9 @@ import numpy as np
 import simpy
 
 from sim.config import PoolConfig, SimulationConfig
+from sim.engine.actions import apply_actions
 from sim.engine.clock import ARRIVAL, CONTROL, at
+from sim.engine.lifecycle import ClusterLifecycleMixin
 from sim.engine.recorder import Recorder
 from sim.engine.replica import Replica
 from sim.engine.request import Request, State
@@ -48,12 +50,13 @@ def build_cost_model(pool: PoolConfig, where: str) -> Any:
         raise ConfigError(exc.message, f"{where}.{exc.where}" if exc.where else where) from None
 
 
-class Cluster:
+class Cluster(ClusterLifecycleMixin):
     """Everything one run simulates, wired on one Environment.
 
     Every policy is built as ``cls(params, ctx)`` with a ``BuildContext`` of its own (its own
     rng stream spawned from the run's seed, in build order, so runs repeat) and sees only
     views. Replica ids are stable: a counter, never reused, also across added replicas.
+    Replicas are added, drained and removed at run time by ``sim.engine.lifecycle``.
     """
 
     def __init__(self, config: SimulationConfig, workload: Any, recorder: Recorder, seeds: np.random.SeedSequence):
@@ -100,6 +103,7 @@ class Cluster:
         self._wall_start = time.monotonic()
         self._last_progress = self._wall_start
         self._show_progress = config.engine.progress and sys.stderr.isatty()
+        self._init_lifecycle()
 
     # ------------------------------------------------------------------ building
     def context(self, rng: np.random.Generator | None, params: Any, where: str,
@@ -206,7 +210,7 @@ class Cluster:
         period = controller.period_s
         while True:
             yield at(env, env.now + period, CONTROL)
-            self.apply_actions(controller.act(self.view, env.now) or ())
+            self.apply_actions(controller.act(self.view, env.now) or (), controller)
 
     # ------------------------------------------------------------------ dispatch
     def dispatch(self, req: Request) -> None:
@@ -305,7 +309,7 @@ class Cluster:
         return self.transfer.migrate(request_id, dst_replica_id, live)
 
     # ------------------------------------------------------------------ controller actions
-    def apply_actions(self, actions: Any) -> None:
-        """Carry out what a controller returned (see ``sim.engine.seams`` for the actions)."""
-        for action in actions:
-            raise NotImplementedError(f"controller action {action!r} is not supported yet")
+    def apply_actions(self, actions: Any, controller: Any = None) -> None:
+        """Carry out what a controller returned (see ``sim.engine.actions``): invalid actions are
+        counted, recorded and ignored; every action lands in ``self.action_log``."""
+        apply_actions(self, actions, controller)

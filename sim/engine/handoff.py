@@ -162,3 +162,16 @@ class HandoffBase(PolicyBase):
         del self.in_flight[req.id]
         self.inflight_blocks[dst.id] -= dst.kv.held_blocks(req)
         self.after_copy(dst.view)
+
+    # ------------------------------------------------------------------ replicas joining and leaving
+    def add_target(self, replica: Replica) -> None:
+        """A replica became active at run time (the targets lists are live: this only lets the
+        policy act on it at once)."""
+        self.on_target_added(replica.view)
+
+    def remove_target(self, replica: Replica) -> None:
+        """A replica is draining: it is no longer active, so no target list shows it; copies
+        under way still land."""
+
+    def on_target_added(self, replica: ReplicaView) -> None:
+        """Policies may start using a new target at once (e.g. pull parked requests)."""

@@ -52,6 +52,7 @@ import simpy
 
 from sim.engine.clock import at
 from sim.engine.fast_path import DecodeStretchMixin
+from sim.engine.lifecycle import ReplicaLifecycleMixin
 from sim.engine.ops import ReplicaOps
 from sim.engine.pausable import PausableMixin
 from sim.engine.plan import StepPlan
@@ -72,7 +73,7 @@ def cost_model_layers(cost_model: Any) -> int:
     return int(n) if n else DEFAULT_NUM_LAYERS
 
 
-class Replica(DecodeStretchMixin, PausableMixin):
+class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
     """One model instance (one or more GPUs) with its queues and iteration loop."""
 
     def __init__(

@@ -213,6 +213,8 @@ _REPLICA_FIELDS = {
     "pool": "pool name",
     "role": "pool role: mixed, prefill or decode",
     "lifecycle": "starting, active, draining or removed",
+    "start_s": "when it was built (its GPUs are billed from here)",
+    "ready_s": "when it became active (None while starting)",
     "num_outstanding": "requests assigned here and not yet done",
     "num_steps": "iterations run so far",
     "num_layers": "layers of the served model (layer cuts)",
@@ -284,6 +286,22 @@ class ReplicaView:
         self._rep.wake()
 
     @property
+    def waiting_delays_s(self) -> list[float]:
+        """Queueing delay so far (now - arrival) of each request here waiting for its first
+        iteration, in queue order (preempted and swapped requests were scheduled already)."""
+        now = self._rep.env.now
+        return [now - r.arrival_s for r in self._rep.waiting if r.first_scheduled_s is None]
+
+    @property
+    def oldest_wait_s(self) -> float:
+        """The longest queueing delay so far among requests waiting for their first iteration (0 if none)."""
+        now, oldest = self._rep.env.now, None
+        for r in self._rep.waiting:
+            if r.first_scheduled_s is None and (oldest is None or r.arrival_s < oldest):
+                oldest = r.arrival_s
+        return 0.0 if oldest is None else now - oldest
+
+    @property
     def accepts_work(self) -> bool:
         """Whether the router may send it new requests (active, not draining)."""
         return self._rep.lifecycle == "active"
@@ -333,8 +351,26 @@ class PoolView:
 
     @property
     def replicas(self) -> list[ReplicaView]:
-        """Replicas of the pool that have not been removed."""
+        """Replicas of the pool that have not been removed (starting, active and draining)."""
         return [r.view for r in self._pool.replicas if r.lifecycle != "removed"]
+
+    @property
+    def active_replicas(self) -> list[ReplicaView]:
+        """Replicas of the pool that serve (the router or hand-off may send them work)."""
+        return [r.view for r in self._pool.replicas if r.lifecycle == "active"]
+
+    @property
+    def starting_replicas(self) -> list[ReplicaView]:
+        """Replicas of the pool still in their cold start."""
+        return [r.view for r in self._pool.replicas if r.lifecycle == "starting"]
+
+    @property
+    def cold_start_s(self) -> float:
+        """Seconds a replica added to this pool now would take to serve."""
+        from hardware.cold_start import cold_start
+
+        pool = self._pool
+        return cold_start(pool.config.cold_start, pool.cost_model, pool.config.hardware).total_s
 
     def __repr__(self) -> str:
         return f"PoolView({self.name!r}, role={self.role!r}, replicas={len(self.replicas)})"
@@ -372,8 +408,17 @@ class ClusterView:
         """Replicas that receive new requests (mixed and prefill pools, active)."""
         return list(self._c.entry_views)
 
+    @property
+    def replicas_by_pool(self) -> dict[str, list[ReplicaView]]:
+        """Pool name -> its replicas not yet removed (starting, active and draining), in id order."""
+        return {p.name: p.view.replicas for p in self._c.pools}
+
     def replica(self, replica_id: int) -> ReplicaView:
-        return self._c.replica_by_id[replica_id].view
+        """The replica with this id; KeyError if there is none or it was removed."""
+        rep = self._c.replica_by_id[replica_id]
+        if rep.lifecycle == "removed":
+            raise KeyError(replica_id)
+        return rep.view
 
     @property
     def num_arrived(self) -> int:

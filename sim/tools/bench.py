@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: sim/tools/bench.py -> ../..
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is sim/tools/bench.py)
 DATA = ROOT / "traces" / "data"
 
 H100_LLAMA3_8B = {"device": "H100-SXM", "model": "Llama-3-8B", "tp": 1}
@@ -48,6 +48,20 @@ def synthetic_config(num_requests: int, num_replicas: int) -> dict:
     return _config(workload, _pool(num_replicas), "least_outstanding")
 
 
+def autoscale_config() -> dict:
+    """A 4x rate step (4 -> 16 -> 4 requests/s over 60 / 240 / 300 s, ShareGPT lengths) on a pool
+    of H100s the reactive autoscaler grows from 2 up to 8 replicas and shrinks again, with the
+    default cold start (local NVMe, safetensors: 18.6 s for Llama-3-8B)."""
+    rates, durations = [4.0, 16.0, 4.0], [60.0, 240.0, 300.0]
+    workload = {"name": "synthetic", "num_requests": int(sum(r * d for r, d in zip(rates, durations, strict=True))),
+                "arrival": {"name": "phases", "rates_rps": rates, "durations_s": durations},
+                "lengths": {"file": str(DATA / "sharegpt_8k_lengths_llama2_tokenizer.csv")}}
+    config = _config(workload, _pool(2), "least_outstanding")
+    config["cluster"]["controllers"] = [{"name": "reactive_autoscaler", "pools": ["main"], "min_replicas": 2,
+                                         "max_replicas": 8}]
+    return config
+
+
 SCENARIOS: dict[str, Any] = {
     "azure-conv-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
                                      _pool(16), "least_outstanding"),
@@ -62,6 +76,7 @@ SCENARIOS: dict[str, Any] = {
                                                                  "draft_model": "Llama-3.2-1B"}),
                                           "least_outstanding"),
     "synthetic-1m-128": lambda: synthetic_config(1_000_000, 128),
+    "autoscale-burst": autoscale_config,
 }
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
 

@@ -50,7 +50,8 @@ def json_safe(value: Any) -> Any:
 
 
 def write_run(result: Any, out_dir: str | Path) -> dict[str, Path]:
-    """Write config.yaml, requests.parquet|csv, visits.parquet|csv, summary.json (and steps) into ``out_dir``."""
+    """Write config.yaml, requests.parquet|csv, visits.parquet|csv, summary.json (and steps, and the
+    controllers' actions when the run has any controller) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"config": out / "config.yaml", "summary": out / "summary.json"}
@@ -61,6 +62,9 @@ def write_run(result: Any, out_dir: str | Path) -> dict[str, Path]:
     files["summary"].write_text(json.dumps(json_safe(result.summary), indent=2, sort_keys=True) + "\n")
     if result.steps is not None:
         files["steps"] = write_frame(result.steps, out / "steps")
+    actions = getattr(result, "actions", None)
+    if actions is not None and (len(actions) or result.config.cluster.controllers):
+        files["actions"] = write_frame(actions, out / "actions")
     return files
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sim.errors import ConfigError
 from sim.registry import WORKLOADS
+from sim.schema import parse
 from tests.traces.conftest import make_workload, run
 from traces.arrivals import ARRIVALS
 from traces.lengths import LENGTHS
@@ -19,7 +21,7 @@ def _gaps(arrival: dict, n: int, seed: int = 0) -> np.ndarray:
 
 def test_registered_names():
     assert {"trace", "synthetic", "sessions", "agentic", "closed_loop"} <= set(WORKLOADS.names())
-    assert set(ARRIVALS.names()) == {"poisson", "gamma", "mmpp", "diurnal", "all_at_once"}
+    assert set(ARRIVALS.names()) == {"poisson", "gamma", "mmpp", "diurnal", "all_at_once", "phases"}
     assert set(LENGTHS.names()) == {"fixed", "uniform", "lognormal", "zipf"}
 
 
@@ -64,6 +66,21 @@ def test_mmpp_diurnal_and_static():
     peak = np.sum((phase < 25) | (phase >= 75))
     assert peak / len(t) > 0.65  # most arrivals near the peak at t = 0 (mod 100)
     assert np.all(_gaps({"name": "all_at_once"}, 10) == 0)
+
+
+def test_phases_step_the_rate():
+    proc = ARRIVALS.get("phases")
+    p = proc.Params(rates_rps=[2.0, 20.0, 2.0], durations_s=[50.0, 50.0, 50.0])
+    t = proc(p).times(np.random.default_rng(0), 4000)
+    assert t[0] == 0 and np.all(np.diff(t) >= 0)
+    counts = np.histogram(t, bins=[0, 50, 100, 150])[0]
+    assert counts / 50 == pytest.approx([2.0, 20.0, 2.0], rel=0.2)
+    assert len(t[t >= 150]) / (t[-1] - 150) == pytest.approx(2.0, rel=0.2)  # the last rate goes on
+    cycle = proc(proc.Params(rates_rps=[0.0, 10.0], durations_s=[10.0, 10.0], repeat=True))
+    t = cycle.times(np.random.default_rng(1), 2000)
+    assert np.mean((t % 20.0) < 10.0) > 0.97  # silent first phase cut off: bursts every 20 s from 0
+    with pytest.raises(ConfigError, match="same"):
+        parse(proc.Params, {"rates_rps": [1.0], "durations_s": [1.0, 2.0]})
 
 
 def test_iter_times_streams_like_times():
