@@ -19,7 +19,7 @@ from sim.engine.actions import set_knob
 from sim.engine.cluster import Cluster, build_cost_model
 from sim.engine.recorder import Recorder
 from sim.engine.seams import Action, AddReplica, ControllerBase, DrainReplica, Migrate, SetKnob
-from sim.errors import ConfigError, ServesimError
+from sim.errors import ConfigError
 from sim.schema import param
 from sim.tools.output import read_frame, write_run
 from tests.conftest import make_config_dict
