@@ -116,12 +116,18 @@ class SchedulerBase(PolicyBase):
     def grow_or_preempt(self, rep: ReplicaOps, req: RequestView, num_tokens: int, plan: StepPlan) -> bool:
         """Allocate KV for ``num_tokens`` of ``req``, preempting from the tail of ``running``
         (vLLM's victim choice) until it fits. False if ``req`` itself had to be preempted."""
+        return self._grow(rep, req, num_tokens, plan) >= 0
+
+    def _grow(self, rep: ReplicaOps, req: RequestView, num_tokens: int, plan: StepPlan) -> int:
+        """``grow_or_preempt``, counting: the requests preempted, or -1 if ``req`` was one."""
+        victims = 0
         while rep.grow(req, num_tokens) is None:
             victim = rep.preempt_last()
             plan.remove(victim)
             if victim == req:
-                return False
-        return True
+                return -1
+            victims += 1
+        return victims
 
     def schedule_running(self, rep: ReplicaOps, plan: StepPlan, budget: int | None,
                          phase: str = "all") -> tuple[int, bool]:
@@ -130,34 +136,39 @@ class SchedulerBase(PolicyBase):
         Returns (tokens used, whether anything was preempted)."""
         used = 0
         preempted = False
+        running = rep.running_now()  # a snapshot; preemption only ever removes its tail
+        n = len(running)
         i = 0
-        running = rep.running
-        while i < len(running):
+        want_decode = phase != "prefill"
+        want_prefill = phase != "decode"
+        while i < n:
             req = running[i]
             decoding = req.is_decoding
-            if (phase == "decode" and not decoding) or (phase == "prefill" and decoding):
+            if (decoding and not want_decode) or (not decoding and not want_prefill):
                 i += 1
                 continue
             if decoding:
-                n = 1
+                k = 1
             else:
                 if budget is not None and used >= budget:
                     break
-                n = req.remaining_prefill_tokens
+                k = req.remaining_prefill_tokens
                 if budget is not None:
-                    n = min(n, budget - used)
-            if budget is not None and used + n > budget:
+                    k = min(k, budget - used)
+            if budget is not None and used + k > budget:
                 break
-            before = len(running)
-            if not self.grow_or_preempt(rep, req, n, plan):
+            victims = self._grow(rep, req, k, plan)
+            if victims < 0:
                 preempted = True
                 break
-            preempted |= len(running) < before
+            if victims:
+                preempted = True
+                n -= victims
             if decoding:
                 plan.add_decode(req)
             else:
-                plan.add_prefill(req, n)
-            used += n
+                plan.add_prefill(req, k)
+            used += k
             i += 1
         return used, preempted
 

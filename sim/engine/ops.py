@@ -33,6 +33,10 @@ class ReplicaOps(ReplicaView):
     def __init__(self, replica: Replica):
         super().__init__(replica)
 
+    def running_now(self) -> list[RequestView]:
+        """The running requests now, as a list (a snapshot: it does not follow later changes)."""
+        return [r.view for r in self._rep.running]
+
     def admit(self, req: RequestView, max_tokens: int | None = None, *, reserve_blocks: int = 0,
               whole: bool = False, reserve_tokens: int = 0) -> int | None:
         """Start waiting request ``req`` with a chunk of at most ``max_tokens`` prompt tokens

@@ -59,12 +59,19 @@ class StepPlan:
 
     def add_prefill(self, req: Any, num_tokens: int) -> None:
         """Compute ``num_tokens`` prompt tokens of ``req`` (a request view or request)."""
-        self.prefill.append((_req(req), num_tokens))
+        try:
+            r = req._r
+        except AttributeError:
+            r = req
+        self.prefill.append((r, num_tokens))
         self.num_prefill_tokens += num_tokens
 
     def add_decode(self, req: Any) -> None:
         """Decode one token of ``req`` (more when the pool speculates)."""
-        self.decode.append(_req(req))
+        try:
+            self.decode.append(req._r)
+        except AttributeError:
+            self.decode.append(req)
 
     def remove(self, req: Any) -> None:
         """Drop ``req`` from the plan (it was preempted after being scheduled)."""

@@ -389,9 +389,9 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
                 plan = self._decode_all()
             if plan is None:
                 plan = scheduler.schedule(self.ops)
-            if not plan and self.paused is not None:
+            if not (plan.prefill or plan.decode) and self.paused is not None:
                 plan = self._unpause()  # nothing else can run: finish the paused work
-            if not plan:
+            if not (plan.prefill or plan.decode):
                 if self.running or self.pending_swap_bytes:
                     raise RuntimeError(f"scheduler {scheduler!r} scheduled nothing with requests running")
                 if self.waiting and scheduler.holds_back(self.view):  # it waits for another replica
@@ -453,7 +453,7 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
 
     def _account(self, plan: StepPlan, step_s: float) -> None:
         self.num_steps += 1
-        self.batch_size_sum += plan.size
+        self.batch_size_sum += len(plan.prefill) + len(plan.decode)
         if plan.prefill:
             self.busy_prefill_s += step_s
         else:

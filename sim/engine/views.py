@@ -333,6 +333,21 @@ class _RunningView(QueueView):
     def _seq(self):  # type: ignore[override]
         return self._rep.running
 
+    def __len__(self) -> int:
+        return len(self._rep.running)
+
+    def __bool__(self) -> bool:
+        return bool(self._rep.running)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [r.view for r in self._rep.running[i]]
+        return self._rep.running[i].view
+
+    def __iter__(self) -> Iterator[RequestView]:
+        for r in self._rep.running:
+            yield r.view
+
 
 # ---------------------------------------------------------------------------- pools, cluster
 
