@@ -17,7 +17,7 @@ and then sees only views (``sim.engine.views``). What each kind is asked::
     Speculator.propose(replica, requests)    -> k per decoding request (draft tokens)
     Handoff.on_prefilled(src, request)       -> True if the request leaves src
     Controller.act(cluster, now_s)           -> [Action]  (applied by the engine)
-    KV manager: the facade in policies/kv/paged.py (allocate -> blocks | None)
+    KVManager.allocate(req, new, lookahead)  -> blocks taken | None (no room): the facade
 
 A request view's true output length is hidden; ``ctx.output_tokens(view)`` reads it when
 the policy's parameter block has ``oracle: true`` and raises ``OracleError`` otherwise.
@@ -99,12 +99,56 @@ class Scheduler(Protocol):
 
 
 @runtime_checkable
+class KVManager(Protocol):
+    """The KV facade a replica and its scheduler use (policies/kv/paged.py is the reference):
+    questions, then ``allocate`` answering None for "no room", then releases."""
+
+    block_size: int
+    num_blocks: int
+    num_used: int
+    watermark_blocks: int
+    max_tokens: int
+
+    @property
+    def num_available(self) -> int: ...
+
+    def blocks_for(self, num_tokens: int) -> int: ...
+
+    def blocks_needed(self, req: Any, num_new_tokens: int, lookahead: int = 0) -> int: ...
+
+    def never_fits(self, req: Any, reserve_blocks: int = 0) -> bool: ...
+
+    def covered_tokens(self, req: Any) -> int: ...
+
+    def cached_prefix_tokens(self, req: Any) -> int: ...
+
+    def allocate(self, req: Any, num_new_tokens: int, lookahead: int = 0, reserve_blocks: int = 0,
+                 reserve_tokens: int = 0, match_prefix: bool = False) -> int | None: ...
+
+    def trim(self, req: Any, keep_tokens: int) -> int: ...
+
+    def share(self, src: Any, dst: Any, num_tokens: int) -> int: ...
+
+    def free(self, req: Any) -> None: ...
+
+    def commit_prefix(self, req: Any) -> None: ...
+
+    def detach(self, req: Any) -> Any: ...
+
+    def free_detached(self, handle: Any) -> None: ...
+
+
+@runtime_checkable
 class Speculator(Protocol):
     """Proposes draft tokens per decoding request for the next iteration."""
 
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]: ...
 
     def acceptance_rate(self, req: RequestView) -> float: ...
+
+    def observe(self, req: RequestView, proposed: int, accepted: int) -> None: ...
+
+    def draft_time_s(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int]) -> float: ...
 
 
 @runtime_checkable
@@ -211,6 +255,6 @@ class ControllerBase(PolicyBase):
 
 __all__ = [
     "Action", "AddReplica", "BuildContext", "ClusterView", "Controller", "ControllerBase", "DrainReplica",
-    "Handoff", "Migrate", "OracleError", "PolicyBase", "PoolView", "ReplicaView", "RequestView", "Router",
+    "Handoff", "KVManager", "Migrate", "OracleError", "PolicyBase", "PoolView", "ReplicaView", "RequestView", "Router",
     "RouterBase", "Scheduler", "SetKnob", "Speculator", "is_oracle",
 ]

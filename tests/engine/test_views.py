@@ -91,3 +91,22 @@ def test_pending_prefill_tokens_kept_incrementally(monkeypatch, scheduler, kv):
                       num_blocks=300, kv=kv)
     s = simulate(cfg).summary
     assert s["num_completed"] + s["num_rejected"] == s["num_requests"]
+
+
+def _protocol_methods(proto) -> list[str]:
+    return [n for n, v in vars(proto).items() if not n.startswith("_") and callable(v)]
+
+
+@pytest.mark.parametrize("kind", ["router", "scheduler", "kv", "speculator", "handoff", "controller"])
+def test_every_registered_policy_implements_its_seam(kind):
+    from sim.engine import seams
+    from sim.registry import CONTROLLERS, HANDOFFS, KV_MANAGERS, ROUTERS, SPECULATORS
+
+    registry, proto = {"router": (ROUTERS, seams.Router), "scheduler": (SCHEDULERS, seams.Scheduler),
+                       "kv": (KV_MANAGERS, seams.KVManager), "speculator": (SPECULATORS, seams.Speculator),
+                       "handoff": (HANDOFFS, seams.Handoff), "controller": (CONTROLLERS, seams.Controller)}[kind]
+    assert registry.names(), f"no {kind} registered"
+    for name in registry.names():
+        cls = registry.get(name)
+        missing = [m for m in _protocol_methods(proto) if not callable(getattr(cls, m, None))]
+        assert not missing, f"{kind} {name!r} lacks {missing}"
