@@ -28,6 +28,15 @@ ARRIVALS = Registry("arrival process")
 _CHUNK = 8192
 
 
+
+def poisson_segment(rng: np.random.Generator, start_s: float, period_s: float, rate_rps: float) -> list[float]:
+    """Arrival times of a Poisson process of ``rate_rps`` on [start_s, start_s + period_s): a
+    Poisson count, uniform positions, sorted."""
+    if rate_rps <= 0:
+        return []
+    count = rng.poisson(rate_rps * period_s)
+    return np.sort(rng.uniform(start_s, start_s + period_s, size=count)).tolist()
+
 class ArrivalProcess:
     """Base class: subclasses implement ``iter_times`` (and may speed up ``times``)."""
 
@@ -132,12 +141,10 @@ class OnOff(ArrivalProcess):
             period = rng.exponential(p.mean_on_s if on else p.mean_off_s)
             rate = p.rate_on_rps if on else p.rate_off_rps
             end = t + period
-            if rate > 0:
-                count = rng.poisson(rate * period)  # Poisson count, uniform positions
-                for x in np.sort(rng.uniform(t, end, size=count)).tolist():
-                    if first is None:
-                        first = x
-                    yield x - first
+            for x in poisson_segment(rng, t, period, rate):
+                if first is None:
+                    first = x
+                yield x - first
             t, on = end, not on
 
 
@@ -223,12 +230,10 @@ class Phases(ArrivalProcess):
             rate = p.rates_rps[k]
             period = p.durations_s[k] if (k < last or p.repeat) else 3600.0  # the last phase, an hour at a time
             end = t + period
-            if rate > 0:
-                count = rng.poisson(rate * period)  # Poisson count, uniform positions
-                for x in np.sort(rng.uniform(t, end, size=count)).tolist():
-                    if first is None:
-                        first = x
-                    yield x - first
+            for x in poisson_segment(rng, t, period, rate):
+                if first is None:
+                    first = x
+                yield x - first
             t = end
             if k < last:
                 k += 1
