@@ -35,7 +35,7 @@ from sim.engine.views import ClusterView, OracleError, PoolView, ReplicaView, Re
 
 if TYPE_CHECKING:
     from sim.engine.plan import StepPlan
-    from sim.engine.views import ReplicaOps
+    from sim.engine.ops import ReplicaOps
 
 
 @dataclass
