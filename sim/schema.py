@@ -9,7 +9,8 @@ written with the ``param`` helper::
     class SarathiParams:
         chunk_size: int = param(512, ge=1, doc="token budget per iteration")
 
-Every float must be finite (NaN and inf are refused: NaN passes every bound check).
+Every float must be finite (NaN and inf are refused: NaN passes every bound check) and within
+±1e18 (``MAX_MAGNITUDE``), and every int within ±2**53 (an exact float).
 Parsing has no side effects: no files are written and no directories are created.
 """
 
@@ -25,6 +26,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from sim.errors import ConfigError
 
 _MISSING = dataclasses.MISSING
+MAX_INT = 2**53  # every int stays exact as a float (times and sums mix them)
+MAX_MAGNITUDE = 1e18  # no quantity of a serving cluster (bytes, seconds, tokens, rates) comes near it
 
 
 def param(
@@ -177,12 +180,17 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"number out of range, got {value!r}", path) from None
         if not math.isfinite(number):  # NaN passes every comparison, inf every upper-less bound
             raise ConfigError(f"expected a finite number, got {value!r}", path)
+        if abs(number) > MAX_MAGNITUDE:  # squares and exponentials of it would overflow mid-run
+            raise ConfigError(f"must be within ±{MAX_MAGNITUDE:g}, got {value!r}", path)
         return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"expected an integer, got {value!r}", path)
+                value = int(value)
+            else:
+                raise ConfigError(f"expected an integer, got {value!r}", path)
+        if abs(value) > MAX_INT:
+            raise ConfigError(f"must be within ±2**53, got {value!r}", path)
         return value
     if tp is bool:
         if not isinstance(value, bool):
