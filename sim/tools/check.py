@@ -139,11 +139,14 @@ def load_baseline(path: str | Path, allow_empty: bool = False) -> dict[str, Any]
     vacuously; ``allow_empty`` for ``--update``, which fills it), every value and band a number."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        # JSON read as JSON: YAML 1.1 would take a JSON number such as 1e-09 for a string
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except OSError as exc:
         raise CheckError(f"{path}: cannot read baseline: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise CheckError(f"{path}: not valid YAML: {exc}") from None
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                         f"{str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise CheckError(f"{path}: a baseline needs a 'metrics:' mapping")
     if not data["metrics"] and not allow_empty:
