@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -75,8 +76,16 @@ def load_builtins() -> None:
 
 
 def _protocol_methods(protocol: type) -> list[str]:
-    """The public methods a protocol (or base class) asks for, in the order written."""
+    """The public methods (and properties) a protocol or base class asks for, in the order written."""
     return [n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))]
+
+
+def _lacks(cls: type, protocol: type, name: str) -> bool:
+    """Whether ``cls`` lacks member ``name`` of ``protocol`` (a method must be callable)."""
+    have = inspect.getattr_static(cls, name, None)
+    if have is None:
+        return True
+    return callable(vars(protocol)[name]) and not callable(getattr(cls, name, None))
 
 
 def _resolve(dotted: str) -> type:
@@ -147,7 +156,7 @@ class Registry:
             raise ConfigError(f"{prefix}: {type(obj).__name__} is not a class", where)
         if self.protocol is not None:
             protocol = _resolve(self.protocol)
-            missing = [m for m in _protocol_methods(protocol) if getattr(obj, m, None) is None]
+            missing = [m for m in _protocol_methods(protocol) if _lacks(obj, protocol, m)]
             if missing:
                 raise ConfigError(f"{prefix}: {obj.__name__} does not implement the {self.kind} seam "
                                   f"{protocol.__name__} (missing {', '.join(missing)})", where)

@@ -34,6 +34,15 @@ def test_a_class_outside_the_seam_is_refused_before_it_is_built():
         make_config(scheduler={"name": PLUGIN_ROUTER})
 
 
+class _RouteIsNotAMethod:
+    route = 5
+
+
+def test_a_seam_member_that_is_not_a_method_is_refused():
+    with pytest.raises(ConfigError, match=r"missing route"):
+        make_config(router={"name": f"{__name__}:_RouteIsNotAMethod"})
+
+
 def test_malformed_and_failing_imports_are_named_errors():
     with pytest.raises(ConfigError, match="expected package.module:Class"):
         make_config(router={"name": "a..b:c"})
