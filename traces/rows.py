@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sim.errors import TraceError
 
 OnError = Literal["raise", "skip"]
+MAX_TOKENS = 10**12  # a token count beyond this is corrupt data (it would overflow the typed request columns)
 
 # Optional per-request fields a row may carry (all Request keyword arguments).
 EXTRA_FIELDS = (
@@ -98,6 +99,8 @@ def to_int(text: Any, what: str) -> int:
             value = int(number)
     if value < 0:
         raise ValueError(f"{what}: negative value {value}")
+    if value > MAX_TOKENS:
+        raise ValueError(f"{what}: {value} is beyond any request (at most {MAX_TOKENS:g})")
     return value
 
 

@@ -49,3 +49,12 @@ def test_a_cut_closed_loop_run_adds_up():
 def test_runs_without_a_limit_keep_their_summary_keys():
     s = simulate(make_config()).summary
     assert "truncated" not in s and "num_not_arrived" not in s
+
+
+def test_a_request_beyond_any_context_is_a_named_error():
+    from sim.errors import ConfigError
+
+    workload = {"name": "synthetic", "num_requests": 3, "input_tokens": 16, "output_tokens": 2,
+                "output_tokens_max": 10**12}
+    with pytest.raises(ConfigError, match=r"workload: request 0: .* output tokens; at most 16,777,216 each"):
+        simulate(make_config(workload=workload, kv={"block_size": 10**12}))

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import copy
 import math
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from sim import simulate
@@ -117,8 +118,29 @@ def mutate(data: dict[str, Any], ops: list[tuple[int, str, int]]) -> dict[str, A
     return data
 
 
+class Hang(Exception):
+    """An example ran past HANG_S of wall time."""
+
+
+HANG_S = 10.0  # each example takes milliseconds; this turns a hang into a failure, not a stuck CI job
+
+
+def _alarm(_signum: int, _frame: Any) -> None:
+    raise Hang(f"example ran past {HANG_S} s")
+
+
 def check_outcome(data: Any) -> None:
-    """A clean run whose counts add up, or a one-line ServesimError."""
+    """A clean run whose counts add up, or a one-line ServesimError; never a hang."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, HANG_S)
+    try:
+        _check_outcome(data)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _check_outcome(data: Any) -> None:
     try:
         result = simulate(from_dict(data))
     except ServesimError as exc:
@@ -143,6 +165,7 @@ FUZZ = settings(max_examples=2400, deadline=None, derandomize=True, database=Non
 
 @FUZZ
 @given(base=st.sampled_from(range(len(BASES))), ops=MUTATIONS)
+@example(base=0, ops=[(8, "huge", 0), (25, "huge", 0)])  # once a 5 TiB array: 1e12-token requests
 def test_mutated_configs_run_clean_or_fail_named(base, ops):
     check_outcome(mutate(BASES[base], ops))
 
@@ -167,6 +190,7 @@ TRACE_BYTES = st.one_of(st.binary(max_size=200), TEXT_TRACE, GOOD_TRACE)
 @settings(max_examples=1000, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(content=TRACE_BYTES, compressed=st.booleans(), fmt=st.sampled_from(["auto", "csv", "azure", "jsonl"]))
+@example(content=b"prompt_len,output_len\n0,1e20", compressed=False, fmt="auto")  # once an OverflowError
 def test_random_trace_bytes_run_clean_or_fail_named(content, compressed, fmt):
     import gzip
 

@@ -100,3 +100,10 @@ def test_bad_bytes_after_good_rows_are_a_named_error(tmp_path):
     path.write_bytes(good.encode() + b"0.5,\xff\xfe,4\n")
     with pytest.raises(TraceError, match="unreadable trace data after line"):
         _run(path)
+
+
+def test_a_token_count_beyond_any_request_is_a_named_error(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(HEADER + "0.0,16,1e20\n")
+    with pytest.raises(TraceError, match=r"t\.csv:2: output_tokens: 100000000000000000000 is beyond any request"):
+        _run(path)
