@@ -72,6 +72,9 @@ class DeviceSpec:
     profile: str = ""
     memory_slices: int = 8
     parent_sms: int = 0
+    # GPUs one NVLink (or Infinity Fabric / PCIe) domain of a node holds: the most a replica's
+    # tp x pp may use, since every cost model prices TP and PP over the intra-node link
+    gpus_per_node: int = 8
     notes: str = ""
 
     @property
@@ -141,15 +144,17 @@ _CATALOG: dict[str, DeviceSpec] = {
              _H100_POWER, mig_table="H200", notes="L2 size uncertain"),
         _gpu("GH200-96GB", "hopper", 989, 1979, 96, 4000, 132, 50, 450, "nvlink-c2c", 450, 346, 1000, 3.50,
              grace_memory_bytes=480 * 10**9, c2c_gbps=450, c2c_measured_gbps=346, mig_table="GH200-96GB",
-             notes="TDP is the 450-1000 W module budget; Grace LPDDR5X 120/240/480 GB, 480 assumed"),
+             gpus_per_node=1, notes="one superchip per node (NVL32 racks: a device file with gpus_per_node: 32); "
+             "TDP is the 450-1000 W module budget; Grace LPDDR5X 120/240/480 GB, 480 assumed"),
         _gpu("GH200-144GB", "hopper", 989, 1979, 144, 4900, 132, 50, 450, "nvlink-c2c", 450, 346, 1000, 4.00,
-             grace_memory_bytes=480 * 10**9, c2c_gbps=450, c2c_measured_gbps=346,
-             notes="no MIG table (slice sizes unpublished here)"),
+             grace_memory_bytes=480 * 10**9, c2c_gbps=450, c2c_measured_gbps=346, gpus_per_node=1,
+             notes="one superchip per node; no MIG table (slice sizes unpublished here)"),
         _gpu("B200", "blackwell", 2250, 4500, 180, 7700, 148, 126, 900, "pcie6", 128, 70, 1000, 5.00,
              notes="L2 ~126 MB uncertain; PCIe6 measured rate assumed 55% of nominal"),
         _gpu("GB200", "blackwell", 2500, 5000, 186, 8000, 148, 126, 900, "nvlink-c2c", 450, 346, 1200, 6.00,
-             grace_memory_bytes=240 * 10**9, c2c_gbps=450, c2c_measured_gbps=346,
-             notes="two GPUs share one Grace (480 GB, half each); SMs and C2C share uncertain"),
+             grace_memory_bytes=240 * 10**9, c2c_gbps=450, c2c_measured_gbps=346, gpus_per_node=72,
+             notes="NVL72: 72 GPUs in one NVLink domain; two GPUs share one Grace (480 GB, half each); "
+             "SMs and C2C share uncertain"),
         _gpu("L40S", "ada", 362, 733, 48, 864, 142, 96, 0, "pcie4", 32, _PCIE4_MEASURED, 350, 1.50),
         _gpu("L4", "ada", 121, 242, 24, 300, 58, 48, 0, "pcie4", 32, _PCIE4_MEASURED, 72, 0.80),
         _gpu("A10G", "ampere", 70, 0, 24, 600, 80, 6, 0, "pcie4", 32, _PCIE4_MEASURED, 300, 1.00,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,6 +291,22 @@ def _first(cfg: dict, *keys: str, default: Any = None) -> Any:
     return default
 
 
+_SIZE_KEYS = frozenset({
+    "hidden_size", "d_model", "num_attention_heads", "num_local_experts", "n_routed_experts", "num_experts",
+    "moe_intermediate_size", "shared_expert_intermediate_size", "n_shared_experts", "num_hidden_layers", "n_layer",
+    "num_layers", "num_key_value_heads", "head_dim", "intermediate_size", "ffn_dim", "vocab_size",
+    "num_experts_per_tok", "moe_topk", "first_k_dense_replace", "kv_lora_rank", "q_lora_rank",
+    "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim",
+})
+
+
+def _is_size(value: Any) -> bool:
+    """A whole, finite, non-negative number (JSON may write 4096 as 4096.0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value >= 0 and (isinstance(value, int) or (math.isfinite(value) and value.is_integer()))
+
+
 def load_hf_config(path: str | Path, where: str = "") -> ModelSpec:
     """Read a Hugging Face ``config.json`` (or a folder holding one) from disk; no download.
 
@@ -306,8 +323,15 @@ def load_hf_config(path: str | Path, where: str = "") -> ModelSpec:
         raise ConfigError(f"cannot read model config: {exc.strerror}", where, file) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON: {exc}", where, file) from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"expected a JSON object, got {type(cfg).__name__}", where, file)
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
         cfg = {**cfg, **cfg["text_config"]}
+    for key, value in cfg.items():  # every size is a whole, finite, non-negative number
+        if key in _SIZE_KEYS and value is not None and not _is_size(value):
+            raise ConfigError(f"key {key!r} must be a non-negative integer, got {value!r}", where, file)
+    if not _first(cfg, "num_attention_heads"):
+        raise ConfigError("key 'num_attention_heads' must be >= 1", where, file)
 
     def need(*keys: str) -> int:
         value = _first(cfg, *keys)

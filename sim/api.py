@@ -51,12 +51,23 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     extra.update(_energy_and_cost(cluster, df))
     extra.update(cluster.transfer.summary())
     summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
+    if config.engine.max_time_s is not None:
+        _cut_summary(cluster, summary)
     _lifecycle_summary(cluster, df, summary)
     summary["num_events"] = next(cluster.env._eid)  # events scheduled over the run
     summary["wall_s"] = time.perf_counter() - wall_start
     return Result(config, df, summary, recorder.steps_frame(),
                   recorder.token_times if config.output.record_token_times else None, recorder.visits_frame(),
                   cluster.action_log.frame())
+
+
+def _cut_summary(cluster: Cluster, summary: dict[str, Any]) -> None:
+    """What a run with ``engine.max_time_s`` reports about its cut: ``truncated``, the requests
+    that had not arrived, and the workload's count, so that completed + rejected + unfinished +
+    not arrived = ``num_workload_requests`` (``num_requests`` counts the arrived ones)."""
+    summary["truncated"] = bool(cluster.truncated)
+    summary["num_not_arrived"] = int(cluster.num_not_arrived)
+    summary["num_workload_requests"] = int(summary["num_requests"] + cluster.num_not_arrived)
 
 
 def _run_window(df: pd.DataFrame) -> tuple[float, float] | None:

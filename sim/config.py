@@ -152,6 +152,30 @@ class HardwareConfig:
     weight_dtype: Literal["bf16", "fp16", "fp8", "int8", "int4"] = param("bf16", doc="weight precision")
     kv_dtype: Literal["bf16", "fp16", "fp8", "int8", "int4"] = param("bf16", doc="KV-cache precision")
 
+    def validate(self) -> None:
+        """tp x pp must fit in one node: every cost model prices TP and PP over the node's own
+        link (NVLink), and none models an inter-node one, so a bigger replica would be priced
+        as one impossible NVLink domain. Unknown devices are left to the cost model to report."""
+        from hardware.devices import get_device
+
+        try:
+            device = get_device(self.device)
+        except ConfigError:
+            return
+        if self.tp * self.pp > device.gpus_per_node:
+            raise ConfigError(f"tp x pp = {self.tp} x {self.pp} = {self.tp * self.pp} GPUs, but a {device.name} "
+                              f"node has {device.gpus_per_node} in one NVLink domain and inter-node TP/PP is not "
+                              "modelled; use at most that many GPUs per replica (more replicas instead)", "tp")
+
+    def model_key(self) -> str:
+        """The model's canonical name (catalog name, or the path as written for a config.json)."""
+        from hardware.models import get_model
+
+        try:
+            return get_model(self.model).name
+        except ConfigError:
+            return self.model
+
 
 ColdStartSource = Literal["storage", "storage_fast", "host_memory", "remote", "custom"]
 
@@ -211,6 +235,11 @@ class ClusterConfig:
         if not self.pools:
             raise ConfigError("at least one pool is needed", "pools")
         roles = {p.role for p in self.pools}
+        if self.handoff is not None and "decode" not in roles:
+            raise ConfigError("a hand-off moves prefilled requests to a decode pool, and there is none "
+                              "(add a pool with role: decode, or drop handoff:)", "handoff")
+        if self.handoff is not None:
+            self._check_one_model()
         if "prefill" in roles and self.handoff is None:
             raise ConfigError("a prefill pool needs a hand-off policy (e.g. handoff: distserve)", "handoff")
         if "prefill" in roles and "decode" not in roles and "mixed" not in roles:
@@ -219,6 +248,15 @@ class ClusterConfig:
         for i, name in enumerate(names):
             if names.index(name) != i:
                 raise ConfigError(f"duplicate pool name {name!r}", f"pools[{i}].name")
+
+    def _check_one_model(self) -> None:
+        """Pools joined by a hand-off exchange KV caches, so they must serve one model."""
+        first = self.pools[0]
+        for i, pool in enumerate(self.pools[1:], start=1):
+            if pool.hardware.model_key() != first.hardware.model_key():
+                raise ConfigError(f"pool {pool.name!r} serves {pool.hardware.model!r} but pool {first.name!r} "
+                                  f"serves {first.hardware.model!r}: pools joined by a hand-off must serve the "
+                                  "same model (their KV caches move between them)", f"pools[{i}].hardware.model")
 
 
 @dataclass
@@ -363,17 +401,41 @@ def line_of(path: str | Path, dotted: str) -> int | None:
 def from_dict(data: dict, overrides: list[str] | tuple[str, ...] = (), file: str | None = None) -> SimulationConfig:
     """Parse a config mapping (after applying ``key=value`` overrides)."""
     data = copy.deepcopy(data)
+    set_keys = []
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(data, key, value)
+        set_keys.append((key, text))
     try:
         return schema.parse(SimulationConfig, data, "")
     except ConfigError as exc:
+        blamed = _override_at(exc.where, set_keys)
+        if blamed is not None:  # the value came from the command line, not from a line of the file
+            raise ConfigError(exc.message, exc.where, f"--set {blamed}") from None
         if file is None:
             raise
         line = line_of(file, exc.where) if exc.where else None
         where = f"{file}:{line}" if line else file
         raise exc.in_file(where) from None
+
+
+def _override_at(where: str, set_keys: list[tuple[str, str]]) -> str | None:
+    """The last ``--set`` text whose key is ``where`` or a section above or below it."""
+    if not where:
+        return None
+    try:
+        at = split_path(where)
+    except ConfigError:
+        return None
+    for key, text in reversed(set_keys):
+        try:
+            parts = split_path(key)
+        except ConfigError:
+            continue
+        n = min(len(parts), len(at))
+        if parts[:n] == at[:n]:
+            return text
+    return None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SimulationConfig:

@@ -9,7 +9,17 @@ A registry is a dict from YAML name to a class, filled by a decorator at the def
         def __init__(self, params, ctx): ...
 
 An unknown name raises ConfigError listing the choices with a "did you mean". A dotted
-``package.module:Class`` name loads an out-of-tree plug-in without registering it.
+``package.module:Class`` name loads an out-of-tree plug-in without registering it, under one
+rule, so that a config written by someone else can name only policies:
+
+- the module must not be part of Python itself (``sys.stdlib_module_names``, builtins: ``os``,
+  ``sys``, ``subprocess``, ``code``, ``builtins`` ...): it is refused before it is imported;
+- ``Class`` must be a class (not a function or any other callable) that implements its kind's
+  seam: every method of the seam's protocol (``sim.engine.seams``; ``sim.cost.CostModel`` and
+  ``sim.workload.Workload`` for cost models and workloads), as a subclass or structurally.
+
+Anything else is a ConfigError before any of the plug-in's own code runs (the check reads the
+class; it is instantiated only when the run builds it).
 
 Built-in policies are found, not listed: ``load_builtins()`` imports every module under the
 packages ``policies``, ``hardware`` and ``traces`` (subpackages included), so adding a policy
@@ -20,7 +30,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import pkgutil
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -63,11 +75,33 @@ def load_builtins() -> None:
         importlib.import_module(name)
 
 
-class Registry:
-    """A named mapping from policy name to class, with helpful lookup errors."""
+def _protocol_methods(protocol: type) -> list[str]:
+    """The public methods (and properties) a protocol or base class asks for, in the order written."""
+    return [n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))]
 
-    def __init__(self, kind: str):
+
+def _lacks(cls: type, protocol: type, name: str) -> bool:
+    """Whether ``cls`` lacks member ``name`` of ``protocol`` (a method must be callable)."""
+    have = inspect.getattr_static(cls, name, None)
+    if have is None:
+        return True
+    return callable(vars(protocol)[name]) and not callable(getattr(cls, name, None))
+
+
+def _resolve(dotted: str) -> type:
+    module_name, _, attr = dotted.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class Registry:
+    """A named mapping from policy name to class, with helpful lookup errors.
+
+    ``protocol`` (``"module:Name"``, resolved on first use) is the seam a plug-in must implement.
+    """
+
+    def __init__(self, kind: str, protocol: str | None = None):
         self.kind = kind
+        self.protocol = protocol
         self._entries: dict[str, Any] = {}
 
     def register(self, name: str) -> Callable[[Any], Any]:
@@ -93,26 +127,51 @@ class Registry:
         if name in self._entries:
             return self._entries[name]
         if ":" in name:
-            module_name, _, attr = name.partition(":")
-            try:
-                return getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as exc:
-                raise ConfigError(f"cannot load plug-in {self.kind} {name!r}: {exc}", where) from None
+            return self.load_plugin(name, where)
         choices = ", ".join(sorted(self._entries)) or "(none)"
         close = difflib.get_close_matches(name, self._entries, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown {self.kind} {name!r}{hint} (choices: {choices})", where)
+
+    def load_plugin(self, name: str, where: str = "") -> type:
+        """The class a ``package.module:Class`` name points at, checked against the seam (see the
+        module docstring): standard-library modules are refused unimported, non-classes and
+        classes lacking the seam's methods are refused uninstantiated."""
+        module_name, _, attr = name.partition(":")
+        prefix = f"cannot load plug-in {self.kind} {name!r}"
+        if not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".") + [attr]):
+            raise ConfigError(f"{prefix}: expected package.module:Class", where)
+        top = module_name.split(".")[0]
+        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+            raise ConfigError(f"{prefix}: {top!r} is part of Python, not a plug-in", where)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - any failure of a plug-in import is the config's fault
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{prefix}: {reason}", where) from None
+        obj = getattr(module, attr, None)
+        if obj is None:
+            raise ConfigError(f"{prefix}: module {module_name!r} has no attribute {attr!r}", where)
+        if not isinstance(obj, type):
+            raise ConfigError(f"{prefix}: {type(obj).__name__} is not a class", where)
+        if self.protocol is not None:
+            protocol = _resolve(self.protocol)
+            missing = [m for m in _protocol_methods(protocol) if _lacks(obj, protocol, m)]
+            if missing:
+                raise ConfigError(f"{prefix}: {obj.__name__} does not implement the {self.kind} seam "
+                                  f"{protocol.__name__} (missing {', '.join(missing)})", where)
+        return obj
 
     def __contains__(self, name: str) -> bool:
         load_builtins()
         return name in self._entries
 
 
-ROUTERS = Registry("router")
-SCHEDULERS = Registry("scheduler")
-KV_MANAGERS = Registry("kv manager")
-COST_MODELS = Registry("cost model")
-SPECULATORS = Registry("speculator")
-CONTROLLERS = Registry("controller")
-WORKLOADS = Registry("workload")
-HANDOFFS = Registry("handoff")
+ROUTERS = Registry("router", "sim.engine.seams:Router")
+SCHEDULERS = Registry("scheduler", "sim.engine.seams:Scheduler")
+KV_MANAGERS = Registry("kv manager", "sim.engine.seams:KVManager")
+COST_MODELS = Registry("cost model", "sim.cost:CostModel")
+SPECULATORS = Registry("speculator", "sim.engine.seams:Speculator")
+CONTROLLERS = Registry("controller", "sim.engine.seams:Controller")
+WORKLOADS = Registry("workload", "sim.workload:Workload")
+HANDOFFS = Registry("handoff", "sim.engine.seams:Handoff")

@@ -9,6 +9,8 @@ written with the ``param`` helper::
     class SarathiParams:
         chunk_size: int = param(512, ge=1, doc="token budget per iteration")
 
+Every float must be finite (NaN and inf are refused: NaN passes every bound check) and within
+±1e18 (``MAX_MAGNITUDE``), and every int within ±2**53 (an exact float).
 Parsing has no side effects: no files are written and no directories are created.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -23,6 +26,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from sim.errors import ConfigError
 
 _MISSING = dataclasses.MISSING
+MAX_INT = 2**53  # every int stays exact as a float (times and sums mix them)
+MAX_MAGNITUDE = 1e18  # no quantity of a serving cluster (bytes, seconds, tokens, rates) comes near it
 
 
 def param(
@@ -125,14 +130,21 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
+        errors: list[tuple[Any, ConfigError]] = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return coerce(arg, value, path)
             except ConfigError as exc:
-                errors.append(exc.message)
+                errors.append((arg, exc))
+        # one candidate (``Spec | None``), or one structured candidate for a mapping: its own error
+        # names the inner field and rule, which "expected A | None, got {...}" would hide
+        structured = [exc for arg, exc in errors if dataclasses.is_dataclass(arg) or hasattr(arg, "from_config")]
+        if len(errors) == 1:
+            raise errors[0][1]
+        if isinstance(value, dict) and len(structured) == 1:
+            raise structured[0]
         raise ConfigError(f"expected {_type_name(tp)}, got {value!r}", path)
     if origin is Literal:
         choices = get_args(tp)
@@ -162,12 +174,23 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"expected a number, got {value!r}", path)
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"number out of range, got {value!r}", path) from None
+        if not math.isfinite(number):  # NaN passes every comparison, inf every upper-less bound
+            raise ConfigError(f"expected a finite number, got {value!r}", path)
+        if abs(number) > MAX_MAGNITUDE:  # squares and exponentials of it would overflow mid-run
+            raise ConfigError(f"must be within ±{MAX_MAGNITUDE:g}, got {value!r}", path)
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"expected an integer, got {value!r}", path)
+                value = int(value)
+            else:
+                raise ConfigError(f"expected an integer, got {value!r}", path)
+        if abs(value) > MAX_INT:
+            raise ConfigError(f"must be within ±2**53, got {value!r}", path)
         return value
     if tp is bool:
         if not isinstance(value, bool):

@@ -26,7 +26,6 @@ file replaces tests/test_determinism.py.)
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from sim.engine.cluster import Cluster
 from sim.registry import SCHEDULERS
 from sim.tools.gates import all_gates, scenario
 from tests.cluster_run import run_cluster
+from tests.conftest import same_value
 from tests.plugins.most_free_kv import NAME as PLUGIN_ROUTER
 
 BASELINES = Path(__file__).resolve().parents[1] / "experiments" / "baselines"
@@ -115,9 +115,7 @@ def _known(request: pytest.FixtureRequest, case: str, variant: str, check: str) 
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
+    return same_value(a, b)
 
 
 @pytest.mark.parametrize("kind, name", CASES)

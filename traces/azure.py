@@ -94,7 +94,7 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
             ctx.bad_row(1, f"missing column(s) {missing}; found {header}")
         i_ts, i_in, i_out = (header.index(c) for c in COLUMNS)
         width = max(i_ts, i_in, i_out) + 1
-        for line, row in csv_rows(reader, width, ctx):
+        for line, row in csv_rows(reader, width, ctx, header):
             try:
                 t = parse(row[i_ts])
                 n_in = to_int(row[i_in], "ContextTokens")

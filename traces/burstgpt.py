@@ -36,7 +36,7 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
         i_model = header.index("Model") if "Model" in header else None
         i_log = header.index("Log Type") if "Log Type" in header else None
         width = max(i_ts, i_in, i_out) + 1
-        for line, row in csv_rows(reader, width, ctx):
+        for line, row in csv_rows(reader, width, ctx, header):
             try:
                 t = to_float(row[i_ts], "Timestamp")
                 n_in = to_int(row[i_in], "Request tokens")

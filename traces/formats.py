@@ -54,9 +54,12 @@ def detect_format(path: str | Path) -> str:
     path = str(path)
     with open_text(path) as fh:
         first = ""
-        for first in fh:
-            if first.strip():
-                break
+        try:
+            for first in fh:
+                if first.strip():
+                    break
+        except (UnicodeDecodeError, EOFError, OSError) as exc:
+            raise TraceError(path, 1, f"unreadable trace: {exc}") from None
     first = first.strip()
     if not first:
         raise TraceError(path, 1, "empty file: cannot detect its format")
@@ -70,7 +73,10 @@ def detect_format(path: str | Path) -> str:
         if mooncake.sniff(record):
             return "mooncake"
         raise TraceError(path, 1, f"unrecognised JSON-lines keys {sorted(record)}; set format:")
-    header = [h.strip() for h in next(csv.reader([first]))]
+    try:
+        header = [h.strip() for h in next(csv.reader([first]))]
+    except csv.Error as exc:
+        raise TraceError(path, 1, f"unreadable first line: {exc}") from None
     for name, sniff in (("azure", azure.sniff), ("burstgpt", burstgpt.sniff),
                         ("csv", native.sniff_header), ("lengths", lengths_file.sniff)):
         if sniff(header):

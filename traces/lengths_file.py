@@ -47,7 +47,7 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
                            f"one of {OUTPUT_COLUMNS}); found {header}")
         i_in, i_out = header.index(c_in), header.index(c_out)
         width = max(i_in, i_out) + 1
-        for line, row in csv_rows(reader, width, ctx):
+        for line, row in csv_rows(reader, width, ctx, header):
             try:
                 n_in = to_int(row[i_in], c_in)
                 n_out = to_int(row[i_out], c_out)

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from traces.rows import MonotoneClock, ReadContext, TraceRow, open_text, to_float, to_int
+from traces.rows import MonotoneClock, ReadContext, TraceRow, open_text, short_row, to_float, to_int
 
 REQUIRED = ("arrival_s", "input_tokens", "output_tokens")
 STR_FIELDS = ("client", "app", "slo_class")
@@ -89,7 +89,7 @@ def _records_csv(ctx: ReadContext) -> Iterator[tuple[int, dict | None, str | Non
             if not row:
                 continue
             if len(row) < len(header):
-                yield line, None, f"missing column(s): {row!r}"
+                yield line, None, short_row(row, len(header), header)
                 continue
             yield line, dict(zip(header, row, strict=False)), None
 

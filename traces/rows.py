@@ -8,6 +8,9 @@ dropped and counted. Counters end up in the workload's ``describe()``.
 
 from __future__ import annotations
 
+import csv
+import gzip
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any, Literal
 from sim.errors import TraceError
 
 OnError = Literal["raise", "skip"]
+MAX_TOKENS = 10**12  # a token count beyond this is corrupt data (it would overflow the typed request columns)
 
 # Optional per-request fields a row may carry (all Request keyword arguments).
 EXTRA_FIELDS = (
@@ -54,16 +58,22 @@ class ReadContext:
             self.first_error = f"{self.path}:{line}: {message}"
 
 
-def csv_rows(reader: Any, width: int, ctx: ReadContext) -> Any:
+def csv_rows(reader: Any, width: int, ctx: ReadContext, header: list[str] | None = None) -> Any:
     """(1-based line, row) for each data row of a CSV reader positioned after its header:
     blank rows are skipped, rows with fewer than ``width`` columns go to ``ctx.bad_row``."""
     for line, row in enumerate(reader, start=2):
         if not row:
             continue
         if len(row) < width:
-            ctx.bad_row(line, f"missing column(s): {row!r}")
+            ctx.bad_row(line, short_row(row, width, header))
             continue
         yield line, row
+
+
+def short_row(row: list[str], width: int, header: list[str] | None = None) -> str:
+    """The message for a row with too few cells: which columns it lacks, by name where known."""
+    lacking = header[len(row):width] if header else [f"#{i + 1}" for i in range(len(row), width)]
+    return f"short row: {len(row)} of {width} columns, missing column(s) {lacking}: {row!r}"
 
 
 def to_int(text: Any, what: str) -> int:
@@ -89,6 +99,8 @@ def to_int(text: Any, what: str) -> int:
             value = int(number)
     if value < 0:
         raise ValueError(f"{what}: negative value {value}")
+    if value > MAX_TOKENS:
+        raise ValueError(f"{what}: {value} is beyond any request (at most {MAX_TOKENS:g})")
     return value
 
 
@@ -129,6 +141,63 @@ class MonotoneClock:
         return t - self.t0
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_SNIFF_BYTES = 8192
+
+
+def _zstd_open(path: str | Path) -> Any:
+    """``compression.zstd.open`` where Python has it (3.14+), else None."""
+    try:
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return zstd.open(path, "rt", newline="", encoding="utf-8-sig")
+
+
+def _check_text(path: str | Path, head: bytes) -> None:
+    """TraceError unless the first bytes of ``path`` (decompressed) look like UTF-8 text."""
+    if b"\x00" in head:
+        raise TraceError(str(path), 1, "binary file (NUL bytes), not a text trace")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a multi-byte character cut at the sniff's end
+            raise TraceError(str(path), 1, f"binary file (not UTF-8 text at byte {exc.start}), not a text trace") \
+                from None
+
+
 def open_text(path: str | Path):
-    """Open a trace for reading (text, universal newlines, UTF-8 with an optional BOM)."""
+    """Open a trace for reading (text, universal newlines, UTF-8 with an optional BOM).
+
+    Gzip files (and zstd ones where Python ships ``compression.zstd``) are decompressed on the fly,
+    found by their magic bytes, not their name; a binary file is a TraceError at line 1."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if head.startswith(GZIP_MAGIC):
+        try:
+            with gzip.open(path, "rb") as gz:
+                _check_text(path, gz.read(_SNIFF_BYTES))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise TraceError(str(path), 1, f"corrupt gzip file: {exc}") from None
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    if head.startswith(ZSTD_MAGIC):
+        fh = _zstd_open(path)
+        if fh is None:
+            raise TraceError(str(path), 1, "zstd-compressed trace: this Python cannot read zstd "
+                                           "(decompress it, or gzip it: gzip is read directly)")
+        return fh
+    _check_text(path, head)
     return open(path, newline="", encoding="utf-8-sig")
+
+
+def guarded(rows: Any, path: str) -> Any:
+    """The rows of a reader, with undecodable text, bad CSV and corrupt compression later in the
+    file reported as TraceError at the line after the last good row (instead of a traceback)."""
+    line = 1
+    try:
+        for row in rows:
+            line = row.line
+            yield row
+    except (UnicodeDecodeError, csv.Error, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise TraceError(path, line + 1, f"unreadable trace data after line {line}: {exc}") from None

@@ -13,13 +13,21 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from sim.engine.request import Request
+from sim.errors import ConfigError
 from traces.rows import TraceRow
+
+MAX_REQUEST_TOKENS = 2**24
 
 
 def make_request(
     id: int, arrival_s: float, input_tokens: int, output_tokens: int, counts: Counter, **extra: object
 ) -> Request:
-    """A Request with lengths raised to at least one token (each raise counted)."""
+    """A Request with lengths raised to at least one token (each raise counted); a length beyond
+    ``MAX_REQUEST_TOKENS`` is a ConfigError (no model's context comes near it, and the engine
+    would size per-step arrays by it)."""
+    if input_tokens > MAX_REQUEST_TOKENS or output_tokens > MAX_REQUEST_TOKENS:
+        raise ConfigError(f"request {id}: {input_tokens} input / {output_tokens} output tokens; at most "
+                          f"{MAX_REQUEST_TOKENS:,} each (2**24, beyond any model's context)", "workload")
     if input_tokens < 1:
         counts["num_input_raised_to_1"] += 1
         input_tokens = 1

@@ -32,7 +32,7 @@ from sim.schema import param
 from sim.workload import Workload
 from traces.arrivals import ArrivalSpec
 from traces.formats import FORMATS, LENGTH_ONLY, check_format, detect_format, resolve_path
-from traces.rows import OnError, ReadContext
+from traces.rows import OnError, ReadContext, guarded
 from traces.stream import numbered, to_requests
 from traces.transforms import MaxRequests, MaxRequestsParams, Pipeline, RateScale, RateScaleParams, TransformSpec
 
@@ -88,13 +88,26 @@ class TraceWorkload(Workload):
         self._ctx = ctx = ReadContext(str(self.path), p.on_error, p.include_failed, self.counts)
         arrival_rng, transform_rng = rng.spawn(2)
         arrivals = p.arrival.build().iter_times(arrival_rng) if p.arrival is not None else None
-        stream = to_requests(FORMATS[self.format](ctx), self.counts, arrivals)
+        stream = to_requests(guarded(FORMATS[self.format](ctx), ctx.path), self.counts, arrivals)
         if self._pre is not None:
             stream = self._pre.apply(stream, transform_rng)
         stream = self.pipeline.apply(stream, transform_rng)
         if self._post is not None:
             stream = self._post.apply(stream, transform_rng)
-        return numbered(stream, self.counts)
+        return self._not_empty(numbered(stream, self.counts))
+
+    def _not_empty(self, stream: Iterator[Request]) -> Iterator[Request]:
+        """The stream, or a TraceError when it yields nothing: a header-only file (or one whose
+        rows were all skipped or filtered) would otherwise be a vacuous 0-request run."""
+        n = 0
+        for n, req in enumerate(stream, start=1):  # noqa: B007 - n counts the requests
+            yield req
+        if n == 0:
+            skipped = self.counts.get("num_rows_skipped", 0)
+            why = f"all {skipped} rows were skipped as malformed" if skipped else "no data rows (header only?)"
+            if not skipped and self._ctx is not None and self._ctx.counts.get("num_failed"):
+                why = "every row is a failed request (include_failed: true keeps them)"
+            raise TraceError(str(self.path), 1, f"the trace yields no requests: {why}")
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"workload_format": self.format}

@@ -47,7 +47,7 @@ def build_cost_model(pool: PoolConfig, where: str) -> Any:
     try:
         return pool.cost_model.build(pool.hardware)
     except ConfigError as exc:
-        raise ConfigError(exc.message, f"{where}.{exc.where}" if exc.where else where) from None
+        raise ConfigError(exc.message, f"{where}.{exc.where}" if exc.where else where, exc.file) from None
 
 
 class Cluster(ClusterLifecycleMixin):
@@ -99,6 +99,10 @@ class Cluster(ClusterLifecycleMixin):
         self.num_done = 0
         self.arrivals_exhausted = False
         self._num_scheduled = 0  # closed-loop arrivals scheduled but not yet dispatched
+        self._stream: Iterator[Request] | None = None  # the open-loop arrival stream
+        self._held: Request | None = None  # taken from the stream, waiting for its arrival time
+        self.truncated = False  # the run stopped at engine.max_time_s with requests outstanding
+        self.num_not_arrived = 0  # requests of the workload that had not arrived at the cut
         self.all_done = self.env.event()
         self._wall_start = time.monotonic()
         self._last_progress = self._wall_start
@@ -183,7 +187,8 @@ class Cluster(ClusterLifecycleMixin):
                 self._schedule_arrival(req)
             self.arrivals_exhausted = True
         else:
-            self.env.process(self._arrivals(self.workload.requests(self.workload_rng)))
+            self._stream = self.workload.requests(self.workload_rng)
+            self.env.process(self._arrivals(self._stream))
         for controller in self.controllers:
             self.env.process(self._control_loop(controller))
 
@@ -191,7 +196,9 @@ class Cluster(ClusterLifecycleMixin):
         env = self.env
         for req in stream:
             if req.arrival_s > env.now:
+                self._held = req
                 yield at(env, req.arrival_s, ARRIVAL)
+                self._held = None
             self.dispatch(req)
         self.arrivals_exhausted = True
         self._check_all_done()
@@ -274,11 +281,23 @@ class Cluster(ClusterLifecycleMixin):
         if until is not None:
             stop = self.env.timeout(until)
             self.env.run(until=self.env.any_of([self.all_done, stop]))
+            if not self.all_done.triggered:
+                self.truncated = True
+                self.num_not_arrived = self._count_not_arrived()
         else:
             self.env.run(until=self.all_done)
         if self._show_progress and time.monotonic() - self._wall_start >= 3.0:
             sys.stderr.write("\n")
         self._record_unfinished()
+
+    def _count_not_arrived(self) -> int:
+        """Requests the workload had not yet delivered at the cut: the one waiting for its arrival
+        time, the closed-loop ones scheduled, and the rest of the open-loop stream, counted one by
+        one without being simulated or kept (a streamed 10M-row trace stays bounded in memory)."""
+        count = self._num_scheduled + (self._held is not None)
+        if self._stream is not None and not self.arrivals_exhausted:
+            count += sum(1 for _ in self._stream)
+        return count
 
     def live_requests(self) -> list[Request]:
         """Requests still queued or running on any replica."""

@@ -98,6 +98,8 @@ def load_metrics(path: str | Path) -> dict[str, float | None]:
             summary = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise CheckError(f"{path}: not valid JSON: {exc}") from None
+        if not isinstance(summary, dict):
+            raise CheckError(f"{path}: expected a JSON object of metrics, got {type(summary).__name__}")
         return {k: _number(v) for k, v in summary.items() if _is_metric(v)}
     if path.suffix in (".parquet", ".csv"):
         from sim.tools.output import read_frame
@@ -132,18 +134,45 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-def load_baseline(path: str | Path) -> dict[str, Any]:
-    """Read a baseline file (YAML or JSON)."""
+def load_baseline(path: str | Path, allow_empty: bool = False) -> dict[str, Any]:
+    """Read a baseline file (YAML or JSON): at least one metric (a gate of nothing passes
+    vacuously; ``allow_empty`` for ``--update``, which fills it), every value and band a number."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        # JSON read as JSON: YAML 1.1 would take a JSON number such as 1e-09 for a string
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except OSError as exc:
         raise CheckError(f"{path}: cannot read baseline: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise CheckError(f"{path}: not valid YAML: {exc}") from None
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                         f"{str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise CheckError(f"{path}: a baseline needs a 'metrics:' mapping")
+    if not data["metrics"] and not allow_empty:
+        raise CheckError(f"{path}: 'metrics:' is empty, so the gate would check nothing; "
+                         "fill it with servesim check RUN --baseline FILE --update")
+    for name, value in data["metrics"].items():
+        if value is not None and not _is_number(value):
+            raise CheckError(f"{path}: metrics.{name}: expected a number or null, got {value!r}")
+    for key in ("rtol", "atol"):
+        if key in data and not _is_number(data[key]):
+            raise CheckError(f"{path}: {key}: expected a number, got {data[key]!r}")
+    tolerances = data.get("tolerances") or {}
+    if not isinstance(tolerances, dict):
+        raise CheckError(f"{path}: tolerances: expected a mapping, got {tolerances!r}")
+    for name, band in tolerances.items():
+        if not isinstance(band, dict):
+            raise CheckError(f"{path}: tolerances.{name}: expected a mapping like {{rtol: 0.05}}, got {band!r}")
+        for key, value in band.items():
+            if key not in ("rtol", "atol") or not _is_number(value):
+                raise CheckError(f"{path}: tolerances.{name}.{key}: expected rtol or atol with a number, "
+                                 f"got {value!r}")
     return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _band(name: str, baseline: dict[str, Any], rtol: float | None) -> tuple[float, float]:
@@ -225,8 +254,11 @@ def check(run_or_table: str | Path, baseline_path: str | Path, *, rtol: float | 
     """
     out = out if out is not None else sys.stdout
     current = load_metrics(run_or_table)
-    old = load_baseline(baseline_path) if Path(baseline_path).is_file() else None
+    old = load_baseline(baseline_path, allow_empty=update) if Path(baseline_path).is_file() else None
     if update:
+        if old is not None and not old["metrics"]:
+            old = None  # an empty baseline: start from the default metric list
+        _refuse_vacuous_update(current, run_or_table)
         before = compare(current, old, rtol) if old is not None else []
         write_baseline(baseline_path, current, old, str(run_or_table), head)
         changed = [r for r in before if r.status != "same"]
@@ -250,6 +282,16 @@ def check(run_or_table: str | Path, baseline_path: str | Path, *, rtol: float | 
         print(f"  to accept the new values: servesim check {run_or_table} --baseline {baseline_path} --update",
               file=out)
     return 1 if bad else 0
+
+
+def _refuse_vacuous_update(current: dict[str, float | None], source: str | Path) -> None:
+    """A baseline recorded from a run in which nothing completed would gate nothing real."""
+    completed = [v for k, v in current.items() if k == "num_completed" or k.endswith(".num_completed")]
+    if not completed:
+        raise CheckError(f"{source}: has no num_completed metric; refusing to record it as a baseline")
+    if not any(completed):
+        raise CheckError(f"{source}: no request completed; refusing to record it as a baseline "
+                         "(fix the run, or check why every request was rejected or cut)")
 
 
 # ---------------------------------------------------------------------------- CLI

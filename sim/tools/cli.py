@@ -30,6 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    _refuse_sweep_folder(out)
     result = simulate(config)
     files = write_run(result, out)
     if not args.quiet:
@@ -37,6 +38,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(format_summary(result.summary))
         print(f"  files: {', '.join(p.name for p in files.values())}")
     return 0
+
+
+def _refuse_sweep_folder(out: Path) -> None:
+    """A sweep's results folder belongs to the sweep: a run writing into it would mix files in."""
+    from sim.tools.sweep_file import JOURNAL, MANIFEST, SweepError
+
+    for folder in (out, *out.absolute().parents):
+        if (folder / MANIFEST).is_file() or (folder / JOURNAL).is_file():
+            raise SweepError(f"{out} is inside sweep results folder {folder} ({MANIFEST}); "
+                             "choose another --out for a single run")
 
 
 # subcommands whose own module parses the rest of the command line: (module, help)

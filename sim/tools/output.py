@@ -96,4 +96,22 @@ def _ms3(s: dict, key: str, scale: float = 1000.0, unit: str = "ms") -> str:
 def format_summary(summary: dict[str, Any]) -> str:
     """A short human-readable table of the headline metrics."""
     width = max(len(name) for name, _ in SUMMARY_ROWS)
-    return "\n".join(f"  {name:<{width}}  {fmt(summary)}" for name, fmt in SUMMARY_ROWS)
+    lines = [f"  {name:<{width}}  {fmt(summary)}" for name, fmt in SUMMARY_ROWS]
+    return "\n".join(lines + [f"  note: {note}" for note in summary_notes(summary)])
+
+
+# input the workload changed or dropped, counted in describe(): shown so that none is silent
+ADJUSTMENTS = (
+    ("workload_num_input_raised_to_1", "rows with 0 input tokens raised to 1"),
+    ("workload_num_output_raised_to_1", "rows with 0 output tokens raised to 1"),
+    ("workload_num_rows_skipped", "malformed rows skipped (on_error: skip)"),
+)
+
+
+def summary_notes(summary: dict[str, Any]) -> list[str]:
+    """One line per input adjustment a run made, and the cut of a run stopped at max_time_s."""
+    notes = [f"{summary[key]} {what}" for key, what in ADJUSTMENTS if summary.get(key)]
+    if summary.get("truncated"):
+        notes.append(f"stopped at engine.max_time_s: of {summary['num_workload_requests']} requests, "
+                     f"{summary['num_unfinished']} unfinished and {summary['num_not_arrived']} not arrived")
+    return notes

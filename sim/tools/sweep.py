@@ -26,6 +26,8 @@ The results folder::
     DIR/results.parquet   the combined table (CSV without pyarrow), rewritten from the
                           journal after every point, rows sorted by point index
     DIR/points/p0007/     config.yaml, requests, summary.json as ``servesim run`` writes
+    DIR/.lock             held (flock) while a sweep runs into DIR: a second sweep into the
+                          same folder is refused instead of running every point again
 
 Table columns: ``point``, the swept columns, ``seed``, ``status``, ``error``, ``dir``, then
 the summary metrics and ``offered_rps`` (arrivals per second over the arrival span) sorted
@@ -36,6 +38,8 @@ A rerun of the same sweep into the same folder skips finished points and retries
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -146,7 +150,14 @@ def run_sweep(
     if backend not in BACKENDS:
         raise SweepError(f"unknown backend {backend!r} (choices: {', '.join(BACKENDS)})")
     out = Path(out)
-    _claim_folder(sweep, out, overwrite)
+    with _locked(out):
+        _claim_folder(sweep, out, overwrite)
+        return _run_points(sweep, out, workers, backend, ray_address, progress)
+
+
+def _run_points(sweep: Sweep, out: Path, workers: int, backend: str, ray_address: str | None,
+                progress: bool | TextIO) -> pd.DataFrame:
+    """Run the points not yet ok in the claimed (and locked) folder ``out``."""
     rows = read_journal(out / JOURNAL)
     todo = [p for p in sweep.points if rows.get(p.index, {}).get("status") != "ok"]
     bar = Progress(len(sweep.points), len(sweep.points) - len(todo), progress)
@@ -171,6 +182,29 @@ def run_sweep(
     return write_table(sweep, rows, out)
 
 
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on results folder ``out`` (an flock, so a killed sweep leaves none)."""
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{out} exists and is not a folder")
+    if out.is_dir() and not (out / MANIFEST).is_file() and any(p.name != LOCK for p in out.iterdir()):
+        raise SweepError(f"{out} exists and is not a sweep results folder (no {MANIFEST}); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepError(f"{out} is in use by another sweep running now; wait for it or choose another --out") \
+                from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _claim_folder(sweep: Sweep, out: Path, overwrite: bool) -> None:
     """Make ``out`` this sweep's folder; refuse a folder holding anything else."""
     manifest_path = out / MANIFEST
@@ -186,8 +220,10 @@ def _claim_folder(sweep: Sweep, out: Path, overwrite: bool) -> None:
                 raise SweepError(
                     f"{out} holds the results of a different sweep ({old.get('name', '?')!r}, "
                     f"{old.get('num_points', '?')} points); choose another --out or pass --overwrite to replace it")
-            shutil.rmtree(out)
-    elif out.is_dir() and any(out.iterdir()):
+            for child in out.iterdir():  # everything but the lock this sweep holds
+                if child.name != LOCK:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+    elif out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
         raise SweepError(f"{out} exists and is not a sweep results folder (no {MANIFEST}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     if not manifest_path.is_file():
