@@ -34,8 +34,8 @@ import numpy as np
 from sim.engine.views import ClusterView, OracleError, PoolView, ReplicaView, RequestView
 
 if TYPE_CHECKING:
-    from sim.engine.plan import StepPlan
     from sim.engine.ops import ReplicaOps
+    from sim.engine.plan import StepPlan
 
 
 @dataclass
