@@ -128,7 +128,6 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
         # stretch state (fast path)
         self._idle: simpy.Event | None = None
         self._st_reqs: list[Request] | None = None
-        self._st_ends: np.ndarray | None = None
         self._st_ends_list: list[float] = []
         self._st_last = 0
         self._st_done = 0
