@@ -115,8 +115,12 @@ class DecodeStretchMixin:
         recorder = self.recorder
         tail_max = 0.0
         if steps > 1:
-            gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]  # as np.diff would round them
-            tail_max = max(gaps)
+            if steps <= 32:  # a few: Python floats round each difference as np.diff would
+                gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]
+                tail_max = max(gaps)
+            else:
+                gaps = np.diff(ends[i0:done])
+                tail_max = float(gaps.max())
             recorder.itl_many(gaps, len(reqs))
         record_tokens = ends[i0:done] if recorder.record_token_times else None
         last_end = ends[done - 1]
