@@ -7,7 +7,8 @@ end (frames and summary); simulated requests per wall second, SimPy events per s
 event loop, peak RSS in MB. ``--json`` prints the same as JSON. Plain ``servesim bench``
 runs every scenario but the long ones (``synthetic-1m-128``: ``--all`` or by name).
 The ``scaling`` scenario runs 10k, 100k and 1M requests at a constant load per replica and
-prints the wall time per 1,000 requests at each size.
+prints the wall time per 1,000 requests at each size. ``--profile FILE`` runs the chosen
+scenarios once each in this process under cProfile instead (see README, Performance).
 """
 
 from __future__ import annotations
@@ -165,6 +166,22 @@ def measure(name: str, config: dict, repeat: int) -> dict:
             "repeats": repeat}
 
 
+def profile(name: str, path: str) -> None:
+    """Run scenario ``name`` once under cProfile; write the stats to ``path``, print the top 25
+    by own time (``python -m pstats PATH`` reads them again)."""
+    import cProfile
+    import pstats
+
+    from sim.api import simulate
+
+    config = scaling_config(SCALING_SIZES[0]) if name == "scaling" else SCENARIOS[name]()
+    prof = cProfile.Profile()
+    prof.runcall(simulate, config)
+    prof.dump_stats(path)
+    print(f"== {name}: profile written to {path}")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``servesim bench``."""
     parser = argparse.ArgumentParser(prog="servesim bench", description=__doc__.splitlines()[0])
@@ -173,8 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="also run the long scenarios (synthetic-1m-128)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (median reported)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--profile", metavar="FILE", default=None,
+                        help="run each scenario once in this process under cProfile, write the stats to FILE "
+                             "(one file per scenario: FILE.<scenario>) and print the 25 costliest functions")
     args = parser.parse_args(argv)
     names = args.scenario or [n for n in SCENARIOS if args.all or n not in LONG]
+    if args.profile:
+        for name in names:
+            profile(name, f"{args.profile}.{name}" if len(names) > 1 else args.profile)
+        return 0
     rows = []
     for name in names:
         if name == "scaling":
