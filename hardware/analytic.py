@@ -41,7 +41,7 @@ from sim.registry import COST_MODELS
 from sim.schema import param
 
 ACT_BYTES = 2.0  # activations travel in bf16/fp16
-_SHORT_RUN_STEPS = 64  # decode runs up to this long are priced in Python floats, longer ones in numpy
+_SHORT_RUN_STEPS = 32  # decode runs up to this long are priced in Python floats, longer ones in numpy
 
 Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal"]
 AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring"]
@@ -295,21 +295,31 @@ class AnalyticCostModel(CostModel):
             return np.zeros(0, dtype=np.float64)
         if num_seqs <= 0:
             return np.zeros(num_steps, dtype=np.float64)
-        if num_steps <= _SHORT_RUN_STEPS and self.pp == 1:
-            return self._short_decode_run(num_seqs, context_tokens, num_steps)
+        if self.pp == 1:
+            if num_steps <= _SHORT_RUN_STEPS:
+                return self._short_decode_run(num_seqs, context_tokens, num_steps)
+            return self._long_decode_run(num_seqs, context_tokens, num_steps)
         ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
         out = self._total(num_seqs, 0, 0.0, 0, num_seqs, num_seqs, ctx, sqrt=np.sqrt)
         return np.asarray(out, dtype=np.float64)
+
+    def _long_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        """``_short_decode_run`` in numpy, for long runs: the same operations in the same order."""
+        gemm, kv_write, adds = self._terms(num_seqs)
+        ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
+        tc = ctx * self._attn_dc
+        tm = ctx * self._kv_read + kv_write
+        t = gemm + np.sqrt(tc * tc + tm * tm)
+        for a in adds:
+            t += a
+        return t
 
     def _short_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         """``decode_step_times_s`` for a few steps (pp = 1) in Python floats: a short run is
         cheaper step by step than as a dozen small numpy operations. Each step evaluates
         ``_total``'s expression in its order, with the terms that depend only on the batch
         size memoised (a pure decode's prefill terms are exact zeros, so they drop out)."""
-        terms = self._decode_terms.get(num_seqs)
-        if terms is None:
-            terms = self._decode_terms[num_seqs] = self._decode_run_terms(num_seqs)
-        gemm, kv_write, adds = terms
+        gemm, kv_write, adds = self._terms(num_seqs)
         dc, kv_read, sqrt = self._attn_dc, self._kv_read, math.sqrt
         out = []
         for ctx in range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs):
@@ -320,6 +330,12 @@ class AnalyticCostModel(CostModel):
                 t = t + a
             out.append(t)
         return np.array(out, dtype=np.float64)
+
+    def _terms(self, num_seqs: int) -> tuple[float, float, tuple[float, ...]]:
+        terms = self._decode_terms.get(num_seqs)
+        if terms is None:
+            terms = self._decode_terms[num_seqs] = self._decode_run_terms(num_seqs)
+        return terms
 
     def _decode_run_terms(self, num_seqs: int) -> tuple[float, float, tuple[float, ...]]:
         """(GEMM and MoE seconds, KV write seconds, the terms added after attention, in order)
