@@ -41,6 +41,7 @@ from sim.registry import COST_MODELS
 from sim.schema import param
 
 ACT_BYTES = 2.0  # activations travel in bf16/fp16
+_SHORT_RUN_STEPS = 32  # decode runs up to this long are priced in Python floats, longer ones in numpy
 
 Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal"]
 AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring"]
@@ -135,6 +136,7 @@ class AnalyticCostModel(CostModel):
         self._o_seq = stack.seq_s if p.seq_overhead_s is None else p.seq_overhead_s
         self._c2c_bw = self._c2c_bytes_per_s()
         self._fold_constants(lo_prefill, lo_decode)
+        self._decode_terms: dict[int, tuple[float, float, tuple[float, ...]]] = {}  # batch size -> terms
 
     # ------------------------------------------------------------ construction
 
@@ -293,9 +295,70 @@ class AnalyticCostModel(CostModel):
             return np.zeros(0, dtype=np.float64)
         if num_seqs <= 0:
             return np.zeros(num_steps, dtype=np.float64)
+        if self.pp == 1:
+            if num_steps <= _SHORT_RUN_STEPS:
+                return self._short_decode_run(num_seqs, context_tokens, num_steps)
+            return self._long_decode_run(num_seqs, context_tokens, num_steps)
         ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
         out = self._total(num_seqs, 0, 0.0, 0, num_seqs, num_seqs, ctx, sqrt=np.sqrt)
         return np.asarray(out, dtype=np.float64)
+
+    def _long_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        """``_short_decode_run`` in numpy, for long runs: the same operations in the same order."""
+        gemm, kv_write, adds = self._terms(num_seqs)
+        ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
+        tc = ctx * self._attn_dc
+        tm = ctx * self._kv_read + kv_write
+        t = gemm + np.sqrt(tc * tc + tm * tm)
+        for a in adds:
+            t += a
+        return t
+
+    def _short_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        """``decode_step_times_s`` for a few steps (pp = 1) in Python floats: a short run is
+        cheaper step by step than as a dozen small numpy operations. Each step evaluates
+        ``_total``'s expression in its order, with the terms that depend only on the batch
+        size memoised (a pure decode's prefill terms are exact zeros, so they drop out)."""
+        gemm, kv_write, adds = self._terms(num_seqs)
+        dc, kv_read, sqrt = self._attn_dc, self._kv_read, math.sqrt
+        out = []
+        for ctx in range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs):
+            tc = ctx * dc
+            tm = ctx * kv_read + kv_write
+            t = gemm + sqrt(tc * tc + tm * tm)
+            for a in adds:
+                t = t + a
+            out.append(t)
+        return np.array(out, dtype=np.float64)
+
+    def _terms(self, num_seqs: int) -> tuple[float, float, tuple[float, ...]]:
+        terms = self._decode_terms.get(num_seqs)
+        if terms is None:
+            terms = self._decode_terms[num_seqs] = self._decode_run_terms(num_seqs)
+        return terms
+
+    def _decode_run_terms(self, num_seqs: int) -> tuple[float, float, tuple[float, ...]]:
+        """(GEMM and MoE seconds, KV write seconds, the terms added after attention, in order)
+        of a pure-decode iteration of ``num_seqs`` sequences, as ``_total`` computes them."""
+        tokens = num_seqs
+        tc = tokens * self._dense_c
+        tm = self._dense_w + tokens * self._dense_a
+        t = math.sqrt(tc * tc + tm * tm)
+        if self._moe:
+            touched = self._num_experts * (1.0 - self._q ** tokens)
+            tc = tokens * self._moe_c
+            tm = touched * self._expert_w + self._moe_fixed_w + tokens * self._moe_a
+            t += math.sqrt(tc * tc + tm * tm)
+        adds = []
+        if self._ar_count:
+            lat, per_token = self._ar_small if tokens <= self._ar_threshold_tokens else self._ar_big
+            adds.append(self._ar_count * (lat + tokens * per_token))
+        adds.append(self._lo_decode)
+        tc = num_seqs * self._head_c
+        adds.append(math.sqrt(tc * tc + self._head_w * self._head_w))
+        adds.append(self._o_it)
+        adds.append(num_seqs * self._o_seq)
+        return t, tokens * self._kv_write, tuple(adds)
 
     def step_parts(
         self, prefill: Chunks, num_decode_seqs: int, num_decode_tokens: int, decode_context_tokens: int

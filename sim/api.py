@@ -6,15 +6,17 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from sim.config import SimulationConfig, from_dict, load_config
 from sim.engine.cluster import Cluster
 from sim.engine.metrics import summarize
 from sim.engine.recorder import Recorder
+
+if TYPE_CHECKING:  # pandas is imported by the recorder when it builds the frames, after the run
+    import pandas as pd
 
 
 @dataclass

@@ -157,13 +157,14 @@ class SchedulerBase(PolicyBase):
                     k = min(k, budget - used)
             if budget is not None and used + k > budget:
                 break
-            victims = self._grow(rep, req, k, plan)
-            if victims < 0:
-                preempted = True
-                break
-            if victims:
-                preempted = True
-                n -= victims
+            if rep.grow(req, k) is None:  # no room: preempt from the tail until it fits
+                victims = self._grow(rep, req, k, plan)
+                if victims < 0:
+                    preempted = True
+                    break
+                if victims:
+                    preempted = True
+                    n -= victims
             if decoding:
                 plan.add_decode(req)
             else:

@@ -82,6 +82,17 @@ class SpeculatorBase(PolicyBase):
         if cost is None or not ks:
             return 0.0
         total = 0.0
+        k0 = ks[0]
+        if k0 > 0 and all(k == k0 for k in ks):
+            # every request drafts k0 tokens: pass j holds all of them at context S + n (j + 1), a
+            # pure-decode run the cost model prices at once, bit-identical to step by step
+            n = len(requests)
+            context = n
+            for r in requests:
+                context += r.num_computed_tokens
+            for t in cost.decode_step_times_s(n, context, k0).tolist():
+                total += t
+            return total
         for j in range(max(ks)):
             n = 0
             context = 0

@@ -26,9 +26,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where the frame is built, after the run
+    import pandas as pd
 
 from sim.errors import ConfigError, ServesimError
 
@@ -59,6 +60,8 @@ class ActionLog:
 
     def frame(self) -> pd.DataFrame:
         """One row per action, in the order they were asked for (typed columns even when empty)."""
+        import pandas as pd
+
         df = pd.DataFrame(self.rows, columns=list(ACTION_COLUMNS))
         return df.astype({"time_s": "float64", "controller": "object", "kind": "object", "target": "object",
                           "detail": "object", "applied": "bool"})

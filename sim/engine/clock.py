@@ -19,7 +19,7 @@ CONTROL = 2
 
 def at(env: simpy.Environment, time_s: float, priority: int = STEP) -> simpy.Event:
     """An event that fires at absolute simulated time ``time_s`` (>= now)."""
-    if time_s < env.now:
+    if time_s < env._now:  # the attribute behind the ``now`` property: this runs once per event
         raise ValueError(f"cannot schedule in the past: {time_s} < {env.now}")
     event = simpy.Event(env)
     event._ok = True

@@ -11,6 +11,7 @@ Results equal stepping one iteration at a time (tests/test_determinism.py).
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import accumulate
 
 import numpy as np
 import simpy
@@ -31,10 +32,8 @@ class DecodeStretchMixin:
         for r in running:
             if r.state != State.DECODE:
                 return None
-        kv = self.kv
-        for r in running:
-            if kv.allocate(r, 1) is None:
-                return None  # blocks taken so far stay with their requests; the scheduler sees them
+        if not self.kv.allocate_each(running, 1):
+            return None  # blocks taken so far stay with their requests; the scheduler sees them
         plan = StepPlan()
         plan.decode = list(running)
         return plan
@@ -51,9 +50,12 @@ class DecodeStretchMixin:
         context = len(reqs)
         for r in reqs:
             context += r.num_computed_tokens
-        times = self.cost_model.decode_step_times_s(len(reqs), context, n)
-        ends = np.cumsum(np.concatenate(([env.now], times)))[1:]
-        self._st_reqs, self._st_ends, self._st_ends_list = reqs, ends, ends.tolist()
+        # end times as Python floats: a stretch uses a few of them one at a time, and the running
+        # sum rounds as numpy's cumsum would (one add per step, left to right)
+        times = self.cost_model.decode_step_times_s(len(reqs), context, n).tolist()
+        times[0] += env.now
+        ends = list(accumulate(times))
+        self._st_reqs, self._st_ends_list = reqs, ends
         self._st_last, self._st_done, self._st_alloc = n, 0, 1
         start = env.now
         kv0 = None
@@ -71,9 +73,8 @@ class DecodeStretchMixin:
         self.batch_size_sum += last * len(reqs)
         self.busy_decode_s += self._st_ends_list[last - 1] - start
         if kv0 is not None:
-            self.recorder.on_stretch(self, start, ends[:last], len(reqs), self._stretch_kv_used(kv0, last))
+            self.recorder.on_stretch(self, start, np.array(ends[:last]), len(reqs), self._stretch_kv_used(kv0, last))
         self._st_reqs = None
-        self._st_ends = None
         finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens]
         if finished:
             end = self._st_ends_list[last - 1]
@@ -101,31 +102,34 @@ class DecodeStretchMixin:
         """Apply stretch iterations [st_done, done) and allocate KV for [st_alloc, alloc)."""
         reqs, kv = self._st_reqs, self.kv
         if alloc > self._st_alloc:
-            grow = alloc - self._st_done
-            for r in reqs:
-                # r has computed (start + st_done) tokens; iteration i needs start + i + 1 slots
-                if kv.allocate(r, grow) is None:
-                    raise AssertionError("a planned decode stretch ran out of KV")
+            # each r has computed (start + st_done) tokens; iteration i needs start + i + 1 slots
+            if not kv.allocate_each(reqs, alloc - self._st_done):
+                raise AssertionError("a planned decode stretch ran out of KV")
             self._st_alloc = alloc
         i0 = self._st_done
         if done <= i0:
             return
-        ends = self._st_ends
+        ends = self._st_ends_list
         steps = done - i0
-        first_end = float(ends[i0])
+        first_end = ends[i0]
         recorder = self.recorder
         tail_max = 0.0
         if steps > 1:
-            gaps = np.diff(ends[i0:done])
-            tail_max = float(gaps.max())
+            if steps <= 32:  # a few: Python floats round each difference as np.diff would
+                gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]
+                tail_max = max(gaps)
+            else:
+                gaps = np.diff(ends[i0:done])
+                tail_max = float(gaps.max())
             recorder.itl_many(gaps, len(reqs))
-        record_tokens = ends[i0:done].tolist() if recorder.record_token_times else None
-        last_end = float(ends[done - 1])
+        record_tokens = ends[i0:done] if recorder.record_token_times else None
+        last_end = ends[done - 1]
         prev = reqs[0].last_token_s
-        if record_tokens is None and all(r.last_token_s == prev for r in reqs):
-            # common case: every request's last token came out together, so all first gaps are equal
+        if record_tokens is None and (i0 > 0 or all(r.last_token_s == prev for r in reqs)):
+            # common case: every request's last token came out together, so all first gaps are
+            # equal (always so after a stretch's first iteration: its tokens come out together)
             gap = first_end - prev
-            recorder.itl_many(np.array((gap,)), len(reqs))
+            recorder.itl_many((gap,), len(reqs))
             if tail_max > gap:
                 gap = tail_max
             for r in reqs:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,10 +43,10 @@ class ItlHistogram:
         self.flush_at = flush_at
         self._singles = array("d")
         self.add = self._singles.append        # hot path: one gap, no check (see checkpoint)
-        self._chunks: list[tuple[np.ndarray, int]] = []
+        self._chunks: list[tuple[Sequence[float], int]] = []
         self._chunk_len = 0
 
-    def add_many(self, gaps: np.ndarray, weight: int) -> None:
+    def add_many(self, gaps: Sequence[float], weight: int) -> None:
         """Record ``weight`` copies of every gap in ``gaps``."""
         self._chunks.append((gaps, weight))
         self._chunk_len += len(gaps)
@@ -99,7 +100,8 @@ class ItlHistogram:
         self._flush_singles()
         if self._chunks:
             values = np.concatenate([g for g, _w in self._chunks])
-            weights = np.concatenate([np.full(len(g), w, dtype=np.float64) for g, w in self._chunks])
+            weights = np.repeat(np.array([w for _g, w in self._chunks], dtype=np.float64),
+                                [len(g) for g, _w in self._chunks])
             self._chunks.clear()
             self._chunk_len = 0
             self._account(values, weights)

@@ -18,10 +18,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where the frames are built, after the run
+    import pandas as pd
 
 PERCENTILES = (50, 90, 95, 99)
 

@@ -20,10 +20,13 @@ replica (``replica``) and its first (``first_replica``).
 from __future__ import annotations
 
 from array import array
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where the frames are built, after the run
+    import pandas as pd
 
 from sim.engine.itl import ItlHistogram
 from sim.engine.request import Request, State
@@ -90,7 +93,7 @@ class Recorder:
         return self._steps
 
     # ------------------------------------------------------------------ hooks
-    def itl_many(self, gaps: np.ndarray, weight: int) -> None:
+    def itl_many(self, gaps: Sequence[float], weight: int) -> None:
         """Record ``weight`` copies of each gap in ``gaps``."""
         self.itl.add_many(gaps, weight)
 
@@ -189,6 +192,8 @@ class Recorder:
     # ------------------------------------------------------------------ frames
     def requests_frame(self) -> pd.DataFrame:
         """One row per request, sorted by id, with derived latencies (vLLM definitions)."""
+        import pandas as pd
+
         data: dict[str, Any] = {}
         for c in _INT_COLS:
             data[c] = np.frombuffer(self._ints[c], dtype=np.int64).copy()
@@ -207,6 +212,8 @@ class Recorder:
 
     def visits_frame(self) -> pd.DataFrame:
         """One row per (request, replica it was on), sorted by request then start time."""
+        import pandas as pd
+
         df = pd.DataFrame({
             "request": np.frombuffer(self._v_request, dtype=np.int64).copy(),
             "replica": np.frombuffer(self._v_replica, dtype=np.int64).copy(),
@@ -220,6 +227,8 @@ class Recorder:
 
     def steps_frame(self) -> pd.DataFrame | None:
         """One row per replica iteration, or None when not recorded."""
+        import pandas as pd
+
         if self._steps is None:
             return None
         df = pd.DataFrame({k: np.frombuffer(v, dtype=np.int64 if v.typecode == "q" else np.float64).copy()

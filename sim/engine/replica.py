@@ -128,7 +128,6 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
         # stretch state (fast path)
         self._idle: simpy.Event | None = None
         self._st_reqs: list[Request] | None = None
-        self._st_ends: np.ndarray | None = None
         self._st_ends_list: list[float] = []
         self._st_last = 0
         self._st_done = 0
@@ -422,7 +421,8 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
     def _speculate(self, plan: StepPlan) -> None:
         """Ask the speculator for draft tokens per decode; reserve their KV slots (a request
         whose slots cannot be had proposes none) and price the draft passes."""
-        ks = self.speculator.propose(self.view, [r.view for r in plan.decode])
+        views = [r.view for r in plan.decode]
+        ks = self.speculator.propose(self.view, views)
         kv = self.kv
         tokens = []
         for r, k in zip(plan.decode, ks, strict=True):
@@ -430,8 +430,7 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
                 k = 0
             tokens.append(k + 1)
         plan.decode_tokens = tokens
-        plan.draft_s = self.speculator.draft_time_s(self.view, [r.view for r in plan.decode],
-                                                    [t - 1 for t in tokens])
+        plan.draft_s = self.speculator.draft_time_s(self.view, views, [t - 1 for t in tokens])
 
     def _step_time(self, plan: StepPlan) -> float:
         chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill]
@@ -485,16 +484,19 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
     def _apply_speculative(self, plan: StepPlan, end: float) -> bool:
         """Verify each decode's drafts: accept while draws succeed, emit accepted + 1 tokens,
         release the KV slots of the rejected drafts."""
-        rng, kv, spec = self.accept_rng, self.kv, self.speculator
+        kv, spec = self.kv, self.speculator
+        # one draw per proposed token, all at once: the stream is the same as drawing request by request
+        draws = self.accept_rng.random(sum(plan.decode_tokens) - len(plan.decode_tokens)).tolist()
+        at = 0
         done = False
         for r, t in zip(plan.decode, plan.decode_tokens, strict=True):
             k = t - 1
             accepted = 0
             if k > 0:
                 rate = r.spec_acceptance if r.spec_acceptance is not None else spec.acceptance_rate(r.view)
-                draws = rng.random(k)
-                while accepted < k and draws[accepted] < rate:
+                while accepted < k and draws[at + accepted] < rate:
                     accepted += 1
+                at += k
                 self.spec_steps += 1
                 self.spec_proposed += k
                 self.spec_accepted += accepted

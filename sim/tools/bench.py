@@ -1,10 +1,14 @@
 """``servesim bench``: fixed scenarios timed on this machine.
 
 Each scenario runs in a fresh child process (so its peak RSS is its own) ``--repeat`` times;
-the printed wall time is the median. Figures: wall seconds, simulated requests per wall
-second, SimPy events per wall second, peak RSS in MB. ``--json`` prints the same as JSON.
+each printed figure is the median. Figures: wall seconds from the import of ``sim.api`` to
+the summary, split into start-up (import to first event), simulation (the event loop) and
+end (frames and summary); simulated requests per wall second, SimPy events per second of
+event loop, peak RSS in MB. ``--json`` prints the same as JSON. Plain ``servesim bench``
+runs every scenario but the long ones (``synthetic-1m-128``: ``--all`` or by name).
 The ``scaling`` scenario runs 10k, 100k and 1M requests at a constant load per replica and
-prints the wall time per 1,000 requests at each size.
+prints the wall time per 1,000 requests at each size. ``--profile FILE`` runs the chosen
+scenarios once each in this process under cProfile instead (see README, Performance).
 """
 
 from __future__ import annotations
@@ -48,6 +52,18 @@ def synthetic_config(num_requests: int, num_replicas: int) -> dict:
     return _config(workload, _pool(num_replicas), "least_outstanding")
 
 
+def vidur_config(scheduler: str, num_replicas: int) -> dict:
+    """Vidur's comparison setting: the whole Azure 2023 conversation trace with prompt + output
+    clipped to 4,096 tokens, Llama-2-7B on H100-SXM TP1, round robin; ``vllm`` capped at 128
+    sequences / 4,096 tokens or ``sarathi`` with 512-token chunks."""
+    sched = ({"name": "vllm", "max_num_seqs": 128, "max_num_batched_tokens": 4096} if scheduler == "vllm"
+             else {"name": "sarathi", "chunk_size": 512, "max_num_seqs": 128})
+    workload = {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"),
+                "transforms": [{"name": "clip_lengths", "max_context_tokens": 4096}]}
+    pool = _pool(num_replicas, hardware={"device": "H100-SXM", "model": "Llama-2-7B", "tp": 1}, scheduler=sched)
+    return _config(workload, pool, "round_robin")
+
+
 def autoscale_config() -> dict:
     """A 4x rate step (4 -> 16 -> 4 requests/s over 60 / 240 / 300 s, ShareGPT lengths) on a pool
     of H100s the reactive autoscaler grows from 2 up to 8 replicas and shrinks again, with the
@@ -77,7 +93,12 @@ SCENARIOS: dict[str, Any] = {
                                           "least_outstanding"),
     "synthetic-1m-128": lambda: synthetic_config(1_000_000, 128),
     "autoscale-burst": autoscale_config,
+    "vidur-vllm-1": lambda: vidur_config("vllm", 1),
+    "vidur-vllm-4": lambda: vidur_config("vllm", 4),
+    "vidur-sarathi-1": lambda: vidur_config("sarathi", 1),
+    "vidur-sarathi-4": lambda: vidur_config("sarathi", 4),
 }
+LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
 
 
@@ -86,21 +107,46 @@ def scaling_config(num_requests: int) -> dict:
     return synthetic_config(num_requests, max(1, round(num_requests * 128 / 1_000_000)))
 
 
-def run_child(config: dict) -> dict:
-    """Run one config in this process and report its figures."""
-    from sim.api import simulate
+def run_child(config: dict, t0: float) -> dict:
+    """Run one config in this process and report its figures.
 
+    ``startup_s`` runs from the import of ``sim.api`` to the first event (imports, config
+    parsing, building the workload and the cluster); ``sim_s`` is the event loop;
+    ``end_s`` the frames and summary after it; ``wall_s`` all three."""
+    import time
+
+    from sim.api import simulate
+    from sim.engine.cluster import Cluster
+
+    marks: dict[str, float] = {}
+    run = Cluster.run
+
+    def timed_run(cluster: Cluster) -> None:
+        marks["start"] = time.perf_counter()
+        run(cluster)
+        marks["end"] = time.perf_counter()
+
+    Cluster.run = timed_run  # this child process only
     result = simulate(config)
+    t1 = time.perf_counter()
     s = result.summary
+    wall_s = t1 - t0
+    loop_s = marks["end"] - marks["start"]
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"wall_s": s["wall_s"], "num_requests": s["num_requests"], "num_events": s["num_events"],
-            "requests_per_s": s["num_requests"] / s["wall_s"], "events_per_s": s["num_events"] / s["wall_s"],
+    return {"wall_s": wall_s, "startup_s": marks["start"] - t0, "sim_s": loop_s,
+            "end_s": t1 - marks["end"], "num_requests": s["num_requests"], "num_events": s["num_events"],
+            "requests_per_s": s["num_requests"] / wall_s, "events_per_s": s["num_events"] / loop_s,
             "peak_rss_mb": rss_kb / 1024.0, "simulated_duration_s": s["simulated_duration_s"],
             "num_completed": s["num_completed"]}
 
 
+# the child's clock starts before anything of servesim is imported
+CHILD = ("import time; t0 = time.perf_counter(); import json, sys; from sim.tools.bench import run_child; "
+         "print(json.dumps(run_child(json.loads(sys.stdin.read()), t0)))")
+
+
 def _spawn(config: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "sim.tools.bench", "--child"], input=json.dumps(config),
+    proc = subprocess.run([sys.executable, "-c", CHILD], input=json.dumps(config),
                           capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-2000:]}")
@@ -108,28 +154,51 @@ def _spawn(config: dict) -> dict:
 
 
 def measure(name: str, config: dict, repeat: int) -> dict:
-    """Median wall time (and the figures of that run) over ``repeat`` child runs."""
-    runs = sorted((_spawn(config) for _ in range(repeat)), key=lambda r: r["wall_s"])
-    median = runs[len(runs) // 2]
-    return {"scenario": name, "wall_s": statistics.median(r["wall_s"] for r in runs),
-            "requests_per_s": median["requests_per_s"], "events_per_s": median["events_per_s"],
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "num_requests": median["num_requests"],
+    """Medians over ``repeat`` child runs (each figure its own median; RSS the largest)."""
+    runs = [_spawn(config) for _ in range(repeat)]
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    return {"scenario": name, "wall_s": med("wall_s"), "startup_s": med("startup_s"), "sim_s": med("sim_s"),
+            "end_s": med("end_s"), "requests_per_s": med("requests_per_s"), "events_per_s": med("events_per_s"),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "num_requests": runs[0]["num_requests"],
             "repeats": repeat}
+
+
+def profile(name: str, path: str) -> None:
+    """Run scenario ``name`` once under cProfile; write the stats to ``path``, print the top 25
+    by own time (``python -m pstats PATH`` reads them again)."""
+    import cProfile
+    import pstats
+
+    from sim.api import simulate
+
+    config = scaling_config(SCALING_SIZES[0]) if name == "scaling" else SCENARIOS[name]()
+    prof = cProfile.Profile()
+    prof.runcall(simulate, config)
+    prof.dump_stats(path)
+    print(f"== {name}: profile written to {path}")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``servesim bench``."""
     parser = argparse.ArgumentParser(prog="servesim bench", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", action="append", choices=[*SCENARIOS, "scaling"],
-                        help="scenario to run (repeatable; default all but scaling)")
+                        help="scenario to run (repeatable; default all but scaling and the long ones)")
+    parser.add_argument("--all", action="store_true", help="also run the long scenarios (synthetic-1m-128)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (median reported)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", metavar="FILE", default=None,
+                        help="run each scenario once in this process under cProfile, write the stats to FILE "
+                             "(one file per scenario: FILE.<scenario>) and print the 25 costliest functions")
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(run_child(json.loads(sys.stdin.read()))))
+    names = args.scenario or [n for n in SCENARIOS if args.all or n not in LONG]
+    if args.profile:
+        for name in names:
+            profile(name, f"{args.profile}.{name}" if len(names) > 1 else args.profile)
         return 0
-    names = args.scenario or list(SCENARIOS)
     rows = []
     for name in names:
         if name == "scaling":
@@ -151,8 +220,9 @@ def _print_row(row: dict, as_json: bool) -> None:
     if as_json:
         return
     extra = f"  {row['wall_s_per_1k_requests'] * 1000:8.1f} ms/1k req" if "wall_s_per_1k_requests" in row else ""
-    print(f"{row['scenario']:<20} wall {row['wall_s']:8.2f} s  {row['requests_per_s']:10.0f} req/s  "
-          f"{row['events_per_s']:10.0f} events/s  peak RSS {row['peak_rss_mb']:7.0f} MB{extra}", flush=True)
+    print(f"{row['scenario']:<20} wall {row['wall_s']:7.2f} s  start-up {row['startup_s']:5.2f} s  "
+          f"sim {row['sim_s']:7.2f} s  end {row['end_s']:5.2f} s  {row['requests_per_s']:8.0f} req/s  "
+          f"{row['events_per_s']:9.0f} events/s  peak RSS {row['peak_rss_mb']:6.0f} MB{extra}", flush=True)
 
 
 if __name__ == "__main__":

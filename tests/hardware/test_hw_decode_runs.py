@@ -1,0 +1,26 @@
+"""Decode runs priced at once equal step-by-step pricing bit for bit, on both of the analytic
+cost model's paths (short runs in Python floats, long ones in numpy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hardware.analytic import _SHORT_RUN_STEPS, AnalyticCostModel
+from sim.config import HardwareConfig
+
+LAYOUTS = [("H100-SXM", "Llama-2-7B", 1), ("H100-SXM", "Llama-3-70B", 4), ("H100-SXM", "Mixtral-8x7B", 2),
+           ("A100-80GB", "Llama-3-8B", 2)]
+
+
+@pytest.mark.parametrize(("device", "model", "tp"), LAYOUTS)
+@settings(max_examples=40, deadline=None)
+@given(num_seqs=st.integers(1, 512), context=st.integers(0, 2_000_000),
+       num_steps=st.integers(1, 2 * _SHORT_RUN_STEPS))
+def test_decode_run_equals_steps(device, model, tp, num_seqs, context, num_steps):
+    cm = AnalyticCostModel(None, HardwareConfig(device=device, model=model, tp=tp))
+    run = cm.decode_step_times_s(num_seqs, context + num_seqs, num_steps)
+    steps = [cm.step_time_s((), num_seqs, num_seqs, context + num_seqs * (i + 1)) for i in range(num_steps)]
+    assert run.dtype == np.float64 and run.tolist() == steps
