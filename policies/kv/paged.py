@@ -99,6 +99,7 @@ class PagedKVManager:
         self._units: dict = {}              # unit key -> [refcount, blocks]
         self._lru: OrderedDict = OrderedDict()  # evictable unit key -> blocks, oldest first
         self._num_shares = 0
+        self._anon: set = set()             # keys of the anonymous units made by share()
         self.num_prefix_queries = 0
         self.num_prefix_query_tokens = 0
         self.num_prefix_hit_tokens = 0
@@ -143,18 +144,20 @@ class PagedKVManager:
 
     # ------------------------------------------------------------------ allocation
     def allocate(self, req: Request, num_new_tokens: int, lookahead: int = 0, reserve_blocks: int = 0,
-                 reserve_tokens: int = 0, match_prefix: bool = False) -> int | None:
+                 reserve_tokens: int = 0, match_prefix: bool = False, covered: int | None = None) -> int | None:
         """Grow ``req``'s KV for ``num_new_tokens`` more tokens and ``lookahead`` slots (or to
         ``reserve_tokens`` in all, if more), keeping ``reserve_blocks`` available.
 
         With ``match_prefix`` (a request starting here) the longest cached prefix is referenced
         first and the room check counts the prefix as covered tokens still to be held (the
         check vLLM makes before it touches the cache). Returns the blocks newly taken, or None
-        when there is no room (then nothing changed).
+        when there is no room (then nothing changed). ``covered``: ``covered_tokens(req)`` if the
+        caller has it already.
         """
         bs = self.block_size
         if match_prefix and self.prefix_caching and req.prefix_hashes and req.kv_units is None:
-            covered = self.covered_tokens(req)
+            if covered is None:
+                covered = self.covered_tokens(req)
             total = covered + num_new_tokens + lookahead
             if reserve_tokens > total:
                 total = reserve_tokens
@@ -225,27 +228,30 @@ class PagedKVManager:
 
     def free(self, req: Request) -> None:
         """Release every block ``req`` holds (finish or recompute preemption)."""
-        if req.kv_units:
-            self._release_units(req.kv_units)
+        keys = req.kv_units
+        if keys:
+            units, lru, anon = self._units, self._lru, self._anon
+            released = evictable = 0
+            for key in reversed(keys):  # tail units become the oldest evictable
+                unit = units[key]
+                unit[0] -= 1
+                if unit[0] == 0:
+                    blocks = unit[1]
+                    released += blocks
+                    if anon and key in anon:  # a shared unit nobody can match again: free it
+                        del units[key]
+                        anon.discard(key)
+                    else:
+                        evictable += blocks
+                        lru[key] = blocks
+            self.num_used -= released
+            self.num_evictable += evictable
+            self.num_free += released - evictable
         req.kv_units = None
         req.kv_shared_blocks = 0
         self.num_used -= req.kv_blocks
         self.num_free += req.kv_blocks
         req.kv_blocks = 0
-
-    def _release_units(self, keys: list) -> None:
-        units, lru = self._units, self._lru
-        for key in reversed(keys):  # tail units become the oldest evictable
-            unit = units[key]
-            unit[0] -= 1
-            if unit[0] == 0:
-                self.num_used -= unit[1]
-                if type(key) is tuple and key[0] == "shared":  # nobody can match it again: free it
-                    del units[key]
-                    self.num_free += unit[1]
-                else:
-                    self.num_evictable += unit[1]
-                    lru[key] = unit[1]
 
     # ------------------------------------------------------------------ sharing
     def share(self, src: Request, dst: Request, num_tokens: int) -> int:
@@ -268,6 +274,7 @@ class PagedKVManager:
         if more > 0 and len(taken) == len(src.kv_units or ()):
             self._num_shares += 1
             key = ("shared", self._num_shares)
+            self._anon.add(key)
             units[key] = [1, more]           # src's reference
             src.kv_blocks -= more
             src.kv_shared_blocks += more
@@ -359,7 +366,7 @@ class PagedKVManager:
         if not (self.prefix_caching and req.prefix_hashes) or req.kv_units is None:
             return
         held = req.kv_units
-        if held and type(held[-1]) is tuple:
+        if held and held[-1] in self._anon:
             return  # it references another request's blocks: its chain is not its own to cache
         unit_blocks = self._unit_blocks(req)
         units = self._units

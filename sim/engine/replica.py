@@ -264,7 +264,7 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
                 return None
             n = max_tokens
         before = req.remaining_prefill_tokens
-        if kv.allocate(req, n, 0, reserve_blocks, reserve_tokens, True) is None:
+        if kv.allocate(req, n, 0, reserve_blocks, reserve_tokens, True, covered) is None:
             return None
         if self.waiting[0] is req:
             self.waiting.popleft()
