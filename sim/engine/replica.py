@@ -56,7 +56,9 @@ from sim.engine.lifecycle import ReplicaLifecycleMixin
 from sim.engine.ops import ReplicaOps
 from sim.engine.pausable import PausableMixin
 from sim.engine.plan import StepPlan
+from sim.engine.queue_ops import SchedulerOpsMixin
 from sim.engine.request import Request, State
+from sim.engine.speculation import SpeculationMixin
 from sim.engine.views import ReplicaView
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ def cost_model_layers(cost_model: Any) -> int:
     return int(n) if n else DEFAULT_NUM_LAYERS
 
 
-class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
+class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
     """One model instance (one or more GPUs) with its queues and iteration loop."""
 
     def __init__(
@@ -252,92 +254,6 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
         self.num_outstanding += 1
         self.wake()
 
-    # ------------------------------------------------------------------ scheduler operations (ReplicaOps)
-    def op_admit(self, req: Request, max_tokens: int | None, reserve_blocks: int, whole: bool,
-                 reserve_tokens: int) -> int | None:
-        """waiting -> running with a first chunk (see ``ReplicaOps.admit``)."""
-        kv = self.kv
-        covered = kv.covered_tokens(req)
-        n = req.input_tokens + req.num_output_tokens - covered
-        if max_tokens is not None and n > max_tokens:
-            if whole:
-                return None
-            n = max_tokens
-        before = req.remaining_prefill_tokens
-        if kv.allocate(req, n, 0, reserve_blocks, reserve_tokens, True, covered) is None:
-            return None
-        if self.waiting[0] is req:
-            self.waiting.popleft()
-        else:
-            self.waiting.remove(req)
-        self.num_pending_prefill_tokens += req.remaining_prefill_tokens - before  # cached prefix
-        req.state = State.PREFILL
-        if req.first_scheduled_s is None:
-            req.first_scheduled_s = self.env.now
-        self.running.append(req)
-        return n
-
-    def op_preempt(self, req: Request, mode: str | None) -> None:
-        """running -> waiting (recompute) or swapped (swap)."""
-        self.running.remove(req) if self.running[-1] is not req else self.running.pop()
-        if req.state == State.PREFILL:
-            self.num_pending_prefill_tokens -= req.remaining_prefill_tokens
-        self._take_off(req, mode)
-
-    def _take_off(self, req: Request, mode: str | None) -> None:
-        mode = mode or self.kv.params.preemption_mode
-        req.num_preemptions += 1
-        if mode == "swap" and self.kv.can_swap_out(req):
-            self.pending_swap_bytes += self.kv.swap_out(req)
-            req.num_swaps += 1
-            req.state = State.SWAPPED
-            self.swapped.append(req)
-            return
-        self.kv.free(req)
-        req.num_computed_tokens = 0
-        req.num_cached_tokens = 0
-        req.state = State.PREEMPTED
-        self.waiting.appendleft(req)
-        self.num_pending_prefill_tokens += req.remaining_prefill_tokens
-
-    def op_swap_in(self, req: Request, reserve_blocks: int) -> bool:
-        """swapped -> running, with KV for its next step."""
-        kv = self.kv
-        if not kv.can_swap_in(req, reserve_blocks, 1):
-            return False
-        self.swapped.remove(req) if self.swapped[0] is not req else self.swapped.popleft()
-        self.pending_swap_bytes += kv.swap_in(req)
-        decoding = req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1
-        req.state = State.DECODE if decoding else State.PREFILL
-        kv.allocate(req, 1 if decoding else req.remaining_prefill_tokens)
-        if not decoding:
-            self.num_pending_prefill_tokens += req.remaining_prefill_tokens
-        self.running.append(req)
-        return True
-
-    def op_reject(self, req: Request, reason: str) -> None:
-        """waiting/swapped -> rejected."""
-        if req.state == State.SWAPPED:
-            self.swapped.remove(req)
-            self.kv.drop_swapped(req)
-        else:
-            if self.waiting and self.waiting[0] is req:
-                self.waiting.popleft()
-            else:
-                self.waiting.remove(req)
-            self.num_pending_prefill_tokens -= req.remaining_prefill_tokens
-        self.reject(req, reason)
-
-    def op_recompute_paused(self) -> None:
-        """Every request of the cut plan -> waiting, KV freed."""
-        cut, self.paused = self.paused, None
-        if cut is None:
-            return
-        for r, _n in cut.prefill:
-            self.num_pending_prefill_tokens -= r.remaining_prefill_tokens
-        for req in reversed(cut.requests):
-            self._take_off(req, "recompute")
-
     def reject(self, req: Request, reason: str) -> None:
         """Give up on ``req`` (already off its queues): it can never be served here."""
         self.kv.free(req)
@@ -418,20 +334,6 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
             self._account(plan, step_s)
             self._apply(plan, end)
 
-    def _speculate(self, plan: StepPlan) -> None:
-        """Ask the speculator for draft tokens per decode; reserve their KV slots (a request
-        whose slots cannot be had proposes none) and price the draft passes."""
-        views = [r.view for r in plan.decode]
-        ks = self.speculator.propose(self.view, views)
-        kv = self.kv
-        tokens = []
-        for r, k in zip(plan.decode, ks, strict=True):
-            if k > 0 and kv.allocate(r, 1, k) is None:
-                k = 0
-            tokens.append(k + 1)
-        plan.decode_tokens = tokens
-        plan.draft_s = self.speculator.draft_time_s(self.view, views, [t - 1 for t in tokens])
-
     def _step_time(self, plan: StepPlan) -> float:
         chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill]
         decode = plan.decode
@@ -480,42 +382,6 @@ class Replica(DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
             done |= self._apply_speculative(plan, end)
         if done:
             self.running = [r for r in self.running if r.replica == self.id and r.state < State.FINISHED]
-
-    def _apply_speculative(self, plan: StepPlan, end: float) -> bool:
-        """Verify each decode's drafts: accept while draws succeed, emit accepted + 1 tokens,
-        release the KV slots of the rejected drafts."""
-        kv, spec = self.kv, self.speculator
-        # one draw per proposed token, all at once: the stream is the same as drawing request by request
-        draws = self.accept_rng.random(sum(plan.decode_tokens) - len(plan.decode_tokens)).tolist()
-        at = 0
-        done = False
-        for r, t in zip(plan.decode, plan.decode_tokens, strict=True):
-            k = t - 1
-            accepted = 0
-            if k > 0:
-                rate = r.spec_acceptance if r.spec_acceptance is not None else spec.acceptance_rate(r.view)
-                while accepted < k and draws[at + accepted] < rate:
-                    accepted += 1
-                at += k
-                self.spec_steps += 1
-                self.spec_proposed += k
-                self.spec_accepted += accepted
-            emit = accepted + 1
-            left = r.output_tokens - r.num_output_tokens
-            if emit > left:
-                emit = left
-            if k > 0:
-                self.spec_emitted += emit
-            r.num_computed_tokens += emit
-            finished = False
-            for _ in range(emit):
-                finished = self._emit(r, end)
-            if k > 0:
-                spec.observe(r.view, k, accepted)
-                if not finished:
-                    kv.trim(r, r.num_computed_tokens)
-            done |= finished
-        return done
 
     def _emit(self, r: Request, end: float) -> bool:
         """Emit one token of ``r`` at ``end``; True if it finished."""
