@@ -175,3 +175,6 @@ SPECULATORS = Registry("speculator", "sim.engine.seams:Speculator")
 CONTROLLERS = Registry("controller", "sim.engine.seams:Controller")
 WORKLOADS = Registry("workload", "sim.workload:Workload")
 HANDOFFS = Registry("handoff", "sim.engine.seams:Handoff")
+
+# every kind, in the order listings show them
+REGISTRIES = (ROUTERS, SCHEDULERS, KV_MANAGERS, COST_MODELS, HANDOFFS, SPECULATORS, CONTROLLERS, WORKLOADS)

@@ -174,10 +174,7 @@ class PagedKVManager:
             return 0
         if need > self.num_free + self.num_evictable - reserve_blocks:
             return None
-        if need > self.num_free:
-            self._evict(need - self.num_free)
-        self.num_free -= need
-        self.num_used += need
+        self._take(need)
         req.kv_blocks += need
         return need
 
@@ -191,10 +188,7 @@ class PagedKVManager:
             if need > 0:
                 if need > self.num_free + self.num_evictable:
                     return False
-                if need > self.num_free:
-                    self._evict(need - self.num_free)
-                self.num_free -= need
-                self.num_used += need
+                self._take(need)
                 r.kv_blocks += need
         return True
 
@@ -212,6 +206,7 @@ class PagedKVManager:
         return extra
 
     def _take(self, need: int) -> None:
+        """Move ``need`` blocks from free (evicting LRU units first if short) to used."""
         if need > self.num_free:
             self._evict(need - self.num_free)
         self.num_free -= need

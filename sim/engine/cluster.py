@@ -32,8 +32,9 @@ from sim.errors import ConfigError
 class Pool:
     """Replicas sharing a role, a device type and policies."""
 
-    def __init__(self, config: PoolConfig, cost_model: Any, speculator: Any = None):
+    def __init__(self, config: PoolConfig, cost_model: Any, where: str, speculator: Any = None):
         self.config = config
+        self.where = where                  # its config path, for errors
         self.name = config.name
         self.role = config.role
         self.replicas: list[Replica] = []
@@ -123,11 +124,10 @@ class Cluster(ClusterLifecycleMixin):
 
     def _build_pool(self, cfg: PoolConfig, where: str) -> Pool:
         cost_model = build_cost_model(cfg, where)
-        pool = Pool(cfg, cost_model)
+        pool = Pool(cfg, cost_model, where)
         if cfg.speculation is not None:
             pool.speculator = cfg.speculation.build(
                 self.context(None, cfg.speculation.params, f"{where}.speculation", pool))
-        pool.where = where
         for _ in range(cfg.num_replicas):
             self.new_replica(pool)
         return pool

@@ -44,7 +44,10 @@ class SchedulerOpsMixin:
 
     def op_preempt(self, req: Request, mode: str | None) -> None:
         """running -> waiting (recompute) or swapped (swap)."""
-        self.running.remove(req) if self.running[-1] is not req else self.running.pop()
+        if self.running[-1] is req:
+            self.running.pop()
+        else:
+            self.running.remove(req)
         if req.state == State.PREFILL:
             self.num_pending_prefill_tokens -= req.remaining_prefill_tokens
         self._take_off(req, mode)
@@ -70,7 +73,10 @@ class SchedulerOpsMixin:
         kv = self.kv
         if not kv.can_swap_in(req, reserve_blocks, 1):
             return False
-        self.swapped.remove(req) if self.swapped[0] is not req else self.swapped.popleft()
+        if self.swapped[0] is req:
+            self.swapped.popleft()
+        else:
+            self.swapped.remove(req)
         self.pending_swap_bytes += kv.swap_in(req)
         decoding = req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1
         req.state = State.DECODE if decoding else State.PREFILL

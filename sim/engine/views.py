@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sim.engine.states import State
 from sim.errors import ServesimError
@@ -329,10 +329,6 @@ class _RunningView(QueueView):
     def __init__(self, replica: Replica):
         self._rep = replica
 
-    @property
-    def _seq(self):  # type: ignore[override]
-        return self._rep.running
-
     def __len__(self) -> int:
         return len(self._rep.running)
 
@@ -442,12 +438,3 @@ class ClusterView:
     @property
     def num_done(self) -> int:
         return self._c.num_done
-
-
-def unwrap(view: Any) -> Any:
-    """The engine object behind a view (engine code only)."""
-    for attr in ("_r", "_rep", "_pool", "_c"):
-        obj = getattr(view, attr, None)
-        if obj is not None:
-            return obj
-    return view

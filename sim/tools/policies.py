@@ -15,18 +15,7 @@ from typing import Any
 
 from sim import schema
 from sim.errors import ServesimError
-from sim.registry import (
-    CONTROLLERS,
-    COST_MODELS,
-    HANDOFFS,
-    KV_MANAGERS,
-    ROUTERS,
-    SCHEDULERS,
-    SPECULATORS,
-    WORKLOADS,
-)
-
-REGISTRIES = (ROUTERS, SCHEDULERS, KV_MANAGERS, COST_MODELS, HANDOFFS, SPECULATORS, CONTROLLERS, WORKLOADS)
+from sim.registry import REGISTRIES
 
 
 def _first_line(obj: Any) -> str:
