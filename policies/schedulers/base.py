@@ -16,6 +16,9 @@ a request finishes or KV runs out. The replica may then skip ahead (see sim/engi
 Layer cuts and holds: ``wants_cut(view)`` (cut the preemptible step in progress when new work
 arrives), ``may_resume(view)`` (a cut step, or a hold for another replica's gang, may go
 on), ``holds_back(view)`` (waiting work stays queued, not rejected, while nothing runs).
+
+Arrivals: a scheduler that defines ``on_enqueue(replica_view, request_view)`` is told, at the
+moment it happens, of every request routed to its replica (VTC lifts a client's counter then).
 """
 
 from __future__ import annotations

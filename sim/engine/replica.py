@@ -152,6 +152,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self._interrupt_pending = False
         self.view = ReplicaView(self)
         self.ops = ReplicaOps(self)
+        self._on_enqueue = getattr(scheduler, "on_enqueue", None)  # optional: (replica view, request view)
         self._at_boundary: list = []              # callbacks for the next iteration boundary
         self.process = env.process(self._loop())
 
@@ -197,6 +198,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.waiting.append(req)
         self.num_outstanding += 1
         self.num_pending_prefill_tokens += req.remaining_prefill_tokens
+        if self._on_enqueue is not None:
+            self._on_enqueue(self.view, req.view)
         self.wake()
 
     def wake(self) -> None:

@@ -280,6 +280,11 @@ class ReplicaView:
         rep = self._rep
         return rep.hold_request is not None or rep.held_by is not None
 
+    def sync(self) -> None:
+        """Bring a fast-forward stretch in progress up to now, so that the token counts of this
+        replica's requests read exactly (cluster-wide policies reading other replicas' requests)."""
+        self._rep.sync()
+
     def request_schedule(self) -> None:
         """Ask the replica to run its scheduler again at its next chance (it sleeps until new
         work otherwise): for cluster-wide policies whose ``holds_back`` answer changed."""
