@@ -12,6 +12,7 @@ import numpy as np
 
 from sim.config import SimulationConfig, from_dict, load_config
 from sim.engine.cluster import Cluster
+from sim.engine.fairness import fairness_summary
 from sim.engine.metrics import summarize
 from sim.engine.recorder import Recorder
 
@@ -52,6 +53,7 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     extra = dict(workload.describe())
     extra.update(_energy_and_cost(cluster, df))
     extra.update(cluster.transfer.summary())
+    extra.update(fairness_summary(df))  # fair_* keys, only with two or more clients
     summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
     if config.engine.max_time_s is not None:
         _cut_summary(cluster, summary)

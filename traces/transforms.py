@@ -226,6 +226,10 @@ class AssignClientsParams:
     prefix: str = param("client", doc="names are prefix + index: client0, client1, ...")
     by: Literal["random", "session"] = param("random", doc="session: all turns of a session share a tenant")
     overwrite: bool = param(True, doc="replace a client the trace already set")
+    rate_dist: Literal["none", "lognormal", "exponential", "pareto"] = param(
+        "none", doc="per-client rates drawn from this distribution (overridden by weights / zipf_a)")
+    rate_sigma: float = param(1.0, gt=0, doc="lognormal sigma, or pareto shape, of rate_dist")
+    heavy_factor: float | None = param(None, gt=0, doc="heavy hitter: client0 gets this multiple of one other's rate")
 
     def validate(self) -> None:
         _check_weights(self.weights, self.num_clients)
@@ -240,8 +244,13 @@ class AssignClients(Transform):
     def apply(self, stream: Stream, rng: np.random.Generator) -> Stream:
         p = self.params
         weights = p.weights
+        if weights is None and not p.zipf_a and p.rate_dist != "none":
+            weights = client_rates(rng, p.num_clients, p.rate_dist, p.rate_sigma)
         if weights is None:
             weights = [1.0 / (k + 1) ** p.zipf_a if p.zipf_a else 1.0 for k in range(p.num_clients)]
+        if p.heavy_factor is not None and p.num_clients > 1:
+            weights = list(weights)
+            weights[0] = p.heavy_factor * sum(weights[1:]) / (p.num_clients - 1)
         pick = ChunkedChoice(rng, weights)
         names = [f"{p.prefix}{k}" for k in range(p.num_clients)]
         by_session: dict[int, str] = {}
@@ -255,6 +264,17 @@ class AssignClients(Transform):
                 else:
                     req.client = names[pick()]
             yield req
+
+
+def client_rates(rng: np.random.Generator, n: int, dist: str, sigma: float) -> list[float]:
+    """``n`` per-client rate weights: lognormal(0, sigma), exponential(1) or pareto(shape sigma) + 1."""
+    if dist == "lognormal":
+        w = rng.lognormal(0.0, sigma, n)
+    elif dist == "exponential":
+        w = rng.exponential(1.0, n)
+    else:
+        w = rng.pareto(sigma, n) + 1.0
+    return [float(x) for x in w]
 
 
 @dataclass
@@ -394,3 +414,53 @@ class Pipeline:
         for transform in self.transforms:
             total.update(transform.counts)
         return dict(total)
+
+
+# ---------------------------------------------------------------------------- multi-tenant load
+@dataclass
+class HeavyHitterParams:
+    """Add a heavy client on top of the trace: ``rate_multiple`` x one client's rate, or bursts."""
+
+    client: str = param("heavy", doc="name of the added client")
+    rate_multiple: float = param(4.0, gt=0, doc="its rate as a multiple of one of num_other_clients' rate")
+    num_other_clients: int = param(8, ge=1, doc="clients sharing the trace's own rate")
+    burst_on_s: float | None = param(None, gt=0, doc="bursting: it sends only during on-periods of this length")
+    burst_off_s: float = param(0.0, ge=0, doc="bursting: silent periods between on-periods")
+    start_s: float = param(0.0, ge=0, doc="it starts sending at this time")
+
+
+@TRANSFORMS.register("heavy_hitter")
+class HeavyHitter(Transform):
+    """Interleaves a heavy client's requests with the trace (which is left as it is).
+
+    Its arrivals are Poisson at rate_multiple x (the trace's rate / num_other_clients) while it
+    sends: each trace request spawns Poisson(rate_multiple / num_other_clients) copies (its
+    lengths, the heavy client's name) at uniform times since the previous arrival, so the
+    added load follows the trace's own rate. With bursts the rate during on-periods is raised
+    so the mean stays the same. Counts ``num_heavy_hitter``."""
+
+    Params = HeavyHitterParams
+
+    def apply(self, stream: Stream, rng: np.random.Generator) -> Stream:
+        p = self.params
+        mean = p.rate_multiple / p.num_other_clients
+        period = None
+        if p.burst_on_s is not None:
+            period = p.burst_on_s + p.burst_off_s
+            mean *= period / p.burst_on_s
+        self.counts["num_heavy_hitter"] = 0
+        prev = None
+        for req in stream:
+            t = req.arrival_s
+            lo = t if prev is None else prev
+            prev = t
+            k = int(rng.poisson(mean))
+            if k:
+                times = np.sort(rng.uniform(lo, t, k)) if t > lo else np.full(k, t)
+                for at_s in times.tolist():
+                    if at_s < p.start_s or (period is not None and (at_s - p.start_s) % period >= p.burst_on_s):
+                        continue
+                    self.counts["num_heavy_hitter"] += 1
+                    yield Request(req.id, at_s, req.input_tokens, req.output_tokens, client=p.client,
+                                  app=req.app)
+            yield req

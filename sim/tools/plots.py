@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-KINDS = ("latency", "goodput", "latency_goodput", "cdf", "timeseries", "pareto")
+KINDS = ("latency", "goodput", "latency_goodput", "cdf", "timeseries", "pareto", "service")
 LATENCIES = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E"}
 
 
@@ -266,6 +266,29 @@ def plot_timeseries(steps: pd.DataFrame, metrics: tuple[str, ...] = ("num_waitin
     return fig
 
 
+def plot_service(requests: pd.DataFrame | dict[str, pd.DataFrame], num_points: int = 200,
+                 max_clients: int = 12) -> Any:
+    """Accumulated weighted service (w_p x input + w_q x output tokens, sim/engine/fairness.py)
+    per client over time, one panel per run; at most ``max_clients`` clients (the busiest)."""
+    from sim.engine.fairness import service_over_time
+
+    plt = _pyplot()
+    frames = requests if isinstance(requests, dict) else {"run": requests}
+    fig, axes = plt.subplots(1, len(frames), figsize=(5.0 * len(frames), 3.6), squeeze=False, sharey=True)
+    for ax, (label, df) in zip(axes[0], frames.items(), strict=True):
+        t1 = float(np.nanmax(df["finish_s"].to_numpy())) if df["finish_s"].notna().any() else 1.0
+        acc = service_over_time(df, np.linspace(0.0, t1, num_points))
+        for col in acc.iloc[-1].sort_values(ascending=False).index[:max_clients]:
+            ax.plot(acc.index, acc[col], lw=1, label=str(col))
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("time (s)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accumulated service (weighted tokens)")
+    axes[0][0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------------- CLI
 
 
@@ -296,6 +319,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
             fig = plot_cdf(frames)
         elif args.kind == "timeseries":
             fig = plot_timeseries(read_table(args.tables[0], "steps"))
+        elif args.kind == "service":
+            frames = {_run_label(t): read_table(t, "requests") for t in args.tables}
+            fig = plot_service(frames)
         else:
             table = pd.concat([read_table(t) for t in args.tables], ignore_index=True)
             draw = {"latency": plot_latency, "goodput": plot_goodput, "latency_goodput": plot_latency_goodput}

@@ -1,0 +1,183 @@
+"""Fairness across clients, from a run's request rows (defined once; summary keys ``fair_*``).
+
+A request's service is its weighted token cost w_p x input + w_q x output tokens (VTC's
+defaults 1 and 2), divided by its client's weight, delivered evenly between its first token
+and its finish (as the VTC artifact's plots count it; a one-token answer counts at once)::
+
+    service of client c in [l, r] = sum over c's finished requests of cost x overlap([l, r],
+                                    [first_token_s, finish_s]) / (finish_s - first_token_s)
+
+- ``service_over_time``: each client's accumulated service at given times (the plot kind
+  ``service``);
+- ``service_difference`` (the VTC paper's Table / artifact's ``get_service_diff_over_time``):
+  ticks x_i = i (T - warmup) / n, i = 1..n-1, windows of ``window_s`` around x_i + warmup;
+  per tick, s_j = client j's service rate and d_j its demand rate (cost of requests arriving
+  in the window / window); the tick's difference is sum_j min(max_k s_k - s_j, |d_j - s_j|);
+  ``fair_service_diff_max`` / ``_mean`` over ticks (tokens/s); the summary uses the paper's
+  60 s windows and 30 s warm-up for runs of 600 s or more, scaled by T / 600 for shorter ones;
+- ``backlogged_difference``: per tick, among clients backlogged at the window's end (a
+  request arrived and not yet scheduled), max - min service rate in the window; max and
+  mean over ticks with at least two such clients;
+- Jain's index (sum x)^2 / (n sum x^2) over the clients' total weighted service;
+- per-client latency (TTFT mean / p50 / p99, E2E mean) of finished requests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+W_P, W_Q = 1.0, 2.0
+PAPER_TICKS, PAPER_WINDOW_S, PAPER_WARMUP_S, PAPER_RUN_S = 20, 60.0, 30.0, 600.0
+
+
+def _served(df: pd.DataFrame, w_p: float, w_q: float, weights: dict[str, float] | None):
+    """(client codes, client names, cost, start, end) of finished requests with a client."""
+    fin = df[(df["state"] == "finished") & df["client"].notna()]
+    codes, names = _codes(fin["client"])
+    cost = w_p * fin["input_tokens"].to_numpy(float) + w_q * fin["num_output_tokens"].to_numpy(float)
+    if weights:
+        cost = cost / np.array([weights.get(n, 1.0) for n in names])[codes]
+    return codes, names, cost, fin["first_token_s"].to_numpy(float), fin["finish_s"].to_numpy(float)
+
+
+def _codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    names = sorted(series.astype(str).unique())
+    index = {n: i for i, n in enumerate(names)}
+    return np.array([index[str(c)] for c in series], dtype=np.int64), names
+
+
+def _delivered(cost: np.ndarray, start: np.ndarray, end: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """cost delivered in [lo, hi] (ticks x requests)."""
+    span = end - start
+    lo, hi = lo[:, None], hi[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = (np.minimum(hi, end) - np.maximum(lo, start)).clip(min=0) / span
+    point = (span <= 0) & (end >= lo) & (end <= hi)
+    frac = np.where(span > 0, frac, point.astype(float))
+    return frac * cost
+
+
+def _per_client(values: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """Sum the columns of ``values`` (ticks x requests) by client: ticks x clients."""
+    out = np.zeros((values.shape[0], n))
+    for j in range(n):
+        out[:, j] = values[:, codes == j].sum(axis=1)
+    return out
+
+
+def service_over_time(df: pd.DataFrame, times: np.ndarray, w_p: float = W_P, w_q: float = W_Q,
+                      weights: dict[str, float] | None = None) -> pd.DataFrame:
+    """Accumulated weighted service of each client at ``times``: one column per client."""
+    import pandas as pd
+
+    codes, names, cost, start, end = _served(df, w_p, w_q, weights)
+    times = np.asarray(times, dtype=float)
+    acc = _per_client(_delivered(cost, start, end, np.full(len(times), -np.inf), times), codes, len(names))
+    return pd.DataFrame(acc, index=pd.Index(times, name="time_s"), columns=names)
+
+
+def _ticks(df: pd.DataFrame, num_ticks: int, window_s: float, warmup_s: float,
+           duration_s: float | None) -> tuple[np.ndarray, np.ndarray]:
+    t_end = float(df["arrival_s"].max()) if duration_s is None else duration_s
+    x = (t_end - warmup_s) / num_ticks * np.arange(1, num_ticks)
+    return x - window_s / 2 + warmup_s, x + window_s / 2 + warmup_s
+
+
+def service_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window_s: float = PAPER_WINDOW_S,
+                       warmup_s: float = PAPER_WARMUP_S, duration_s: float | None = None, w_p: float = W_P,
+                       w_q: float = W_Q, weights: dict[str, float] | None = None) -> np.ndarray:
+    """The VTC paper's service difference per tick (tokens/s; see the module docstring)."""
+    codes, names, cost, start, end = _served(df, w_p, w_q, weights)
+    n = len(names)
+    if n < 2:
+        return np.zeros(0)
+    lo, hi = _ticks(df, num_ticks, window_s, warmup_s, duration_s)
+    served = _per_client(_delivered(cost, start, end, lo, hi), codes, n) / window_s
+    arr = df[df["client"].notna()]
+    index = {c: i for i, c in enumerate(names)}
+    acodes = np.array([index.get(str(c), -1) for c in arr["client"]])
+    keep = acodes >= 0
+    acost = (w_p * arr["input_tokens"].to_numpy(float) + w_q * arr["output_tokens"].to_numpy(float))[keep]
+    if weights:
+        acost = acost / np.array([weights.get(c, 1.0) for c in names])[acodes[keep]]
+    at = arr["arrival_s"].to_numpy(float)[keep]
+    inside = (at[None, :] >= lo[:, None]) & (at[None, :] <= hi[:, None])
+    demand = _per_client(inside * acost, acodes[keep], n) / window_s
+    top = served.max(axis=1, keepdims=True)
+    return np.minimum(top - served, np.abs(demand - served)).sum(axis=1)
+
+
+def backlogged_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window_s: float = PAPER_WINDOW_S,
+                          warmup_s: float = PAPER_WARMUP_S, duration_s: float | None = None, w_p: float = W_P,
+                          w_q: float = W_Q, weights: dict[str, float] | None = None) -> np.ndarray:
+    """Per tick with >= 2 backlogged clients: max - min service rate among them (tokens/s)."""
+    codes, names, cost, start, end = _served(df, w_p, w_q, weights)
+    n = len(names)
+    if n < 2:
+        return np.zeros(0)
+    lo, hi = _ticks(df, num_ticks, window_s, warmup_s, duration_s)
+    served = _per_client(_delivered(cost, start, end, lo, hi), codes, n) / window_s
+    index = {c: i for i, c in enumerate(names)}
+    arr = df[df["client"].notna()]
+    acodes = np.array([index.get(str(c), -1) for c in arr["client"]])
+    a = arr["arrival_s"].to_numpy(float)
+    s = arr["first_scheduled_s"].to_numpy(float)
+    s = np.where(np.isnan(s), arr["finish_s"].fillna(np.inf).to_numpy(float), s)
+    out = []
+    for k, t in enumerate(hi):
+        waiting = (a <= t) & (s > t) & (acodes >= 0)
+        backlogged = np.unique(acodes[waiting])
+        if len(backlogged) >= 2:
+            row = served[k, backlogged]
+            out.append(row.max() - row.min())
+    return np.array(out)
+
+
+def jain_index(values: np.ndarray) -> float:
+    """Jain's fairness index of ``values``: 1 when all are equal, 1/n when one has everything."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0 or not (x ** 2).sum():
+        return float("nan")
+    return float(x.sum() ** 2 / (len(x) * (x ** 2).sum()))
+
+
+def client_latency(df: pd.DataFrame) -> pd.DataFrame:
+    """Per client: requests, finished, TTFT mean / p50 / p99 and E2E mean of finished requests."""
+    fin = df[(df["state"] == "finished") & df["client"].notna()]
+    g = fin.groupby("client")
+    out = g["ttft_s"].agg(ttft_mean_s="mean", ttft_p50_s="median",
+                          ttft_p99_s=lambda s: float(np.percentile(s, 99)))
+    out["e2e_mean_s"] = g["e2e_s"].mean()
+    out["num_finished"] = g.size()
+    out["num_requests"] = df[df["client"].notna()].groupby("client").size()
+    return out
+
+
+def fairness_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """The ``fair_*`` summary keys (empty when fewer than two clients appear)."""
+    if "client" not in df or df["client"].nunique() < 2:
+        return {}
+    codes, names, cost, _s, _e = _served(df, W_P, W_Q, None)
+    totals = np.bincount(codes, weights=cost, minlength=len(names)) if len(codes) else np.zeros(len(names))
+    t_end = float(df["arrival_s"].max())
+    scale = min(1.0, t_end / PAPER_RUN_S)  # the paper's windows on its 600 s runs; shorter runs scale them
+    kw = {"window_s": PAPER_WINDOW_S * scale, "warmup_s": PAPER_WARMUP_S * scale}
+    diff = service_difference(df, **kw)
+    back = backlogged_difference(df, **kw)
+    lat = client_latency(df)
+    nan = float("nan")
+    return {
+        "fair_num_clients": int(df["client"].nunique()),
+        "fair_service_diff_max": float(diff.max()) if len(diff) else nan,
+        "fair_service_diff_mean": float(diff.mean()) if len(diff) else nan,
+        "fair_backlogged_diff_max": float(back.max()) if len(back) else nan,
+        "fair_backlogged_diff_mean": float(back.mean()) if len(back) else nan,
+        "fair_jain_index": jain_index(totals),
+        "fair_ttft_p99_max_client_s": float(lat["ttft_p99_s"].max()) if len(lat) else nan,
+        "fair_ttft_p99_min_client_s": float(lat["ttft_p99_s"].min()) if len(lat) else nan,
+    }
