@@ -165,10 +165,13 @@ def fairness_summary(df: pd.DataFrame) -> dict[str, Any]:
     codes, names, cost, _s, _e = _served(df, W_P, W_Q, None)
     totals = np.bincount(codes, weights=cost, minlength=len(names)) if len(codes) else np.zeros(len(names))
     t_end = float(df["arrival_s"].max())
+    if not t_end > 0:
+        t_end = float(np.nanmax(df["finish_s"].to_numpy())) if df["finish_s"].notna().any() else 0.0
     scale = min(1.0, t_end / PAPER_RUN_S)  # the paper's windows on its 600 s runs; shorter runs scale them
     kw = {"window_s": PAPER_WINDOW_S * scale, "warmup_s": PAPER_WARMUP_S * scale}
-    diff = service_difference(df, **kw)
-    back = backlogged_difference(df, **kw)
+    kw["duration_s"] = t_end
+    diff = service_difference(df, **kw) if t_end > 0 else np.zeros(0)
+    back = backlogged_difference(df, **kw) if t_end > 0 else np.zeros(0)
     lat = client_latency(df)
     nan = float("nan")
     return {
