@@ -70,6 +70,7 @@ class _Charge:
     client: str
     predicted: int = 0   # output tokens charged up front (length-predicted VTC)
     charged: int = 0     # generated tokens beyond ``predicted`` charged so far
+    out_scale: float = 1.0  # counter units per generated token, before w_q (1 / weight)
 
 
 @dataclass
@@ -85,6 +86,14 @@ class VTCState:
 
     def weight(self, client: str) -> float:
         return self.params.weights.get(client, 1.0)
+
+    def scales(self, req: RequestView, client: str) -> tuple[float, float]:
+        """Counter units per prompt and per generated token, before w_p / w_q: 1 / weight."""
+        w = self.weight(client)
+        return 1.0 / w, 1.0 / w
+
+    def finished(self, req: RequestView) -> None:
+        """A charged request finished (FairServe learns app lengths here)."""
 
     def add_replica(self, rep: ReplicaView) -> None:
         if rep not in self.replicas:
@@ -103,12 +112,14 @@ class VTCState:
             out = v.num_output_tokens
             extra = out - ch.predicted
             if extra > ch.charged:
-                counters[ch.client] += (extra - ch.charged) * w_q / self.weight(ch.client)
+                counters[ch.client] += (extra - ch.charged) * w_q * ch.out_scale
                 ch.charged = extra
             if v.state >= State.FINISHED:
                 if extra < 0:
-                    counters[ch.client] += extra * w_q / self.weight(ch.client)
+                    counters[ch.client] += extra * w_q * ch.out_scale
                 done.append(rid)
+                if v.state == State.FINISHED:
+                    self.finished(v)
         for rid in done:
             del self.inflight[rid]
 
@@ -148,10 +159,10 @@ class VTCState:
     def admitted(self, req: RequestView, client: str, predicted: int) -> None:
         """Charge ``req``'s prompt (and its predicted output) and follow its generated tokens."""
         p = self.params
-        w = self.weight(client)
-        self.counters[client] = self.counter(client) + (req.input_tokens * p.input_price
-                                                        + predicted * p.output_price) / w
-        self.inflight[req.id] = _Charge(req, client, predicted)
+        s_in, s_out = self.scales(req, client)
+        self.counters[client] = self.counter(client) + (req.input_tokens * p.input_price * s_in
+                                                        + predicted * p.output_price * s_out)
+        self.inflight[req.id] = _Charge(req, client, predicted, 0, s_out)
 
 
 def pool_state_key(pool: str) -> str:
@@ -167,6 +178,7 @@ class VTCScheduler(SchedulerBase):
     """Running requests first (vLLM v1); new requests by the smallest client counter."""
 
     Params = VTCParams
+    State = VTCState
 
     def __init__(self, params: VTCParams, ctx: Any) -> None:
         super().__init__(params, ctx)
@@ -182,9 +194,9 @@ class VTCScheduler(SchedulerBase):
         if self._state is None:
             ctx = self.ctx
             if ROUTER_KEY in ctx.shared and ctx.pool is not None:
-                self._state = ctx.shared_state(pool_state_key(ctx.pool.name), lambda: VTCState(self.params))
+                self._state = ctx.shared_state(pool_state_key(ctx.pool.name), lambda: self.State(self.params))
             else:
-                self._state = VTCState(self.params)
+                self._state = self.State(self.params)
         return self._state
 
     # ------------------------------------------------------------------ arrivals

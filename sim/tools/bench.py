@@ -78,6 +78,14 @@ def autoscale_config() -> dict:
     return config
 
 
+def vtc_config() -> dict:
+    """VTC on the whole Azure 2023 conversation trace: 27 clients (lognormal rates), 16 replicas
+    sharing their counters through the ``vtc`` router."""
+    workload = {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"),
+                "transforms": [{"name": "assign_clients", "num_clients": 27, "rate_dist": "lognormal"}]}
+    return _config(workload, _pool(16, scheduler="vtc"), "vtc")
+
+
 SCENARIOS: dict[str, Any] = {
     "azure-conv-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
                                      _pool(16), "least_outstanding"),
@@ -97,6 +105,7 @@ SCENARIOS: dict[str, Any] = {
     "vidur-vllm-4": lambda: vidur_config("vllm", 4),
     "vidur-sarathi-1": lambda: vidur_config("sarathi", 1),
     "vidur-sarathi-4": lambda: vidur_config("sarathi", 4),
+    "azure-conv-16-vtc": vtc_config,
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
