@@ -58,17 +58,20 @@ class VTCRouter(RouterBase):
         client = req.client if req.client is not None else ANON
         shared = self.ctx.shared
         states: dict[str, VTCState | None] = {}
+        mine: dict[str, float] = {}
         for r in replicas:
             if r.pool not in states:
-                states[r.pool] = shared.get(pool_state_key(r.pool))
-        for state in states.values():
-            if state is not None:
-                state.settle()
+                state = states[r.pool] = shared.get(pool_state_key(r.pool))
+                # counters matter only while something is queued (then settle them: exact)
+                if state is not None and any(state.queued.values()):
+                    state.settle()
+                    state.fresh_for = req.id
+                    mine[r.pool] = state.lifted(client)
 
         def key(r: ReplicaView) -> tuple:
-            state = states[r.pool]
-            mine = state.lifted(client) if state is not None else 0.0
-            return (self._ahead(state, r, client, mine), r.pending_prefill_tokens, r.num_outstanding, r.id)
+            c = mine.get(r.pool)
+            ahead = 0 if c is None else self._ahead(states[r.pool], r, client, c)
+            return (ahead, r.pending_prefill_tokens, r.num_outstanding, r.id)
 
         return min(replicas, key=key)
 

@@ -83,6 +83,7 @@ class VTCState:
     inflight: dict[int, _Charge] = field(default_factory=dict)
     replicas: list[ReplicaView] = field(default_factory=list)
     queued_tokens: dict[int, dict[str, int]] = field(default_factory=dict)  # replica id -> client -> prompt tokens
+    fresh_for: int | None = None  # id of the request the router just settled the counters for
 
     def weight(self, client: str) -> float:
         return self.params.weights.get(client, 1.0)
@@ -143,10 +144,12 @@ class VTCState:
         c = self.counter(client)
         if n:
             return
+        fresh, self.fresh_for = self.fresh_for == req.id, None
         others = [k for k, q in self.queued.items() if q and k != client]
         if not others:
             return
-        self.settle()
+        if not fresh:  # the router settled them for this very arrival: nothing has run since
+            self.settle()
         low = min(self.counters[k] for k in others)
         if low > c:
             self.counters[client] = low
@@ -249,7 +252,6 @@ class VTCScheduler(SchedulerBase):
         p = self.params
         state = self.state
         state.add_replica(rep)
-        state.settle()
         used = 0
         predictor = self.ctx.predictor if p.length_predicted else None
         heads = {}
@@ -257,6 +259,8 @@ class VTCScheduler(SchedulerBase):
             h = self._head(rep, client)
             if h is not None:
                 heads[client] = h
+        if len(heads) > 1:  # the order depends on the counters: bring them up to now
+            state.settle()
         while heads:
             if (used >= budget and not p.whole_prompt) or rep.num_running >= p.max_num_seqs:
                 return
