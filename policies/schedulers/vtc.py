@@ -255,10 +255,11 @@ class VTCScheduler(SchedulerBase):
         used = 0
         predictor = self.ctx.predictor if p.length_predicted else None
         heads = {}
-        for client in self.queues:
-            h = self._head(rep, client)
-            if h is not None:
-                heads[client] = h
+        for client, q in self.queues.items():
+            if q:
+                h = self._head(rep, client)
+                if h is not None:
+                    heads[client] = h
         if len(heads) > 1:  # the order depends on the counters: bring them up to now
             state.settle()
         while heads:
