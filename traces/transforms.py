@@ -282,9 +282,15 @@ class AssignAppsParams:
     """Label requests with an application name drawn by weight."""
 
     apps: dict[str, float] = param(default_factory=lambda: {"chat": 1.0}, doc="app name -> weight")
+    by: Literal["random", "client"] = param("random", doc="client: each client uses one app (drawn once)")
+    length_scale: dict[str, list[float]] = param(
+        default_factory=dict, doc="app -> [input, output] multipliers: apps with their own typical lengths")
 
     def validate(self) -> None:
         _check_weights(list(self.apps.values()), len(self.apps), "apps")
+        for app, pair in self.length_scale.items():
+            if app not in self.apps or len(pair) != 2 or not all(x > 0 for x in pair):
+                raise ConfigError(f"needs an app of 'apps' and [input, output] > 0, got {pair}", f"length_scale.{app}")
 
 
 @TRANSFORMS.register("assign_apps")
@@ -294,10 +300,22 @@ class AssignApps(Transform):
     Params = AssignAppsParams
 
     def apply(self, stream: Stream, rng: np.random.Generator) -> Stream:
-        names = list(self.params.apps)
-        pick = ChunkedChoice(rng, list(self.params.apps.values()))
+        p = self.params
+        names = list(p.apps)
+        pick = ChunkedChoice(rng, list(p.apps.values()))
+        by_client: dict[str | None, str] = {}
         for req in stream:
-            req.app = names[pick()]
+            if p.by == "client":
+                app = by_client.get(req.client)
+                if app is None:
+                    app = by_client[req.client] = names[pick()]
+                req.app = app
+            else:
+                req.app = names[pick()]
+            scale = p.length_scale.get(req.app)
+            if scale is not None:
+                req.input_tokens = max(1, round(req.input_tokens * scale[0]))
+                req.output_tokens = max(1, round(req.output_tokens * scale[1]))
             yield req
 
 
@@ -463,4 +481,34 @@ class HeavyHitter(Transform):
                     self.counts["num_heavy_hitter"] += 1
                     yield Request(req.id, at_s, req.input_tokens, req.output_tokens, client=p.client,
                                   app=req.app)
+            yield req
+
+
+@dataclass
+class GroupInteractionsParams:
+    """Group each client's consecutive requests into multi-call interactions (sets ``session``)."""
+
+    calls: int = param(3, ge=1, doc="calls per interaction (the last one of a client may have fewer)")
+    max_gap_s: float | None = param(None, gt=0, doc="a longer gap between a client's calls starts a new interaction")
+
+
+@TRANSFORMS.register("group_interactions")
+class GroupInteractions(Transform):
+    """Sets ``session`` so that every ``calls`` consecutive requests of a client form one
+    interaction (open loop: the calls keep the trace's arrival times). Counts ``num_interactions``."""
+
+    Params = GroupInteractionsParams
+
+    def apply(self, stream: Stream, rng: np.random.Generator) -> Stream:
+        p = self.params
+        current: dict[str | None, list] = {}  # client -> [session id, calls so far, last arrival]
+        self.counts["num_interactions"] = 0
+        for req in stream:
+            cur = current.get(req.client)
+            if cur is None or cur[1] >= p.calls or (p.max_gap_s is not None and req.arrival_s - cur[2] > p.max_gap_s):
+                cur = current[req.client] = [self.counts["num_interactions"], 0, req.arrival_s]
+                self.counts["num_interactions"] += 1
+            req.session = cur[0]
+            cur[1] += 1
+            cur[2] = req.arrival_s
             yield req

@@ -40,3 +40,24 @@ def test_assign_clients_rates_from_a_distribution_and_a_heavy_factor():
     heavy = Counter(r.client for r in run({**BASE, "transforms": [{**CLIENTS, "heavy_factor": 5.0}]}))
     others = np.mean([v for k, v in heavy.items() if k != "client0"])
     assert heavy["client0"] / others == pytest.approx(5, rel=0.15)
+
+
+def test_apps_per_client_with_their_own_lengths_and_interactions_of_k_calls():
+    plain = run({**BASE, "transforms": [CLIENTS]})
+    reqs = run({**BASE, "transforms": [
+        CLIENTS, {"name": "assign_apps", "apps": {"chat": 1, "summarize": 1}, "by": "client",
+                  "length_scale": {"summarize": [3.0, 0.5]}},
+        {"name": "group_interactions", "calls": 3}]})
+    apps_of = {}
+    for r, p in zip(reqs, plain, strict=True):
+        apps_of.setdefault(r.client, set()).add(r.app)
+        if r.app == "summarize":
+            assert r.input_tokens == max(1, round(p.input_tokens * 3.0))
+            assert r.output_tokens == max(1, round(p.output_tokens * 0.5))
+        else:
+            assert (r.input_tokens, r.output_tokens) == (p.input_tokens, p.output_tokens)
+    assert all(len(a) == 1 for a in apps_of.values()) and len(set().union(*apps_of.values())) == 2
+    calls = Counter((r.client, r.session) for r in reqs)
+    assert max(calls.values()) == 3 and len({r.session for r in reqs}) == len(calls)  # one client each
+    per_client = Counter(r.client for r in reqs)
+    assert sum(1 for n in calls.values() if n < 3) <= len(per_client)  # only a client's last one is short
