@@ -51,22 +51,18 @@ def _codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     return np.array([index[str(c)] for c in series], dtype=np.int64), names
 
 
-def _delivered(cost: np.ndarray, start: np.ndarray, end: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """cost delivered in [lo, hi] (ticks x requests)."""
+def _delivered_by_client(cost: np.ndarray, start: np.ndarray, end: np.ndarray, codes: np.ndarray, n: int,
+                         lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Cost delivered in each [lo_k, hi_k], summed by client: ticks x clients (one tick at a time,
+    so memory stays O(requests))."""
     span = end - start
-    lo, hi = lo[:, None], hi[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = (np.minimum(hi, end) - np.maximum(lo, start)).clip(min=0) / span
-    point = (span <= 0) & (end >= lo) & (end <= hi)
-    frac = np.where(span > 0, frac, point.astype(float))
-    return frac * cost
-
-
-def _per_client(values: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
-    """Sum the columns of ``values`` (ticks x requests) by client: ticks x clients."""
-    out = np.zeros((values.shape[0], n))
-    for j in range(n):
-        out[:, j] = values[:, codes == j].sum(axis=1)
+    timed = span > 0
+    out = np.zeros((len(lo), n))
+    for k, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(timed, (np.minimum(b, end) - np.maximum(a, start)).clip(min=0) / span,
+                            ((end >= a) & (end <= b)).astype(float))
+        out[k] = np.bincount(codes, weights=frac * cost, minlength=n)
     return out
 
 
@@ -77,7 +73,7 @@ def service_over_time(df: pd.DataFrame, times: np.ndarray, w_p: float = W_P, w_q
 
     codes, names, cost, start, end = _served(df, w_p, w_q, weights)
     times = np.asarray(times, dtype=float)
-    acc = _per_client(_delivered(cost, start, end, np.full(len(times), -np.inf), times), codes, len(names))
+    acc = _delivered_by_client(cost, start, end, codes, len(names), np.full(len(times), -np.inf), times)
     return pd.DataFrame(acc, index=pd.Index(times, name="time_s"), columns=names)
 
 
@@ -97,7 +93,7 @@ def service_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window_s:
     if n < 2:
         return np.zeros(0)
     lo, hi = _ticks(df, num_ticks, window_s, warmup_s, duration_s)
-    served = _per_client(_delivered(cost, start, end, lo, hi), codes, n) / window_s
+    served = _delivered_by_client(cost, start, end, codes, n, lo, hi) / window_s
     arr = df[df["client"].notna()]
     index = {c: i for i, c in enumerate(names)}
     acodes = np.array([index.get(str(c), -1) for c in arr["client"]])
@@ -106,8 +102,8 @@ def service_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window_s:
     if weights:
         acost = acost / np.array([weights.get(c, 1.0) for c in names])[acodes[keep]]
     at = arr["arrival_s"].to_numpy(float)[keep]
-    inside = (at[None, :] >= lo[:, None]) & (at[None, :] <= hi[:, None])
-    demand = _per_client(inside * acost, acodes[keep], n) / window_s
+    demand = np.array([np.bincount(acodes[keep], weights=acost * ((at >= a) & (at <= b)), minlength=n)
+                       for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]).reshape(len(lo), n) / window_s
     top = served.max(axis=1, keepdims=True)
     return np.minimum(top - served, np.abs(demand - served)).sum(axis=1)
 
@@ -121,7 +117,7 @@ def backlogged_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window
     if n < 2:
         return np.zeros(0)
     lo, hi = _ticks(df, num_ticks, window_s, warmup_s, duration_s)
-    served = _per_client(_delivered(cost, start, end, lo, hi), codes, n) / window_s
+    served = _delivered_by_client(cost, start, end, codes, n, lo, hi) / window_s
     index = {c: i for i, c in enumerate(names)}
     arr = df[df["client"].notna()]
     acodes = np.array([index.get(str(c), -1) for c in arr["client"]])
