@@ -130,7 +130,7 @@ def figures(frames: dict, heavy: dict, multiple: float, base: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="120 s window, one seed")
+    ap.add_argument("--quick", action="store_true", help="240 s window, one seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--window-s", type=float, default=600.0)
     ap.add_argument("--rate-scale", type=float, default=1.0)
@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.seeds, args.window_s, args.heavy_base_scale = args.seeds[:1], 120.0, args.heavy_base_scale[:1]
+        args.seeds, args.window_s, args.heavy_base_scale = args.seeds[:1], 240.0, args.heavy_base_scale[:1]
     rows, frames = fairness_table(args.seeds, args.window_s, args.rate_scale)
     print(f"Azure conv {args.window_s:g} s x{args.rate_scale:g}, 27 clients (lognormal rates), seeds {args.seeds}; "
           "service difference in weighted tokens/s (paper metric; windows scaled by T/600 below 600 s)")
