@@ -97,7 +97,8 @@ class VTCState:
         """A charged request finished (FairServe learns app lengths here)."""
 
     def add_replica(self, rep: ReplicaView) -> None:
-        if rep not in self.replicas:
+        """Follow ``rep``'s requests in ``settle`` (brought up to now first)."""
+        if all(r.id != rep.id for r in self.replicas):
             self.replicas.append(rep)
 
     def settle(self) -> None:
@@ -190,6 +191,7 @@ class VTCScheduler(SchedulerBase):
             raise ConfigError("length-predicted VTC needs an output-length predictor: set cluster.predictor", where)
         self._state: VTCState | None = None
         self.queues: dict[str, deque[RequestView]] = {}  # this replica's never-admitted requests, per client
+        self._bound = False  # its replica is registered with the state
 
     @property
     def state(self) -> VTCState:
@@ -206,7 +208,9 @@ class VTCScheduler(SchedulerBase):
     def on_enqueue(self, rep: ReplicaView, req: RequestView) -> None:
         """A request was routed here: queue it under its client and apply the lift rule."""
         state = self.state
-        state.add_replica(rep)
+        if not self._bound:
+            state.add_replica(rep)
+            self._bound = True
         client = req.client if req.client is not None else ANON
         q = self.queues.get(client)
         if q is None:
@@ -251,7 +255,9 @@ class VTCScheduler(SchedulerBase):
         """Admit never-admitted requests, smallest counter first, while everything fits."""
         p = self.params
         state = self.state
-        state.add_replica(rep)
+        if not self._bound:
+            state.add_replica(rep)
+            self._bound = True
         used = 0
         predictor = self.ctx.predictor if p.length_predicted else None
         heads = {}
