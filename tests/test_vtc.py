@@ -45,7 +45,7 @@ def test_lift_to_the_smallest_counter_among_queued_clients():
             pass
 
     class Req:
-        input_tokens = 10
+        id, input_tokens = 7, 10
 
     s.arrive(Rep(), Req(), "c")  # only a is queued: c is lifted to a's counter
     assert s.counters["c"] == 100.0
