@@ -13,7 +13,8 @@ lengths and L_in, L_out those over all applications. A user of an application wh
 are long by nature (summarisation, agents) is then not counted as a heavier user than a chat
 user sending as many calls: service is measured in "typical calls of the user's app".
 Typical lengths are given (``app_lengths``), or learned as the running mean of the finished
-requests of each app (starting from ``default_input_tokens`` / ``default_output_tokens``).
+requests of each app (starting from ``default_input_tokens`` / ``default_output_tokens``),
+taken in when the counters are next brought up to date (at arrivals and admissions).
 Throttling lives in the ``fairserve`` router (policies/routers/fairserve.py), which also
 shares one state per pool across replicas.
 """

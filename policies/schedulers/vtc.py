@@ -142,7 +142,7 @@ class VTCState:
         per[client] = per.get(client, 0) + req.input_tokens
         n = self.queued.get(client, 0)
         self.queued[client] = n + 1
-        c = self.counter(client)
+        self.counter(client)  # a new client starts at 0
         if n:
             return
         fresh, self.fresh_for = self.fresh_for == req.id, None
@@ -152,7 +152,7 @@ class VTCState:
         if not fresh:  # the router settled them for this very arrival: nothing has run since
             self.settle()
         low = min(self.counters[k] for k in others)
-        if low > c:
+        if low > self.counters[client]:  # compared once settled: its own running requests count too
             self.counters[client] = low
 
     def leave(self, rep: ReplicaView, req: RequestView, client: str) -> None:
