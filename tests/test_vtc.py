@@ -58,6 +58,28 @@ def test_lift_to_the_smallest_counter_among_queued_clients():
     assert s.counters["d"] == 50.0
 
 
+def test_lift_counts_the_clients_own_running_tokens_first():
+    from policies.schedulers.vtc import _Charge
+    from sim.engine.states import State
+
+    s = VTCState(VTCParams())
+    s.counters.update(a=60.0, c=0.0)
+    s.queued.update(a=1)
+
+    class Running:
+        num_output_tokens, state = 50, State.DECODE
+
+    class Rep:
+        id = 0
+
+    class Req:
+        id, input_tokens = 8, 10
+
+    s.inflight[1] = _Charge(Running(), "c")
+    s.arrive(Rep(), Req(), "c")  # c's 50 generated tokens (w_q = 2) put it above a: no lift
+    assert s.counters["c"] == 100.0
+
+
 def test_vtc_isolates_light_clients_from_a_heavy_hitter_and_stays_work_conserving():
     fcfs, vtc = _run("vllm_v1", LOAD), _run("vtc", LOAD)
     # FCFS: everyone queues behind the heavy client's backlog; VTC: the light clients do not
