@@ -50,8 +50,9 @@ def json_safe(value: Any) -> Any:
 
 
 def write_run(result: Any, out_dir: str | Path) -> dict[str, Path]:
-    """Write config.yaml, requests.parquet|csv, visits.parquet|csv, summary.json (and steps, and the
-    controllers' actions when the run has any controller) into ``out_dir``."""
+    """Write config.yaml, requests.parquet|csv, visits.parquet|csv, summary.json (and steps, trace.json
+    with ``output.trace_events``, and the controllers' actions when the run has any controller) into
+    ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"config": out / "config.yaml", "summary": out / "summary.json"}
@@ -62,6 +63,10 @@ def write_run(result: Any, out_dir: str | Path) -> dict[str, Path]:
     files["summary"].write_text(json.dumps(json_safe(result.summary), indent=2, sort_keys=True) + "\n")
     if result.steps is not None:
         files["steps"] = write_frame(result.steps, out / "steps")
+    if result.config.output.trace_events:
+        from sim.tools.trace_events import write_trace_events
+
+        files["trace"] = write_trace_events(result, out / "trace.json", result.config.output.trace_events_max)
     actions = getattr(result, "actions", None)
     if actions is not None and (len(actions) or result.config.cluster.controllers):
         files["actions"] = write_frame(actions, out / "actions")
