@@ -81,12 +81,21 @@ SUMMARY_ROWS = (
     ("ITL mean / p50 / p99", lambda s: _ms3(s, "itl")),
     ("E2E mean / p50 / p99", lambda s: _ms3(s, "e2e", scale=1.0, unit="s")),
     ("throughput in / out", lambda s: f"{s['throughput_input_tps']:.0f} / {s['throughput_output_tps']:.0f} tok/s"),
-    ("goodput (SLO attainment)", lambda s: f"{s['goodput_rps']:.2f} req/s ({_pct(s['slo_attainment'])})"),
+    ("goodput (SLO attainment)", lambda s: f"{s['goodput_rps']:.2f} req/s ({_pct(s['slo_attainment'])}) over the run"),
+    ("  in the steady window", lambda s: _steady(s)),
     ("preemptions", lambda s: f"{s['num_preemptions']}"),
     ("prefix hit rate", lambda s: _pct(s["prefix_hit_rate"])),
     ("mean batch size", lambda s: f"{s['mean_batch_size']:.1f}"),
     ("wall time", lambda s: f"{s['wall_s']:.2f} s"),
 )
+
+
+def _steady(s: dict) -> str:
+    good = s.get("goodput_steady_rps")
+    if good is None or good != good:
+        return "n/a (too few requests)"
+    return (f"{good:.2f} req/s ({_pct(s['slo_attainment_steady'])}) of {s['offered_steady_rps']:.2f} req/s "
+            f"offered, arrivals {s['steady_window_start_s']:.0f}-{s['steady_window_end_s']:.0f} s")
 
 
 def _pct(v: float | None) -> str:
