@@ -142,7 +142,7 @@ def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]
         arrivals = np.cumsum(rng.exponential(1.0 / row["rate_rps"], n))
     else:
         arrivals = np.zeros(n)
-    return [(float(a), int(i), int(o)) for a, (i, o) in zip(arrivals, lengths)]
+    return [(float(a), int(i), int(o)) for a, (i, o) in zip(arrivals, lengths, strict=True)]
 
 
 def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, Any]) -> dict[str, Any]:
