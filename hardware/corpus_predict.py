@@ -81,6 +81,11 @@ def stack_for(row: dict[str, Any]) -> str:
 def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
     """The scheduler config that matches how the row's engine batched (parameters documented)."""
     seqs = row["max_num_seqs"] or 256
+    if row["engine"] == "trtllm":
+        # TensorRT-LLM's GUARANTEED_NO_EVICT capacity scheduler, chunked context, 8192-token budget
+        longest = (row["input_len"] or 0) + (row["output_len"] or 0)
+        return {"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
+                "max_seq_len": max(longest, 2048)}
     if row["engine"] == "sglang":
         # SGLang 0.3: prefill batches separate from decode batches, up to 16384 new prompt
         # tokens per prefill batch (max_prefill_tokens default); running set bounded by memory.
