@@ -145,7 +145,8 @@ def simulate_result(config: dict[str, Any], result: dict[str, Any], cost_overrid
             "e2e_s": (df["finish_s"] - df["arrival_s"]).to_numpy(dtype=float) + req_s}
 
 
-def errors(measured: dict[str, dict[str, float]], simulated: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def errors(measured: dict[str, dict[str, float]],
+           simulated: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     return {m: {s: (simulated[m][s] - measured[m][s]) / measured[m][s] for s in STATS} for m in METRICS}
 
 
