@@ -37,11 +37,15 @@ TARGET_MEDIAN, TARGET_WITHIN, WITHIN = 0.08, 0.90, 0.20
 #: ``lower``). Every question ranks points of one metric.
 QUESTIONS = (
     ("which TP degree: Llama-3-70B FP8 on H100 (vLLM, throughput)",
-     {"source": "lambda_vllm", "model": "Llama-3-70B", "device": "H100-SXM", "metric": "out_tput"}, False),
+     {"source": "lambda_vllm", "model": "Llama-3-70B", "device": "H100-SXM", "metric": "out_tput",
+      "num_prompts": 320}, False),
     ("which TP degree: Llama-3-70B FP8 on A100 (vLLM, throughput)",
-     {"source": "lambda_vllm", "model": "Llama-3-70B", "device": "A100-80GB", "metric": "out_tput"}, False),
+     {"source": "lambda_vllm", "model": "Llama-3-70B", "device": "A100-80GB", "metric": "out_tput",
+      "num_prompts": 320}, False),
     ("which GPU and TP: Mixtral-8x7B (vLLM, inter-token latency)",
      {"source": "lambda_vllm", "model": "Mixtral-8x7B", "metric": "mean_itl_ms"}, True),
+    ("which GPU and TP: Llama-3-8B FP8 (vLLM, throughput)",
+     {"source": "lambda_vllm", "model": "Llama-3-8B", "metric": "out_tput", "num_prompts": 320}, False),
     ("which engine and load: SGLang vs vLLM median TTFT",
      {"source": "sglang_vllm060", "metric": "median_ttft_ms"}, True),
     ("which batch cap: Llama-3.1-405B on MI300X (throughput = batch x 128 / latency)",
