@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {"points": result["points"], "median_abs_error": result["median_abs_error"]}
         if fidelity is not None:
-            out["fidelity"] = fidelity
+            out["fidelity"] = dict(fidelity, points=[
+                {k: r[k] for k in ("id", "source", "split", "group", "device", "model", "tp", "weight_dtype",
+                                   "stack", "metric", "value", "predicted", "rel_error")} for r in results])
         print(json.dumps(out, indent=1, default=str))
     else:
         print("== in-sample: HARDWARE.md section 5 (the points the constants were fitted to) ==")
