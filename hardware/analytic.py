@@ -71,6 +71,8 @@ class AnalyticParams:
     price_per_gpu_hour: float | None = param(None, ge=0, doc="USD per GPU-hour (default: catalog)")
     swap_overhead_s: float = param(cc.SWAP_OVERHEAD_S, ge=0, doc="fixed cost of one swap copy")
     stack_file: str | None = param(None, doc="YAML stack file (servesim fit) replacing the stack's constants")
+    request_overhead_s: float | None = param(None, ge=0, doc="per-request frontend delay added to TTFT and "
+                                             "E2E (tokenise, detokenise, HTTP; default: the stack's)")
 
 
 def roofline_time_s(flops: float, num_bytes: float, peak_flops: float, bytes_per_s: float) -> float:
@@ -128,7 +130,7 @@ class AnalyticCostModel(CostModel):
 
             p, stack = apply_stack_file(p, stack)
         self.params = p
-        self.request_overhead_s = stack.request_s
+        self.request_overhead_s = stack.request_s if p.request_overhead_s is None else p.request_overhead_s
         self.hardware = hardware
         self.device: DeviceSpec = get_device(hardware.device, "hardware.device")
         self.model: ModelSpec = get_model(hardware.model, "hardware.model")

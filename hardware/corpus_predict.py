@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from hardware import calibration_constants as cc
 from hardware.analytic import AnalyticCostModel, AnalyticParams
 
 CORPUS = Path(__file__).parent / "corpus" / "points.csv"
@@ -166,31 +165,20 @@ def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, An
     }
 
 
-def request_overhead_s(stack: str, overrides: dict[str, Any]) -> float:
-    if "request_overhead_s" in overrides:
-        return float(overrides["request_overhead_s"])
-    return cc.STACKS[stack].request_s
-
-
 def simulate_requests(row: dict[str, Any], requests: list[tuple[float, int, int]],
                       overrides: dict[str, Any] | None = None) -> Any:
     """Run servesim on ``requests`` (arrival_s, input, output) with the row's hardware and
-    engine; returns the per-request frame with the stack's request overhead applied."""
+    engine; returns the finished requests' frame (the stack's request overhead is in it)."""
     from sim.api import simulate
 
     overrides = dict(overrides or {})
-    req_s = request_overhead_s(overrides.get("stack") or stack_for(row), overrides)
-    overrides.pop("request_overhead_s", None)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trace.csv"
         with open(path, "w") as fh:
             fh.write("arrival_s,input_tokens,output_tokens\n")
             fh.writelines(f"{a:.6f},{i},{o}\n" for a, i, o in requests)
         df = simulate(serving_config(row, str(path), overrides)).requests
-    df = df[df["state"] == "finished"].copy()
-    df["ttft_s"] = df["ttft_s"] + req_s
-    df["e2e_s"] = df["finish_s"] - df["arrival_s"] + req_s
-    return df
+    return df[df["state"] == "finished"].copy()
 
 
 _SIM_CACHE: dict[tuple, Any] = {}

@@ -49,6 +49,7 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     cluster = Cluster(config, workload, recorder, seeds)
     cluster.run()
     df = recorder.requests_frame()
+    _frontend_delay(cluster, df)
     extra = dict(workload.describe())
     extra.update(_energy_and_cost(cluster, df))
     extra.update(cluster.transfer.summary())
@@ -62,6 +63,21 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     return Result(config, df, summary, recorder.steps_frame(),
                   recorder.token_times if config.output.record_token_times else None, recorder.visits_frame(),
                   cluster.action_log.frame())
+
+
+def _frontend_delay(cluster: Cluster, df: pd.DataFrame) -> None:
+    """Add each request's serving-frontend cost (tokenisation, detokenisation, HTTP: the cost
+    model's ``request_overhead_s``, 0 unless a stack sets it) to its first-token and finish
+    times, as a pure delay outside the engine (it does not occupy the replica; a closed-loop
+    client's next request is still sent at the engine-side finish)."""
+    delays = {rep.id: float(getattr(rep.cost_model, "request_overhead_s", 0.0) or 0.0) for rep in cluster.replicas}
+    if not any(delays.values()) or len(df) == 0:
+        return
+    d = df["first_replica"].map(delays).fillna(0.0).to_numpy(dtype=float)
+    started = df["first_token_s"].notna().to_numpy()
+    d = np.where(started, d, 0.0)
+    for col in ("first_token_s", "ttft_s", "finish_s", "e2e_s"):
+        df[col] = df[col] + d
 
 
 def _error_band(config: SimulationConfig) -> dict[str, Any]:

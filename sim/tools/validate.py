@@ -40,7 +40,7 @@ FIT_PARAMS = {
     "seq_overhead_s": ("seq_overhead_s", "seq_s", 0.0, 1e-2),
     "memory_efficiency": ("memory_efficiency", "memory_efficiency", 0.05, 1.0),
     "gemm_compute_efficiency": ("gemm_compute_efficiency", "gemm_compute_efficiency", 0.05, 1.0),
-    "request_overhead_s": (None, "request_s", 0.0, 1.0),
+    "request_overhead_s": ("request_overhead_s", "request_s", 0.0, 1.0),
 }
 DEFAULT_FIT = ("iteration_overhead_s", "memory_efficiency", "request_overhead_s")
 
@@ -114,8 +114,9 @@ def simulate_result(config: dict[str, Any], result: dict[str, Any], cost_overrid
     cost = pool.get("cost_model", {"name": "analytic"})
     cost = {"name": cost} if isinstance(cost, str) else dict(cost)
     cost.update(cost_overrides or {})
+    if request_overhead_s is not None:
+        cost["request_overhead_s"] = request_overhead_s
     pool["cost_model"] = cost
-    req_s = _request_overhead(cost) if request_overhead_s is None else request_overhead_s
     how, reqs = result["arrival"], result["requests"]
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,10 +140,9 @@ def simulate_result(config: dict[str, Any], result: dict[str, Any], cost_overrid
             cfg["workload"] = {"name": "trace", "path": str(path)}
         cfg.setdefault("engine", {})["progress"] = False
         df = simulate(cfg).requests
-    df = df[df["state"] == "finished"]
-    ttft = df["ttft_s"].to_numpy(dtype=float) + req_s
-    return {"ttft_s": ttft, "tpot_s": df["tpot_s"].to_numpy(dtype=float),
-            "e2e_s": (df["finish_s"] - df["arrival_s"]).to_numpy(dtype=float) + req_s}
+    df = df[df["state"] == "finished"]  # the frontend delay (request_overhead_s) is already in
+    return {"ttft_s": df["ttft_s"].to_numpy(dtype=float), "tpot_s": df["tpot_s"].to_numpy(dtype=float),
+            "e2e_s": df["e2e_s"].to_numpy(dtype=float)}
 
 
 def errors(measured: dict[str, dict[str, float]],
@@ -169,11 +169,10 @@ def fit(config: dict[str, Any], result: dict[str, Any], names: tuple[str, ...] =
              "seq_overhead_s": stack.seq_s, "request_overhead_s": _request_overhead(cost),
              "memory_efficiency": defaults.memory_efficiency,
              "gemm_compute_efficiency": defaults.gemm_compute_efficiency}
-    cur = {n: float(cost.get(FIT_PARAMS[n][0], start[n]) if FIT_PARAMS[n][0] else start[n]) for n in names}
+    cur = {n: float(cost.get(FIT_PARAMS[n][0], start[n])) for n in names}
 
     def run(values: dict[str, float]) -> dict[str, dict[str, float]]:
-        over = {FIT_PARAMS[n][0]: v for n, v in values.items() if FIT_PARAMS[n][0]}
-        sim = simulate_result(config, result, over, values.get("request_overhead_s"))
+        sim = simulate_result(config, result, {FIT_PARAMS[n][0]: v for n, v in values.items()})
         return errors(measured, summarize_metrics(sim))
 
     before = run(cur)
