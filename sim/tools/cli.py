@@ -78,9 +78,9 @@ def _delegate(name: str, argv: list[str]) -> int:
 
 def add_experiments(sub: argparse._SubParsersAction) -> None:
     """sweep, capacity, plot, check, gate and policies: parsers and handlers live in their own modules."""
-    from sim.tools import capacity, check, gates, plot_cli, policies, sweep, validate
+    from sim.tools import capacity, check, gates, plot_cli, policies, report, sweep, validate
 
-    for module in (sweep, capacity, plot_cli, check, gates, policies, validate):
+    for module in (sweep, capacity, plot_cli, report, check, gates, policies, validate):
         module.add_cli(sub)
 
 

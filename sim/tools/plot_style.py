@@ -110,4 +110,4 @@ def add_caption(fig: Any, text: str) -> None:
     """The caption under the figure."""
     if text:
         fig.text(0.01, 0.005, text, fontsize=7, ha="left", va="bottom", wrap=True)
-        fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.11))
+        fig.subplots_adjust(bottom=fig.subplotpars.bottom + 0.28 / fig.get_figheight())
