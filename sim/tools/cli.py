@@ -34,7 +34,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = simulate(config)
     files = write_run(result, out)
     if not args.quiet:
+        from sim.config import load_yaml
+        from sim.tools.defaults_note import applied_defaults
+
         print(f"servesim run {args.config} -> {out}/")
+        for note in applied_defaults(load_yaml(args.config), config):
+            print(f"  default: {note}")
         print(format_summary(result.summary))
         print(f"  files: {', '.join(p.name for p in files.values())}")
     return 0
