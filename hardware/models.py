@@ -238,6 +238,9 @@ _CATALOG: dict[str, ModelSpec] = {
         # Not in section 3: DistServe's calibration model (facebook/opt-13b config.json).
         _dense("OPT-13B", 40, 5120, 40, 40, 20480, 50272, gated_mlp=False, tie_embeddings=True,
                extra_params=2050 * 5120),
+        # Not in section 3: Sarathi-Serve's single-GPU model (mistralai/Mistral-7B-v0.1 config.json;
+        # its 4,096-token sliding window is not modelled: attention reads the whole context).
+        _dense("Mistral-7B", 32, 4096, 32, 8, 14336, 32000),
     )
 }
 
