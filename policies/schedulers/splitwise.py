@@ -76,6 +76,11 @@ class SplitwiseScheduler(VllmV1Scheduler):
         d = self.deferrals
         cap, seqs = p.max_num_batched_tokens, p.max_num_seqs
         running = rep.running_now()
+        if not rep.waiting and not self.queued_key and len(running) <= seqs and len(running) <= cap:
+            for req in running:  # the common step: every decode fits, nobody is passed over
+                if req.is_decoding and self.grow_or_preempt(rep, req, 1, plan):
+                    plan.add_decode(req)
+            return plan
         waiting = list(rep.waiting)
         used = 0
         keys = self.queued_key

@@ -78,6 +78,19 @@ def autoscale_config() -> dict:
     return config
 
 
+def splitwise_reference_config() -> dict:
+    """Splitwise as its reference simulator runs it (``mode: reference`` of the router,
+    hand-off and scheduler) on the whole Azure 2023 conversation trace: 2 prompt + 6 token
+    H100 machines of Llama-3-8B."""
+    sched = {"name": "splitwise", "mode": "reference"}
+    pools = [_pool(2, name="prompt", role="prefill", scheduler=sched),
+             _pool(6, name="token", role="decode", scheduler=sched)]
+    config = _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")}, pools[0], "least_outstanding")
+    config["cluster"] = {"router": {"name": "splitwise", "mode": "reference"},
+                         "handoff": {"name": "splitwise", "mode": "reference"}, "pools": pools}
+    return config
+
+
 SCENARIOS: dict[str, Any] = {
     "azure-conv-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
                                      _pool(16), "least_outstanding"),
@@ -97,6 +110,7 @@ SCENARIOS: dict[str, Any] = {
     "vidur-vllm-4": lambda: vidur_config("vllm", 4),
     "vidur-sarathi-1": lambda: vidur_config("sarathi", 1),
     "vidur-sarathi-4": lambda: vidur_config("sarathi", 4),
+    "splitwise-reference": splitwise_reference_config,
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
