@@ -93,10 +93,11 @@ def test_sarathi_beats_vllm_under_a_p99_tbt_slo_from_the_cli(capsys):
     base = ["capacity", "configs/sarathi_capacity.yaml", "--slo", "p99_tbt=0.1,p50_queueing=2", "--rtol", "0.1",
             "--set", "workload.max_requests=500", "--min-window-e2e", "1", "--json"]
     caps = {}
-    schedulers = {"sarathi": "{name: sarathi, chunk_size: 512}", "vllm": "{name: vllm, max_num_seqs: 128}"}
+    schedulers = {"sarathi": "{name: sarathi, chunk_size: 512}", "vllm-32": "{name: vllm, max_num_seqs: 32}",
+                  "vllm-128": "{name: vllm, max_num_seqs: 128}"}
     for name, sched in schedulers.items():
         main([*base, "--set", f"cluster.pools[0].scheduler={sched}"])
         out = json.loads(capsys.readouterr().out)
         assert out["param"] == "workload.arrival.rate_rps"
         caps[name] = out["value"]
-    assert caps["sarathi"] > 1.8 * caps["vllm"]
+    assert caps["sarathi"] > 1.8 * max(caps["vllm-32"], caps["vllm-128"])  # against vLLM's best batch cap
