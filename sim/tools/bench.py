@@ -78,6 +78,19 @@ def autoscale_config() -> dict:
     return config
 
 
+def splitwise_reference_config() -> dict:
+    """Splitwise as its reference simulator runs it (``mode: reference`` of the router,
+    hand-off and scheduler) on the whole Azure 2023 conversation trace: 2 prompt + 6 token
+    H100 machines of Llama-3-8B."""
+    sched = {"name": "splitwise", "mode": "reference"}
+    pools = [_pool(2, name="prompt", role="prefill", scheduler=sched),
+             _pool(6, name="token", role="decode", scheduler=sched)]
+    config = _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")}, pools[0], "least_outstanding")
+    config["cluster"] = {"router": {"name": "splitwise", "mode": "reference"},
+                         "handoff": {"name": "splitwise", "mode": "reference"}, "pools": pools}
+    return config
+
+
 SCENARIOS: dict[str, Any] = {
     "azure-conv-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
                                      _pool(16), "least_outstanding"),
@@ -101,6 +114,7 @@ SCENARIOS: dict[str, Any] = {
         {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
         _pool(4, scheduler={"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
                             "max_seq_len": 8192}), "least_outstanding"),
+    "splitwise-reference": splitwise_reference_config,
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
