@@ -335,6 +335,12 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
             self._apply(plan, end)
 
     def _step_time(self, plan: StepPlan) -> float:
+        if plan.step_s is not None:  # priced by the scheduler (e.g. a partial-layer prefill)
+            step_s = plan.step_s
+            if self.pending_swap_bytes:
+                step_s += self.cost_model.swap_time_s(self.pending_swap_bytes)
+                self.pending_swap_bytes = 0
+            return step_s
         chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill]
         decode = plan.decode
         if plan.decode_tokens is None:
