@@ -55,7 +55,7 @@ def expert_traffic_bytes(steps, cost_model, num_groups: int | None) -> float:
     members = steps["batch_size"].to_numpy() - decode  # prefill entries in the plan
     b = cost_model.expert_weight_bytes
     if num_groups is None:
-        return float(sum(b(int(p + d)) for p, d in zip(prefill, decode)))
+        return float(sum(b(int(p + d)) for p, d in zip(prefill, decode, strict=True)))
     total = 0.0
     run: list[int] = []  # rows of the cohort in progress (intermediate groups have 0 tokens)
     for i in range(len(steps)):
@@ -140,7 +140,7 @@ def plot(rows: list[dict], path: str) -> None:
     groups = sorted({(r["model"], r["rate_scale"]) for r in rows})
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
     width = 0.8 / len(SYSTEMS)
-    for ax, (key, label) in zip(axes, metrics):
+    for ax, (key, label) in zip(axes, metrics, strict=True):
         for i, name in enumerate(SYSTEMS):
             ys = [next(r[key] for r in rows if (r["model"], r["rate_scale"]) == g and r["system"] == name)
                   for g in groups]
