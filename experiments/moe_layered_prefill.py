@@ -26,6 +26,7 @@ from sim.config import from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
+TRACE_SPAN_S = 3501.0  # the Azure 2023 conversation trace's hour
 MODELS = {"Qwen3-30B-A3B": 1, "Mixtral-8x7B": 2}
 SYSTEMS = {
     "chunked-512": {"name": "sarathi", "chunk_size": 512},
@@ -108,10 +109,14 @@ def main() -> None:
     if args.quick:
         models, rates, windows, duration = ["Qwen3-30B-A3B"], [2.0], [0.0], 120.0
     else:
-        models, rates, windows, duration = list(MODELS), [1.0, 2.0, 3.0], [0.0, 1800.0], 600.0
+        models, rates, windows, duration = list(MODELS), [1.0, 2.0, 3.0], [0.0, 0.5], 600.0
     rows = []
     for model in models:
         for rate in rates:
+            span = TRACE_SPAN_S / rate  # the trace's span after rate scaling; windows start at fractions
+            if not args.quick:
+                duration = min(600.0, 0.45 * span)
+                windows = [0.0, 0.5 * span]
             per = {name: [measure(model, name, rate, w, duration) for w in windows] for name in SYSTEMS}
             for name, runs in per.items():
                 row = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}

@@ -35,7 +35,7 @@ from hardware import calibration_constants as cc
 from hardware.devices import GIB, DeviceSpec, get_device
 from hardware.links import allreduce_time_s
 from hardware.models import ModelSpec, dtype_bytes, get_model
-from hardware.moe import ExpertParallel, ExpertParallelParams, ep_step_s, step_key
+from hardware.moe import ExpertParallel, ExpertParallelParams, ep_decode_run_s, ep_step_s, step_key
 from sim.cost import Chunks, CostModel
 from sim.errors import ConfigError
 from sim.registry import COST_MODELS
@@ -305,8 +305,8 @@ class AnalyticCostModel(CostModel):
             return np.zeros(0, dtype=np.float64)
         if num_seqs <= 0:
             return np.zeros(num_steps, dtype=np.float64)
-        if self._ep is not None:  # per-step routing draws: price step by step (exact by construction)
-            return CostModel.decode_step_times_s(self, num_seqs, context_tokens, num_steps)
+        if self._ep is not None:  # per-step routing realisations, in the same order as step_time_s
+            return ep_decode_run_s(self, num_seqs, context_tokens, num_steps)
         if self.pp == 1:
             if num_steps <= _SHORT_RUN_STEPS:
                 return self._short_decode_run(num_seqs, context_tokens, num_steps)
