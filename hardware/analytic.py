@@ -71,6 +71,8 @@ class AnalyticParams:
                                     doc="share of the C2C link this replica gets (default: MIG slices/8)")
     price_per_gpu_hour: float | None = param(None, ge=0, doc="USD per GPU-hour (default: catalog)")
     swap_overhead_s: float = param(cc.SWAP_OVERHEAD_S, ge=0, doc="fixed cost of one swap copy")
+    moe_layers: Literal["local", "remote"] = param(
+        "local", doc="remote: MoE layers run on a held expert pool (attention pools), not priced here")
     expert_parallel: ExpertParallelParams | None = param(
         None, doc="expert parallelism (hardware/moe.py); null: experts tensor-parallel, uniform routing")
 
@@ -141,6 +143,15 @@ class AnalyticCostModel(CostModel):
         self._fold_constants(lo_prefill, lo_decode)
         self._decode_terms: dict[int, tuple[float, float, tuple[float, ...]]] = {}  # batch size -> terms
         self._ep: ExpertParallel | None = None
+        self._remote_moe_bytes = 0.0
+        if p.moe_layers == "remote" and self._moe:  # an attention pool: its MoE layers run elsewhere
+            if p.expert_parallel is not None:
+                raise ConfigError("moe_layers: remote prices no experts here; drop expert_parallel",
+                                  "cost_model.expert_parallel")
+            m = self.model
+            self._moe = False
+            self._remote_moe_bytes = m.num_moe_layers * (m.num_experts * m.expert_params + m.shared_expert_params
+                                                         + m.router_params) * dtype_bytes(self.weight_dtype)
         if p.expert_parallel is not None:  # opt-in: a replica of ep GPUs, experts spread over them
             self._ep = ExpertParallel(p.expert_parallel, self)
             self.num_gpus = p.expert_parallel.ep
@@ -426,6 +437,13 @@ class AnalyticCostModel(CostModel):
         parts["total"] = total
         return parts
 
+    def held_time_s(self, num_tokens: int, key: int) -> float:
+        """Seconds this (expert) pool is busy serving ``num_tokens`` tokens of attention replicas'
+        MoE layers (sim/engine/held_pool.py); needs ``expert_parallel``."""
+        if self._ep is None:
+            raise ConfigError("an expert pool's cost model needs expert_parallel", "cost_model.expert_parallel")
+        return self._ep.held_s(num_tokens, step_key(num_tokens, key))
+
     def expert_weight_bytes(self, num_tokens: float) -> float:
         """Routed-expert weight bytes one iteration of ``num_tokens`` tokens reads (all MoE layers,
         whole replica): touched experts x expert bytes, or the EP table's activated experts."""
@@ -444,6 +462,8 @@ class AnalyticCostModel(CostModel):
         """Weight bytes each GPU holds (even split over tp x pp; with EP its experts' share)."""
         if self._ep is not None:
             return self._ep.weight_bytes_per_gpu
+        if self._remote_moe_bytes:
+            return (self.model.weight_bytes(self.weight_dtype) - self._remote_moe_bytes) / self.num_gpus
         return self.model.weight_bytes(self.weight_dtype) / self.num_gpus
 
     def activation_reserve_bytes(self) -> float:

@@ -319,6 +319,33 @@ class ExpertParallel:
         dedup = nodes_remote / pairs_remote if pairs_remote > 0 else 1.0
         return self._nvl_lat + ib_lat + inter * dedup / ib_bw + nbytes * (gpn - 1) / gpn / self._nvl_bw
 
+    def remote_s(self, pairs_max: float) -> float:
+        """Dispatch + combine seconds per MoE layer between separate attention and expert GPUs: the
+        busiest expert GPU's pairs all arrive over ``inter_node_link`` (two-phase: one copy per token
+        and expert node, then the fan-out inside the node over NVLink)."""
+        if pairs_max <= 0:
+            return 0.0
+        p = self.params
+        nbytes = pairs_max * self.hidden * (p.dispatch_bytes + p.combine_bytes)
+        t = 2 * self.ib.latency_s
+        if p.a2a != "two_phase":
+            return t + nbytes / (self.ib.gbps * 1e9)
+        k, nodes, gpn = self.top_k, self.num_nodes, self.gpus_per_node
+        dedup = nodes * (1.0 - (1.0 - 1.0 / nodes) ** k) / k
+        return t + 2 * self._nvl_lat + nbytes * dedup / (self.ib.gbps * 1e9) + nbytes * (gpn - 1) / gpn / self._nvl_bw
+
+    def held_s(self, tokens: float, key: int) -> float:
+        """Seconds an expert pool is busy with ``tokens`` tokens of attention replicas (all MoE
+        layers): shared experts and router (tokens spread over the GPUs), the slowest GPU's
+        routed experts, and the communication both ways."""
+        tok = tokens / self.ep
+        tc = tok * self.fixed_c
+        tm = self.fixed_w + tok * self.fixed_a
+        t = math.sqrt(tc * tc + tm * tm)
+        layer = self._interp(self._time, tokens, key)
+        comm = self.remote_s(self._interp(self._tmax, tokens, key))
+        return t + (layer + comm) * self.num_moe_layers
+
     def moe_s(self, tokens: float, key: int) -> tuple[float, float]:
         """(routed-expert seconds, all-to-all seconds) of one step over all MoE layers."""
         layer = self._interp(self._time, tokens, key)
