@@ -81,7 +81,48 @@ def main() -> None:
               f"(paper: up to 4.7x vs SGLang); activation scheduler vs random: "
               f"{best['janus'] / best['janus-random']:.2f}x")
     scaler(results[slos[0]], slos[0], args.quick)
+    simulated(args.quick)
     plot(results, args.out)
+
+
+def sim_config(kind: str, rate_scale: float, max_requests: int, model: str = "Qwen3-30B-A3B") -> dict:
+    """8 H100s on the Azure conversation trace: monolithic EP8 (DP attention) or attention
+    replicas holding an expert pool (roles attention / expert, sim/engine/held_pool.py)."""
+    hw = {"device": DEVICE, "model": model}
+    ep = {**SKEW, "spare_slots": 4}
+    workload = {"name": "trace", "path": str(TRACE), "rate_scale": rate_scale, "max_requests": max_requests}
+    if kind == "monolithic":
+        pools = [{"name": "main", "hardware": hw, "scheduler": "sarathi",
+                  "cost_model": {"name": "analytic", "expert_parallel": {"ep": 8, **ep}}}]
+    else:
+        n_attn, n_moe = (int(x) for x in kind.split("+"))
+        pools = [{"name": "attn", "role": "attention", "num_replicas": n_attn, "hardware": hw, "scheduler": "sarathi",
+                  "cost_model": {"name": "analytic", "moe_layers": "remote"}, "holds": {"pool": "experts"}},
+                 {"name": "experts", "role": "expert", "hardware": hw,
+                  "cost_model": {"name": "analytic", "expert_parallel": {"ep": n_moe, "a2a": "two_phase", **ep}}}]
+    return {"seed": 0, "workload": workload, "cluster": {"router": "least_outstanding", "pools": pools},
+            "slo": {"tpot_s": 0.05}, "engine": {"progress": False}}
+
+
+def simulated(quick: bool) -> None:
+    """The same comparison inside the simulator (Qwen3-30B-A3B, 8 GPUs, real trace, steady state)."""
+    from sim import simulate
+
+    rates = [4.0] if quick else [2.0, 4.0, 8.0]
+    n = 1500 if quick else 6000
+    print("\nSimulated, Qwen3-30B-A3B on 8 H100s, Azure conv trace (middle 80% of arrivals), TPOT SLO 50 ms")
+    print(f"{'rate x':>6s} {'system':12s} {'TPOT mean':>10s} {'TPOT p99':>9s} {'TTFT mean':>10s} "
+          f"{'out tok/s/GPU':>13s} {'SLO att.':>8s}")
+    for rate in rates:
+        for kind in ("monolithic", "4+4", "6+2"):
+            res = simulate(sim_config(kind, rate, n))
+            df = res.requests
+            t0, t1 = df["arrival_s"].min(), df["arrival_s"].max()
+            mid = df[(df["arrival_s"] >= t0 + 0.1 * (t1 - t0)) & (df["arrival_s"] <= t1 - 0.1 * (t1 - t0))]
+            tps = res.summary["throughput_output_tps"] / res.summary["num_gpus"]
+            att = float((mid["tpot_s"].fillna(0) <= 0.05).mean())
+            print(f"{rate:6.1f} {kind:12s} {mid['tpot_s'].mean():10.4f} {mid['tpot_s'].quantile(0.99):9.4f} "
+                  f"{mid['ttft_s'].mean():10.3f} {tps:13.1f} {att:8.3f}")
 
 
 def scaler(df: pd.DataFrame, slo: float, quick: bool) -> None:
