@@ -143,6 +143,10 @@ def scaler(df: pd.DataFrame, slo: float, quick: bool) -> None:
     for name, table in (("janus", janus), ("monolithic", mono)):
         scaled = sum(gpus_for(table, r) for r in rates) * 0.25
         static = gpus_for(table, rates.max()) * 24
+        if not math.isfinite(static):
+            print(f"  {name:11s} no configuration of the grid serves the peak (at most {table['rate'].max():.1f} "
+                  "req/s)")
+            continue
         print(f"  {name:11s} scaler {scaled:8.1f} GPU-h   static peak {static:8.1f} GPU-h   "
               f"saving {1 - scaled / static:+.0%} (paper: 39% fewer)")
 
