@@ -437,6 +437,11 @@ class AnalyticCostModel(CostModel):
         parts["total"] = total
         return parts
 
+    @property
+    def expert_parallel(self) -> ExpertParallel | None:
+        """The expert-parallel model (routing table, placement), if configured."""
+        return self._ep
+
     def held_time_s(self, num_tokens: int, key: int) -> float:
         """Seconds this (expert) pool is busy serving ``num_tokens`` tokens of attention replicas'
         MoE layers (sim/engine/held_pool.py); needs ``expert_parallel``."""

@@ -70,7 +70,8 @@ class JanusModel:
 
     def __init__(self, device: str, model: str, n_attn: int, n_moe: int, dtype: str = "fp8",
                  routing: dict | None = None, max_spare: int = 8, gpu_memory_utilization: float = 0.9,
-                 replica_choice: str = "least_loaded"):
+                 replica_choice: str = "least_loaded", spare_slots: int | None = None,
+                 shared_ep: ExpertParallel | None = None):
         self.cm = cm = AnalyticCostModel(AnalyticParams(), _hw(device, model, dtype))
         m, d = cm.model, cm.device
         self.n_attn, self.n_moe = n_attn, n_moe
@@ -82,8 +83,12 @@ class JanusModel:
         base = m.num_experts // n_moe if m.num_experts % n_moe == 0 else 0
         self.fits = base > 0 and self.slots_per_gpu >= base and usable > self.attn_weight_bytes
         spare = max(0, min(max_spare, self.slots_per_gpu - base)) if self.fits else 0
+        if spare_slots is not None:
+            spare = spare_slots
         self.kv_capacity_tokens = max(0.0, (usable - self.attn_weight_bytes) * n_attn / cm.kv_bytes_per_token)
-        if self.fits:
+        if shared_ep is not None:  # the expert side does not depend on n_attn: reuse its table
+            self.ep = shared_ep
+        elif self.fits:
             p = ExpertParallelParams(ep=n_moe, spare_slots=spare, replica_choice=replica_choice, a2a="two_phase",
                                      **(routing or {}))
             self.ep = ExpertParallel(p, cm)

@@ -361,6 +361,12 @@ class PoolView:
     hardware = _live("_pool.config.hardware", "device, model, tp, pp and dtypes")
 
     @property
+    def holds(self) -> PoolView | None:
+        """The pool this pool's iterations hold (an attention pool's expert pool), or None."""
+        held = self._pool.held
+        return held.pool.view if held is not None else None
+
+    @property
     def replicas(self) -> list[ReplicaView]:
         """Replicas of the pool that have not been removed (starting, active and draining)."""
         return [r.view for r in self._pool.replicas if r.lifecycle != "removed"]
@@ -416,7 +422,7 @@ class ClusterView:
 
     @property
     def entry_replicas(self) -> list[ReplicaView]:
-        """Replicas that receive new requests (mixed and prefill pools, active)."""
+        """Replicas that receive new requests (mixed, prefill and attention pools, active)."""
         return list(self._c.entry_views)
 
     @property
