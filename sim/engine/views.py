@@ -211,7 +211,7 @@ class KVView:
 _REPLICA_FIELDS = {
     "id": "stable replica id",
     "pool": "pool name",
-    "role": "pool role: mixed, prefill or decode",
+    "role": "pool role: mixed, prefill, decode, attention or expert",
     "lifecycle": "starting, active, draining or removed",
     "start_s": "when it was built (its GPUs are billed from here)",
     "ready_s": "when it became active (None while starting)",
@@ -356,7 +356,7 @@ class PoolView:
         self._pool = pool
 
     name = _live("_pool.name", "pool name")
-    role = _live("_pool.role", "mixed, prefill or decode")
+    role = _live("_pool.role", "mixed, prefill, decode, attention or expert")
     cost_model = _live("_pool.cost_model", "the pool's cost model (pricing only)")
     hardware = _live("_pool.config.hardware", "device, model, tp, pp and dtypes")
 
