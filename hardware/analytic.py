@@ -35,7 +35,8 @@ from hardware import calibration_constants as cc
 from hardware.devices import GIB, DeviceSpec, get_device
 from hardware.links import allreduce_time_s
 from hardware.models import ModelSpec, dtype_bytes, get_model
-from hardware.moe import ExpertParallel, ExpertParallelParams, ep_decode_run_s, ep_step_s, step_key
+from hardware.moe import ExpertParallel, ExpertParallelParams
+from hardware.moe_step import ep_decode_run_s, ep_step_s, step_key
 from sim.cost import Chunks, CostModel
 from sim.errors import ConfigError
 from sim.registry import COST_MODELS
