@@ -153,6 +153,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.view = ReplicaView(self)
         self.ops = ReplicaOps(self)
         self._at_boundary: list = []              # callbacks for the next iteration boundary
+        self.held_pool: Any = None                # a pool part of every iteration runs on (attention)
         self.process = env.process(self._loop())
 
     # ------------------------------------------------------------------ engine-side reads
@@ -328,13 +329,40 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                     and not self.pending_swap_bytes and self.paused is None and self.hold_request is None:
                 yield from self._stretch(plan)
                 continue
+            if self.held_pool is not None:
+                yield from self._step_holding(plan)
+                continue
             step_s = self._step_time(plan)
             end = env.now + step_s
             yield at(env, end)
             self._account(plan, step_s)
             self._apply(plan, end)
 
+    def hold_pool(self, held: Any) -> None:
+        """Run every iteration's held part on ``held`` (sim/engine/held_pool.py); no stretches."""
+        self.held_pool = held
+        self.fast_forward = False
+
+    def _step_holding(self, plan: StepPlan):
+        """This replica's own part of the iteration, then the held pool's part (queued, shared)."""
+        env = self.env
+        start = env.now
+        yield at(env, start + self._step_time(plan))
+        tokens = plan.num_prefill_tokens + (len(plan.decode) if plan.decode_tokens is None
+                                            else sum(plan.decode_tokens))
+        if tokens:
+            yield self.held_pool.request(tokens)
+        end = env.now
+        self._account(plan, end - start)
+        self._apply(plan, end)
+
     def _step_time(self, plan: StepPlan) -> float:
+        if plan.step_s is not None:  # priced by the scheduler (e.g. a partial-layer prefill)
+            step_s = plan.step_s
+            if self.pending_swap_bytes:
+                step_s += self.cost_model.swap_time_s(self.pending_swap_bytes)
+                self.pending_swap_bytes = 0
+            return step_s
         chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill]
         decode = plan.decode
         if plan.decode_tokens is None:

@@ -211,7 +211,7 @@ class KVView:
 _REPLICA_FIELDS = {
     "id": "stable replica id",
     "pool": "pool name",
-    "role": "pool role: mixed, prefill or decode",
+    "role": "pool role: mixed, prefill, decode, attention or expert",
     "lifecycle": "starting, active, draining or removed",
     "start_s": "when it was built (its GPUs are billed from here)",
     "ready_s": "when it became active (None while starting)",
@@ -356,9 +356,15 @@ class PoolView:
         self._pool = pool
 
     name = _live("_pool.name", "pool name")
-    role = _live("_pool.role", "mixed, prefill or decode")
+    role = _live("_pool.role", "mixed, prefill, decode, attention or expert")
     cost_model = _live("_pool.cost_model", "the pool's cost model (pricing only)")
     hardware = _live("_pool.config.hardware", "device, model, tp, pp and dtypes")
+
+    @property
+    def holds(self) -> PoolView | None:
+        """The pool this pool's iterations hold (an attention pool's expert pool), or None."""
+        held = self._pool.held
+        return held.pool.view if held is not None else None
 
     @property
     def replicas(self) -> list[ReplicaView]:
@@ -416,7 +422,7 @@ class ClusterView:
 
     @property
     def entry_replicas(self) -> list[ReplicaView]:
-        """Replicas that receive new requests (mixed and prefill pools, active)."""
+        """Replicas that receive new requests (mixed, prefill and attention pools, active)."""
         return list(self._c.entry_views)
 
     @property

@@ -115,6 +115,11 @@ SCENARIOS: dict[str, Any] = {
         _pool(4, scheduler={"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
                             "max_seq_len": 8192}), "least_outstanding"),
     "splitwise-reference": splitwise_reference_config,
+    "azure-conv-moe-ep": lambda: _config(  # Qwen3-30B-A3B, EP8 with DP attention, skewed routing
+        {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
+        _pool(2, hardware={"device": "H100-SXM", "model": "Qwen3-30B-A3B", "tp": 1},
+              cost_model={"name": "analytic", "expert_parallel": {"ep": 8, "routing": "zipf", "noise_sigma": 0.3}}),
+        "least_outstanding"),
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
