@@ -109,6 +109,7 @@ class Cluster(ClusterLifecycleMixin):
         self._last_progress = self._wall_start
         self._show_progress = config.engine.progress and sys.stderr.isatty()
         self._init_lifecycle()
+        self.transfer.on_end = self.check_draining  # a replica draining may be empty once a migration ends
 
     # ------------------------------------------------------------------ building
     def context(self, rng: np.random.Generator | None, params: Any, where: str,

@@ -117,6 +117,7 @@ class TransferService:
         self.aborted: dict[str, int] = {}
         self.refused: dict[str, int] = {}
         self.records: list[dict[str, Any]] = []  # one flat row per started migration, when it ends
+        self.on_end: Callable[[], None] | None = None  # after each migration ends (landed or aborted)
 
     # ------------------------------------------------------------------ links and plain copies
     def link(self, owner: Hashable, spec: LinkSpec | str, gbps: float | None = None) -> SharedLink:
@@ -337,6 +338,8 @@ class TransferService:
             "num_stages": m.num_stages, "num_blocks_precopied": m.copied_blocks, "start_s": m.start_s,
             "stop_s": m.stop_s, "end_s": now, "downtime_s": now - m.stop_s if outcome == "migrated" else 0.0,
         })
+        if self.on_end is not None:
+            self.on_end()
 
     # ------------------------------------------------------------------ accounting
     def end_run(self) -> None:
