@@ -14,9 +14,10 @@ queues, preemptions and fragmentation matter). Same here: 16 A10G replicas of Ll
                (the paper's INFaaS++ baseline scales the same way but cannot migrate), swept over
                the scale-up threshold: p99 TTFT against GPU-hours
 
-Steady state: each run replays a window of the trace; only requests arriving after the first
-10% and before the last 10% of the window are measured. "Seeds" are trace windows (starting at
-0, 1,200 and 2,400 s): the trace fixes every arrival and length, so a seed changes nothing else.
+Steady state: each run replays a window of the trace (500 simulated seconds); only requests
+arriving after the first 10% and before the last 10% of the window are measured. "Seeds" are
+trace windows (starting at 0, 1,200 and 2,400 s of the trace's clock): the trace fixes every
+arrival and length, so a seed changes nothing else.
 Run::
 
     .venv/bin/python experiments/llumnix_azure.py [--quick] [--part latency|priority|autoscale|all]
@@ -51,8 +52,9 @@ def trace_path(trace: str) -> str:
 
 def config(trace: str, num_replicas: int, rate_scale: float, start_s: float, duration_s: float, router: dict | str,
            controllers: list, priorities: bool = False, seed: int = 0) -> dict:
-    """One window of an Azure trace on ``num_replicas`` A10G replicas of Llama-2-7B."""
-    transforms = [{"name": "window", "start_s": start_s, "duration_s": duration_s},
+    """One window of an Azure trace on ``num_replicas`` A10G replicas of Llama-2-7B: ``start_s`` on
+    the trace's own clock, ``duration_s`` simulated seconds (the window applies after rate scaling)."""
+    transforms = [{"name": "window", "start_s": start_s / rate_scale, "duration_s": duration_s},
                   {"name": "clip_lengths", "max_context_tokens": 4096}]
     scheduler = {"name": "vllm_v1"}
     if priorities:
@@ -210,10 +212,10 @@ def main() -> None:
         traces = {"conv": [0.4, 0.45]}
         pri_scale, auto = 0.4, dict(max_replicas=4, scale=0.4, start_s=0.0, duration_s=600.0, thresholds=[10.0])
     else:
-        n, starts, dur = 16, [0.0, 1200.0, 2400.0], 1000.0
+        n, starts, dur = 16, [0.0, 1200.0, 2400.0], 500.0
         traces = {"conv": [1.6, 1.8, 2.0], "code": [0.5, 1.0, 1.5]}
         pri_scale = 1.8
-        auto = dict(max_replicas=16, scale=1.8, start_s=0.0, duration_s=3400.0, thresholds=[5.0, 10.0, 20.0])
+        auto = dict(max_replicas=16, scale=1.8, start_s=0.0, duration_s=3400.0 / 1.8, thresholds=[5.0, 10.0, 20.0])
     lat = part_latency(traces, n, starts, dur) if args.part in ("latency", "all") else []
     pri = part_priority(n, pri_scale, starts, dur) if args.part in ("priority", "all") else []
     aut = part_autoscale(**auto) if args.part in ("autoscale", "all") else []

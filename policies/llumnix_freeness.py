@@ -33,19 +33,22 @@ from sim.engine.views import ReplicaView
 
 def queued_demand_blocks(rep: ReplicaView, queued: str) -> tuple[int, int]:
     """(blocks, count) of the queued requests counted in ``rep``'s virtual usage: the head only
-    (``head``; swapped requests go first, as vLLM resumes them first) or every one (``all``)."""
+    (``head``; swapped requests go first, as vLLM resumes them first) or every one (``all``).
+
+    ``all`` reads the replica's incremental count of prompt tokens still to compute (queued, or
+    left of a prefill in progress, whose blocks are not yet taken) as blocks, plus each swapped
+    request's blocks: O(1) per replica whatever the queue's length, within one block per
+    queued request of summing each request's own demand."""
     kv = rep.kv
     if queued == "head":
         head = rep.swapped[0] if rep.swapped else (rep.waiting[0] if rep.waiting else None)
         if head is None:
             return 0, 0
         return kv.blocks_for(head.context_tokens), 1
-    blocks = count = 0
-    for queue in (rep.swapped, rep.waiting):
-        for r in queue:
-            blocks += kv.blocks_for(r.context_tokens)
-            count += 1
-    return blocks, count
+    blocks = kv.blocks_for(rep.pending_prefill_tokens)
+    for r in rep.swapped:
+        blocks += kv.blocks_for(r.context_tokens)
+    return blocks, len(rep.waiting) + len(rep.swapped)
 
 
 def has_high_priority(rep: ReplicaView, high_priority_max: int | None) -> bool:

@@ -35,14 +35,15 @@ def req(context, priority=0):
 def fake_rep(used=0, running=(), waiting=(), swapped=(), lifecycle="active"):
     running = list(running)
     return SimpleNamespace(kv=FakeKV(used=used), running=running, waiting=list(waiting), swapped=list(swapped),
-                           num_running=len(running), lifecycle=lifecycle)
+                           num_running=len(running), lifecycle=lifecycle,
+                           pending_prefill_tokens=sum(r.context_tokens for r in waiting))
 
 
 def test_freeness_counts_head_of_line_demand_and_batch():
     rep = fake_rep(used=500, running=[req(100)] * 4, waiting=[req(320), req(1600)])
     # head of line: (1000 - 10 - 500 - 20) / (4 + 1)
     assert freeness(rep, "head") == pytest.approx(470 / 5)
-    # every queued request: (990 - 500 - 20 - 100) / 6
+    # every queued request, from the prompt tokens still to compute: (990 - 500 - 120) / 6
     assert freeness(rep, "all") == pytest.approx(370 / 6)
     # swapped requests resume first: the head is the swapped one
     rep = fake_rep(used=500, running=[req(100)], waiting=[req(320)], swapped=[req(160)])
