@@ -22,13 +22,15 @@ Run::
 
     .venv/bin/python experiments/llumnix_azure.py [--quick] [--part latency|priority|autoscale|all]
 
-Prints tables and writes docs/llumnix_azure.png.
+Prints tables, keeps each part's rows in runs/llumnix_azure[_quick]/<part>.json and draws
+docs/llumnix_azure.png (quick: runs/llumnix_azure_quick/llumnix_azure.png) from the parts run so far.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -161,12 +163,12 @@ def part_autoscale(max_replicas: int, scale: float, start_s: float, duration_s: 
     return rows
 
 
-def figure(lat: list, pri: list, auto: list) -> Path:
+def figure(lat: list, pri: list, auto: list, out: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    traces = sorted({r["trace"] for r in lat})
+    traces = sorted({r["trace"] for r in lat}) or ["conv"]
     fig, axes = plt.subplots(1, len(traces) + 2, figsize=(4 * (len(traces) + 2), 3.3))
     for ax, trace in zip(axes, traces, strict=False):
         for name in SYSTEMS:
@@ -196,8 +198,7 @@ def figure(lat: list, pri: list, auto: list) -> Path:
     ax.set_title("autoscaling")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    DOCS.mkdir(exist_ok=True)
-    out = DOCS / "llumnix_azure.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     return out
 
@@ -216,12 +217,19 @@ def main() -> None:
         traces = {"conv": [1.6, 1.8, 2.0], "code": [0.5, 1.0, 1.5]}
         pri_scale = 1.8
         auto = dict(max_replicas=16, scale=1.8, start_s=0.0, duration_s=3400.0 / 1.8, thresholds=[5.0, 10.0, 20.0])
-    lat = part_latency(traces, n, starts, dur) if args.part in ("latency", "all") else []
-    pri = part_priority(n, pri_scale, starts, dur) if args.part in ("priority", "all") else []
-    aut = part_autoscale(**auto) if args.part in ("autoscale", "all") else []
-    if args.part == "all":
-        print(f"wrote {figure(lat, pri, aut)}")
-
+    runs = ROOT / "runs" / ("llumnix_azure_quick" if args.quick else "llumnix_azure")
+    runs.mkdir(parents=True, exist_ok=True)
+    parts = {"latency": lambda: part_latency(traces, n, starts, dur),
+             "priority": lambda: part_priority(n, pri_scale, starts, dur),
+             "autoscale": lambda: part_autoscale(**auto)}
+    for name, fn in parts.items():
+        if args.part in (name, "all"):
+            (runs / f"{name}.json").write_text(json.dumps(fn(), indent=1))
+    # the figure from every part run so far (parts may run in separate processes)
+    done = {name: json.loads((runs / f"{name}.json").read_text()) if (runs / f"{name}.json").exists() else []
+            for name in parts}
+    out = runs / "llumnix_azure.png" if args.quick else DOCS / "llumnix_azure.png"
+    print(f"wrote {figure(done['latency'], done['priority'], done['autoscale'], out)}")
 
 if __name__ == "__main__":
     main()
