@@ -45,7 +45,7 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     wall_start = time.perf_counter()
     seeds = np.random.SeedSequence(config.seed)
     workload = config.workload.build()
-    recorder = Recorder(config.output.record_steps, config.output.record_token_times)
+    recorder = Recorder(config.output.record_steps or config.output.trace_events, config.output.record_token_times)
     cluster = Cluster(config, workload, recorder, seeds)
     cluster.run()
     df = recorder.requests_frame()

@@ -9,7 +9,6 @@ Controllers are periodic processes that act on the whole cluster (migration, sca
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,13 +64,18 @@ class Cluster(ClusterLifecycleMixin):
         self.env = simpy.Environment()
         self.recorder = recorder
         self.workload = workload
-        child = seeds.spawn(4)
+        child = seeds.spawn(5)  # the first four as before the predictor stream was added
         self.workload_rng = np.random.default_rng(child[0])
         router_seed = child[1]
         self._policy_seeds = child[2]
         controller_seeds = child[3]
         self.view = ClusterView(self)
         self.shared: dict[str, Any] = {}  # cluster-wide policy state (BuildContext.shared)
+        self.predictor = None
+        if config.cluster.predictor is not None:  # before every policy: they get it in their context
+            spec = config.cluster.predictor
+            self.predictor = spec.build(BuildContext(rng=np.random.default_rng(child[4]), cluster=self.view,
+                                                     shared=self.shared, oracle=True, where="cluster.predictor"))
         self.pools: list[Pool] = []
         self.replicas: list[Replica] = []
         self.replica_by_id: dict[int, Replica] = {}
@@ -105,9 +109,8 @@ class Cluster(ClusterLifecycleMixin):
         self.truncated = False  # the run stopped at engine.max_time_s with requests outstanding
         self.num_not_arrived = 0  # requests of the workload that had not arrived at the cut
         self.all_done = self.env.event()
-        self._wall_start = time.monotonic()
-        self._last_progress = self._wall_start
         self._show_progress = config.engine.progress and sys.stderr.isatty()
+        self._bar: Any = None
         self._init_lifecycle()
         self.transfer.on_end = self.check_draining  # a replica draining may be empty once a migration ends
 
@@ -121,7 +124,7 @@ class Cluster(ClusterLifecycleMixin):
             rng=rng, cluster=self.view, pool=pool.view if pool is not None else None,
             cost_model=pool.cost_model if pool is not None else None,
             hardware=pool.config.hardware if pool is not None else None,
-            shared=self.shared, oracle=is_oracle(params), where=where)
+            shared=self.shared, predictor=self.predictor, oracle=is_oracle(params), where=where)
 
     def _build_pool(self, cfg: PoolConfig, where: str) -> Pool:
         cost_model = build_cost_model(cfg, where)
@@ -226,7 +229,7 @@ class Cluster(ClusterLifecycleMixin):
         self.num_arrived += 1
         if self.recorder.record_token_times:
             req.token_times = []
-        if self._show_progress and self.num_arrived % 2048 == 0:
+        if self._bar is not None and self.num_arrived % 2048 == 0:
             self._progress()
         if req.input_tokens + req.output_tokens > self.max_fit_tokens:
             self.reject(req, "exceeds_kv_capacity")
@@ -251,6 +254,11 @@ class Cluster(ClusterLifecycleMixin):
 
     def _on_done(self, req: Request) -> None:
         self.num_done += 1
+        if self.predictor is not None:
+            if req.state is State.FINISHED:
+                self.predictor.observe(req.view, req.output_tokens)
+            elif hasattr(self.predictor, "discard"):
+                self.predictor.discard(req.view)
         if self.handoff is not None and req.replica is not None:
             self.handoff.request_done(self.replica_by_id[req.replica], req)
         if getattr(self.workload, "closed_loop", False):
@@ -266,17 +274,16 @@ class Cluster(ClusterLifecycleMixin):
             self.all_done.succeed()
 
     def _progress(self) -> None:
-        now = time.monotonic()
-        if now - self._wall_start < 3.0 or now - self._last_progress < 0.5:
-            return
-        self._last_progress = now
-        sys.stderr.write(f"\r  simulated {self.env.now:10.1f} s  requests {self.num_arrived:9d} "
-                         f"arrived {self.num_done:9d} done  wall {now - self._wall_start:6.1f} s")
-        sys.stderr.flush()
+        self._bar.update(self.num_done - self._bar.n)
+        self._bar.set_postfix_str(f"simulated {self.env.now:.1f} s, {self.num_arrived} arrived", refresh=False)
 
     # ------------------------------------------------------------------ run
     def run(self) -> None:
         """Run until every request is done (or the configured time limit)."""
+        if self._show_progress:
+            from sim.tools.progress import bar
+
+            self._bar = bar("simulating", unit="req", delay_s=3.0)
         self.start()
         until = self.config.engine.max_time_s
         if until is not None:
@@ -287,8 +294,9 @@ class Cluster(ClusterLifecycleMixin):
                 self.num_not_arrived = self._count_not_arrived()
         else:
             self.env.run(until=self.all_done)
-        if self._show_progress and time.monotonic() - self._wall_start >= 3.0:
-            sys.stderr.write("\n")
+        if self._bar is not None:
+            self._progress()
+            self._bar.close()
         self._record_unfinished()
 
     def _count_not_arrived(self) -> int:
