@@ -216,7 +216,7 @@ def main() -> None:
         n, starts, dur = 16, [0.0, 1200.0, 2400.0], 500.0
         traces = {"conv": [1.6, 1.8, 2.0], "code": [0.5, 1.0, 1.5]}
         pri_scale = 1.8
-        auto = dict(max_replicas=16, scale=1.8, start_s=0.0, duration_s=3400.0 / 1.8, thresholds=[5.0, 10.0, 20.0])
+        auto = dict(max_replicas=16, scale=1.2, start_s=0.0, duration_s=3400.0 / 1.2, thresholds=[5.0, 10.0, 20.0])
     runs = ROOT / "runs" / ("llumnix_azure_quick" if args.quick else "llumnix_azure")
     runs.mkdir(parents=True, exist_ok=True)
     parts = {"latency": lambda: part_latency(traces, n, starts, dur),
