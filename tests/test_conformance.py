@@ -52,9 +52,6 @@ PERCENTILES = (50, 90, 95, 99)
 
 # Known failures, each xfail(strict=True): (case id, variant, check) -> why.
 KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
-    ("controller_llumnix_migration", "gate", "steps_log"):
-        "the per-iteration log's kv_blocks_used differs in 4 of ~13,000 rows when a migration's KV is freed or "
-        "reserved during a decode stretch (request frames, token times and ITL are identical)",
 }
 
 

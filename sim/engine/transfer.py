@@ -349,6 +349,7 @@ class TransferService:
 
     def _abort(self, m: _Migration, reason: str) -> None:
         m.dst.kv.free(m.ghost)
+        m.dst.wake()  # a decode stretch on dst planned with the reserved blocks counted ends here
         self.aborted[reason] = self.aborted.get(reason, 0) + 1
         self._release(m, reason)
 
