@@ -39,7 +39,8 @@ def _models() -> list[str]:
     for name in model_names():
         m = get_model(name)
         experts = f"{m.num_experts} / {m.top_k}" if m.is_moe else "-"
-        active = f"{m.num_params / 1e9:.2f} / {m.num_active_params / 1e9:.2f}" if m.is_moe else f"{m.num_params / 1e9:.2f}"
+        total = f"{m.num_params / 1e9:.2f}"
+        active = f"{total} / {m.num_active_params / 1e9:.2f}" if m.is_moe else total
         rows.append(f"| {name} | {m.num_layers} | {m.hidden} | {m.num_heads} | {m.num_kv_heads} | {m.head_dim} | "
                     f"{experts} | {active} | {m.kv_bytes_per_token('bf16'):,.0f} |")
     return rows

@@ -87,6 +87,7 @@ SUMMARY_ROWS = (
     ("prefix hit rate", lambda s: _pct(s["prefix_hit_rate"])),
     ("mean batch size", lambda s: f"{s['mean_batch_size']:.1f}"),
     ("wall time", lambda s: f"{s['wall_s']:.2f} s"),
+    ("held-out error of this regime", lambda s: _band(s)),
 )
 
 
@@ -96,6 +97,14 @@ def _steady(s: dict) -> str:
         return "n/a (too few requests)"
     return (f"{good:.2f} req/s ({_pct(s['slo_attainment_steady'])}) of {s['offered_steady_rps']:.2f} req/s "
             f"offered, arrivals {s['steady_window_start_s']:.0f}-{s['steady_window_end_s']:.0f} s")
+
+
+def _band(s: dict) -> str:
+    """Median |error| of the corpus's held-out points nearest this run's regime (issue 17)."""
+    if s.get("heldout_error_median_abs") is None:
+        return str(s.get("heldout_error_regime", "n/a"))
+    return (f"median {_pct(s['heldout_error_median_abs'])}, {_pct(s['heldout_error_within_20'])} within 20% "
+            f"(n={s['heldout_error_n']}, regime {s['heldout_error_regime']}; servesim calibrate)")
 
 
 def _pct(v: float | None) -> str:
