@@ -115,6 +115,7 @@ class Cluster(ClusterLifecycleMixin):
         self._show_progress = config.engine.progress and sys.stderr.isatty()
         self._bar: Any = None
         self._init_lifecycle()
+        self.transfer.on_end = self.check_draining  # a replica draining may be empty once a migration ends
 
     # ------------------------------------------------------------------ building
     def context(self, rng: np.random.Generator | None, params: Any, where: str,
@@ -356,11 +357,12 @@ class Cluster(ClusterLifecycleMixin):
         self.transfer.end_run()
 
     # ------------------------------------------------------------------ migration
-    def migrate(self, request_id: int, dst_replica_id: int, live: bool = True) -> bool:
+    def migrate(self, request_id: int, dst_replica_id: int, live: bool = True, recompute: bool = False) -> bool:
         """Start moving decoding request ``request_id`` to replica ``dst_replica_id``: by Llumnix's
-        multi-stage pre-copy (``live``) or stop and copy. False when it cannot start (the reason
-        is counted in ``transfer.refused``); a started migration may still abort (``transfer.aborted``)."""
-        return self.transfer.migrate(request_id, dst_replica_id, live)
+        multi-stage pre-copy (``live``), stop and copy, or (``recompute``) by dropping its KV and
+        recomputing it there. False when it cannot start (the reason is counted in
+        ``transfer.refused``); a started migration may still abort (``transfer.aborted``)."""
+        return self.transfer.migrate(request_id, dst_replica_id, live, recompute)
 
     # ------------------------------------------------------------------ controller actions
     def apply_actions(self, actions: Any, controller: Any = None) -> None:

@@ -189,12 +189,13 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                     or self.paused is not None or self.hold_request is not None or self.held_by is not None)
 
     # ------------------------------------------------------------------ cluster-side operations
-    def enqueue(self, req: Request) -> None:
-        """Accept a routed request; it is considered at the next iteration boundary."""
+    def enqueue(self, req: Request, reason: str | None = None) -> None:
+        """Accept a routed request (or, with ``reason``, one moved here to be recomputed, e.g.
+        ``migrated``); it is considered at the next iteration boundary."""
         req.replica = self.id
         req.pool = self.pool
-        self.recorder.visit_open(req, self, "prefill" if self.role == "prefill" else "serve")
-        req.state = State.QUEUED
+        self.recorder.visit_open(req, self, reason or ("prefill" if self.role == "prefill" else "serve"))
+        req.state = State.QUEUED if reason is None else State.PREEMPTED
         self.waiting.append(req)
         self.num_outstanding += 1
         self.num_pending_prefill_tokens += req.remaining_prefill_tokens

@@ -444,3 +444,23 @@ class ClusterView:
     @property
     def num_done(self) -> int:
         return self._c.num_done
+
+    def is_migrating(self, request_id: int) -> bool:
+        """Whether request ``request_id`` is being migrated now (pre-copy or last stage)."""
+        return request_id in self._c.transfer._migrations
+
+    def num_migrations_at(self, replica_id: int) -> int:
+        """Migrations in progress into or out of replica ``replica_id`` (the transfer service
+        admits ``cluster.transfer.max_migrations_per_replica`` at a time)."""
+        return self._c.transfer._busy.get(replica_id, 0)
+
+    def migration_copy_s(self, num_bytes: float) -> float:
+        """Seconds ``num_bytes`` of KV take alone on the link migrations copy over (``cluster.transfer``)."""
+        t = self._c.transfer
+        gbps = t.params.link_gbps if t.params.link_gbps is not None else t.migration_spec.gbps
+        return t.migration_spec.latency_s + num_bytes / (gbps * 1e9)
+
+    @property
+    def max_migrations_per_replica(self) -> int | None:
+        """Migrations one replica may take part in at once (None: no limit)."""
+        return self._c.transfer.params.max_migrations_per_replica

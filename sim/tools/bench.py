@@ -91,6 +91,19 @@ def splitwise_reference_config() -> dict:
     return config
 
 
+
+def llumnix_config() -> dict:
+    """Llumnix on the whole Azure 2023 conversation trace at twice its rate (near saturation):
+    16 A10G replicas of Llama-2-7B (small KV caches), contexts clipped to 4,096 tokens, the
+    ``llumnix`` router and ``llumnix_migration`` pairing every 50 ms, live KV copies over 100 GbE."""
+    workload = {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"), "rate_scale": 2.0,
+                "transforms": [{"name": "clip_lengths", "max_context_tokens": 4096}]}
+    pool = _pool(16, hardware={"device": "A10G", "model": "Llama-2-7B", "tp": 1})
+    config = _config(workload, pool, "llumnix")
+    config["cluster"]["transfer"] = {"link": "ethernet-100g"}
+    config["cluster"]["controllers"] = [{"name": "llumnix_migration"}]
+    return config
+
 SCENARIOS: dict[str, Any] = {
     "azure-conv-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
                                      _pool(16), "least_outstanding"),
@@ -120,6 +133,7 @@ SCENARIOS: dict[str, Any] = {
         _pool(2, hardware={"device": "H100-SXM", "model": "Qwen3-30B-A3B", "tp": 1},
               cost_model={"name": "analytic", "expert_parallel": {"ep": 8, "routing": "zipf", "noise_sigma": 0.3}}),
         "least_outstanding"),
+    "azure-conv-16-llumnix": llumnix_config,
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
