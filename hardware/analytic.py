@@ -35,6 +35,8 @@ from hardware import calibration_constants as cc
 from hardware.devices import GIB, DeviceSpec, get_device
 from hardware.links import allreduce_time_s
 from hardware.models import ModelSpec, dtype_bytes, get_model
+from hardware.moe import ExpertParallel, ExpertParallelParams
+from hardware.moe_step import ep_decode_run_s, ep_step_s, step_key
 from sim.cost import Chunks, CostModel
 from sim.errors import ConfigError
 from sim.registry import COST_MODELS
@@ -73,6 +75,10 @@ class AnalyticParams:
     stack_file: str | None = param(None, doc="YAML stack file (servesim fit) replacing the stack's constants")
     request_overhead_s: float | None = param(None, ge=0, doc="per-request frontend delay added to TTFT and "
                                              "E2E (tokenise, detokenise, HTTP; default: the stack's)")
+    moe_layers: Literal["local", "remote"] = param(
+        "local", doc="remote: MoE layers run on a held expert pool (attention pools), not priced here")
+    expert_parallel: ExpertParallelParams | None = param(
+        None, doc="expert parallelism (hardware/moe.py); null: experts tensor-parallel, uniform routing")
 
 
 def roofline_time_s(flops: float, num_bytes: float, peak_flops: float, bytes_per_s: float) -> float:
@@ -145,6 +151,19 @@ class AnalyticCostModel(CostModel):
         self._c2c_bw = self._c2c_bytes_per_s()
         self._fold_constants(lo_prefill, lo_decode)
         self._decode_terms: dict[int, tuple[float, float, tuple[float, ...]]] = {}  # batch size -> terms
+        self._ep: ExpertParallel | None = None
+        self._remote_moe_bytes = 0.0
+        if p.moe_layers == "remote" and self._moe:  # an attention pool: its MoE layers run elsewhere
+            if p.expert_parallel is not None:
+                raise ConfigError("moe_layers: remote prices no experts here; drop expert_parallel",
+                                  "cost_model.expert_parallel")
+            m = self.model
+            self._moe = False
+            self._remote_moe_bytes = m.num_moe_layers * (m.num_experts * m.expert_params + m.shared_expert_params
+                                                         + m.router_params) * dtype_bytes(self.weight_dtype)
+        if p.expert_parallel is not None:  # opt-in: a replica of ep GPUs, experts spread over them
+            self._ep = ExpertParallel(p.expert_parallel, self)
+            self.num_gpus = p.expert_parallel.ep
 
     # ------------------------------------------------------------ construction
 
@@ -294,6 +313,9 @@ class AnalyticCostModel(CostModel):
             chunks += 1
         if tokens <= 0:
             return 0.0
+        if self._ep is not None:
+            return ep_step_s(self, tokens, chunks, pairs, kv_p, num_decode_seqs, num_decode_tokens,
+                             decode_context_tokens)
         return float(self._total(tokens, chunks, pairs, kv_p, num_decode_seqs, num_decode_tokens,
                                  decode_context_tokens))
 
@@ -303,6 +325,8 @@ class AnalyticCostModel(CostModel):
             return np.zeros(0, dtype=np.float64)
         if num_seqs <= 0:
             return np.zeros(num_steps, dtype=np.float64)
+        if self._ep is not None:  # per-step routing realisations, in the same order as step_time_s
+            return ep_decode_run_s(self, num_seqs, context_tokens, num_steps)
         if self.pp == 1:
             if num_steps <= _SHORT_RUN_STEPS:
                 return self._short_decode_run(num_seqs, context_tokens, num_steps)
@@ -374,6 +398,11 @@ class AnalyticCostModel(CostModel):
         """Seconds per op group and per kind (compute / memory / comm / overhead / bubble), plus total."""
         total = self.step_time_s(prefill, num_decode_seqs, num_decode_tokens, decode_context_tokens)
         tokens = num_decode_tokens + sum(new for new, _ in prefill)
+        if self._ep is not None:  # expert parallel: the routed experts and their all-to-all
+            parts = dict.fromkeys(("gemm", "attention", "lm_head", "compute", "memory", "overhead", "bubble"), 0.0)
+            routed, comm = self._ep.moe_s(tokens, step_key(tokens, decode_context_tokens)) if tokens else (0.0, 0.0)
+            parts.update(moe=routed, comm=comm, total=total)
+            return parts
         chunks = len(prefill)
         pairs = sum(new * (off + 0.5 * (new + 1)) for new, off in prefill)
         kv_p = sum(off + new for new, off in prefill)
@@ -417,11 +446,38 @@ class AnalyticCostModel(CostModel):
         parts["total"] = total
         return parts
 
+    @property
+    def expert_parallel(self) -> ExpertParallel | None:
+        """The expert-parallel model (routing table, placement), if configured."""
+        return self._ep
+
+    def held_time_s(self, num_tokens: int, key: int) -> float:
+        """Seconds this (expert) pool is busy serving ``num_tokens`` tokens of attention replicas'
+        MoE layers (sim/engine/held_pool.py); needs ``expert_parallel``."""
+        if self._ep is None:
+            raise ConfigError("an expert pool's cost model needs expert_parallel", "cost_model.expert_parallel")
+        return self._ep.held_s(num_tokens, step_key(num_tokens, key))
+
+    def expert_weight_bytes(self, num_tokens: float) -> float:
+        """Routed-expert weight bytes one iteration of ``num_tokens`` tokens reads (all MoE layers,
+        whole replica): touched experts x expert bytes, or the EP table's activated experts."""
+        if not self._moe or num_tokens <= 0:
+            return 0.0
+        if self._ep is not None:
+            return self._ep.expert_weight_bytes(num_tokens)
+        m = self.model
+        touched = self._num_experts * (1.0 - self._q ** num_tokens)
+        return m.num_moe_layers * touched * m.expert_params * dtype_bytes(self.weight_dtype)
+
     # ------------------------------------------------------------ memory, swap, power, price
 
     @property
     def weight_bytes_per_gpu(self) -> float:
-        """Weight bytes each GPU holds (even split over tp x pp)."""
+        """Weight bytes each GPU holds (even split over tp x pp; with EP its experts' share)."""
+        if self._ep is not None:
+            return self._ep.weight_bytes_per_gpu
+        if self._remote_moe_bytes:
+            return (self.model.weight_bytes(self.weight_dtype) - self._remote_moe_bytes) / self.num_gpus
         return self.model.weight_bytes(self.weight_dtype) / self.num_gpus
 
     def activation_reserve_bytes(self) -> float:

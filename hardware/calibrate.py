@@ -90,6 +90,16 @@ def _throughput(cm: AnalyticCostModel, batch: int, prompt: int, output: int) -> 
     return batch * output / _static_batch_s(cm, batch, prompt, output) / cm.num_gpus
 
 
+def _deepep_us(ep: int, elem_bytes: float) -> float:
+    """One DeepEP low-latency all-to-all of 128 tokens x top-8 per rank (DeepSeek-V3 shapes)."""
+    from hardware.moe import ExpertParallel, ExpertParallelParams
+
+    hw = SimpleNamespace(device="H100-SXM", model="DeepSeek-V3", tp=1, pp=1, weight_dtype="fp8", kv_dtype="fp8")
+    cm = AnalyticCostModel(AnalyticParams(), hw)
+    x = ExpertParallel(ExpertParallelParams(ep=ep, a2a="low_latency", realisations=1, sample_layers=1), cm)
+    return x.one_way_s(128 * 8, elem_bytes) * 1e6
+
+
 def points() -> list[Point]:
     """Every measured point of HARDWARE.md section 5 with its predictor."""
     mib = 1 << 20
@@ -117,6 +127,13 @@ def points() -> list[Point]:
                          lambda s=size: _allreduce_us("H100-SXM", s, 6, "two_shot")))
         pts.append(Point(op, f"all-reduce NCCL H100 TP6 {size / 1e6:.1f} MB", "us", nccl_us,
                          lambda s=size: _allreduce_us("H100-SXM", s, 6, "nccl_ll")))
+
+    # --- expert-parallel all-to-all: DeepEP low-latency kernels (DeepEP README, H800 + CX7 IB
+    # 400 Gb/s; 128 tokens per rank, hidden 7168, top-8, FP8 dispatch incl. scales, BF16 combine)
+    for ep, dispatch_us, combine_us in ((32, 155.0, 273.0), (64, 173.0, 314.0)):
+        for kind, us, elem in (("dispatch", dispatch_us, 1.0 + 4.0 / 128), ("combine", combine_us, 2.0)):
+            pts.append(Point(op, f"DeepEP low-latency {kind} EP{ep} 128 tok DeepSeek-V3", "us", us,
+                             lambda e=ep, b=elem: _deepep_us(e, b)))
 
     e2e = "end-to-end"
     # --- TensorRT-LLM first-token latency, batch 1

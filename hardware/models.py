@@ -241,6 +241,15 @@ _CATALOG: dict[str, ModelSpec] = {
         # Not in section 3: corpus models (meta-llama/Llama-2-13b-hf and Llama-3.1-405B config.json).
         _dense("Llama-2-13B", 40, 5120, 40, 40, 13824, 32000),
         _dense("Llama-3.1-405B", 126, 16384, 128, 8, 53248, 128256),
+        # Not in section 3: Sarathi-Serve's single-GPU model (mistralai/Mistral-7B-v0.1 config.json;
+        # its 4,096-token sliding window is not modelled: attention reads the whole context).
+        _dense("Mistral-7B", 32, 4096, 32, 8, 14336, 32000),
+        # Not in section 3: DistServe's larger models (facebook/opt-66b config.json; OPT-175B's
+        # shapes from the OPT paper, table 1), learned positional embeddings of 2,050 rows.
+        _dense("OPT-66B", 64, 9216, 72, 72, 36864, 50272, gated_mlp=False, tie_embeddings=True,
+               extra_params=2050 * 9216),
+        _dense("OPT-175B", 96, 12288, 96, 96, 49152, 50272, gated_mlp=False, tie_embeddings=True,
+               extra_params=2050 * 12288),
     )
 }
 

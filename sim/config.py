@@ -37,6 +37,7 @@ from typing import Any, Literal
 import yaml
 
 from sim import schema
+from sim.engine.held_pool import HoldConfig
 from sim.engine.transfer import TransferParams
 from sim.errors import ConfigError
 from sim.registry import (
@@ -216,7 +217,8 @@ class PoolConfig:
     """A group of identical replicas sharing one role."""
 
     name: str = param("main", doc="pool name, shown in request rows")
-    role: Literal["mixed", "prefill", "decode"] = param("mixed", doc="what the pool's replicas do")
+    role: Literal["mixed", "prefill", "decode", "attention", "expert"] = param(
+        "mixed", doc="what the pool's replicas do (attention: serve requests, holding an expert pool per step)")
     num_replicas: int = param(1, ge=1, doc="replicas in the pool")
     hardware: HardwareConfig = param(default_factory=HardwareConfig)
     cost_model: CostModelSpec = param(default_factory=CostModelSpec.default("analytic"))
@@ -225,6 +227,7 @@ class PoolConfig:
     speculation: SpeculatorSpec | None = param(None, doc="speculative decoding policy, off if null")
     cold_start: ColdStartConfig = param(default_factory=ColdStartConfig,
                                         doc="start-up time of replicas added at run time")
+    holds: HoldConfig | None = param(None, doc="a pool each iteration holds for part of it (attention -> expert)")
 
 
 @dataclass
@@ -256,6 +259,33 @@ class ClusterConfig:
         for i, name in enumerate(names):
             if names.index(name) != i:
                 raise ConfigError(f"duplicate pool name {name!r}", f"pools[{i}].name")
+        self._check_holds(names)
+
+    def _check_holds(self, names: list[str]) -> None:
+        """attention pools hold an expert pool of the same model; expert pools are held only."""
+        held = set()
+        for i, pool in enumerate(self.pools):
+            if pool.role == "attention" and pool.holds is None:
+                raise ConfigError("an attention pool needs holds: {pool: <an expert pool>}", f"pools[{i}].holds")
+            if pool.holds is None:
+                continue
+            if pool.role != "attention":
+                raise ConfigError(f"only attention pools hold another pool (this one is {pool.role!r})",
+                                  f"pools[{i}].holds")
+            if pool.holds.pool not in names:
+                raise ConfigError(f"no pool named {pool.holds.pool!r} (pools: {', '.join(names)})",
+                                  f"pools[{i}].holds.pool")
+            target = self.pools[names.index(pool.holds.pool)]
+            if target.role != "expert":
+                raise ConfigError(f"pool {target.name!r} has role {target.role!r}; the held pool must have "
+                                  "role: expert", f"pools[{i}].holds.pool")
+            if target.hardware.model_key() != pool.hardware.model_key():
+                raise ConfigError(f"pool {target.name!r} serves {target.hardware.model!r}, not "
+                                  f"{pool.hardware.model!r}", f"pools[{i}].holds.pool")
+            held.add(target.name)
+        for i, pool in enumerate(self.pools):
+            if pool.role == "expert" and pool.name not in held:
+                raise ConfigError(f"expert pool {pool.name!r} is held by no attention pool", f"pools[{i}].role")
 
     def _check_one_model(self) -> None:
         """Pools joined by a hand-off exchange KV caches, so they must serve one model."""

@@ -57,6 +57,9 @@ KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
 
 def _analytic(data: dict[str, Any]) -> None:
     for pool in data["cluster"]["pools"]:
+        if pool.get("role") in ("attention", "expert"):  # already analytic; the two cost models are a pair
+            pool["kv"]["enable_prefix_caching"] = True
+            continue
         pool["cost_model"] = {"name": "analytic"}
         pool["hardware"] = {"device": "H100-SXM", "model": "Llama-3-8B"}
         pool["kv"]["enable_prefix_caching"] = True
@@ -232,3 +235,24 @@ def test_known_failures_name_real_cases():
     checks = {"determinism", "fast_path", "steps_log", "requests", "kv", "host_kv"}
     for case, variant, check in KNOWN_FAILURES:
         assert case in cases and variant in VARIANTS and check in checks, (case, variant, check)
+
+
+def check_visits(cluster: Cluster) -> None:
+    """(c), visits: one chain of visits per request in time order, every migration among them."""
+    df = cluster.recorder.requests_frame()
+    visits = cluster.recorder.visits_frame()
+    migrated = visits[visits["left"] == "migrated"].groupby("request").size()
+    counts = df.set_index("id")["num_migrations"]
+    assert int(counts.sum()) == len(visits[visits["reason"] == "migrated"]) == int(migrated.sum())
+    assert int(counts.sum()) == cluster.transfer.num_migrations
+    assert (counts[counts > 0] == migrated.reindex(counts[counts > 0].index, fill_value=0)).all()
+    for _rid, v in visits.groupby("request"):
+        if len(v) > 1:
+            start, end = v["start_s"].to_numpy(), v["end_s"].to_numpy()
+            assert (end[:-1] <= start[1:]).all()
+
+
+@pytest.mark.parametrize("mode", ["fast", "slow"])
+def test_every_migration_in_visits(runs, mode, request):
+    _known(request, runs["case"], runs["variant"], "requests")
+    check_visits(runs[mode])

@@ -17,8 +17,9 @@ def test_a_minimal_config_announces_its_hardware_scheduler_and_slo():
 
 def test_a_full_config_announces_nothing():
     raw = {"workload": {"name": "synthetic", "num_requests": 5, "rate_rps": 1.0},
-           "cluster": {"router": "round_robin", "pools": [{"num_replicas": 2, "scheduler": "sarathi",
-                                                           "hardware": {"device": "A100-80GB", "model": "Llama-2-7B"}}]},
+           "cluster": {"router": "round_robin",
+                       "pools": [{"num_replicas": 2, "scheduler": "sarathi",
+                                  "hardware": {"device": "A100-80GB", "model": "Llama-2-7B"}}]},
            "slo": {"ttft_s": 1.0}}
     assert applied_defaults(raw, from_dict(raw)) == []
 

@@ -1,18 +1,31 @@
 """Splitwise's prompt-machine choice with borrowing (Patel et al., ISCA'24).
 
-A new request goes to the prompt machine (``prefill`` pool replica) with the fewest pending
-prompt tokens, provided that machine's queue is empty or its pending tokens plus this
-prompt stay within ``max_pending_tokens``. When no prompt machine qualifies, a token
-machine (``decode`` pool) is borrowed into the mixed pool: the request runs its prefill and
-decode there. A borrowed machine counts as mixed while it holds requests that arrived
-through borrowing, and goes back to its pool when it is idle. Pair it with the
-``splitwise`` hand-off.
+``mode: default``: a new request goes to the prompt machine (``prefill`` pool replica) with
+the fewest pending prompt tokens, provided that machine's queue is empty or its pending
+tokens plus this prompt stay within ``max_pending_tokens``. When no prompt machine
+qualifies, a token machine (``decode`` pool) is borrowed: the request runs its prefill and
+decode there. The ``splitwise`` hand-off picks the token machine at the end of the prompt.
+
+``mode: reference``: as the public reference simulator's ``MixedPoolScheduler`` does it, both
+machines are picked at arrival. Prompt machine: the fewest pending tokens among prompt
+machines, then among the mixed pool, unless its queue is long (as above). Token machine:
+the least scheduled memory (KV in use plus the prompts of requests already assigned to it)
+among token machines, then the mixed pool, unless the request would fill it. With no prompt
+machine, the token machine with the fewest pending tokens moves into the mixed pool and
+takes the prompt; with no token machine, the prompt machine with the least scheduled memory
+moves into the mixed pool and takes the decode; with neither, the machine with the fewest
+pending tokens does both. A mixed machine goes back to its pool when it is idle. The KV is
+shipped whenever the two machines differ (the ``splitwise`` hand-off in ``mode: reference``
+honours the choice). The reference reserves the request's true output too; without the
+oracle this reserves ``reserve_output_tokens`` (a parameter, default 0).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from sim.engine.seams import BuildContext, RouterBase
 from sim.engine.views import ReplicaView, RequestView
@@ -21,10 +34,22 @@ from sim.schema import param
 
 
 @dataclass
+class SplitwiseState:
+    """What the reference mode's router and hand-off share: the mixed pool and the choices."""
+
+    mixed: set[int] = field(default_factory=set)
+    token_for: dict[int, tuple[int, int]] = field(default_factory=dict)  # request -> (replica, tokens)
+    reserved: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
+    num_borrowed: int = 0
+
+
+@dataclass
 class SplitwiseRouterParams:
     """Splitwise's prompt-machine admission limit."""
 
     max_pending_tokens: int = param(8192, ge=1, doc="a busy prompt machine takes a prompt only under this")
+    mode: Literal["default", "reference"] = param("default", doc="default, or reference: both machines at arrival")
+    reserve_output_tokens: int = param(0, ge=0, doc="reference mode: output tokens reserved on the token machine")
 
 
 @ROUTERS.register("splitwise")
@@ -36,6 +61,7 @@ class SplitwiseRouter(RouterBase):
     def __init__(self, params: SplitwiseRouterParams, ctx: BuildContext):
         super().__init__(params, ctx)
         self.num_borrowed_prompts = 0
+        self.state = ctx.shared_state("splitwise", SplitwiseState)
 
     def token_machines(self) -> list[ReplicaView]:
         """The token machines (decode pool) that may be borrowed."""
@@ -45,6 +71,18 @@ class SplitwiseRouter(RouterBase):
         return [r for p in cluster.pools if p.role == "decode" for r in p.replicas if r.accepts_work]
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
+        if self.params.mode == "reference":
+            return self._route_reference(req, replicas)
+        best = self._best_prompt(replicas, req)
+        if best is not None:
+            return best
+        machines = self.token_machines()
+        if machines:  # borrow: the least loaded token machine runs it end to end
+            self.num_borrowed_prompts += 1
+            return min(machines, key=lambda r: (r.kv.num_used_blocks, r.num_outstanding))
+        return min(replicas, key=lambda r: r.pending_prefill_tokens)
+
+    def _best_prompt(self, replicas: Sequence[ReplicaView], req: RequestView) -> ReplicaView | None:
         limit = self.params.max_pending_tokens
         best, best_pending = None, None
         for rep in replicas:
@@ -53,10 +91,43 @@ class SplitwiseRouter(RouterBase):
                 continue
             if best is None or pending < best_pending:
                 best, best_pending = rep, pending
-        if best is not None:
-            return best
-        machines = self.token_machines()
-        if machines:  # borrow: the least loaded token machine runs it end to end
+        return best
+
+    # ------------------------------------------------------------------ reference mode
+    def _sched_memory(self, rep: ReplicaView) -> int:
+        return rep.kv.num_used_blocks * rep.kv.block_size + self.state.reserved[rep.id]
+
+    def _best_token(self, replicas: list[ReplicaView], need: int) -> ReplicaView | None:
+        if not replicas:
+            return None
+        best = min(replicas, key=self._sched_memory)
+        return None if self._sched_memory(best) + need >= best.kv.max_tokens else best
+
+    def _route_reference(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
+        st = self.state
+        tokens = self.token_machines()
+        everyone = {r.id: r for r in (*replicas, *tokens)}
+        for rid in [i for i in st.mixed if i in everyone]:  # idle mixed machines go back
+            rep = everyone[rid]
+            if rep.num_outstanding == 0 and st.reserved[rid] == 0:
+                st.mixed.discard(rid)
+        mixed = [everyone[i] for i in sorted(st.mixed) if i in everyone]
+        prompt_pool = [r for r in replicas if r.id not in st.mixed]
+        token_pool = [r for r in tokens if r.id not in st.mixed]
+        need = req.input_tokens + self.params.reserve_output_tokens
+        prompt = self._best_prompt(prompt_pool, req) or self._best_prompt(mixed, req)
+        token = self._best_token(token_pool, need) or self._best_token(mixed, need)
+        if prompt is None and token_pool:
+            prompt = min(token_pool, key=lambda r: r.pending_prefill_tokens)
+            st.mixed.add(prompt.id)
+            st.num_borrowed += 1
             self.num_borrowed_prompts += 1
-            return min(machines, key=lambda r: (r.kv.num_used_blocks, r.num_outstanding))
-        return min(replicas, key=lambda r: r.pending_prefill_tokens)
+        if token is None and prompt_pool:
+            token = min(prompt_pool, key=self._sched_memory)
+            st.mixed.add(token.id)
+            st.num_borrowed += 1
+        if prompt is None or token is None:
+            prompt = token = min(everyone.values(), key=lambda r: r.pending_prefill_tokens)
+        st.token_for[req.id] = (token.id, need)
+        st.reserved[token.id] += need
+        return prompt

@@ -207,6 +207,8 @@ class VTCScheduler(SchedulerBase):
     # ------------------------------------------------------------------ arrivals
     def on_enqueue(self, rep: ReplicaView, req: RequestView) -> None:
         """A request was routed here: queue it under its client and apply the lift rule."""
+        if req.first_scheduled_s is not None:
+            return  # admitted (and charged) before, elsewhere: it resumes first, as a preempted one
         state = self.state
         if not self._bound:
             state.add_replica(rep)

@@ -119,11 +119,15 @@ def _apply_one(cluster: Any, action: Any) -> tuple[str, str]:
             raise ServesimError("a Migrate action needs the transfer service (Cluster.migrate), which this build "
                                 "lacks")
         try:
-            migrate(action.request_id, action.dst_replica, live=action.live)
+            if action.recompute:
+                migrate(action.request_id, action.dst_replica, live=False, recompute=True)
+            else:
+                migrate(action.request_id, action.dst_replica, live=action.live)
         except (KeyError, ValueError) as exc:
             raise ActionError(f"cannot migrate request {action.request_id}: {exc}") from None
         cluster.check_draining()
-        return str(action.request_id), f"to replica {action.dst_replica} ({'live' if action.live else 'stop-copy'})"
+        how = "recompute" if action.recompute else "live" if action.live else "stop-copy"
+        return str(action.request_id), f"to replica {action.dst_replica} ({how})"
     raise ActionError(f"unknown action {type(action).__name__}")
 
 

@@ -18,6 +18,7 @@ import simpy
 from sim.config import PoolConfig, SimulationConfig
 from sim.engine.actions import apply_actions
 from sim.engine.clock import ARRIVAL, CONTROL, at
+from sim.engine.held_pool import HeldPool
 from sim.engine.lifecycle import ClusterLifecycleMixin
 from sim.engine.recorder import Recorder
 from sim.engine.replica import Replica
@@ -39,6 +40,7 @@ class Pool:
         self.replicas: list[Replica] = []
         self.cost_model = cost_model
         self.speculator = speculator
+        self.held = None                    # the HeldPool its iterations hold (attention pools)
         self.view = PoolView(self)
 
 
@@ -82,6 +84,7 @@ class Cluster(ClusterLifecycleMixin):
         self._next_replica_id = 0
         for i, pool_cfg in enumerate(config.cluster.pools):
             self.pools.append(self._build_pool(pool_cfg, f"cluster.pools[{i}]"))
+        self._wire_held_pools()
         self.transfer = TransferService(self.env, config.cluster.transfer, self.replicas)  # every KV / weight copy
         self.entry_views: list[ReplicaView] = []
         self.refresh_entry()
@@ -112,6 +115,7 @@ class Cluster(ClusterLifecycleMixin):
         self._show_progress = config.engine.progress and sys.stderr.isatty()
         self._bar: Any = None
         self._init_lifecycle()
+        self.transfer.on_end = self.check_draining  # a replica draining may be empty once a migration ends
 
     # ------------------------------------------------------------------ building
     def context(self, rng: np.random.Generator | None, params: Any, where: str,
@@ -134,6 +138,28 @@ class Cluster(ClusterLifecycleMixin):
         for _ in range(cfg.num_replicas):
             self.new_replica(pool)
         return pool
+
+    def _wire_held_pools(self) -> None:
+        """Give each attention pool (and its replicas) the expert pool its iterations hold."""
+        by_name = {p.name: p for p in self.pools}
+        services = {}
+        for pool in self.pools:
+            hold = pool.config.holds
+            if hold is None:
+                continue
+            target = by_name[hold.pool]
+            if not hasattr(target.cost_model, "held_time_s"):
+                raise ConfigError(f"pool {target.name!r}'s cost model cannot price held steps (no held_time_s)",
+                                  f"{target.where}.cost_model")
+            try:
+                target.cost_model.held_time_s(1, 0)
+            except ConfigError as exc:
+                raise ConfigError(exc.message, f"{target.where}.{exc.where}" if exc.where else target.where) from None
+            if target.name not in services:
+                services[target.name] = HeldPool(self.env, target, hold.batching)
+            pool.held = services[target.name]
+            for rep in pool.replicas:
+                rep.hold_pool(pool.held)
 
     def new_replica(self, pool: Pool) -> Replica:
         """Build one replica of ``pool`` (KV manager, scheduler, its own rng streams) with the
@@ -164,6 +190,8 @@ class Cluster(ClusterLifecycleMixin):
                           fast_forward=self.config.engine.fast_forward, speculator=pool.speculator,
                           accept_rng=accept_rng, hardware=cfg.hardware)
         replica.on_done = self._on_done
+        if pool.held is not None:
+            replica.hold_pool(pool.held)
         self.replicas.append(replica)
         self.replica_by_id[rid] = replica
         pool.replicas.append(replica)
@@ -176,9 +204,9 @@ class Cluster(ClusterLifecycleMixin):
 
     def refresh_entry(self) -> None:
         """Recompute the replicas the router sees (active replicas of mixed and prefill pools)."""
-        self.entry_views[:] = [r.view for p in self.pools if p.role in ("mixed", "prefill")
+        self.entry_views[:] = [r.view for p in self.pools if p.role in ("mixed", "prefill", "attention")
                                for r in p.replicas if r.lifecycle == "active"]
-        fits = [r.max_tokens for p in self.pools if p.role in ("mixed", "prefill") for r in p.replicas
+        fits = [r.max_tokens for p in self.pools if p.role in ("mixed", "prefill", "attention") for r in p.replicas
                 if r.lifecycle in ("active", "starting")]
         self.max_fit_tokens = max(fits) if fits else 0
 
@@ -329,11 +357,12 @@ class Cluster(ClusterLifecycleMixin):
         self.transfer.end_run()
 
     # ------------------------------------------------------------------ migration
-    def migrate(self, request_id: int, dst_replica_id: int, live: bool = True) -> bool:
+    def migrate(self, request_id: int, dst_replica_id: int, live: bool = True, recompute: bool = False) -> bool:
         """Start moving decoding request ``request_id`` to replica ``dst_replica_id``: by Llumnix's
-        multi-stage pre-copy (``live``) or stop and copy. False when it cannot start (the reason
-        is counted in ``transfer.refused``); a started migration may still abort (``transfer.aborted``)."""
-        return self.transfer.migrate(request_id, dst_replica_id, live)
+        multi-stage pre-copy (``live``), stop and copy, or (``recompute``) by dropping its KV and
+        recomputing it there. False when it cannot start (the reason is counted in
+        ``transfer.refused``); a started migration may still abort (``transfer.aborted``)."""
+        return self.transfer.migrate(request_id, dst_replica_id, live, recompute)
 
     # ------------------------------------------------------------------ controller actions
     def apply_actions(self, actions: Any, controller: Any = None) -> None:

@@ -154,6 +154,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.ops = ReplicaOps(self)
         self._on_enqueue = getattr(scheduler, "on_enqueue", None)  # optional: (replica view, request view)
         self._at_boundary: list = []              # callbacks for the next iteration boundary
+        self.held_pool: Any = None                # a pool part of every iteration runs on (attention)
         self.process = env.process(self._loop())
 
     # ------------------------------------------------------------------ engine-side reads
@@ -189,12 +190,13 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                     or self.paused is not None or self.hold_request is not None or self.held_by is not None)
 
     # ------------------------------------------------------------------ cluster-side operations
-    def enqueue(self, req: Request) -> None:
-        """Accept a routed request; it is considered at the next iteration boundary."""
+    def enqueue(self, req: Request, reason: str | None = None) -> None:
+        """Accept a routed request (or, with ``reason``, one moved here to be recomputed, e.g.
+        ``migrated``); it is considered at the next iteration boundary."""
         req.replica = self.id
         req.pool = self.pool
-        self.recorder.visit_open(req, self, "prefill" if self.role == "prefill" else "serve")
-        req.state = State.QUEUED
+        self.recorder.visit_open(req, self, reason or ("prefill" if self.role == "prefill" else "serve"))
+        req.state = State.QUEUED if reason is None else State.PREEMPTED
         self.waiting.append(req)
         self.num_outstanding += 1
         self.num_pending_prefill_tokens += req.remaining_prefill_tokens
@@ -331,13 +333,40 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                     and not self.pending_swap_bytes and self.paused is None and self.hold_request is None:
                 yield from self._stretch(plan)
                 continue
+            if self.held_pool is not None:
+                yield from self._step_holding(plan)
+                continue
             step_s = self._step_time(plan)
             end = env.now + step_s
             yield at(env, end)
             self._account(plan, step_s)
             self._apply(plan, end)
 
+    def hold_pool(self, held: Any) -> None:
+        """Run every iteration's held part on ``held`` (sim/engine/held_pool.py); no stretches."""
+        self.held_pool = held
+        self.fast_forward = False
+
+    def _step_holding(self, plan: StepPlan):
+        """This replica's own part of the iteration, then the held pool's part (queued, shared)."""
+        env = self.env
+        start = env.now
+        yield at(env, start + self._step_time(plan))
+        tokens = plan.num_prefill_tokens + (len(plan.decode) if plan.decode_tokens is None
+                                            else sum(plan.decode_tokens))
+        if tokens:
+            yield self.held_pool.request(tokens)
+        end = env.now
+        self._account(plan, end - start)
+        self._apply(plan, end)
+
     def _step_time(self, plan: StepPlan) -> float:
+        if plan.step_s is not None:  # priced by the scheduler (e.g. a partial-layer prefill)
+            step_s = plan.step_s
+            if self.pending_swap_bytes:
+                step_s += self.cost_model.swap_time_s(self.pending_swap_bytes)
+                self.pending_swap_bytes = 0
+            return step_s
         chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill]
         decode = plan.decode
         if plan.decode_tokens is None:

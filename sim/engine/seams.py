@@ -190,12 +190,14 @@ class Action:
 
 @dataclass(frozen=True)
 class Migrate(Action):
-    """Move a live request to another replica (``live``: multi-stage pre-copy; else stop and copy)."""
+    """Move a live request to another replica (``live``: multi-stage pre-copy; else stop and copy;
+    ``recompute``: no copy, its KV is dropped and recomputed at the destination)."""
 
     kind: ClassVar[str] = "migrate"
     request_id: int
     dst_replica: int
     live: bool = True
+    recompute: bool = False
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class _Migration:
     """One migration in progress."""
 
     __slots__ = ("req", "src", "dst", "live", "ghost", "copied_blocks", "num_stages", "num_preemptions",
-                 "start_s", "stop_s")
+                 "start_s", "stop_s", "recompute")
 
     def __init__(self, req: Request, src: Replica, dst: Replica, live: bool):
         self.req = req
@@ -93,6 +93,7 @@ class _Migration:
         self.num_preemptions = req.num_preemptions
         self.start_s = src.env.now
         self.stop_s = float("nan")  # when the request stopped on src
+        self.recompute = False      # no copy: the request is prefilled again on dst
 
 
 class TransferService:
@@ -117,6 +118,7 @@ class TransferService:
         self.aborted: dict[str, int] = {}
         self.refused: dict[str, int] = {}
         self.records: list[dict[str, Any]] = []  # one flat row per started migration, when it ends
+        self.on_end: Callable[[], None] | None = None  # after each migration ends (landed or aborted)
 
     # ------------------------------------------------------------------ links and plain copies
     def link(self, owner: Hashable, spec: LinkSpec | str, gbps: float | None = None) -> SharedLink:
@@ -187,11 +189,13 @@ class TransferService:
                     return req, rep
         return None
 
-    def migrate(self, request_id: int, dst_replica_id: int, live: bool = True) -> bool:
+    def migrate(self, request_id: int, dst_replica_id: int, live: bool = True, recompute: bool = False) -> bool:
         """Start moving decoding request ``request_id`` to replica ``dst_replica_id`` (``live``: by
-        multi-stage pre-copy, else stop and copy). False, with the reason counted in
-        ``refused``, when it cannot start; a started migration may still abort (``aborted``)."""
-        m = self._check(request_id, dst_replica_id, live)
+        multi-stage pre-copy, else stop and copy; ``recompute``: at src's next iteration boundary
+        its KV is freed and it joins dst's queue to be prefilled again, prompt and tokens so far,
+        as a recompute preemption would). False, with the reason counted in ``refused``, when it
+        cannot start; a started migration may still abort (``aborted``)."""
+        m = self._check(request_id, dst_replica_id, live, recompute)
         if isinstance(m, str):
             self.refused[m] = self.refused.get(m, 0) + 1
             return False
@@ -199,7 +203,9 @@ class TransferService:
         self._migrations[request_id] = m
         for rep in (src, dst):
             self._busy[rep.id] = self._busy.get(rep.id, 0) + 1
-        if live:
+        if recompute:
+            src.at_next_boundary(lambda: self._recompute(m))
+        elif live:
             self.env.process(self._pre_copy(m))
         else:
             src.at_next_boundary(lambda: self._stop(m))
@@ -211,7 +217,7 @@ class TransferService:
                 return rep
         return None
 
-    def _check(self, request_id: int, dst_replica_id: int, live: bool) -> _Migration | str:
+    def _check(self, request_id: int, dst_replica_id: int, live: bool, recompute: bool = False) -> _Migration | str:
         """The migration of ``request_id`` to ``dst_replica_id``, or why it cannot start now."""
         if request_id in self._migrations:
             return "already_migrating"
@@ -231,9 +237,11 @@ class TransferService:
         limit = self.params.max_migrations_per_replica
         if limit is not None and max(self._busy.get(src.id, 0), self._busy.get(dst.id, 0)) >= limit:
             return "no_migration_slot"
-        if not self._fits(dst, req):
+        if not (dst.fits(req) if recompute else self._fits(dst, req)):
             return "dst_full"
-        return _Migration(req, src, dst, live)
+        m = _Migration(req, src, dst, live)
+        m.recompute = recompute
+        return m
 
     @staticmethod
     def _fits(dst: Replica, req: Request, extra_blocks: int = 0) -> bool:
@@ -300,6 +308,23 @@ class TransferService:
         dst.reserve_kv(m.ghost, req.num_computed_tokens + 1)  # the rest and the next token's slot
         self.env.process(self._last_stage(m, handle))
 
+    def _recompute(self, m: _Migration) -> None:
+        """At an iteration boundary on src: drop the request's KV and queue it on dst to recompute."""
+        req, src, dst = m.req, m.src, m.dst
+        reason = self._gone(m)
+        if reason is not None:
+            self._abort(m, reason)
+            return
+        handle = src.detach(req, "migrated")
+        m.stop_s = self.env.now
+        src.kv.free_detached(handle)
+        src.wake()
+        req.num_computed_tokens = 0
+        req.num_cached_tokens = 0
+        req.num_migrations += 1
+        dst.enqueue(req, "migrated")
+        self._landed(m)
+
     def _last_stage(self, m: _Migration, handle: Any):
         req, src, dst = m.req, m.src, m.dst
         num_blocks = src.kv.blocks_for(req.num_computed_tokens) - m.copied_blocks
@@ -324,6 +349,7 @@ class TransferService:
 
     def _abort(self, m: _Migration, reason: str) -> None:
         m.dst.kv.free(m.ghost)
+        m.dst.wake()  # a decode stretch on dst planned with the reserved blocks counted ends here
         self.aborted[reason] = self.aborted.get(reason, 0) + 1
         self._release(m, reason)
 
@@ -333,10 +359,13 @@ class TransferService:
             self._busy[rep.id] -= 1
         now = self.env.now
         self.records.append({
-            "request": m.req.id, "src": m.src.id, "dst": m.dst.id, "live": m.live, "outcome": outcome,
+            "request": m.req.id, "src": m.src.id, "dst": m.dst.id, "live": m.live, "recompute": m.recompute,
+            "outcome": outcome,
             "num_stages": m.num_stages, "num_blocks_precopied": m.copied_blocks, "start_s": m.start_s,
             "stop_s": m.stop_s, "end_s": now, "downtime_s": now - m.stop_s if outcome == "migrated" else 0.0,
         })
+        if self.on_end is not None:
+            self.on_end()
 
     # ------------------------------------------------------------------ accounting
     def end_run(self) -> None:

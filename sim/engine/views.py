@@ -211,7 +211,7 @@ class KVView:
 _REPLICA_FIELDS = {
     "id": "stable replica id",
     "pool": "pool name",
-    "role": "pool role: mixed, prefill or decode",
+    "role": "pool role: mixed, prefill, decode, attention or expert",
     "lifecycle": "starting, active, draining or removed",
     "start_s": "when it was built (its GPUs are billed from here)",
     "ready_s": "when it became active (None while starting)",
@@ -361,9 +361,15 @@ class PoolView:
         self._pool = pool
 
     name = _live("_pool.name", "pool name")
-    role = _live("_pool.role", "mixed, prefill or decode")
+    role = _live("_pool.role", "mixed, prefill, decode, attention or expert")
     cost_model = _live("_pool.cost_model", "the pool's cost model (pricing only)")
     hardware = _live("_pool.config.hardware", "device, model, tp, pp and dtypes")
+
+    @property
+    def holds(self) -> PoolView | None:
+        """The pool this pool's iterations hold (an attention pool's expert pool), or None."""
+        held = self._pool.held
+        return held.pool.view if held is not None else None
 
     @property
     def replicas(self) -> list[ReplicaView]:
@@ -421,7 +427,7 @@ class ClusterView:
 
     @property
     def entry_replicas(self) -> list[ReplicaView]:
-        """Replicas that receive new requests (mixed and prefill pools, active)."""
+        """Replicas that receive new requests (mixed, prefill and attention pools, active)."""
         return list(self._c.entry_views)
 
     @property
@@ -443,3 +449,23 @@ class ClusterView:
     @property
     def num_done(self) -> int:
         return self._c.num_done
+
+    def is_migrating(self, request_id: int) -> bool:
+        """Whether request ``request_id`` is being migrated now (pre-copy or last stage)."""
+        return request_id in self._c.transfer._migrations
+
+    def num_migrations_at(self, replica_id: int) -> int:
+        """Migrations in progress into or out of replica ``replica_id`` (the transfer service
+        admits ``cluster.transfer.max_migrations_per_replica`` at a time)."""
+        return self._c.transfer._busy.get(replica_id, 0)
+
+    def migration_copy_s(self, num_bytes: float) -> float:
+        """Seconds ``num_bytes`` of KV take alone on the link migrations copy over (``cluster.transfer``)."""
+        t = self._c.transfer
+        gbps = t.params.link_gbps if t.params.link_gbps is not None else t.migration_spec.gbps
+        return t.migration_spec.latency_s + num_bytes / (gbps * 1e9)
+
+    @property
+    def max_migrations_per_replica(self) -> int | None:
+        """Migrations one replica may take part in at once (None: no limit)."""
+        return self._c.transfer.params.max_migrations_per_replica

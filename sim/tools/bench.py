@@ -78,6 +78,32 @@ def autoscale_config() -> dict:
     return config
 
 
+def splitwise_reference_config() -> dict:
+    """Splitwise as its reference simulator runs it (``mode: reference`` of the router,
+    hand-off and scheduler) on the whole Azure 2023 conversation trace: 2 prompt + 6 token
+    H100 machines of Llama-3-8B."""
+    sched = {"name": "splitwise", "mode": "reference"}
+    pools = [_pool(2, name="prompt", role="prefill", scheduler=sched),
+             _pool(6, name="token", role="decode", scheduler=sched)]
+    config = _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")}, pools[0], "least_outstanding")
+    config["cluster"] = {"router": {"name": "splitwise", "mode": "reference"},
+                         "handoff": {"name": "splitwise", "mode": "reference"}, "pools": pools}
+    return config
+
+
+
+def llumnix_config() -> dict:
+    """Llumnix on the whole Azure 2023 conversation trace at twice its rate (near saturation):
+    16 A10G replicas of Llama-2-7B (small KV caches), contexts clipped to 4,096 tokens, the
+    ``llumnix`` router and ``llumnix_migration`` pairing every 50 ms, live KV copies over 100 GbE."""
+    workload = {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"), "rate_scale": 2.0,
+                "transforms": [{"name": "clip_lengths", "max_context_tokens": 4096}]}
+    pool = _pool(16, hardware={"device": "A10G", "model": "Llama-2-7B", "tp": 1})
+    config = _config(workload, pool, "llumnix")
+    config["cluster"]["transfer"] = {"link": "ethernet-100g"}
+    config["cluster"]["controllers"] = [{"name": "llumnix_migration"}]
+    return config
+
 def vtc_config() -> dict:
     """VTC on the whole Azure 2023 conversation trace: 27 clients (lognormal rates), 16 replicas
     sharing their counters through the ``vtc`` router."""
@@ -109,6 +135,13 @@ SCENARIOS: dict[str, Any] = {
         {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
         _pool(4, scheduler={"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
                             "max_seq_len": 8192}), "least_outstanding"),
+    "splitwise-reference": splitwise_reference_config,
+    "azure-conv-moe-ep": lambda: _config(  # Qwen3-30B-A3B, EP8 with DP attention, skewed routing
+        {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
+        _pool(2, hardware={"device": "H100-SXM", "model": "Qwen3-30B-A3B", "tp": 1},
+              cost_model={"name": "analytic", "expert_parallel": {"ep": 8, "routing": "zipf", "noise_sigma": 0.3}}),
+        "least_outstanding"),
+    "azure-conv-16-llumnix": llumnix_config,
     "azure-conv-16-vtc": vtc_config,
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name

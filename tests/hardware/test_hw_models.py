@@ -16,6 +16,8 @@ KV_BF16 = {
     "Qwen3-30B-A3B": 98_304, "Qwen3-235B-A22B": 192_512, "DeepSeek-V3": 70_272, "OPT-13B": 819_200,
     # draft models (not in section 3): 2 x layers x KV heads x head_dim x 2 bytes, from their config.json
     "Llama-3.2-1B": 32_768, "Qwen2.5-0.5B": 12_288, "Llama-2-13B": 819_200, "Llama-3.1-405B": 516_096,
+    # paper-setting models (not in section 3), same formula: Sarathi-Serve's and DistServe's
+    "Mistral-7B": 131_072, "OPT-66B": 2_359_296, "OPT-175B": 4_718_592,
 }
 # (total, active) billions, section 3
 PARAMS_B = {
@@ -25,6 +27,7 @@ PARAMS_B = {
     "Qwen3-235B-A22B": (235.09, 22.19), "DeepSeek-V3": (671.0, 37.6),
     # draft models (not in section 3): their model cards' counts, tied embeddings
     "Llama-3.2-1B": (1.24, 1.24), "Qwen2.5-0.5B": (0.494, 0.494),
+    "Mistral-7B": (7.24, 7.24),  # its model card
 }
 
 

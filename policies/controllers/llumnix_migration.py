@@ -1,0 +1,161 @@
+"""Llumnix's migration: pair the least free instances with the freest and live-migrate a request
+between each pair (Sun et al., OSDI'24; AlibabaPAI/llumnix v0.1.0).
+
+Every ``period_s`` (50 ms, the code's ``POLLING_INTERVAL`` with ``PAIR_MIGRATION_FREQUENCY`` 1),
+per pool, from each instance's freeness F (``policies.llumnix_freeness``, the head of line
+counting its whole demand and a draining instance -inf)::
+
+    sources       F < migrate_out_threshold (3), least free first; draining ones always
+    destinations  active, F > migrate_out_threshold, freest first
+    pair          the i-th source with the i-th destination ('defrag_constrained', the code's
+                  pairing with virtual usage on); 'balanced' also skips a pair unless the
+                  destination stays above the threshold with the request and the pair's gap
+                  in F shrinks without flipping (the code's pairing without virtual usage)
+    request       on the source, a decoding request not migrating now: the lowest priority,
+                  then the shortest sequence ('SR', the code's default), that fits the destination
+    action        Migrate(request, destination, live=True): multi-stage pre-copy by the transfer
+                  service (stages copy what the last one wrote while the request decodes; the
+                  last stage, <= 16 blocks, stops it; aborted after 3 stages)
+
+An instance takes part in one migration at a time (Llumnix's ``MAX_MIGRATION_CONCURRENCY`` 1, the
+transfer service's ``max_migrations_per_replica``): busy instances are left out of the pairing.
+The B of F counts the instance's batch; an instance with nothing on it is infinitely free.
+Queued (not yet prefilled) requests are not migrated: the transfer service moves decoding ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from policies.llumnix_freeness import freeness, usage_terms
+from sim.engine.seams import Action, BuildContext, ControllerBase, Migrate
+from sim.engine.views import ClusterView, ReplicaView, RequestView
+from sim.errors import ConfigError
+from sim.registry import CONTROLLERS
+from sim.schema import param
+
+
+@dataclass
+class LlumnixMigrationParams:
+    """Period, threshold, pairing and request choice of Llumnix's migration."""
+
+    pools: list[str] = param(default_factory=list, doc="pools to balance (empty: every mixed or decode pool)")
+    period_s: float = param(0.05, gt=0, doc="seconds between pairings (Llumnix: 50 ms)")
+    migrate_out_threshold: float = param(3.0, doc="instances with freeness below this migrate out (Llumnix: 3)")
+    pairing: str = param("defrag_constrained", doc="'defrag_constrained' (pair in order) or 'balanced' "
+                                                   "(only pairs that narrow the gap)")
+    request_order: str = param("SR", doc="which request leaves: 'SR' shortest running, 'LR' longest, "
+                                         "'LCR' last admitted (lowest priority first in each)")
+    queued: str = param("head", doc="queued requests in virtual usage: 'head' (paper) or 'all'")
+    live: bool = param(True, doc="live pre-copy (true) or stop and copy")
+    high_priority_max: int | None = param(None, doc="priorities <= this are high and get headroom (null: none)")
+    priority_headroom_fraction: float = param(0.5, ge=0, le=1, doc="headroom as a share of KV blocks (unknown: 0.5)")
+
+    def validate(self) -> None:
+        if self.pairing not in ("defrag_constrained", "balanced"):
+            raise ConfigError(f"must be 'defrag_constrained' or 'balanced', not {self.pairing!r}", "pairing")
+        if self.request_order not in ("SR", "LR", "LCR"):
+            raise ConfigError(f"must be 'SR', 'LR' or 'LCR', not {self.request_order!r}", "request_order")
+        if self.queued not in ("all", "head"):
+            raise ConfigError(f"must be 'all' or 'head', not {self.queued!r}", "queued")
+
+
+@CONTROLLERS.register("llumnix_migration")
+class LlumnixMigration(ControllerBase):
+    """Every 50 ms, live-migrate one request from each overloaded instance to a free one."""
+
+    Params = LlumnixMigrationParams
+
+    def __init__(self, params: LlumnixMigrationParams, ctx: BuildContext):
+        super().__init__(params, ctx)
+        known = [p.name for p in ctx.cluster.pools] if ctx.cluster is not None else []
+        for i, name in enumerate(params.pools):
+            if known and name not in known:
+                raise ConfigError(f"unknown pool {name!r} (pools: {', '.join(known)})", f"{ctx.where}.pools[{i}]")
+        self.num_pairs = 0
+
+    def _f(self, rep: ReplicaView) -> float:
+        p = self.params
+        headroom = p.priority_headroom_fraction * rep.kv.num_blocks if p.high_priority_max is not None else 0.0
+        return freeness(rep, p.queued, headroom, p.high_priority_max)
+
+    def act(self, cluster: ClusterView, now_s: float) -> list[Action]:
+        pools = self.params.pools or [p.name for p in cluster.pools if p.role in ("mixed", "decode")]
+        actions: list[Action] = []
+        limit = cluster.max_migrations_per_replica
+        for name in pools:
+            free = [(self._f(r), r) for r in cluster.pool(name).replicas
+                    if r.lifecycle in ("active", "draining")
+                    and (limit is None or cluster.num_migrations_at(r.id) < limit)]
+            if len(free) < 2:
+                continue
+            actions.extend(self._pair(cluster, free))
+        return actions
+
+    def _pair(self, cluster: ClusterView, free: list[tuple[float, ReplicaView]]) -> list[Action]:
+        p = self.params
+        thr = p.migrate_out_threshold
+        srcs = sorted((x for x in free if x[0] < thr and x[1].num_running), key=lambda x: (x[0], x[1].id))
+        dsts = sorted((x for x in free if x[0] > thr and x[1].lifecycle == "active"), key=lambda x: (-x[0], x[1].id))
+        actions: list[Action] = []
+        for (f_src, src), (f_dst, dst) in zip(srcs, dsts, strict=False):
+            req = self._choose(cluster, src, dst)
+            if req is None:
+                continue
+            if p.pairing == "balanced" and not self._narrows(src, dst, f_src, f_dst, req):
+                continue
+            self.num_pairs += 1
+            actions.append(Migrate(req.id, dst.id, live=p.live))
+        return actions
+
+    def _choose(self, cluster: ClusterView, src: ReplicaView, dst: ReplicaView) -> RequestView | None:
+        """The request to move from ``src``: decoding, not migrating, fitting ``dst`` now."""
+        order = self.params.request_order
+        room = dst.kv.num_free_blocks
+        best, best_key = None, None
+        for i, r in enumerate(src.running):
+            if not r.is_decoding or cluster.is_migrating(r.id) or dst.kv.blocks_for(r.context_tokens + 1) > room:
+                continue
+            size = r.context_tokens
+            # lowest priority first (a larger number is less urgent), then the order's own key
+            key = (-r.priority, size if order == "SR" else -size if order == "LR" else -i, r.id)
+            if best_key is None or key < best_key:
+                best, best_key = r, key
+        return best
+
+    def _narrows(self, src: ReplicaView, dst: ReplicaView, f_src: float, f_dst: float, req: RequestView) -> bool:
+        """Llumnix's balanced pairing: dst stays above the threshold and the gap shrinks, not flips."""
+        blocks = src.kv.blocks_for(req.context_tokens)
+        cap_d, use_d, b_d = self._terms(dst)
+        f_dst_after = (cap_d - use_d - blocks) / (b_d + 1)
+        if f_dst_after < self.params.migrate_out_threshold:
+            return False
+        if math.isinf(f_dst):
+            return True
+        if math.isinf(f_src):  # draining: always empty it
+            return True
+        cap_s, use_s, b_s = self._terms(src)
+        f_src_after = (cap_s - use_s + blocks) / (b_s - 1) if b_s > 1 else math.inf
+        return 0 < f_dst_after - f_src_after < f_dst - f_src
+
+    def _terms(self, rep: ReplicaView) -> tuple[float, float, int]:
+        p = self.params
+        headroom = p.priority_headroom_fraction * rep.kv.num_blocks if p.high_priority_max is not None else 0.0
+        return usage_terms(rep, p.queued, headroom, p.high_priority_max)
+
+    @classmethod
+    def example_config(cls) -> dict:
+        """Llumnix's router and migration on four replicas with small KV caches (1,000 blocks) that
+        fill up unevenly; KV copied over a 50 GB/s link."""
+        return {
+            "workload.num_requests": 500, "workload.rate_rps": 15.0,
+            "workload.input_tokens_max": 2048, "workload.output_tokens_max": 512,
+            "cluster.router": {"name": "llumnix"},
+            "cluster.transfer": {"link": "ib-ndr"},
+            "cluster.pools[0].num_replicas": 4,
+            "cluster.pools[0].cost_model": {"name": "constant", "step_s": 0.01, "per_prefill_token_s": 2.0e-05,
+                                            "kv_bytes_per_token": 131072.0},
+            "cluster.pools[0].kv.num_blocks": 1000,
+            "cluster.controllers": [{"name": "llumnix_migration"}],
+        }
