@@ -55,8 +55,9 @@ class DraftParams:
                                    doc="ground truth: chance each draft token is accepted (per token)")
     draft_model: str | None = param(None, doc="catalog model drafting on the same GPUs, 'eagle' (a head on the "
                                            "target), 'ngram' or null (model-free, no cost)")
-    acceptance: Literal["constant", "chat", "code", "math", "summarization"] = param("constant", doc="'constant' (acceptance_rate for all) or a dataset whose published "
-                                            "per-request acceptance is drawn: chat, code, math, summarization")
+    acceptance: Literal["constant", "chat", "code", "math", "summarization"] = param(
+        "constant", doc="'constant' (acceptance_rate for all) or a dataset whose published "
+                        "per-request acceptance is drawn: chat, code, math, summarization")
     acceptance_std: float | None = param(None, ge=0, le=0.5, doc="spread of per-request acceptance (null: the table's)")
     position_decay: float = param(1.0, gt=0, le=1, doc="acceptance multiplier per draft position (1: none)")
     confidence_correlation: float = param(0.7, ge=0, le=1,
