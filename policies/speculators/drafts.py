@@ -81,6 +81,8 @@ class AcceptanceModel:
     def __init__(self, rng: np.random.Generator, constant: float, dist: tuple[float, float] | None,
                  decay: float, rho: float):
         self.rng = rng
+        if dist is not None and dist[1] <= 0.0:  # no spread: every request at the mean
+            constant, dist = dist[0], None
         self.constant = constant
         self.beta = beta_params(*dist) if dist is not None else None
         self.decay = decay
