@@ -101,8 +101,8 @@ def main() -> None:
         b = r[best_static]["e2e_mean_s"]
         none = r["none"]["e2e_mean_s"]
         print(f"rate {rate:g}: best static {best_static} ({b:.3f}s); none {none:.3f}s; "
-              + "; ".join(f"{s} {r[s]['e2e_mean_s'] / none - 1:+.1%} vs none, {r[s]['e2e_mean_s'] / b - 1:+.1%} vs best "
-                          f"static" for s in ("smartspec", "specserve", "faser"))
+              + "; ".join(f"{s} {r[s]['e2e_mean_s'] / none - 1:+.1%} vs none, "
+                          f"{r[s]['e2e_mean_s'] / b - 1:+.1%} vs best static" for s in ("smartspec", "specserve", "faser"))
               + f"; specserve k {r['specserve']['mean_k']:.2f}; k=4 {r['k=4']['e2e_mean_s'] / none - 1:+.1%} vs none")
     plot(results, rates)
 
