@@ -97,6 +97,11 @@ SCENARIOS: dict[str, Any] = {
     "vidur-vllm-4": lambda: vidur_config("vllm", 4),
     "vidur-sarathi-1": lambda: vidur_config("sarathi", 1),
     "vidur-sarathi-4": lambda: vidur_config("sarathi", 4),
+    "azure-conv-16-specserve": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"),
+                                                "max_requests": 4000},
+                                               _pool(16, speculation={"name": "specserve", "acceptance": "chat",
+                                                                      "draft_model": "Llama-3.2-1B"}),
+                                               "least_outstanding"),
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
