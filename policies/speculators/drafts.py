@@ -89,6 +89,9 @@ class AcceptanceModel:
         self.rho = rho
         self._rate: dict[int, float] = {}
         self._step: dict[int, list[tuple[float, float]]] = {}  # request -> [(u, confidence)] this step
+        self._normals: list[float] = []
+        self._at = 0
+        self._thresholds: dict[float, float] = {}  # Phi^-1(p) by p
 
     def rate(self, rid: int, given: float | None = None) -> float:
         """Request ``rid``'s per-token rate (its own ``given`` one, else drawn once)."""
@@ -109,21 +112,36 @@ class AcceptanceModel:
         token's outcome, on first use; positions are drawn in order)."""
         toks = self._step.setdefault(rid, [])
         rate = self.rate(rid, given)
+        rho = self.rho
         while len(toks) <= j:
             p = self.p(rate, len(toks))
-            z, e = self.rng.standard_normal(2).tolist()
+            z = self._normal()
+            e = self._normal()
             u = _phi(z)
-            if p <= 0.0 or p >= 1.0:
-                c = 1.0 if u < p else 0.0
-            elif self.rho >= 1.0:
+            if p <= 0.0 or p >= 1.0 or rho >= 1.0:
                 c = 1.0 if u < p else 0.0
             else:
-                t = _NORMAL.inv_cdf(p)
-                s = math.sqrt(1.0 - self.rho * self.rho)
-                w = self.rho * z + s * e
-                c = _phi((t - self.rho * w) / s)
+                t = self._threshold(p)
+                s = math.sqrt(1.0 - rho * rho)
+                c = _phi((t - rho * (rho * z + s * e)) / s)
             toks.append((u, c))
         return toks[j][1]
+
+    def _normal(self) -> float:
+        """The next standard normal of the speculator's stream (drawn in blocks)."""
+        if self._at >= len(self._normals):
+            self._normals = self.rng.standard_normal(1024).tolist()
+            self._at = 0
+        self._at += 1
+        return self._normals[self._at - 1]
+
+    def _threshold(self, p: float) -> float:
+        t = self._thresholds.get(p)
+        if t is None:
+            if len(self._thresholds) > 65536:
+                self._thresholds.clear()
+            t = self._thresholds[p] = _NORMAL.inv_cdf(p)
+        return t
 
     def accepted(self, rid: int, k: int, given: float | None = None) -> int:
         """Accepted draft tokens of ``k`` proposed (first rejection ends the run); positions whose
