@@ -13,7 +13,7 @@ import numpy as np
 from sim.config import SimulationConfig, from_dict, load_config
 from sim.engine.cluster import Cluster
 from sim.engine.fairness import fairness_summary
-from sim.engine.metrics import summarize
+from sim.engine.metrics import speculation_columns, summarize
 from sim.engine.recorder import Recorder
 
 if TYPE_CHECKING:  # pandas is imported by the recorder when it builds the frames, after the run
@@ -51,6 +51,8 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     cluster.run()
     df = recorder.requests_frame()
     _frontend_delay(cluster, df)
+    if any(getattr(r, "speculator", None) is not None for r in cluster.replicas):
+        df = speculation_columns(df, cluster.replicas)
     extra = dict(workload.describe())
     extra.update(_energy_and_cost(cluster, df))
     extra.update(cluster.transfer.summary())

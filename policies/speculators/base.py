@@ -9,11 +9,22 @@ tells the speculator what happened (adaptive policies learn from it).
 
 Draft cost::
 
-    draft_model: null      model-free drafting (n-gram / prompt lookup, EAGLE-style heads
-                           counted in the verify pass): no draft time
+    draft_model: null      model-free drafting (n-gram / prompt lookup): no draft time
+    draft_model: ngram     the same, with the n-gram rows of the acceptance table
+    draft_model: eagle     an EAGLE-style head: each pass costs the head's share of the target's
+                           parameters (``eagle_layers`` layers + LM head) times the target's
+                           decode step for the passing requests
     draft_model: NAME      a draft model on the same GPU(s), priced by the pool's cost model
                            class with that catalog model: pass j (0..max k - 1) decodes the
                            n_j requests with k_i > j over their contexts + j tokens
+
+Acceptance (``policies/speculators/drafts.py``): ``acceptance: constant`` is the original
+model (every request at ``acceptance_rate``, drawn by the replica); a dataset name
+(chat, code, math, summarization) draws per-request rates from the drafter's published range,
+with ``position_decay`` and a per-token ``draft_confidence`` correlated with the outcome, all
+from the speculator's own rng (``accepted_tokens`` returns the outcomes before the step runs).
+A speculator that prunes verification returns the verify tokens per request
+(``verify_tokens``); the step is priced with those instead of k + 1.
 
 Not modelled (stated so nobody trusts them): the draft model's own prefill of new prompt
 tokens and its KV memory (the target's KV capacity is not reduced), tree/multi-candidate
@@ -27,8 +38,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from policies.speculators.drafts import ACCEPTANCE, MODEL_FREE, AcceptanceModel, drafter_key
 from sim.engine.seams import BuildContext, PolicyBase
 from sim.engine.views import ReplicaView, RequestView
 from sim.errors import ConfigError
@@ -41,30 +53,65 @@ class DraftParams:
 
     acceptance_rate: float = param(0.7, ge=0, le=1,
                                    doc="ground truth: chance each draft token is accepted (per token)")
-    draft_model: str | None = param(None, doc="catalog model drafting on the same GPUs (null: model-free, no cost)")
+    draft_model: str | None = param(None, doc="catalog model drafting on the same GPUs, 'eagle' (a head on the "
+                                           "target), 'ngram' or null (model-free, no cost)")
+    acceptance: Literal["constant", "chat", "code", "math", "summarization"] = param(
+        "constant", doc="'constant' (acceptance_rate for all) or a dataset whose published "
+                        "per-request acceptance is drawn: chat, code, math, summarization")
+    acceptance_std: float | None = param(None, ge=0, le=0.5, doc="spread of per-request acceptance (null: the table's)")
+    position_decay: float = param(1.0, gt=0, le=1, doc="acceptance multiplier per draft position (1: none)")
+    confidence_correlation: float = param(0.7, ge=0, le=1,
+                                          doc="how strongly a draft token's confidence predicts its acceptance "
+                                              "(assumed; 0: confidence = its acceptance chance)")
+    eagle_layers: int = param(1, ge=1, doc="decoder layers of an EAGLE-style head (EAGLE: 1)")
 
 
 class SpeculatorBase(PolicyBase):
     """Ground-truth acceptance, draft pricing and the no-op ``observe``."""
 
+    #: draw acceptance in the speculator (per-request rates, confidences) even with
+    #: ``acceptance: constant``; False keeps the replica's draws (the original model)
+    own_draws = True
+
     def __init__(self, params: Any, ctx: BuildContext):
         super().__init__(params, ctx)
         self.draft_cost_model = None
-        if params.draft_model is not None:
+        self.eagle_fraction = 0.0
+        target_model = getattr(ctx.hardware, "model", None)
+        name = params.draft_model
+        if name == "eagle":
+            from hardware.models import get_model
+
+            self.eagle_fraction = eagle_cost_fraction(get_model(target_model), params.eagle_layers) \
+                if target_model is not None else 0.05
+        elif name is not None and name not in MODEL_FREE:
             from hardware.models import get_model
 
             try:
-                get_model(params.draft_model)
+                get_model(name)
             except (ConfigError, KeyError) as exc:
                 msg = exc.message if isinstance(exc, ConfigError) else str(exc.args[0])
                 raise ConfigError(f"unknown draft model: {msg}", f"{ctx.where}.draft_model") from None
             target = ctx.cost_model
-            hardware = dataclasses.replace(ctx.hardware, model=params.draft_model)
+            hardware = dataclasses.replace(ctx.hardware, model=name)
             try:
                 self.draft_cost_model = type(target)(target.params, hardware)
             except (ConfigError, KeyError) as exc:
                 msg = exc.message if isinstance(exc, ConfigError) else str(exc)
-                raise ConfigError(f"draft model {params.draft_model!r}: {msg}", f"{ctx.where}.draft_model") from None
+                raise ConfigError(f"draft model {name!r}: {msg}", f"{ctx.where}.draft_model") from None
+        dist = None
+        if params.acceptance != "constant":
+            key = drafter_key(name, target_model)
+            table = ACCEPTANCE.get(key)
+            if table is None:
+                raise ConfigError(f"no published acceptance for draft {name!r} on {target_model!r}; pairs: "
+                                  f"{sorted(ACCEPTANCE)} (or use acceptance: constant)", f"{ctx.where}.draft_model")
+            mean, std = table[params.acceptance]
+            dist = (mean, params.acceptance_std if params.acceptance_std is not None else std)
+        self.truth = AcceptanceModel(ctx.rng, params.acceptance_rate, dist, params.position_decay,
+                                     params.confidence_correlation)
+        if params.acceptance != "constant" or params.position_decay != 1.0:
+            self.own_draws = True
 
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]:
         raise NotImplementedError
@@ -73,13 +120,45 @@ class SpeculatorBase(PolicyBase):
         """The ground-truth acceptance rate for requests without their own (engine use)."""
         return self.params.acceptance_rate
 
+    def draft_confidence(self, req: RequestView, j: int) -> float:
+        """The draft's confidence in draft position ``j`` of ``req`` this step (what a draft model's
+        token probability tells a policy; correlated with the outcome, see drafts.py)."""
+        return self.truth.confidence(req.id, j)
+
+    def accepted_tokens(self, requests: Sequence[RequestView], ks: Sequence[int],
+                        given: Sequence[float | None]) -> list[int] | None:
+        """Accepted draft tokens per request of ``ks`` proposed (engine use, before the step runs);
+        ``given`` are the requests' own rates (None: drawn). None: the replica draws them."""
+        if not self.own_draws:
+            return None
+        truth = self.truth
+        return [truth.accepted(r.id, k, g) for r, k, g in zip(requests, ks, given, strict=True)]
+
+    def verify_tokens(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int],
+                      accepted: Sequence[int]) -> list[int] | None:
+        """Tokens the verify pass computes per request (None: k + 1 each, no pruning)."""
+        return None
+
     def observe(self, req: RequestView, proposed: int, accepted: int) -> None:
         """``req`` proposed ``proposed`` draft tokens and ``accepted`` of them were accepted."""
+
+    def target_step_s(self, rep: ReplicaView, requests: Sequence[RequestView], tokens: int) -> float:
+        """The target's verify pass for ``requests`` computing ``tokens`` tokens in all (a policy's
+        own estimate: the pool's cost model, decode only)."""
+        n = len(requests)
+        context = tokens
+        for r in requests:
+            context += r.num_computed_tokens
+        return self.ctx.cost_model.step_time_s((), n, tokens, context)
 
     def draft_time_s(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         """Seconds of drafting before the verify pass (see the module docstring)."""
         cost = self.draft_cost_model
-        if cost is None or not ks:
+        if cost is None:
+            if self.eagle_fraction and ks:
+                return self._eagle_time_s(requests, ks)
+            return 0.0
+        if not ks:
             return 0.0
         total = 0.0
         k0 = ks[0]
@@ -102,3 +181,46 @@ class SpeculatorBase(PolicyBase):
                     context += r.num_computed_tokens + j + 1
             total += cost.step_time_s((), n, n, context)
         return total
+
+    def uniform_draft_times_s(self, rep: ReplicaView, requests: Sequence[RequestView], k_max: int) -> list[float]:
+        """Draft time when every request drafts k tokens, for k = 0..k_max (a policy's estimate)."""
+        out = [0.0]
+        if not requests or k_max <= 0:
+            return out + [0.0] * max(k_max, 0)
+        n = len(requests)
+        context = n
+        for r in requests:
+            context += r.num_computed_tokens
+        if self.draft_cost_model is not None:
+            passes = self.draft_cost_model.decode_step_times_s(n, context, k_max).tolist()
+        elif self.eagle_fraction:
+            target = self.ctx.cost_model
+            passes = [target.step_time_s((), n, n, context + j * n) * self.eagle_fraction for j in range(k_max)]
+        else:
+            return out + [0.0] * k_max
+        total = 0.0
+        for t in passes:
+            total += t
+            out.append(total)
+        return out
+
+    def _eagle_time_s(self, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
+        target = self.ctx.cost_model
+        total = 0.0
+        for j in range(max(ks)):
+            n = 0
+            context = 0
+            for r, k in zip(requests, ks, strict=True):
+                if k > j:
+                    n += 1
+                    context += r.num_computed_tokens + j + 1
+            if n:
+                total += target.step_time_s((), n, n, context)
+        return total * self.eagle_fraction
+
+
+def eagle_cost_fraction(model: Any, layers: int) -> float:
+    """Share of ``model``'s parameters an EAGLE-style head of ``layers`` decoder layers and the
+    model's LM head holds (its cost per draft pass relative to a target decode step)."""
+    layer = model.attention_params + model.mlp_params
+    return min(1.0, (layers * layer + model.lm_head_params) / model.num_params)

@@ -29,6 +29,7 @@ class FixedSpeculator(SpeculatorBase):
     """k draft tokens for every decoding request, every step."""
 
     Params = FixedParams
+    own_draws = False  # the replica draws acceptance unless the config asks for per-request rates
 
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]:
         return [self.params.k] * len(requests)

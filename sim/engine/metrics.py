@@ -20,7 +20,12 @@
   of them meeting every SLO; ``goodput_steady_rps`` = those meeting every SLO / window length.
   NaN when the window holds fewer than ``STEADY_MIN_REQUESTS`` requests.
 - With speculation: spec_acceptance_rate = accepted / proposed draft tokens,
-  spec_mean_proposed_tokens and spec_mean_emitted_per_step per speculating request-step.
+  spec_mean_proposed_tokens and spec_mean_emitted_per_step per speculating request-step;
+  spec_mean_k = proposed / all decode request-steps of speculative plans (k = 0 counted);
+  spec_draft_time_share / spec_verify_time_share = draft / the rest of speculative steps'
+  time (the verify pass with any prefill chunks batched with it). Per request (columns added
+  by ``speculation_columns``): spec_steps, spec_proposed_tokens, spec_accepted_tokens,
+  spec_emitted_tokens, spec_mean_k, spec_acceptance_rate.
 """
 
 from __future__ import annotations
@@ -153,4 +158,45 @@ def speculation_summary(replicas: list[Any]) -> dict[str, float]:
         "spec_mean_proposed_tokens": proposed / steps if steps else nan,
         "spec_mean_emitted_per_step": emitted / steps if steps else nan,
         "spec_num_steps": int(steps),
+        **_spec_shares(replicas, proposed),
     }
+
+
+def _spec_shares(replicas: list[Any], proposed: int) -> dict[str, float]:
+    decode_steps = sum(getattr(r, "spec_decode_steps", 0) for r in replicas)
+    step_s = sum(getattr(r, "spec_step_s", 0.0) for r in replicas)
+    draft_s = sum(getattr(r, "spec_draft_s", 0.0) for r in replicas)
+    nan = float("nan")
+    return {
+        "spec_mean_k": proposed / decode_steps if decode_steps else nan,
+        "spec_draft_time_share": draft_s / step_s if step_s else nan,
+        "spec_verify_time_share": (step_s - draft_s) / step_s if step_s else nan,
+    }
+
+
+def speculation_columns(df: pd.DataFrame, replicas: list[Any]) -> pd.DataFrame:
+    """Add per-request speculation columns (summed over the replicas a request visited)."""
+    rows: dict[int, list[int]] = {}
+    for rep in replicas:
+        for rid, row in getattr(rep, "spec_by_request", {}).items():
+            acc = rows.get(rid)
+            if acc is None:
+                rows[rid] = list(row)
+            else:
+                for j, v in enumerate(row):
+                    acc[j] += v
+    ids = df["id"].to_numpy()
+    cols = np.zeros((len(ids), 5), dtype=np.int64)
+    for i, rid in enumerate(ids.tolist()):
+        row = rows.get(rid)
+        if row is not None:
+            cols[i] = row
+    decode_steps = cols[:, 0]
+    df["spec_steps"] = cols[:, 1]
+    df["spec_proposed_tokens"] = cols[:, 2]
+    df["spec_accepted_tokens"] = cols[:, 3]
+    df["spec_emitted_tokens"] = cols[:, 4]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["spec_mean_k"] = np.where(decode_steps > 0, cols[:, 2] / np.maximum(decode_steps, 1), np.nan)
+        df["spec_acceptance_rate"] = np.where(cols[:, 2] > 0, cols[:, 3] / np.maximum(cols[:, 2], 1), np.nan)
+    return df

@@ -37,7 +37,8 @@ class StepPlan:
     """One iteration's work on one replica."""
 
     __slots__ = ("prefill", "decode", "num_prefill_tokens", "decode_tokens", "preemptible",
-                 "done_layers", "stop_at_layer", "step_s", "hold", "on_finish", "draft_s")
+                 "done_layers", "stop_at_layer", "step_s", "hold", "on_finish", "draft_s",
+                 "spec_accepted", "verify_tokens")
 
     def __init__(self) -> None:
         self.prefill: list[tuple[Request, int]] = []
@@ -51,6 +52,8 @@ class StepPlan:
         self.hold: list | None = None       # replicas held for this iteration (gang)
         self.on_finish = None               # (plan) -> None, after the plan is applied
         self.draft_s = 0.0                  # draft-model time of a speculative step
+        self.spec_accepted: list[int] | None = None  # accepted drafts per decode, drawn by the speculator
+        self.verify_tokens: list[int] | None = None  # tokens verified per decode when fewer than k + 1
 
     @property
     def requests(self) -> list[Request]:

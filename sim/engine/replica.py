@@ -127,6 +127,11 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.spec_proposed = 0
         self.spec_accepted = 0
         self.spec_emitted = 0
+        self.spec_decode_steps = 0  # decode request-steps of speculative plans (k = 0 included)
+        self.spec_draft_s = 0.0     # draft time of speculative steps
+        self.spec_step_s = 0.0      # whole time of speculative steps
+        # id -> [decode steps, speculating steps, proposed, accepted, emitted]
+        self.spec_by_request: dict[int, list[int]] = {}
         # stretch state (fast path)
         self._idle: simpy.Event | None = None
         self._st_reqs: list[Request] | None = None
@@ -371,6 +376,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         decode = plan.decode
         if plan.decode_tokens is None:
             num_decode_tokens = len(decode)
+        elif plan.verify_tokens is not None:
+            num_decode_tokens = sum(plan.verify_tokens)
         else:
             num_decode_tokens = sum(plan.decode_tokens)
         context = num_decode_tokens
@@ -386,6 +393,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
 
     def _account(self, plan: StepPlan, step_s: float) -> None:
         self.num_steps += 1
+        if plan.decode_tokens is not None:
+            self.spec_step_s += step_s
         self.batch_size_sum += len(plan.prefill) + len(plan.decode)
         if plan.prefill:
             self.busy_prefill_s += step_s

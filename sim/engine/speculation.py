@@ -2,9 +2,11 @@
 
 Mixed into ``Replica``: before a plan with decodes runs, the pool's speculator proposes k
 draft tokens per decoding request (their KV slots are reserved; a request whose slots cannot
-be had proposes none) and prices its draft passes; when the step ends, acceptance is drawn per
-proposed token from the request's rate (the first rejection ends it), accepted + 1 tokens are
-emitted and the rejected slots' KV is released.
+be had proposes none) and prices its draft passes. A speculator that draws acceptance itself
+(``accepted_tokens``) gives the outcomes now, and may then name fewer verify tokens per
+request (``verify_tokens``: pruned verification) to price the step with; otherwise acceptance
+is drawn when the step ends, per proposed token from the request's rate (the first rejection
+ends it). Accepted + 1 tokens are emitted and the rejected slots' KV is released.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ class SpeculationMixin:
         """Ask the speculator for draft tokens per decode; reserve their KV slots (a request
         whose slots cannot be had proposes none) and price the draft passes."""
         views = [r.view for r in plan.decode]
-        ks = self.speculator.propose(self.view, views)
+        spec = self.speculator
+        ks = spec.propose(self.view, views)
         kv = self.kv
         tokens = []
         for r, k in zip(plan.decode, ks, strict=True):
@@ -27,24 +30,39 @@ class SpeculationMixin:
                 k = 0
             tokens.append(k + 1)
         plan.decode_tokens = tokens
-        plan.draft_s = self.speculator.draft_time_s(self.view, views, [t - 1 for t in tokens])
+        ks = [t - 1 for t in tokens]
+        plan.draft_s = spec.draft_time_s(self.view, views, ks)
+        draw = getattr(spec, "accepted_tokens", None)
+        if draw is not None:
+            accepted = draw(views, ks, [r.spec_acceptance for r in plan.decode])
+            if accepted is not None:
+                plan.spec_accepted = accepted
+                plan.verify_tokens = spec.verify_tokens(self.view, views, ks, accepted)
 
     def _apply_speculative(self, plan: StepPlan, end: float) -> bool:
         """Verify each decode's drafts: accept while draws succeed, emit accepted + 1 tokens,
         release the KV slots of the rejected drafts."""
         kv, spec = self.kv, self.speculator
-        # one draw per proposed token, all at once: the stream is the same as drawing request by request
-        draws = self.accept_rng.random(sum(plan.decode_tokens) - len(plan.decode_tokens)).tolist()
+        given = plan.spec_accepted
+        if given is None:
+            # one draw per proposed token, all at once: the stream is the same as drawing request by request
+            draws = self.accept_rng.random(sum(plan.decode_tokens) - len(plan.decode_tokens)).tolist()
         at = 0
         done = False
-        for r, t in zip(plan.decode, plan.decode_tokens, strict=True):
+        self.spec_decode_steps += len(plan.decode)
+        self.spec_draft_s += plan.draft_s
+        per_request = self.spec_by_request
+        for i, (r, t) in enumerate(zip(plan.decode, plan.decode_tokens, strict=True)):
             k = t - 1
             accepted = 0
             if k > 0:
-                rate = r.spec_acceptance if r.spec_acceptance is not None else spec.acceptance_rate(r.view)
-                while accepted < k and draws[at + accepted] < rate:
-                    accepted += 1
-                at += k
+                if given is not None:
+                    accepted = given[i]
+                else:
+                    rate = r.spec_acceptance if r.spec_acceptance is not None else spec.acceptance_rate(r.view)
+                    while accepted < k and draws[at + accepted] < rate:
+                        accepted += 1
+                    at += k
                 self.spec_steps += 1
                 self.spec_proposed += k
                 self.spec_accepted += accepted
@@ -52,8 +70,16 @@ class SpeculationMixin:
             left = r.output_tokens - r.num_output_tokens
             if emit > left:
                 emit = left
+            row = per_request.get(r.id)
+            if row is None:
+                row = per_request[r.id] = [0, 0, 0, 0, 0]
+            row[0] += 1
             if k > 0:
                 self.spec_emitted += emit
+                row[1] += 1
+                row[2] += k
+                row[3] += accepted
+                row[4] += emit
             r.num_computed_tokens += emit
             finished = False
             for _ in range(emit):
@@ -64,4 +90,3 @@ class SpeculationMixin:
                     kv.trim(r, r.num_computed_tokens)
             done |= finished
         return done
-

@@ -143,6 +143,11 @@ SCENARIOS: dict[str, Any] = {
         "least_outstanding"),
     "azure-conv-16-llumnix": llumnix_config,
     "azure-conv-16-vtc": vtc_config,
+    "azure-conv-16-specserve": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"),
+                                                "max_requests": 4000},
+                                               _pool(16, speculation={"name": "specserve", "acceptance": "chat",
+                                                                      "draft_model": "Llama-3.2-1B"}),
+                                               "least_outstanding"),
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)

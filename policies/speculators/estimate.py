@@ -1,0 +1,43 @@
+"""Online acceptance estimates from observed outcomes (what adaptive speculators learn from).
+
+Each verified step of request i that proposed k tokens and had n accepted observes the rate
+x = n / (n + [n < k]) (n successes in that many Bernoulli trials: the first rejection ends
+the run). The estimate is an exponentially weighted moving average of x, per request,
+starting from the pool-wide estimate (a slower moving average over all requests, starting
+from a prior)::
+
+    a_i <- w a_i + (1 - w) x        a_pool <- w_pool a_pool + (1 - w_pool) x
+"""
+
+from __future__ import annotations
+
+
+class OnlineAcceptance:
+    """Per-request moving-average acceptance with a pool-wide fallback."""
+
+    def __init__(self, history_weight: float, prior: float, pool_weight: float = 0.99):
+        self.w = history_weight
+        self.pool_w = pool_weight
+        self.a_pool = prior
+        self._a: dict[int, float] = {}
+
+    def get(self, rid: int) -> float:
+        """Request ``rid``'s estimate (the pool's until it was observed)."""
+        a = self._a.get(rid)
+        return self.a_pool if a is None else a
+
+    def observe(self, rid: int, proposed: int, accepted: int) -> None:
+        """Record one verified step."""
+        if proposed <= 0:
+            return
+        x = accepted / (accepted + (1 if accepted < proposed else 0))
+        a = self._a.get(rid, self.a_pool)
+        self._a[rid] = self.w * a + (1.0 - self.w) * x
+        self.a_pool = self.pool_w * self.a_pool + (1.0 - self.pool_w) * x
+
+
+def expected_emitted(a: float, k: int) -> float:
+    """Expected tokens out of a step proposing k drafts at per-token acceptance a: (1 - a^(k+1)) / (1 - a)."""
+    if a >= 1.0:
+        return k + 1.0
+    return (1.0 - a ** (k + 1)) / (1.0 - a)
