@@ -36,6 +36,7 @@ from typing import Any, Literal
 import yaml
 
 from sim import schema
+from sim.engine.multimodel import ServingParams
 from sim.engine.transfer import TransferParams
 from sim.errors import ConfigError
 from sim.registry import (
@@ -219,6 +220,8 @@ class PoolConfig:
     speculation: SpeculatorSpec | None = param(None, doc="speculative decoding policy, off if null")
     cold_start: ColdStartConfig = param(default_factory=ColdStartConfig,
                                         doc="start-up time of replicas added at run time")
+    serving: ServingParams | None = param(None, doc="serve several models on replicas that switch between "
+                                                    "them (sim.engine.multimodel); null: hardware.model only")
 
 
 @dataclass

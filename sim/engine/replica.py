@@ -153,6 +153,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.view = ReplicaView(self)
         self.ops = ReplicaOps(self)
         self._at_boundary: list = []              # callbacks for the next iteration boundary
+        self.step_hook = None     # (plan) -> event | None, before each iteration is priced
+        self.step_wait = None     # an event the iteration in progress also waits for
         self.process = env.process(self._loop())
 
     # ------------------------------------------------------------------ engine-side reads
@@ -331,10 +333,19 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
             step_s = self._step_time(plan)
             end = env.now + step_s
             yield at(env, end)
+            if self.step_wait is not None:  # the iteration also waits for a copy (streamed weights)
+                wait, self.step_wait = self.step_wait, None
+                if not wait.triggered:
+                    start = end - step_s
+                    yield wait
+                    end = env.now
+                    step_s = end - start
             self._account(plan, step_s)
             self._apply(plan, end)
 
     def _step_time(self, plan: StepPlan) -> float:
+        if self.step_hook is not None:  # e.g. weights streamed over a shared link (sim.engine.multimodel)
+            self.step_wait = self.step_hook(plan)
         chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill]
         decode = plan.decode
         if plan.decode_tokens is None:
