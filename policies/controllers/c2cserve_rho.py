@@ -86,6 +86,8 @@ class C2CServeRhoController(ControllerBase):
 
         data = C2CServeRouter.example_config()
         data["cluster.controllers"] = [{"name": "c2cserve_rho"}]
+        data["cluster.pools[0].num_replicas"] = 4
+        data["cluster.pools[0].kv.num_blocks"] = 4000
         return data
 
     def act(self, cluster: ClusterView, now_s: float) -> list[Action]:

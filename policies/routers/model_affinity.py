@@ -35,8 +35,8 @@ def load(rep: ReplicaView) -> int:
 
 
 def runs(rep: ReplicaView, model: str) -> bool:
-    """Whether ``rep`` runs ``model`` now (and no other model's switch waits there)."""
-    return rep.serving_model == model and rep.num_model_queued == 0 and not rep.is_switching
+    """Whether ``rep`` runs ``model``, or is switching to it, and no other model waits there."""
+    return rep.serving_model == model and all(m == model for m in rep.queued_models)
 
 
 def is_idle(rep: ReplicaView) -> bool:
@@ -46,6 +46,7 @@ def is_idle(rep: ReplicaView) -> bool:
 def gate_example(router: str) -> dict:
     """A gate scenario for a multi-model router: 4 time-shared replicas, 4 models by Zipf."""
     return {
+        "workload.rate_rps": 20.0,
         "workload.transforms": [{"name": "assign_models", "models": MODELS, "zipf_a": 1.0}],
         "cluster.router": {"name": router},
         "cluster.pools[0].hardware": {"device": "H100-SXM", "model": MODELS[0]},

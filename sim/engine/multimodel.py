@@ -99,11 +99,17 @@ class ModelState:
         self.resident: OrderedDict[str, float] = OrderedDict()  # model -> HBM bytes, least recent first
         self.queue: deque[Request] = deque()
         self.switching = False
+        self.target: str | None = None  # the model a switch in progress loads
         self.rho_target = rho
         self.hbm_fraction = 1.0  # share of the loaded model's weights in HBM
         self.copying = False
         self.idle_since: float | None = None
         self.num_switches = 0
+
+    @property
+    def next_model(self) -> str | None:
+        """The model it runs once the switch in progress (if any) ends."""
+        return self.target if self.switching and self.target is not None else self.loaded
 
     @property
     def rho(self) -> float:
@@ -346,6 +352,7 @@ class ModelHub:
         if st.switching or not self._is_empty(rep):
             return
         if st.queue:
+            st.switching = True  # before the process starts: a second check at this instant must not
             self.env.process(self._switch(rep, st.queue[0].model))
         elif st.idle_since is None:
             st.idle_since = self.env.now
@@ -392,6 +399,7 @@ class ModelHub:
         env, st, pm = self.env, rep.models, self.pools[rep.pool]
         p = pm.params
         st.switching = True
+        st.target = model
         st.idle_since = None
         others = self._make_room(rep, pm, model)
         resident = model in st.resident
@@ -412,6 +420,7 @@ class ModelHub:
         yield at(env, env.now + p.switch_overhead_s, CONTROL)
         self._install(rep, pm, model, others, resident)
         st.switching = False
+        st.target = None
         self.num_switches += 1
         st.num_switches += 1
         now, moved = env.now, []

@@ -306,9 +306,9 @@ class ReplicaView:
     # multi-model replicas (sim.engine.multimodel); a single-model replica runs its pool's model
     @property
     def serving_model(self) -> str | None:
-        """The model it runs now (None: unloaded after its keep-alive)."""
+        """The model it runs now, or is switching to (None: unloaded after its keep-alive)."""
         st = getattr(self._rep, "models", None)
-        return st.loaded if st is not None else self.model
+        return st.next_model if st is not None else self.model
 
     @property
     def resident_models(self) -> tuple[str, ...]:
@@ -321,6 +321,12 @@ class ReplicaView:
         """Requests assigned here that wait for it to switch to their model."""
         st = getattr(self._rep, "models", None)
         return len(st.queue) if st is not None else 0
+
+    @property
+    def queued_models(self) -> tuple[str, ...]:
+        """The models of the requests waiting here for a switch, in queue order (repeats dropped)."""
+        st = getattr(self._rep, "models", None)
+        return tuple(dict.fromkeys(r.model for r in st.queue)) if st is not None else ()
 
     @property
     def is_switching(self) -> bool:
