@@ -5,12 +5,14 @@ Every ``period_s``, for each weight-streaming slice (``serving.stream``)::
     n        = busy slices on its chip (they share its one C2C link)
     share    = BW_c2c / n                        (contention_aware: false -> BW_c2c, as if alone)
     rho_bal  = share / (share + BW_hbm_slice)    both legs of max(rho W / share, (1 - rho) W / hbm) equal
-    feedback g (per slice, starts at 1):  measured TPOT of its decoding requests > high x SLO,
-               or its oldest wait > high x TTFT SLO  -> g *= 1 - step;  TPOT < low x SLO -> g *= 1 + step
-    rho      = clip(g x rho_bal, 0, 1)           (the engine clamps it to what HBM holds)
-    chunk    = streamed seconds of one iteration x prefill tokens/s of the slice's compute,
-               clipped to [min_chunk, max_chunk]: a prefill chunk long enough to hide its
-               weight stream, so a slice's C2C demand (rho W per iteration) stays bounded
+    feedback g (per slice, in (0, 1], starts at 1):  measured TPOT of its decoding requests
+               > high x SLO, or its oldest wait > high x TTFT SLO -> g *= 1 - step (more HBM);
+               TPOT < low x SLO -> g = min(1, g x (1 + step))
+    rho      = g x rho_bal                       (the engine clamps it to what HBM holds)
+    chunk    = the longest prefill chunk whose compute fits in high x TPOT SLO beside the
+               iteration's weight stream (rho W / share), in [min_chunk, max_chunk]: an
+               iteration as long as the TPOT SLO allows streams its weights the fewest times
+               per prompt, so each slice's C2C demand (rho W per iteration) stays bounded
 
 A lower rho copies more of the model into HBM in the background (over the same link); a
 higher one frees HBM. ``contention_aware: false`` is the ablation of the paper's claim that
@@ -48,7 +50,7 @@ class C2CServeRhoParams:
     contention_aware: bool = param(True, doc="split by the chip's current C2C share, with feedback "
                                              "(false: as if the slice had the link alone, no feedback)")
     adapt_chunk: bool = param(True, doc="set each slice's chunk (max_num_batched_tokens)")
-    min_chunk: int = param(256, ge=1, doc="smallest chunk, tokens")
+    min_chunk: int = param(512, ge=1, doc="smallest chunk, tokens (Sarathi-Serve's budget)")
     max_chunk: int = param(4096, ge=1, doc="largest chunk, tokens")
 
     def validate(self) -> None:
@@ -121,15 +123,15 @@ class C2CServeRhoController(ControllerBase):
         if (tpot is not None and tpot > p.high * p.tpot_slo_s) or r.oldest_wait_s > p.high * p.ttft_slo_s:
             g *= 1.0 - p.step
         elif tpot is not None and tpot < p.low * p.tpot_slo_s:
-            g = min(1.0 / max(r.rho, 1e-3), g * (1.0 + p.step), 4.0)
+            g = min(1.0, g * (1.0 + p.step))
         g = max(g, 1e-3)
         self._gain[r.id] = g
         return g
 
     def _chunk(self, r: ReplicaView, dev: Any, rho: float, share_gbps: float) -> int:
         p = self.params
-        model = get_model(r.serving_model or r.model)
+        model = get_model((r.serving_model or r.model).partition("@")[0])
         stream_s = rho * weight_bytes_read(model, "bf16", 1) / (share_gbps * 1e9)
         tokens_per_s = dev.bf16_tflops * 1e12 * cc.GEMM_COMPUTE_EFFICIENCY / (2.0 * model.num_active_params)
-        chunk = int(stream_s * tokens_per_s) // 64 * 64
+        chunk = int(max(0.0, p.high * p.tpot_slo_s - stream_s) * tokens_per_s) // 64 * 64
         return max(p.min_chunk, min(p.max_chunk, chunk))

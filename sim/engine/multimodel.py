@@ -47,11 +47,25 @@ if TYPE_CHECKING:
 GB = 1e9
 
 
+def model_key(name: str) -> str:
+    """The canonical name of a model: the catalog's, or ``Base@tag`` for a variant (a fine-tune
+    with Base's architecture and its own weights, e.g. ``Llama-3-8B@chat``)."""
+    base, sep, tag = name.partition("@")
+    key = get_model(base).name
+    return f"{key}@{tag}" if sep else key
+
+
+def base_model(key: str) -> str:
+    """The architecture a model key names (a variant's base)."""
+    return key.partition("@")[0]
+
+
 @dataclass
 class ServingParams:
     """A pool serving several models on replicas that switch between them (serverless)."""
 
-    models: list[str] = param(default_factory=list, doc="models served besides hardware.model (catalog names)")
+    models: list[str] = param(default_factory=list, doc="models served besides hardware.model (catalog names; "
+                              "Base@tag: a variant with Base's architecture and its own weights)")
     weights_home: Literal["grace", "host_memory", "storage", "storage_fast", "remote", "tiered"] = param(
         "host_memory", doc="where weights not in HBM live (tiered: a host-memory cache, else storage_fast)")
     load_gbps: float | None = param(None, gt=0, doc="load bandwidth per chip, GB/s (default: the tier's)")
@@ -138,15 +152,18 @@ class PoolModels:
         self.models: dict[str, Any] = {self.default: hw}
         for j, name in enumerate(params.models):
             try:
-                key = get_model(name).name
+                key = model_key(name)
             except ConfigError as exc:
                 raise ConfigError(exc.message, f"{where}.models[{j}]") from None
-            self.models[key] = dataclasses.replace(hw, model=key)
-        self.cost_models = {m: (pool.cost_model if m == self.default else build_cost_model(
-            dataclasses.replace(pool.config, hardware=h), pool.where)) for m, h in self.models.items()}
+            self.models[key] = dataclasses.replace(hw, model=base_model(key))
+        by_arch: dict[str, Any] = {base_model(self.default): pool.cost_model}
+        for h in self.models.values():
+            if h.model not in by_arch:
+                by_arch[h.model] = build_cost_model(dataclasses.replace(pool.config, hardware=h), pool.where)
+        self.cost_models = {m: by_arch[h.model] for m, h in self.models.items()}
         self.device = get_device(hw.device)
         self.weight_dtype = hw.weight_dtype
-        self.weight_bytes = {m: get_model(m).weight_bytes(hw.weight_dtype) / max(1, hw.tp * hw.pp)
+        self.weight_bytes = {m: get_model(base_model(m)).weight_bytes(hw.weight_dtype) / max(1, hw.tp * hw.pp)
                              for m in self.models}
         kv = pool.config.kv.params
         self.util = float(getattr(kv, "gpu_memory_utilization", 0.9) or 0.9)
@@ -266,7 +283,7 @@ class ModelHub:
             return self.default_model
         if name not in self._names:
             try:
-                self._names[name] = get_model(name).name
+                self._names[name] = model_key(name)
             except ConfigError:
                 self._names[name] = None
         return self._names[name]
@@ -390,7 +407,7 @@ class ModelHub:
             others = sum(b for k, b in st.resident.items() if k != model)
             over_count = sum(1 for k in st.resident if k != model) > keep
             over_memory = usable is not None and others + need > usable
-            if not (over_count or over_memory or p.stream):
+            if not (over_count or over_memory):
                 break
             self._evict(rep, m)
         return sum(b for k, b in st.resident.items() if k != model)
@@ -442,7 +459,8 @@ class ModelHub:
         if p.stream:
             base = pm.cost_models[model]
             rep.cost_model = base.__class__(base.params, pm.models[model])
-            st.hbm_fraction = st.hbm_fraction if st.loaded == model else 0.0
+            w = pm.weight_bytes[model]
+            st.hbm_fraction = min(1.0, st.resident.get(model, 0.0) / w) if w > 0 else 1.0
             st.rho_target = max(st.rho_target, pm.rho_floor[model])
             hbm = st.hbm_fraction * pm.weight_bytes[model]
         else:
