@@ -169,6 +169,20 @@ class PoolModels:
         self.util = float(getattr(kv, "gpu_memory_utilization", 0.9) or 0.9)
         self.fixed_blocks = getattr(kv, "num_blocks", None)
         self.rho_floor = {m: self._rho_floor(m) for m in self.models}
+        self._read: dict[tuple[str, int], float] = {}
+        self._moe: dict[str, bool] = {}
+
+    def bytes_read(self, arch: str, num_tokens: int) -> float:
+        """Weight bytes one iteration of ``num_tokens`` tokens of architecture ``arch`` reads (cached)."""
+        key = (arch, num_tokens if self._moe.get(arch) else 0)
+        b = self._read.get(key)
+        if b is None:
+            spec = get_model(arch)
+            self._moe[arch] = spec.is_moe
+            key = (arch, num_tokens if spec.is_moe else 0)
+            b = self._read[key] = weight_bytes_read(spec, self.weight_dtype, max(num_tokens, 1)) / max(
+                1, getattr(self.cost_models[self.default], "num_gpus", 1))
+        return b
 
     def usable_bytes(self, model: str) -> float | None:
         """HBM per GPU left for weights and KV after activations (None: the cost model does not say)."""
@@ -510,7 +524,7 @@ class ModelHub:
             cm.set_weight_read_scale(1.0 - rho)
         if rho <= 0.0:
             return None
-        num_bytes = rho * weight_bytes_read(get_model(rep.hardware.model), pm.weight_dtype, tokens)
+        num_bytes = rho * pm.bytes_read(rep.hardware.model, tokens)
         event = self.transfer.copy(num_bytes, st.chip.host)
         t0 = self.env.now
         event.callbacks.append(lambda _e: self._link_row(st.chip, 0, t0, self.env.now, num_bytes))
