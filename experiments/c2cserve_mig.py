@@ -61,21 +61,30 @@ SYSTEMS: dict[str, dict] = {
 }
 
 
-def config(system: str, seed: int, window_s: float, rate_scale: float, num_slices: int) -> dict:
-    """The run config of one system."""
+MOE = {"device": "GH200-96GB:7g.96gb", "bases": ["Qwen3-30B-A3B"], "variants": 4, "slices_per_chip": 1}
+
+
+def config(system: str, seed: int, window_s: float, rate_scale: float, num_slices: int, moe: bool = False) -> dict:
+    """The run config of one system (``moe``: four Qwen3-30B-A3B variants on whole GH200s)."""
     spec = copy.deepcopy(SYSTEMS[system])
-    serving = {"models": MODELS, **COMMON, **spec["serving"]}
+    bases, models, device = BASES, MODELS, DEVICE
+    common = dict(COMMON)
+    if moe:
+        bases, device = MOE["bases"], MOE["device"]
+        models = [f"{b}@v{k}" for k in range(MOE["variants"]) for b in bases]
+        common["slices_per_chip"] = MOE["slices_per_chip"]
+    serving = {"models": models, **common, **spec["serving"]}
     return {
         "seed": seed,
         "workload": {"name": "trace", "path": str(TRACE), "transforms": [
             {"name": "window", "start_s": 0, "duration_s": window_s},
             {"name": "rate_scale", "factor": rate_scale},
             {"name": "clip_lengths", "max_context_tokens": 4096},
-            {"name": "assign_models", "models": MODELS, "zipf_a": 1.0, "burst_factor": 4.0,
+            {"name": "assign_models", "models": models, "zipf_a": 1.0, "burst_factor": 4.0,
              "on_mean_s": 30.0, "off_mean_s": 300.0}]},
         "cluster": {"router": spec["router"], "controllers": spec.get("controllers", []),
                     "pools": [{"name": "mig", "num_replicas": num_slices,
-                               "hardware": {"device": DEVICE, "model": BASES[0]},
+                               "hardware": {"device": device, "model": bases[0]},
                                "scheduler": {"name": "vllm_v1", "max_num_batched_tokens": 2048},
                                "serving": serving}]},
         "slo": dict(SLO),
@@ -84,9 +93,9 @@ def config(system: str, seed: int, window_s: float, rate_scale: float, num_slice
 
 
 def measure(system: str, seed: int, window_s: float, rate_scale: float, warmup_s: float,
-            num_slices: int) -> dict:
+            num_slices: int, moe: bool = False) -> dict:
     """One run's steady-state row."""
-    res = simulate(config(system, seed, window_s, rate_scale, num_slices))
+    res = simulate(config(system, seed, window_s, rate_scale, num_slices, moe))
     df = res.requests
     span = window_s / rate_scale
     df = df[(df["arrival_s"] >= warmup_s) & (df["arrival_s"] < span - warmup_s)]
@@ -106,7 +115,7 @@ def measure(system: str, seed: int, window_s: float, rate_scale: float, warmup_s
     }
 
 
-def figure(rows: list[dict], out: Path) -> None:
+def figure(rows: list[dict], out: Path, title: str) -> None:
     """Cold-start latency per system (bars, log scale) and C2C utilisation over time (c2cserve)."""
     import matplotlib
 
@@ -143,7 +152,7 @@ def figure(rows: list[dict], out: Path) -> None:
     axes[2].set_xlabel("time (s)")
     axes[2].set_ylabel("C2C utilisation (both chips)")
     axes[2].legend(fontsize=8)
-    fig.suptitle("C2CServe vs serverless baselines, 8 GH200 1g.24gb slices, Azure conv arrivals, 12 models")
+    fig.suptitle(title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -157,12 +166,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--slices", type=int, default=8)
     ap.add_argument("--systems", default=",".join(SYSTEMS))
-    ap.add_argument("--out", default=str(ROOT / "docs" / "c2cserve_mig.png"))
+    ap.add_argument("--moe", action="store_true", help="MoE: 4 Qwen3-30B-A3B variants on 4 whole GH200s (7g)")
+    ap.add_argument("--out", default=None, help="figure (default docs/c2cserve_mig.png, _moe with --moe)")
     args = ap.parse_args()
     window = args.window_s or (150.0 if args.quick else 900.0)
     seeds = args.seeds or (1 if args.quick else 3)
     warmup = 30.0 if args.quick else 60.0
-    rows = [measure(s, seed, window, args.rate_scale, warmup, args.slices)
+    if args.moe and args.slices == 8:
+        args.slices = 4
+    rows = [measure(s, seed, window, args.rate_scale, warmup, args.slices, args.moe)
             for seed in range(seeds) for s in args.systems.split(",")]
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "_res"} for r in rows])
     agg = table.groupby("system", sort=False).mean(numeric_only=True).drop(columns=["seed"])
@@ -174,9 +186,12 @@ def main() -> None:
         print(f"cold start: best baseline {best} {base.loc[best, 'cold_mean_s']:.3f} s vs c2cserve "
               f"{agg.loc['c2cserve', 'cold_mean_s']:.3f} s: "
               f"{base.loc[best, 'cold_mean_s'] / max(agg.loc['c2cserve', 'cold_mean_s'], 1e-9):.2f}x "
-              "(paper: up to 7.1x dense)")
-    figure(rows, Path(args.out))
-    print(f"figure: {args.out}")
+              f"(paper: up to {'4.6x MoE' if args.moe else '7.1x dense'})")
+    out = Path(args.out or ROOT / "docs" / ("c2cserve_mig_moe.png" if args.moe else "c2cserve_mig.png"))
+    what = (f"{args.slices} whole GH200s (7g), 4 Qwen3-30B-A3B variants" if args.moe
+            else f"{args.slices} GH200 1g.24gb slices (4 per chip), 12 dense models")
+    figure(rows, out, f"C2CServe vs serverless baselines: {what}, Azure conv arrivals x{args.rate_scale}")
+    print(f"figure: {out}")
 
 
 if __name__ == "__main__":
