@@ -36,7 +36,7 @@ from typing import Any, Literal
 import yaml
 
 from sim import schema
-from sim.engine.multimodel import ServingParams
+from sim.engine.model_placement import ServingParams
 from sim.engine.transfer import TransferParams
 from sim.errors import ConfigError
 from sim.registry import (
