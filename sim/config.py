@@ -247,6 +247,10 @@ class ClusterConfig:
             raise ConfigError("a prefill pool needs a hand-off policy (e.g. handoff: distserve)", "handoff")
         if "prefill" in roles and "decode" not in roles and "mixed" not in roles:
             raise ConfigError("a prefill pool needs a decode or mixed pool to hand requests to", "pools")
+        for i, pool in enumerate(self.pools):
+            if pool.serving is not None and (pool.role != "mixed" or self.handoff is not None):
+                raise ConfigError("a multi-model pool (serving:) must be a mixed pool in a cluster without a "
+                                  "hand-off (its KV cache changes with the model)", f"pools[{i}].serving")
         names = [p.name for p in self.pools]
         for i, name in enumerate(names):
             if names.index(name) != i:

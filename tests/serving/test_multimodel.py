@@ -144,3 +144,19 @@ def test_single_model_pool_with_a_serving_block_and_every_request_accounted():
     assert len(df) == 200 and (df["state"] == "finished").all()
     assert set(df["model"]) == set(SMALL)
     assert (df["cold_start_s"] <= df["ttft_s"] + 1e-12).all()
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"models": ["Llama-3.2-1B", "Llama-9B"]}, "cluster.pools[0].serving.models[1]"),
+    ({"stream": True, "weights_home": "storage"}, "cluster.pools[0].serving.weights_home"),
+    ({"rho": 1.5}, "cluster.pools[0].serving.rho"),
+    ({"switch": "reboot"}, "cluster.pools[0].serving.switch"),
+])
+def test_bad_serving_blocks_name_the_dotted_key(change, where):
+    from sim.errors import ConfigError
+
+    cfg = make_config()
+    cfg["cluster"]["pools"][0]["serving"].update(change)
+    with pytest.raises(ConfigError) as info:
+        simulate(cfg)
+    assert info.value.where == where
