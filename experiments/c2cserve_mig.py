@@ -24,7 +24,7 @@ Measured in steady state: requests arriving after the first ``warmup`` seconds a
 the window's last ``warmup`` seconds. Cold start = arrival until a slice could run the
 request's model; "cold TTFT" = TTFT of the requests that had one. Run::
 
-    .venv/bin/python experiments/c2cserve_mig.py --quick      # one seed, 300 s window
+    .venv/bin/python experiments/c2cserve_mig.py --quick      # one seed, 150 s window
     .venv/bin/python experiments/c2cserve_mig.py              # seeds 0-2, 900 s window
 """
 
@@ -160,7 +160,7 @@ def figure(rows: list[dict], out: Path, title: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one seed, a 300 s window")
+    ap.add_argument("--quick", action="store_true", help="one seed, a 150 s window")
     ap.add_argument("--window-s", type=float, default=None, help="trace window, seconds (before rate scaling)")
     ap.add_argument("--rate-scale", type=float, default=0.5, help="arrival rate factor")
     ap.add_argument("--seeds", type=int, default=None)

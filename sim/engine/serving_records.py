@@ -5,8 +5,9 @@
   many did;
 - ``serving_num_switches`` / ``serving_num_loads`` / ``serving_load_gb``: model switches,
   those that loaded weights, the bytes loaded;
-- ``serving_hbm_weights_gb_peak``: most weight bytes resident in HBM at once, all replicas;
-  ``serving_grace_gb_per_chip``: the models staged in each chip's host tier (streaming pools);
+- ``serving_hbm_weights_gb_peak``: most weight bytes resident in HBM at once, all replicas
+  (``serving_hbm_gb_peak_by_model`` per model); ``serving_grace_gb_per_chip``: the models
+  staged in each chip's host tier (streaming pools; ``serving_grace_gb_by_model`` per model);
 - ``c2c_utilisation``: bytes moved over the chips' host links (streams, loads, background
   copies) / (their bandwidth x chips x span); ``link_frame`` / ``utilisation_series`` give it
   over time and ``memory_frame`` the HBM weights per replica and model over time.
@@ -76,6 +77,18 @@ def _peak_hbm(mem: pd.DataFrame) -> float:
     return peak
 
 
+def hbm_peak_by_model(mem: pd.DataFrame) -> dict[str, float]:
+    """Per model: the most HBM its weights held at once over all replicas, bytes."""
+    current: dict[tuple[int, str], float] = {}
+    total: dict[str, float] = {}
+    peak: dict[str, float] = {}
+    for rep, model, b in zip(mem["replica"], mem["model"], mem["bytes"], strict=True):
+        total[model] = total.get(model, 0.0) + b - current.get((rep, model), 0.0)
+        current[(rep, model)] = b
+        peak[model] = max(peak.get(model, 0.0), total[model])
+    return peak
+
+
 def summary(hub: ModelHub, df: pd.DataFrame) -> dict[str, Any]:
     """The flat summary keys of a multi-model run."""
     out: dict[str, Any] = {}
@@ -89,8 +102,12 @@ def summary(hub: ModelHub, df: pd.DataFrame) -> dict[str, Any]:
     out["serving_num_switches"] = int(hub.num_switches)
     out["serving_num_loads"] = int(hub.num_loads)
     out["serving_load_gb"] = float(hub.load_bytes / 1e9)
-    out["serving_hbm_weights_gb_peak"] = _peak_hbm(memory_frame(hub)) / 1e9
+    mem = memory_frame(hub)
+    out["serving_hbm_weights_gb_peak"] = _peak_hbm(mem) / 1e9
+    out["serving_hbm_gb_peak_by_model"] = {m: b / 1e9 for m, b in sorted(hbm_peak_by_model(mem).items())}
     grace = [sum(pm.weight_bytes.values()) for pm in hub.pools.values() if pm.params.stream]
+    out["serving_grace_gb_by_model"] = {m: b / 1e9 for pm in hub.pools.values() if pm.params.stream
+                                        for m, b in sorted(pm.weight_bytes.items())}
     out["serving_grace_gb_per_chip"] = float(max(grace) / 1e9) if grace else 0.0
     links = link_frame(hub)
     finished = df["finish_s"].to_numpy()
