@@ -186,8 +186,10 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
     @property
     def is_empty(self) -> bool:
         """Nothing assigned, running, paused or held here."""
+        models = getattr(self, "models", None)  # multi-model replicas: requests waiting for a switch
         return not (self.num_outstanding or self.waiting or self.running or self.swapped
-                    or self.paused is not None or self.hold_request is not None or self.held_by is not None)
+                    or self.paused is not None or self.hold_request is not None or self.held_by is not None
+                    or (models is not None and models.queue))
 
     # ------------------------------------------------------------------ cluster-side operations
     def enqueue(self, req: Request) -> None:
