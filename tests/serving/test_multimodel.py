@@ -164,7 +164,8 @@ def test_bad_serving_blocks_name_the_dotted_key(change, where):
 
 def test_replicas_added_and_drained_at_run_time_serve_every_model_request():
     wl = {"name": "synthetic", "num_requests": 880, "rate_rps": 3.0, "input_tokens": 64, "output_tokens": 8,
-          "output_tokens_max": 64, "arrival": {"name": "phases", "durations_s": [20, 20, 60], "rates_rps": [2.0, 40.0, 1.0]},
+          "output_tokens_max": 64,
+          "arrival": {"name": "phases", "durations_s": [20, 20, 60], "rates_rps": [2.0, 40.0, 1.0]},
           "transforms": [{"name": "assign_models", "models": SMALL, "zipf_a": 0.5}]}
     cfg = make_config(1, {"keep_alive_s": 5.0}, workload=wl, num_blocks=120)
     cfg["cluster"]["controllers"] = [{"name": "reactive_autoscaler", "min_replicas": 1, "max_replicas": 3,
