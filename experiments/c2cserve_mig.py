@@ -20,6 +20,9 @@ Systems (same slices, same switch overhead of 0.1 s, keep-alive 60 s):
 - c2cserve_static: the same with rho computed as if each slice had the link alone and no
   feedback (``contention_aware: false``): the paper's "rho ignores contention" ablation.
 
+``--moe``: eight Qwen3-30B-A3B variants (61 GB each, one fits a GH200's HBM at a time) on
+four whole GH200s (7g.96gb, one per chip, so no C2C sharing between slices): the MoE case.
+
 Measured in steady state: requests arriving after the first ``warmup`` seconds and before
 the window's last ``warmup`` seconds. Cold start = arrival until a slice could run the
 request's model; "cold TTFT" = TTFT of the requests that had one. Run::
@@ -65,7 +68,7 @@ MOE = {"device": "GH200-96GB:7g.96gb", "bases": ["Qwen3-30B-A3B"], "variants": 8
 
 
 def config(system: str, seed: int, window_s: float, rate_scale: float, num_slices: int, moe: bool = False) -> dict:
-    """The run config of one system (``moe``: four Qwen3-30B-A3B variants on whole GH200s)."""
+    """The run config of one system (``moe``: eight Qwen3-30B-A3B variants on whole GH200s)."""
     spec = copy.deepcopy(SYSTEMS[system])
     bases, models, device = BASES, MODELS, DEVICE
     common = dict(COMMON)
