@@ -94,7 +94,7 @@ class ModelState:
         self.target: str | None = None  # the model a switch in progress loads
         self.rho_target = rho
         self.hbm_fraction = 1.0  # share of the loaded model's weights in HBM
-        self.copying = False
+        self.copying: str | None = None  # the model a background copy into HBM is for
         self.idle_since: float | None = None
         self.num_switches = 0
 

@@ -289,7 +289,7 @@ class ModelHub(WeightStreamMixin):
         for r in moved:
             r.cold_start_s = now - r.arrival_s
             rep.enqueue(r)
-        if p.stream and p.copy_to_hbm and st.hbm_fraction < 1.0 - st.rho_target:
+        if p.stream and p.copy_to_hbm and st.copying != model and st.hbm_fraction < 1.0 - st.rho_target:
             env.process(self._copy_in(rep))
         self._soon(rep)
 

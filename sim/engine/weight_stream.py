@@ -56,14 +56,14 @@ class WeightStreamMixin:
             st.hbm_fraction = 1.0 - st.rho_target
             st.resident[model] = st.hbm_fraction * pm.weight_bytes[model]
             self._memory_row(rep, model, st.resident[model])
-        elif pm.params.copy_to_hbm and not st.copying and st.hbm_fraction < 1.0 - st.rho_target:
+        elif pm.params.copy_to_hbm and st.copying != model and st.hbm_fraction < 1.0 - st.rho_target:
             self.env.process(self._copy_in(rep))
 
     def _copy_in(self, rep: Replica):
         """Copy the weights the rho target leaves to HBM over the chip's link, in quarters."""
         st, pm = rep.models, self.pools[rep.pool]
         model = st.loaded
-        st.copying = True
+        st.copying = model
         w = pm.weight_bytes[model]
         while st.loaded == model and st.hbm_fraction < 1.0 - st.rho_target - 1e-9:
             step = min(0.25, 1.0 - st.rho_target - st.hbm_fraction)
@@ -75,4 +75,5 @@ class WeightStreamMixin:
             st.hbm_fraction = min(1.0, st.hbm_fraction + step)
             st.resident[model] = st.hbm_fraction * w
             self._memory_row(rep, model, st.resident[model])
-        st.copying = False
+        if st.copying == model:
+            st.copying = None
