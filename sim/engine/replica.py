@@ -112,6 +112,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.num_pending_prefill_tokens = 0      # prompt tokens queued or mid-prefill (incremental)
         self.max_tokens = kv.max_tokens
         self.pending_swap_bytes = 0
+        self.pending_swap_blocks = 0             # paged blocks in those bytes (per-call overheads)
         self.lifecycle = "active"                # starting | active | draining | removed
         self.start_s = env.now                   # when it started (its GPUs are billed from here)
         self.end_s: float | None = None          # when it was removed
@@ -348,8 +349,13 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         if plan.draft_s:
             step_s += plan.draft_s
         if self.pending_swap_bytes:
-            step_s += self.cost_model.swap_time_s(self.pending_swap_bytes)
+            cm = self.cost_model
+            if hasattr(cm, "swap_copy_time_s"):
+                step_s += cm.swap_copy_time_s(self.pending_swap_bytes, self.pending_swap_blocks)
+            else:  # a plug-in cost model with only swap_time_s
+                step_s += cm.swap_time_s(self.pending_swap_bytes)
             self.pending_swap_bytes = 0
+            self.pending_swap_blocks = 0
         return step_s
 
     def _account(self, plan: StepPlan, step_s: float) -> None:
