@@ -17,6 +17,7 @@ Layout of a config file (every section optional except workload)::
           cold_start: {source: storage}   # replicas added at run time (autoscaling)
       transfer: {link: ethernet-100g, max_stages: 3, max_stop_blocks: 16}   # migrations (Llumnix)
       controllers: [{name: reactive_autoscaler, pools: [main], max_replicas: 8}]
+      predictor: {name: noisy, sigma: 0.5}   # output-length predictor for policies that use one
     slo: {ttft_s: 2.0, tpot_s: 0.1}
     output: {record_steps: false}
     engine: {fast_forward: true}
@@ -43,6 +44,7 @@ from sim.registry import (
     COST_MODELS,
     HANDOFFS,
     KV_MANAGERS,
+    PREDICTORS,
     ROUTERS,
     SCHEDULERS,
     SPECULATORS,
@@ -141,6 +143,10 @@ class HandoffSpec(PolicySpec):
     registry = HANDOFFS
 
 
+class PredictorSpec(PolicySpec):
+    registry = PREDICTORS
+
+
 @dataclass
 class HardwareConfig:
     """What a replica runs on and what it serves."""
@@ -230,6 +236,8 @@ class ClusterConfig:
     controllers: list[ControllerSpec] = param(default_factory=list)
     handoff: HandoffSpec | None = param(None, doc="where a prefilled request's KV goes (disaggregation)")
     transfer: TransferParams = param(default_factory=TransferParams, doc="KV copies: live-migration knobs and link")
+    predictor: PredictorSpec | None = param(None, doc="output-length predictor handed to every policy "
+                                                       "(ctx.predictor), none if null")
 
     def validate(self) -> None:
         if not self.pools:

@@ -175,6 +175,8 @@ SPECULATORS = Registry("speculator", "sim.engine.seams:Speculator")
 CONTROLLERS = Registry("controller", "sim.engine.seams:Controller")
 WORKLOADS = Registry("workload", "sim.workload:Workload")
 HANDOFFS = Registry("handoff", "sim.engine.seams:Handoff")
+PREDICTORS = Registry("predictor", "sim.engine.seams:Predictor")
 
 # every kind, in the order listings show them
-REGISTRIES = (ROUTERS, SCHEDULERS, KV_MANAGERS, COST_MODELS, HANDOFFS, SPECULATORS, CONTROLLERS, WORKLOADS)
+REGISTRIES = (ROUTERS, SCHEDULERS, KV_MANAGERS, COST_MODELS, HANDOFFS, SPECULATORS, CONTROLLERS, PREDICTORS,
+              WORKLOADS)

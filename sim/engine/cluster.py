@@ -65,13 +65,18 @@ class Cluster(ClusterLifecycleMixin):
         self.env = simpy.Environment()
         self.recorder = recorder
         self.workload = workload
-        child = seeds.spawn(4)
+        child = seeds.spawn(5)  # the first four as before the predictor stream was added
         self.workload_rng = np.random.default_rng(child[0])
         router_seed = child[1]
         self._policy_seeds = child[2]
         controller_seeds = child[3]
         self.view = ClusterView(self)
         self.shared: dict[str, Any] = {}  # cluster-wide policy state (BuildContext.shared)
+        self.predictor = None
+        if config.cluster.predictor is not None:  # before every policy: they get it in their context
+            spec = config.cluster.predictor
+            self.predictor = spec.build(BuildContext(rng=np.random.default_rng(child[4]), cluster=self.view,
+                                                     shared=self.shared, oracle=True, where="cluster.predictor"))
         self.pools: list[Pool] = []
         self.replicas: list[Replica] = []
         self.replica_by_id: dict[int, Replica] = {}
@@ -120,7 +125,7 @@ class Cluster(ClusterLifecycleMixin):
             rng=rng, cluster=self.view, pool=pool.view if pool is not None else None,
             cost_model=pool.cost_model if pool is not None else None,
             hardware=pool.config.hardware if pool is not None else None,
-            shared=self.shared, oracle=is_oracle(params), where=where)
+            shared=self.shared, predictor=self.predictor, oracle=is_oracle(params), where=where)
 
     def _build_pool(self, cfg: PoolConfig, where: str) -> Pool:
         cost_model = build_cost_model(cfg, where)
@@ -250,6 +255,11 @@ class Cluster(ClusterLifecycleMixin):
 
     def _on_done(self, req: Request) -> None:
         self.num_done += 1
+        if self.predictor is not None:
+            if req.state is State.FINISHED:
+                self.predictor.observe(req.view, req.output_tokens)
+            elif hasattr(self.predictor, "discard"):
+                self.predictor.discard(req.view)
         if self.handoff is not None and req.replica is not None:
             self.handoff.request_done(self.replica_by_id[req.replica], req)
         if getattr(self.workload, "closed_loop", False):

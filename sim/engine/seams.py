@@ -17,6 +17,7 @@ and then sees only views (``sim.engine.views``). What each kind is asked::
     Speculator.propose(replica, requests)    -> k per decoding request (draft tokens)
     Handoff.on_prefilled(src, request)       -> True if the request leaves src
     Controller.act(cluster, now_s)           -> [Action]  (applied by the engine)
+    Predictor.predict(request)               -> predicted output tokens (ctx.predictor)
     KVManager.allocate(req, new, lookahead)  -> blocks taken | None (no room): the facade
 
 A request view's true output length is hidden; ``ctx.output_tokens(view)`` reads it when
@@ -158,6 +159,15 @@ class Handoff(Protocol):
     def on_prefilled(self, src: ReplicaView, req: RequestView) -> bool: ...
 
     def on_request_done(self, replica: ReplicaView, req: RequestView) -> None: ...
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Predicts a request's output length for policies (``ctx.predictor``); told the truth at finish."""
+
+    def predict(self, req: RequestView) -> int: ...
+
+    def observe(self, req: RequestView, output_tokens: int) -> None: ...
 
 
 @runtime_checkable

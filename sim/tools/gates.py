@@ -48,6 +48,7 @@ from sim.registry import (
     COST_MODELS,
     HANDOFFS,
     KV_MANAGERS,
+    PREDICTORS,
     ROUTERS,
     SCHEDULERS,
     SPECULATORS,
@@ -147,6 +148,8 @@ KINDS = (
     Kind("speculator", "speculator", SPECULATORS, base_default, lambda c, n: _pools(c, "speculation", n), False),
     Kind("controller", "controller", CONTROLLERS, base_default,
          lambda c, n: any(s.name == n for s in c.cluster.controllers), False),
+    Kind("predictor", "predictor", PREDICTORS, base_default,
+         lambda c, n: c.cluster.predictor is not None and c.cluster.predictor.name == n, False),
     Kind("workload", "workload", WORKLOADS, base_default, lambda c, n: c.workload.name == n, False),
 )
 

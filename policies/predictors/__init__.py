@@ -1,0 +1,1 @@
+"""Output-length predictors: what a policy may know of a request's output before it ends."""
