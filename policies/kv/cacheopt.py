@@ -155,7 +155,7 @@ class CacheOptKVManager(PagedKVManager):
 
     @classmethod
     def example_config(cls) -> dict:
-        """CacheOPT's scheduler on its KV manager (the scheduler default's small KV), oracle lengths."""
-        from policies.schedulers.cacheopt import CacheOptScheduler
-
-        return CacheOptScheduler.example_config()
+        """CacheOPT's scheduler on its KV manager (the scheduler default's small KV), oracle predictor."""
+        return {"cluster.predictor": {"name": "oracle"},
+                "cluster.pools[0].scheduler": {"name": "cacheopt"},
+                "cluster.pools[0].kv": {"name": "cacheopt", "block_size": 16, "num_blocks": 800}}

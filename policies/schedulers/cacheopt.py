@@ -304,6 +304,7 @@ class CacheOptScheduler(SchedulerBase):
 
     @classmethod
     def example_config(cls) -> dict:
-        """CacheOPT's scheduler on its KV manager (the scheduler default's small KV), oracle lengths."""
-        return {"cluster.pools[0].scheduler": {"name": "cacheopt", "oracle": True},
+        """CacheOPT on its KV manager (the scheduler default's small KV), lognormal predictor error 0.5."""
+        return {"cluster.predictor": {"name": "noisy", "sigma": 0.5},
+                "cluster.pools[0].scheduler": {"name": "cacheopt"},
                 "cluster.pools[0].kv": {"name": "cacheopt", "block_size": 16, "num_blocks": 800}}
