@@ -78,6 +78,16 @@ def autoscale_config() -> dict:
     return config
 
 
+def cacheopt_config(num_replicas: int) -> dict:
+    """The Azure 2023 conversation trace on CacheOPT (scheduler + KV manager, lognormal predictor
+    error 0.5, swaps priced per block copy call)."""
+    pool = _pool(num_replicas, scheduler={"name": "cacheopt"}, kv={"name": "cacheopt"},
+                 cost_model={"name": "analytic", "swap_call_overhead_s": 5e-6})
+    config = _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")}, pool, "least_outstanding")
+    config["cluster"]["predictor"] = {"name": "noisy", "sigma": 0.5}
+    return config
+
+
 SCENARIOS: dict[str, Any] = {
     "azure-conv-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
                                      _pool(16), "least_outstanding"),
@@ -97,6 +107,7 @@ SCENARIOS: dict[str, Any] = {
     "vidur-vllm-4": lambda: vidur_config("vllm", 4),
     "vidur-sarathi-1": lambda: vidur_config("sarathi", 1),
     "vidur-sarathi-4": lambda: vidur_config("sarathi", 4),
+    "azure-conv-16-cacheopt": lambda: cacheopt_config(16),
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
