@@ -22,9 +22,10 @@ block: it leaves ``kv_blocks`` (its physical block is freed) and joins ``kv_shar
 So every question the paged facade answers (``blocks_needed``, ``allocate``, the fast path's
 ``affordable_steps``) works on logical blocks unchanged, while ``num_used`` counts distinct
 blocks: more requests fit. The mapping happens when the request next asks for KV (every
-iteration), as the engine would after its similarity check. Not modelled: decode attention
-still reads every logical block (MemShare reads the distinct ones), so compute-side gains are
-not claimed; swap copies logical blocks.
+iteration), as the engine would after its similarity check. Decode attention reads the
+distinct blocks only (``attention_saved_tokens``: the engine prices the batch's context less
+the mapped blocks). Not modelled: prefill chunks (a recompute) still attend over every token,
+and a swap copies the logical blocks.
 """
 
 from __future__ import annotations
@@ -163,9 +164,15 @@ class MemShareKVManager(PagedKVManager):
                     max_steps = max(1, k)
         return super().affordable_steps(reqs, max_steps)
 
-    def distinct_blocks(self, req: Request) -> int:
-        """Physical blocks ``req`` holds (its logical blocks less the mapped references)."""
-        return req.kv_blocks
+    def attention_saved_tokens(self, reqs: list[Request]) -> int:
+        """Context tokens decode attention of ``reqs`` does not read: their mapped blocks (it
+        reads the distinct blocks; the engine subtracts this from the batch's context)."""
+        steps, total = self._steps, 0
+        for r in reqs:
+            st = steps.get(r.id)
+            if st is not None:
+                total += st.mapped
+        return total * self.block_size
 
     def check_invariants(self) -> None:
         super().check_invariants()

@@ -92,8 +92,7 @@ class CacheOptScheduler(SchedulerBase):
         self._errors: deque[float] = deque(maxlen=params.range_window)  # actual / predicted - 1
         self._range_ratio = params.range_ratio
         self._arrivals: deque[float] = deque()  # arrival times seen here, within the window
-        self._seen_upto = -1.0
-        self._seen: set[int] = set()
+        self._seen_id = -1                      # newest request id noted in _arrivals
         self.num_borrowed = 0
         self.num_swap_preemptions = 0
         self.num_recompute_preemptions = 0
@@ -138,13 +137,19 @@ class CacheOptScheduler(SchedulerBase):
         return int(math.ceil(r * math.sqrt(math.log(1.0 / delta) / 2.0)))
 
     def _note_arrivals(self, rep: ReplicaOps) -> None:
-        a, seen, window = self._arrivals, self._seen, self.params.rate_window_s
-        for r in rep.waiting:
-            if r.id not in seen and r.num_preemptions == 0:
-                seen.add(r.id)
-                a.append(r.arrival_s)
-        if len(seen) > 4096:
-            seen.intersection_update(r.id for r in rep.waiting)
+        """Arrival times of the requests new in the queue (ids grow with arrival: the newest are
+        at its back)."""
+        a, window = self._arrivals, self.params.rate_window_s
+        waiting = rep.waiting
+        new = []
+        for i in range(len(waiting) - 1, -1, -1):
+            r = waiting[i]
+            if r.id <= self._seen_id:
+                break
+            new.append(r.arrival_s)
+        if new:
+            self._seen_id = waiting[len(waiting) - 1].id
+            a.extend(reversed(new))
         while a and a[-1] - a[0] > window:
             a.popleft()
 
@@ -266,20 +271,23 @@ class CacheOptScheduler(SchedulerBase):
         p = self.params
         kv = rep.kv
         g = api.global_reserve_blocks
+        unused = -1  # blocks promised and not yet taken, computed once, then kept up to date
         while rep.waiting and budget > 0 and rep.num_running < p.max_num_seqs:
             req = self.peek(rep)
             if kv.never_fits(req, g):
                 rep.reject(req, "exceeds_kv_capacity")
                 continue
+            if unused < 0:
+                unused = api.unused_reserved()
             want = min(kv.blocks_for(self.reservation_tokens(req)), kv.num_blocks - g)
             lender = None
-            if want > api.unreserved() - g:
+            if want > kv.num_free_blocks - unused - g:
                 if not p.reuse:
                     return
                 lender = self._lender(rep, api, req, want)
                 if lender is None:
                     return
-            n = rep.admit(req, budget, reserve_blocks=g if lender is not None else api.unused_reserved() + g)
+            n = rep.admit(req, budget, reserve_blocks=g if lender is not None else unused + g)
             if n is None:
                 return
             self._live[req.id] = req
@@ -287,7 +295,9 @@ class CacheOptScheduler(SchedulerBase):
                 api.reserve(req, want)
             else:
                 api.lend(lender, req, want)
+                unused -= want
                 self.num_borrowed += 1
+            unused += api.spare(req)
             plan.add_prefill(req, n)
             budget -= n
 
