@@ -66,6 +66,7 @@ class CacheOptParams:
                                   "of the observed relative errors (actual / predicted - 1)")
     range_min_samples: int = param(20, ge=1, doc="finished requests seen before R is measured")
     range_window: int = param(500, ge=1, doc="most recent finished requests R is measured over")
+    range_refresh: int = param(25, ge=1, doc="R is measured again after this many more finish")
     range_tokens: int | None = param(None, ge=0, doc="fixed R in tokens instead (overrides the above)")
     extend_iterations: int = param(2, ge=0, doc="extend a reservation this many iterations before it runs out")
     extend_blocks: int | None = param(None, ge=1, doc="blocks per extension (default: the request's padding)")
@@ -91,6 +92,8 @@ class CacheOptScheduler(SchedulerBase):
         self._live: dict[int, RequestView] = {}  # admitted here, not yet seen finished
         self._errors: deque[float] = deque(maxlen=params.range_window)  # actual / predicted - 1
         self._range_ratio = params.range_ratio
+        self._num_errors = 0                    # predictions checked so far
+        self._next_range = 0                    # measure R again once this many were checked
         self._arrivals: deque[float] = deque()  # arrival times seen here, within the window
         self._seen_id = -1                      # newest request id noted in _arrivals
         self.num_borrowed = 0
@@ -123,8 +126,10 @@ class CacheOptScheduler(SchedulerBase):
             pred = self._pred.pop(i, None)
             if pred and r.state == State.FINISHED:
                 self._errors.append(r.num_output_tokens / pred - 1.0)
+                self._num_errors += 1
         p = self.params
-        if len(self._errors) >= p.range_min_samples:
+        if self._num_errors >= p.range_min_samples and self._num_errors >= self._next_range:
+            self._next_range = self._num_errors + p.range_refresh
             lo, hi = np.quantile(np.fromiter(self._errors, float), [(1 - p.range_quantile) / 2,
                                                                       (1 + p.range_quantile) / 2])
             self._range_ratio = float(hi - lo)
