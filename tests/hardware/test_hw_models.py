@@ -16,6 +16,8 @@ KV_BF16 = {
     "Qwen3-30B-A3B": 98_304, "Qwen3-235B-A22B": 192_512, "DeepSeek-V3": 70_272, "OPT-13B": 819_200,
     # draft models (not in section 3): 2 x layers x KV heads x head_dim x 2 bytes, from their config.json
     "Llama-3.2-1B": 32_768, "Qwen2.5-0.5B": 12_288,
+    # reasoning models (not in section 3): the Qwen2.5-7B / 32B shapes they are distilled into
+    "DeepSeek-R1-Distill-Qwen-7B": 57_344, "DeepSeek-R1-Distill-Qwen-32B": 262_144,
 }
 # (total, active) billions, section 3
 PARAMS_B = {
