@@ -50,6 +50,8 @@ class MemShareParams(PagedKVParams):
     redundant_share_max: float = param(0.40, ge=0, le=1, doc="highest share of redundant steps per request")
     step_tokens_median: float = param(96.0, gt=0, doc="median tokens per reasoning step (unknown detail)")
     step_tokens_sigma: float = param(0.6, ge=0, doc="log-sd of the step length")
+    attention_reads_distinct: bool = param(True, doc="decode attention reads distinct blocks only (False: "
+                                           "every logical block, i.e. memory savings alone)")
 
     def validate(self) -> None:
         if self.redundant_share_max < self.redundant_share_min:
@@ -167,6 +169,8 @@ class MemShareKVManager(PagedKVManager):
     def attention_saved_tokens(self, reqs: list[Request]) -> int:
         """Context tokens decode attention of ``reqs`` does not read: their mapped blocks (it
         reads the distinct blocks; the engine subtracts this from the batch's context)."""
+        if not self.params.attention_reads_distinct:
+            return 0
         steps, total = self._steps, 0
         for r in reqs:
             st = steps.get(r.id)
