@@ -122,11 +122,25 @@ def test_memshare_raises_throughput_when_memory_bound_only():
     assert share_big["throughput_output_tps"] == pytest.approx(paged_big["throughput_output_tps"], rel=0.01)
 
 
-def test_memshare_never_uses_more_than_distinct_blocks():
+def test_memshare_never_uses_more_than_distinct_blocks(monkeypatch):
+    from sim.engine.replica import Replica
     from tests.cluster_run import run_cluster
 
+    original = Replica._account
+
+    def checked(self, plan, step_s):  # after every iteration: blocks used = distinct blocks held
+        original(self, plan, step_s)
+        kv = self.kv
+        kv.check_invariants()
+        held = sum(r.kv_blocks for r in self.running)
+        logical = sum(r.kv_blocks + r.kv_shared_blocks for r in self.running)
+        assert kv.num_used == held <= logical
+        assert logical - held == kv.attention_saved_tokens(self.running) // kv.block_size
+
+    monkeypatch.setattr(Replica, "_account", checked)
     for share in ((0.0, 0.0), (0.15, 0.40), (1.0, 1.0)):
         d = _reasoning({"name": "memshare", "redundant_share_min": share[0], "redundant_share_max": share[1]}, 1500)
+        d["engine"]["fast_forward"] = False
         cluster = run_cluster(from_dict(d))
         kv = cluster.replicas[0].kv
         kv.check_invariants()
