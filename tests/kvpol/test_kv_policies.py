@@ -149,3 +149,33 @@ def test_memshare_never_uses_more_than_distinct_blocks(monkeypatch):
             assert kv.num_mapped_total == 0
         else:
             assert kv.num_mapped_total > 0
+
+
+def test_cacheopt_lending_shortens_queueing():
+    """Running waiting requests inside others' unused reservations lowers mean queueing."""
+    from tests.cluster_run import run_cluster
+
+    out = {}
+    for reuse in (True, False):
+        d = copy.deepcopy(scenario("scheduler", "cacheopt"))
+        d["cluster"]["pools"][0]["scheduler"]["reuse"] = reuse
+        cluster = run_cluster(from_dict(d))
+        queueing_s = cluster.recorder.requests_frame()["queueing_s"].mean()
+        out[reuse] = (cluster.replicas[0].scheduler.num_borrowed, queueing_s)
+    assert out[True][0] > 0 and out[False][0] == 0
+    assert out[True][1] < out[False][1]
+
+
+def test_cacheopt_preempts_by_the_cheaper_of_swap_and_recompute():
+    """Priced as the paper says: 2 x swap copy time vs the prefill of prompt + generated tokens."""
+    from types import SimpleNamespace
+
+    s = _cacheopt_scheduler()
+    kv = SimpleNamespace(blocks_for=lambda n: -(-n // 16), bytes_per_block=16 * 131072)
+    req = SimpleNamespace(num_computed_tokens=4000, context_tokens=4000)
+    slow_link = SimpleNamespace(kv=kv, cost_model=SimpleNamespace(swap_copy_time_s=lambda b, n: 1.0,
+                                                                 prefill_time_s=lambda n: 0.3))
+    fast_link = SimpleNamespace(kv=kv, cost_model=SimpleNamespace(swap_copy_time_s=lambda b, n: 0.01,
+                                                                 prefill_time_s=lambda n: 0.3))
+    assert s.preempt_mode(slow_link, req) == "recompute"
+    assert s.preempt_mode(fast_link, req) == "swap"
