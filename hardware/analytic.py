@@ -43,7 +43,7 @@ from sim.schema import param
 ACT_BYTES = 2.0  # activations travel in bf16/fp16
 _SHORT_RUN_STEPS = 32  # decode runs up to this long are priced in Python floats, longer ones in numpy
 
-Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal"]
+Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal", "vllm_v1", "sglang"]
 AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring"]
 
 
@@ -70,6 +70,9 @@ class AnalyticParams:
                                     doc="share of the C2C link this replica gets (default: MIG slices/8)")
     price_per_gpu_hour: float | None = param(None, ge=0, doc="USD per GPU-hour (default: catalog)")
     swap_overhead_s: float = param(cc.SWAP_OVERHEAD_S, ge=0, doc="fixed cost of one swap copy")
+    stack_file: str | None = param(None, doc="YAML stack file (servesim fit) replacing the stack's constants")
+    request_overhead_s: float | None = param(None, ge=0, doc="per-request frontend delay added to TTFT and "
+                                             "E2E (tokenise, detokenise, HTTP; default: the stack's)")
     swap_call_overhead_s: float = param(0.0, ge=0, doc="per copy call when swapping paged KV: one call per "
                                         "block, layer and K/V (FastSwitch); 0 = bytes only (e.g. 5e-6)")
 
@@ -123,7 +126,13 @@ class AnalyticCostModel(CostModel):
 
     def __init__(self, params: AnalyticParams | None, hardware: Any):
         p = params or AnalyticParams()
+        stack = cc.STACKS[p.stack]
+        if p.stack_file:
+            from hardware.stack_file import apply_stack_file
+
+            p, stack = apply_stack_file(p, stack)
         self.params = p
+        self.request_overhead_s = stack.request_s if p.request_overhead_s is None else p.request_overhead_s
         self.hardware = hardware
         self.device: DeviceSpec = get_device(hardware.device, "hardware.device")
         self.model: ModelSpec = get_model(hardware.model, "hardware.model")
@@ -131,7 +140,6 @@ class AnalyticCostModel(CostModel):
         self.num_gpus = self.tp * self.pp
         self.weight_dtype, self.kv_dtype = hardware.weight_dtype, hardware.kv_dtype
         self._check_layout()
-        stack = cc.STACKS[p.stack]
         self._o_it = stack.iteration_s if p.iteration_overhead_s is None else p.iteration_overhead_s
         lo_prefill = stack.layer_prefill_s if p.layer_overhead_prefill_s is None else p.layer_overhead_prefill_s
         lo_decode = stack.layer_decode_s if p.layer_overhead_decode_s is None else p.layer_overhead_decode_s

@@ -191,13 +191,30 @@ def _format(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print the calibration table (or JSON); exit status 1 if a target is missed."""
     parser = argparse.ArgumentParser(prog="servesim calibrate", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print {points, median_abs_error} as JSON")
+    parser.add_argument("--json", action="store_true", help="print {points, median_abs_error, fidelity} as JSON")
+    parser.add_argument("--no-corpus", action="store_true",
+                        help="only the section-5 table (skip the corpus split by source, hardware.fidelity)")
+    parser.add_argument("--points", action="store_true", help="list every held-out corpus point too")
     args = parser.parse_args(argv)
     result = evaluate()
+    fidelity = None
+    if not args.no_corpus:
+        from hardware import fidelity as fid
+
+        results = fid.evaluate()
+        fidelity = fid.report(results)
     if args.json:
-        print(json.dumps({"points": result["points"], "median_abs_error": result["median_abs_error"]}, indent=1))
+        out = {"points": result["points"], "median_abs_error": result["median_abs_error"]}
+        if fidelity is not None:
+            out["fidelity"] = dict(fidelity, points=[
+                {k: r[k] for k in ("id", "source", "split", "group", "device", "model", "tp", "weight_dtype",
+                                   "stack", "metric", "value", "predicted", "rel_error")} for r in results])
+        print(json.dumps(out, indent=1, default=str))
     else:
+        print("== in-sample: HARDWARE.md section 5 (the points the constants were fitted to) ==")
         print(_format(result))
+        if fidelity is not None:
+            print(fid.format_report(fidelity, results if args.points else None))
     return 0 if result["ok"] else 1
 
 

@@ -76,7 +76,20 @@ class StackOverheads:
     layer_decode_s: float  # per layer in pure-decode iterations (graphed, small kernels)
     seq_s: float  # per sequence in the batch per iteration (CPU bookkeeping, sampling)
     source: str = ""
+    #: per request, outside the engine loop (tokenisation, detokenisation, HTTP): added to a
+    #: request's TTFT and end-to-end latency by ``hardware.fidelity`` and ``servesim validate``
+    request_s: float = 0.0
 
+
+# Fitted values of the issue-17 stacks (see STACKS below; ``hardware.fidelity --fit`` prints them).
+VLLM_V1_ITERATION_S = 3.0e-3
+VLLM_V1_LAYER_DECODE_S = 20e-6
+VLLM_V1_SEQ_S = 10e-6
+VLLM_V1_REQUEST_S = 90e-3  # edge of the fit grid: absorbs vLLM 0.6 multi-step (10) first-token delay
+SGLANG_ITERATION_S = 2.0e-3
+SGLANG_LAYER_DECODE_S = 20e-6
+SGLANG_SEQ_S = 60e-6
+SGLANG_REQUEST_S = 5e-3
 
 #: One profile per measured stack; ``stack: name`` in the cost-model params picks one.
 STACKS = {
@@ -97,6 +110,21 @@ STACKS = {
         source="published simulator's Llama-2-70B DGX-H100 TP4 profile, batch 1-64",
     ),
     "ideal": StackOverheads(0.0, 0.0, 0.0, 0.0, source="kernels only"),
+    # Current CUDA-graph engines (issue 17). Fitted by ``python -m hardware.fidelity --fit`` on
+    # the calibration sources of hardware/corpus/points.csv (sglang_vllm060: SGLang 0.3.0 and
+    # vLLM 0.6.0 on A100 TP1 and H100 TP4, offline and Poisson online); the other sources are
+    # held out. Graph-captured decode leaves a small per-layer cost; sampling and bookkeeping
+    # remain per sequence.
+    "vllm_v1": StackOverheads(
+        iteration_s=VLLM_V1_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
+        seq_s=VLLM_V1_SEQ_S, request_s=VLLM_V1_REQUEST_S,
+        source="sglang_vllm060 corpus source (vLLM 0.6.0 rows), fitted by hardware.fidelity --fit",
+    ),
+    "sglang": StackOverheads(
+        iteration_s=SGLANG_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=SGLANG_LAYER_DECODE_S,
+        seq_s=SGLANG_SEQ_S, request_s=SGLANG_REQUEST_S,
+        source="sglang_vllm060 corpus source (SGLang 0.3.0 rows), fitted by hardware.fidelity --fit",
+    ),
 }
 
 #: The stack a cost model assumes unless told (the most efficient measured one).

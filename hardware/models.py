@@ -238,6 +238,9 @@ _CATALOG: dict[str, ModelSpec] = {
         # Not in section 3: DistServe's calibration model (facebook/opt-13b config.json).
         _dense("OPT-13B", 40, 5120, 40, 40, 20480, 50272, gated_mlp=False, tie_embeddings=True,
                extra_params=2050 * 5120),
+        # Not in section 3: corpus models (meta-llama/Llama-2-13b-hf and Llama-3.1-405B config.json).
+        _dense("Llama-2-13B", 40, 5120, 40, 40, 13824, 32000),
+        _dense("Llama-3.1-405B", 126, 16384, 128, 8, 53248, 128256),
         # Not in section 3: reasoning models (MemShare, CacheOPT reasoning runs): DeepSeek-R1 distilled
         # into Qwen2.5-Math-7B / Qwen2.5-32B, so their config.json shapes.
         _dense("DeepSeek-R1-Distill-Qwen-7B", 28, 3584, 28, 4, 18944, 152064, qkv_bias=True),
@@ -251,6 +254,7 @@ _ALIASES = {
     "meta-llama-3.1-70b": "Llama-3-70B", "llama-7b": "Llama-2-7B", "llama-70b": "Llama-2-70B",
     "mixtral-8x7b-v0.1": "Mixtral-8x7B", "deepseek-r1": "DeepSeek-V3", "deepseek-v3-0324": "DeepSeek-V3",
     "qwen3-235b": "Qwen3-235B-A22B", "qwen3-30b": "Qwen3-30B-A3B",
+    "llama-13b": "Llama-2-13B", "meta-llama-3.1-405b": "Llama-3.1-405B",
 }
 
 _SUFFIX = re.compile(r"-(instruct|chat|hf|base)(-\d+)?$")

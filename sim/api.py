@@ -45,14 +45,16 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     wall_start = time.perf_counter()
     seeds = np.random.SeedSequence(config.seed)
     workload = config.workload.build()
-    recorder = Recorder(config.output.record_steps, config.output.record_token_times)
+    recorder = Recorder(config.output.record_steps or config.output.trace_events, config.output.record_token_times)
     cluster = Cluster(config, workload, recorder, seeds)
     cluster.run()
     df = recorder.requests_frame()
+    _frontend_delay(cluster, df)
     extra = dict(workload.describe())
     extra.update(_energy_and_cost(cluster, df))
     extra.update(cluster.transfer.summary())
     summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
+    summary.update(_error_band(config))
     if config.engine.max_time_s is not None:
         _cut_summary(cluster, summary)
     _lifecycle_summary(cluster, df, summary)
@@ -61,6 +63,36 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     return Result(config, df, summary, recorder.steps_frame(),
                   recorder.token_times if config.output.record_token_times else None, recorder.visits_frame(),
                   cluster.action_log.frame())
+
+
+def _frontend_delay(cluster: Cluster, df: pd.DataFrame) -> None:
+    """Add each request's serving-frontend cost (tokenisation, detokenisation, HTTP: the cost
+    model's ``request_overhead_s``, 0 unless a stack sets it) to its first-token and finish
+    times, as a pure delay outside the engine (it does not occupy the replica; a closed-loop
+    client's next request is still sent at the engine-side finish)."""
+    delays = {rep.id: float(getattr(rep.cost_model, "request_overhead_s", 0.0) or 0.0) for rep in cluster.replicas}
+    if not any(delays.values()) or len(df) == 0:
+        return
+    d = df["first_replica"].map(delays).fillna(0.0).to_numpy(dtype=float)
+    started = df["first_token_s"].notna().to_numpy()
+    d = np.where(started, d, 0.0)
+    for col in ("first_token_s", "ttft_s", "finish_s", "e2e_s"):
+        df[col] = df[col] + d
+
+
+def _error_band(config: SimulationConfig) -> dict[str, Any]:
+    """The held-out corpus error of the first pool's regime (device, TP, dtype, stack), from
+    ``hardware/corpus/error_bands.json`` (``servesim calibrate``): how far to trust this run."""
+    from hardware.fidelity import band_for
+
+    pool = config.cluster.pools[0]
+    hw, cost = pool.hardware, pool.cost_model
+    stack = getattr(cost.params, "stack", None) if cost.name == "analytic" else None
+    band = band_for(hw.device, hw.tp, hw.weight_dtype, stack or cost.name) if stack else None
+    if band is None:
+        return {"heldout_error_regime": "none (no held-out corpus points for this cost model)"}
+    return {"heldout_error_regime": band["regime"], "heldout_error_median_abs": band["median_abs_error"],
+            "heldout_error_within_20": band["within_20"], "heldout_error_n": band["n"]}
 
 
 def _cut_summary(cluster: Cluster, summary: dict[str, Any]) -> None:

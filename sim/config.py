@@ -282,6 +282,10 @@ class OutputConfig:
 
     record_steps: bool = param(False, doc="keep one row per replica iteration (result.steps)")
     record_token_times: bool = param(False, doc="keep every token's timestamp per request")
+    trace_events: bool = param(False, doc="write trace.json (Chrome / Perfetto trace events of every "
+                                          "replica's iterations and KV moves); records the steps")
+    trace_events_max: int = param(200_000, ge=1, doc="bound on trace.json's events: iterations are "
+                                                     "sampled every n-th when more")
 
 
 @dataclass

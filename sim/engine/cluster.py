@@ -9,7 +9,6 @@ Controllers are periodic processes that act on the whole cluster (migration, sca
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,9 +109,8 @@ class Cluster(ClusterLifecycleMixin):
         self.truncated = False  # the run stopped at engine.max_time_s with requests outstanding
         self.num_not_arrived = 0  # requests of the workload that had not arrived at the cut
         self.all_done = self.env.event()
-        self._wall_start = time.monotonic()
-        self._last_progress = self._wall_start
         self._show_progress = config.engine.progress and sys.stderr.isatty()
+        self._bar: Any = None
         self._init_lifecycle()
 
     # ------------------------------------------------------------------ building
@@ -230,7 +228,7 @@ class Cluster(ClusterLifecycleMixin):
         self.num_arrived += 1
         if self.recorder.record_token_times:
             req.token_times = []
-        if self._show_progress and self.num_arrived % 2048 == 0:
+        if self._bar is not None and self.num_arrived % 2048 == 0:
             self._progress()
         if req.input_tokens + req.output_tokens > self.max_fit_tokens:
             self.reject(req, "exceeds_kv_capacity")
@@ -275,17 +273,16 @@ class Cluster(ClusterLifecycleMixin):
             self.all_done.succeed()
 
     def _progress(self) -> None:
-        now = time.monotonic()
-        if now - self._wall_start < 3.0 or now - self._last_progress < 0.5:
-            return
-        self._last_progress = now
-        sys.stderr.write(f"\r  simulated {self.env.now:10.1f} s  requests {self.num_arrived:9d} "
-                         f"arrived {self.num_done:9d} done  wall {now - self._wall_start:6.1f} s")
-        sys.stderr.flush()
+        self._bar.update(self.num_done - self._bar.n)
+        self._bar.set_postfix_str(f"simulated {self.env.now:.1f} s, {self.num_arrived} arrived", refresh=False)
 
     # ------------------------------------------------------------------ run
     def run(self) -> None:
         """Run until every request is done (or the configured time limit)."""
+        if self._show_progress:
+            from sim.tools.progress import bar
+
+            self._bar = bar("simulating", unit="req", delay_s=3.0)
         self.start()
         until = self.config.engine.max_time_s
         if until is not None:
@@ -296,8 +293,9 @@ class Cluster(ClusterLifecycleMixin):
                 self.num_not_arrived = self._count_not_arrived()
         else:
             self.env.run(until=self.all_done)
-        if self._show_progress and time.monotonic() - self._wall_start >= 3.0:
-            sys.stderr.write("\n")
+        if self._bar is not None:
+            self._progress()
+            self._bar.close()
         self._record_unfinished()
 
     def _count_not_arrived(self) -> int:

@@ -12,6 +12,13 @@
 - goodput_rps = requests meeting every SLO / simulated duration (DistServe); SLO attainment
   = share of all requests meeting each SLO, and all of them (``slo_attainment``).
 - simulated_duration_s = last finish (or rejection) - first arrival.
+- The same over a steady window, which leaves out the start-up transient and the drain tail
+  (where a run over the whole span counts the last requests finishing after arrivals stop, so
+  goodput_rps is below the offered rate even at 100% attainment): the requests arriving in
+  the middle 80% of the arrival span (``STEADY_TRIM`` = 10% cut at each end).
+  ``offered_steady_rps`` = those arrivals / window length; ``slo_attainment_steady`` = share
+  of them meeting every SLO; ``goodput_steady_rps`` = those meeting every SLO / window length.
+  NaN when the window holds fewer than ``STEADY_MIN_REQUESTS`` requests.
 - With speculation: spec_acceptance_rate = accepted / proposed draft tokens,
   spec_mean_proposed_tokens and spec_mean_emitted_per_step per speculating request-step.
 """
@@ -26,6 +33,8 @@ if TYPE_CHECKING:  # pandas is imported where the frames are built, after the ru
     import pandas as pd
 
 PERCENTILES = (50, 90, 95, 99)
+STEADY_TRIM = 0.1           # share of the arrival span left out at each end of the steady window
+STEADY_MIN_REQUESTS = 20    # fewer arrivals in the window: no steady figures (NaN)
 
 
 def _dist(prefix: str, series: pd.Series, out: dict[str, Any]) -> None:
@@ -86,6 +95,7 @@ def summarize(
         out[f"slo_attainment_{key}"] = float(masks[key].mean()) if n else float("nan")
     out["slo_attainment"] = float(masks["all"].mean()) if n else float("nan")
     out["goodput_rps"] = float(masks["all"].sum() / duration)
+    out.update(steady_window(df, masks["all"]))
     num_gpus = sum(getattr(r.cost_model, "num_gpus", 1) for r in replicas)
     out["num_gpus"] = int(num_gpus)
     out["goodput_rps_per_gpu"] = out["goodput_rps"] / max(num_gpus, 1)
@@ -103,6 +113,29 @@ def summarize(
         out.update(speculation_summary(replicas))
     if extra:
         out.update(extra)
+    return out
+
+
+def steady_window(df: pd.DataFrame, meets_all: pd.Series) -> dict[str, float]:
+    """Offered rate, SLO attainment and goodput of the requests arriving in the steady window
+    (the middle of the arrival span; see the module docstring)."""
+    nan = float("nan")
+    out = {"steady_window_start_s": nan, "steady_window_end_s": nan, "offered_steady_rps": nan,
+           "slo_attainment_steady": nan, "goodput_steady_rps": nan}
+    if not len(df):
+        return out
+    arrivals = df["arrival_s"].to_numpy()
+    first, last = float(arrivals.min()), float(arrivals.max())
+    lo, hi = first + STEADY_TRIM * (last - first), last - STEADY_TRIM * (last - first)
+    inside = (arrivals >= lo) & (arrivals <= hi)
+    count = int(inside.sum())
+    out["steady_window_start_s"], out["steady_window_end_s"] = lo, hi
+    if count < STEADY_MIN_REQUESTS or hi <= lo:
+        return out
+    good = int(meets_all.to_numpy()[inside].sum())
+    out["offered_steady_rps"] = count / (hi - lo)
+    out["slo_attainment_steady"] = good / count
+    out["goodput_steady_rps"] = good / (hi - lo)
     return out
 
 

@@ -107,6 +107,10 @@ SCENARIOS: dict[str, Any] = {
     "vidur-vllm-4": lambda: vidur_config("vllm", 4),
     "vidur-sarathi-1": lambda: vidur_config("sarathi", 1),
     "vidur-sarathi-4": lambda: vidur_config("sarathi", 4),
+    "azure-conv-4-trtllm": lambda: _config(  # issue 17: TensorRT-LLM's no-evict capacity scheduler
+        {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
+        _pool(4, scheduler={"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
+                            "max_seq_len": 8192}), "least_outstanding"),
     "azure-conv-16-cacheopt": lambda: cacheopt_config(16),
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name

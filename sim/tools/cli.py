@@ -34,7 +34,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = simulate(config)
     files = write_run(result, out)
     if not args.quiet:
+        from sim.config import load_yaml
+        from sim.tools.defaults_note import applied_defaults
+
         print(f"servesim run {args.config} -> {out}/")
+        for note in applied_defaults(load_yaml(args.config), config):
+            print(f"  default: {note}")
         print(format_summary(result.summary))
         print(f"  files: {', '.join(p.name for p in files.values())}")
     return 0
@@ -78,9 +83,9 @@ def _delegate(name: str, argv: list[str]) -> int:
 
 def add_experiments(sub: argparse._SubParsersAction) -> None:
     """sweep, capacity, plot, check, gate and policies: parsers and handlers live in their own modules."""
-    from sim.tools import capacity, check, gates, plots, policies, sweep
+    from sim.tools import capacity, check, gates, plot_cli, policies, report, sweep, validate
 
-    for module in (sweep, capacity, plots, check, gates, policies):
+    for module in (sweep, capacity, plot_cli, report, check, gates, policies, validate):
         module.add_cli(sub)
 
 

@@ -50,8 +50,9 @@ def json_safe(value: Any) -> Any:
 
 
 def write_run(result: Any, out_dir: str | Path) -> dict[str, Path]:
-    """Write config.yaml, requests.parquet|csv, visits.parquet|csv, summary.json (and steps, and the
-    controllers' actions when the run has any controller) into ``out_dir``."""
+    """Write config.yaml, requests.parquet|csv, visits.parquet|csv, summary.json (and steps, trace.json
+    with ``output.trace_events``, and the controllers' actions when the run has any controller) into
+    ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"config": out / "config.yaml", "summary": out / "summary.json"}
@@ -62,6 +63,10 @@ def write_run(result: Any, out_dir: str | Path) -> dict[str, Path]:
     files["summary"].write_text(json.dumps(json_safe(result.summary), indent=2, sort_keys=True) + "\n")
     if result.steps is not None:
         files["steps"] = write_frame(result.steps, out / "steps")
+    if result.config.output.trace_events:
+        from sim.tools.trace_events import write_trace_events
+
+        files["trace"] = write_trace_events(result, out / "trace.json", result.config.output.trace_events_max)
     actions = getattr(result, "actions", None)
     if actions is not None and (len(actions) or result.config.cluster.controllers):
         files["actions"] = write_frame(actions, out / "actions")
@@ -76,12 +81,30 @@ SUMMARY_ROWS = (
     ("ITL mean / p50 / p99", lambda s: _ms3(s, "itl")),
     ("E2E mean / p50 / p99", lambda s: _ms3(s, "e2e", scale=1.0, unit="s")),
     ("throughput in / out", lambda s: f"{s['throughput_input_tps']:.0f} / {s['throughput_output_tps']:.0f} tok/s"),
-    ("goodput (SLO attainment)", lambda s: f"{s['goodput_rps']:.2f} req/s ({_pct(s['slo_attainment'])})"),
+    ("goodput (SLO attainment)", lambda s: f"{s['goodput_rps']:.2f} req/s ({_pct(s['slo_attainment'])}) over the run"),
+    ("  in the steady window", lambda s: _steady(s)),
     ("preemptions", lambda s: f"{s['num_preemptions']}"),
     ("prefix hit rate", lambda s: _pct(s["prefix_hit_rate"])),
     ("mean batch size", lambda s: f"{s['mean_batch_size']:.1f}"),
     ("wall time", lambda s: f"{s['wall_s']:.2f} s"),
+    ("held-out error of this regime", lambda s: _band(s)),
 )
+
+
+def _steady(s: dict) -> str:
+    good = s.get("goodput_steady_rps")
+    if good is None or good != good:
+        return "n/a (too few requests)"
+    return (f"{good:.2f} req/s ({_pct(s['slo_attainment_steady'])}) of {s['offered_steady_rps']:.2f} req/s "
+            f"offered, arrivals {s['steady_window_start_s']:.0f}-{s['steady_window_end_s']:.0f} s")
+
+
+def _band(s: dict) -> str:
+    """Median |error| of the corpus's held-out points nearest this run's regime (issue 17)."""
+    if s.get("heldout_error_median_abs") is None:
+        return str(s.get("heldout_error_regime", "n/a"))
+    return (f"median {_pct(s['heldout_error_median_abs'])}, {_pct(s['heldout_error_within_20'])} within 20% "
+            f"(n={s['heldout_error_n']}, regime {s['heldout_error_regime']}; servesim calibrate)")
 
 
 def _pct(v: float | None) -> str:

@@ -16,12 +16,13 @@ Inputs are frames, never simulator objects:
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from sim.tools import plot_style as style_
 
 KINDS = ("latency", "goodput", "latency_goodput", "cdf", "timeseries", "pareto")
 LATENCIES = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E"}
@@ -65,8 +66,13 @@ def guess_hue(table: pd.DataFrame) -> str | None:
     return None
 
 
+CI_SUFFIX = "__ci95"  # column of the 95% confidence half-width over seeds, beside each mean
+
+
 def aggregate(table: pd.DataFrame, hue: str | None = None) -> pd.DataFrame:
-    """Finished points averaged over seeds: one row per combination of swept values."""
+    """Finished points averaged over seeds: one row per combination of swept values, with the
+    95% confidence half-width of each mean (1.96 standard errors; NaN with one seed) in
+    ``<column>__ci95``."""
     df = table[table["status"] == "ok"] if "status" in table.columns else table
     keys = [c for c in swept_columns(df) if c != hue]
     keys = ([hue] if hue else []) + keys
@@ -74,7 +80,10 @@ def aggregate(table: pd.DataFrame, hue: str | None = None) -> pd.DataFrame:
         return df.copy()
     numeric = [c for c in df.columns if c not in keys and c not in ("point", "seed")
                and pd.api.types.is_numeric_dtype(df[c])]
-    return df.groupby(keys, sort=True, dropna=False)[numeric].mean().reset_index()
+    groups = df.groupby(keys, sort=True, dropna=False)[numeric]
+    mean = groups.mean()
+    half = (1.96 * groups.sem()).add_suffix(CI_SUFFIX)
+    return pd.concat([mean, half], axis=1).reset_index()
 
 
 def _series(table: pd.DataFrame, hue: str | None) -> list[tuple[str | None, pd.DataFrame]]:
@@ -85,14 +94,16 @@ def _series(table: pd.DataFrame, hue: str | None) -> list[tuple[str | None, pd.D
 
 
 def _lines(ax: Any, table: pd.DataFrame, x: str, y: str, hue: str | None, style: str = "-",
-           suffix: str = "", color_of: dict | None = None) -> None:
-    colors = color_of if color_of is not None else {}
+           suffix: str = "") -> None:
+    """One line per policy (its fixed colour), with a 95% band over seeds where there are several."""
+    if y not in table.columns:
+        return
     for label, rows in _series(table, hue):
         rows = rows.sort_values(x)
         name = f"{label}{suffix}" if label is not None else (suffix.strip() or y)
-        kwargs = {"color": colors[label]} if label in colors else {}
-        line, = ax.plot(rows[x], rows[y], style, marker="o", markersize=3, label=name, **kwargs)
-        colors.setdefault(label, line.get_color())
+        line_color = style_.color(label if label is not None else y)
+        ax.plot(rows[x], rows[y], style, marker="o", markersize=3, label=name, color=line_color)
+        style_.band(ax, rows[x], rows[y], rows.get(y + CI_SUFFIX), line_color)
 
 
 def _label(col: str) -> str:
@@ -101,74 +112,106 @@ def _label(col: str) -> str:
     return names.get(col, col)
 
 
-def _prepare(table: pd.DataFrame, hue: str | None, x: str | None = None) -> tuple[pd.DataFrame, str | None, str]:
+def _prepare(table: pd.DataFrame, hue: str | None, x: str | None = None,
+             need_x: bool = True) -> tuple[pd.DataFrame, str | None, str]:
+    if not len(table):
+        raise ValueError("the table has no rows")
+    if "point" not in table.columns:
+        raise ValueError("this figure needs a sweep table (servesim sweep ... writes results.parquet); "
+                         "for one run use --kind cdf or timeseries")
     hue = hue if hue is not None else guess_hue(table)
+    if hue is not None and hue not in table.columns:
+        raise ValueError(f"no column {hue!r} to tell policies apart (columns: {', '.join(swept_columns(table))})")
     if x is None:
         x = "offered_rps" if "offered_rps" in table.columns else "request_rate_rps"
+    if need_x and x not in table.columns:
+        raise ValueError(f"no column {x!r} for the x axis")
     return aggregate(table, hue), hue, x
+
+
+def _slo(slo: dict[str, float] | None, metric: str) -> float | None:
+    return (slo or {}).get(f"{metric}_s")
 
 
 # ---------------------------------------------------------------------------- sweep plots
 
 
+def _latency_axis(ax: Any, agg: pd.DataFrame, x: str, hue: str | None, metric: str,
+                  quantiles: tuple[int, ...], slo: dict[str, float] | None) -> None:
+    cols = [f"{metric}_p{q}_s" for q in quantiles if f"{metric}_p{q}_s" in agg.columns]
+    for q in quantiles:
+        _lines(ax, agg, x, f"{metric}_p{q}_s", hue, style_.percentile_style(q), f" p{q}")
+    style_.slo_line(ax, _slo(slo, metric), f"{LATENCIES.get(metric, metric)} SLO")
+    if cols:
+        style_.maybe_log(ax, agg[cols].to_numpy().ravel())
+    ax.set_ylabel(f"{LATENCIES.get(metric, metric)} (s)")
+    ax.set_xlabel(_label(x))
+    ax.grid(alpha=0.3, which="both")
+
+
 def plot_latency(table: pd.DataFrame, x: str | None = None, hue: str | None = None,
-                 metrics: tuple[str, ...] = ("ttft", "tpot", "e2e"), quantiles: tuple[int, ...] = (50, 99)) -> Any:
-    """TTFT, TPOT and E2E percentiles (p50 dashed, p99 solid) against request rate, per policy."""
+                 metrics: tuple[str, ...] = ("ttft", "tpot", "e2e"), quantiles: tuple[int, ...] = (50, 99),
+                 slo: dict[str, float] | None = None, caption: str = "") -> Any:
+    """TTFT, TPOT and E2E percentiles (p50 dashed, p99 solid) against request rate, per policy,
+    with the SLO lines and 95% bands over seeds."""
     plt = _pyplot()
     agg, hue, x = _prepare(table, hue, x)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-    colors: dict = {}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
-        for q in quantiles:
-            col = f"{m}_p{q}_s"
-            if col in agg.columns:
-                _lines(ax, agg, x, col, hue, "-" if q == max(quantiles) else "--", f" p{q}", colors)
-        ax.set_title(f"{LATENCIES.get(m, m)} (s)")
-        ax.set_xlabel(_label(x))
-        ax.grid(alpha=0.3)
+        _latency_axis(ax, agg, x, hue, m, quantiles, slo)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
+    style_.add_caption(fig, caption)
     return fig
 
 
-def plot_goodput(table: pd.DataFrame, x: str | None = None, hue: str | None = None) -> Any:
-    """Goodput and SLO attainment against request rate, per policy."""
+def _goodput_axes(ax_good: Any, ax_att: Any, agg: pd.DataFrame, x: str, hue: str | None,
+                  attainment: float | None) -> None:
+    steady = "goodput_steady_rps" in agg.columns and agg["goodput_steady_rps"].notna().any()
+    _lines(ax_good, agg, x, "goodput_steady_rps" if steady else "goodput_rps", hue)
+    ax_good.set_ylabel("goodput, steady window (req/s)" if steady else _label("goodput_rps"))
+    if x in ("offered_rps", "offered_steady_rps"):
+        lo, hi = float(np.nanmin(agg[x].to_numpy())), float(np.nanmax(agg[x].to_numpy()))
+        ax_good.plot([lo, hi], [lo, hi], color="black", lw=0.6, alpha=0.4, label="goodput = offered")
+    att = "slo_attainment_steady" if steady and "slo_attainment_steady" in agg.columns else "slo_attainment"
+    _lines(ax_att, agg, x, att, hue)
+    ax_att.set_ylabel("SLO attainment" + (", steady window" if att.endswith("steady") else ""))
+    style_.slo_line(ax_att, attainment, f"target {100 * attainment:g}%" if attainment else "")
+    ax_att.set_ylim(-0.02, 1.02)
+    for ax in (ax_good, ax_att):
+        ax.set_xlabel(_label(x))
+        ax.grid(alpha=0.3)
+
+
+def plot_goodput(table: pd.DataFrame, x: str | None = None, hue: str | None = None,
+                 attainment: float | None = 0.9, caption: str = "") -> Any:
+    """Goodput and SLO attainment against request rate, per policy (steady window when the
+    table has it), with the attainment target and 95% bands over seeds."""
     plt = _pyplot()
     agg, hue, x = _prepare(table, hue, x)
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
-    colors: dict = {}
-    for ax, col in zip(axes, ("goodput_rps", "slo_attainment"), strict=True):
-        _lines(ax, agg, x, col, hue, color_of=colors)
-        ax.set_xlabel(_label(x))
-        ax.set_ylabel(_label(col))
-        ax.grid(alpha=0.3)
-    axes[1].set_ylim(-0.02, 1.02)
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    _goodput_axes(axes[0], axes[1], agg, x, hue, attainment)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
+    style_.add_caption(fig, caption)
     return fig
 
 
-def plot_latency_goodput(table: pd.DataFrame, x: str | None = None, hue: str | None = None) -> Any:
-    """The four headline curves: TTFT and TPOT (p50, p99), goodput and SLO attainment vs rate."""
+def plot_latency_goodput(table: pd.DataFrame, x: str | None = None, hue: str | None = None,
+                         slo: dict[str, float] | None = None, attainment: float | None = 0.9,
+                         caption: str = "") -> Any:
+    """The four headline curves: TTFT and TPOT (p50 dashed, p99 solid) with their SLO lines,
+    goodput and SLO attainment (steady window) with the target, against request rate."""
     plt = _pyplot()
     agg, hue, x = _prepare(table, hue, x)
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.4))
-    colors: dict = {}
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.8))
     for ax, m in zip(axes[0], ("ttft", "tpot"), strict=True):
-        _lines(ax, agg, x, f"{m}_p99_s", hue, "-", " p99", colors)
-        _lines(ax, agg, x, f"{m}_p50_s", hue, "--", " p50", colors)
-        ax.set_ylabel(f"{LATENCIES[m]} (s)")
-    _lines(axes[1][0], agg, x, "goodput_rps", hue, color_of=colors)
-    axes[1][0].set_ylabel(_label("goodput_rps"))
-    _lines(axes[1][1], agg, x, "slo_attainment", hue, color_of=colors)
-    axes[1][1].set_ylabel(_label("slo_attainment"))
-    axes[1][1].set_ylim(-0.02, 1.02)
-    for ax in axes.flat:
-        ax.set_xlabel(_label(x))
-        ax.grid(alpha=0.3)
+        _latency_axis(ax, agg, x, hue, m, (50, 99), slo)
+    _goodput_axes(axes[1][0], axes[1][1], agg, x, hue, attainment)
     axes[0][0].legend(fontsize=7)
     axes[1][0].legend(fontsize=7)
     fig.tight_layout()
+    style_.add_caption(fig, caption)
     return fig
 
 
@@ -193,28 +236,35 @@ def pareto_front(cost: np.ndarray, goodput: np.ndarray) -> np.ndarray:
     return np.asarray(front, dtype=int)
 
 
-def plot_pareto(table: pd.DataFrame, goodput: str = "goodput_rps", hue: str | None = None) -> Any:
+def plot_pareto(table: pd.DataFrame, goodput: str = "goodput_rps", hue: str | None = None, caption: str = "") -> Any:
     """Cost ($/h, else GPUs) against goodput, one marker per point, with the Pareto front."""
     plt = _pyplot()
-    agg, hue, _ = _prepare(table, hue)
+    agg, hue, _ = _prepare(table, hue, need_x=False)
     cost = cost_per_hour(agg)
     xlabel = "cost ($/h)"
     if cost is None:
         cost = agg["num_gpus"].astype(float) if "num_gpus" in agg.columns else pd.Series(np.ones(len(agg)))
         xlabel = "GPUs"
     agg = agg.assign(_cost=cost.to_numpy())
+    finite = agg["_cost"][np.isfinite(agg["_cost"])]
+    if finite.nunique() < 2:
+        raise ValueError(f"pareto needs points of different cost ({xlabel} is the same at every point): "
+                         "sweep the replica count, the GPU or the price")
     fig, ax = plt.subplots(figsize=(5.2, 4))
     for label, rows in _series(agg, hue):
-        ax.scatter(rows["_cost"], rows[goodput], s=18, label=label)
+        ax.scatter(rows["_cost"], rows[goodput], s=18, label=label if label is not None else "points",
+                   color=style_.color(label if label is not None else "points"))
     valid = agg[np.isfinite(agg["_cost"]) & np.isfinite(agg[goodput])]
     if len(valid):
         front = valid.iloc[pareto_front(valid["_cost"].to_numpy(), valid[goodput].to_numpy())]
         ax.step(front["_cost"], front[goodput], where="post", color="black", lw=1, label="Pareto front")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(_label(goodput))
+    ax.margins(0.08)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
+    style_.add_caption(fig, caption)
     return fig
 
 
@@ -222,30 +272,52 @@ def plot_pareto(table: pd.DataFrame, goodput: str = "goodput_rps", hue: str | No
 
 
 def plot_cdf(requests: pd.DataFrame | dict[str, pd.DataFrame],
-             metrics: tuple[str, ...] = ("ttft_s", "tpot_s", "e2e_s")) -> Any:
-    """Empirical CDFs of per-request latencies, one line per run (finished requests only)."""
+             metrics: tuple[str, ...] = ("ttft_s", "tpot_s", "e2e_s"),
+             slo: dict[str, float] | None = None, caption: str = "") -> Any:
+    """Empirical CDFs of per-request latencies, one line per run (finished requests only), with
+    the SLO as a vertical line; log x where a latency spans decades."""
     plt = _pyplot()
     frames = requests if isinstance(requests, dict) else {"run": requests}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for label, df in frames.items():
+        missing = [c for c in metrics if c not in df.columns]
+        if missing:
+            raise ValueError(f"cdf needs per-request rows (requests.parquet of a run folder); {label} has no "
+                             f"{', '.join(missing)}")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, col in zip(axes[0], metrics, strict=True):
+        every = []
         for label, df in frames.items():
             done = df[df["state"] == "finished"] if "state" in df.columns else df
             vals = np.sort(done[col].dropna().to_numpy())
             if len(vals):
-                ax.plot(vals, np.arange(1, len(vals) + 1) / len(vals), label=label)
+                ax.plot(vals, np.arange(1, len(vals) + 1) / len(vals), label=label, color=style_.color(label))
+                every.append(vals)
+        limit = (slo or {}).get(col)
+        if limit is not None:
+            ax.axvline(limit, **style_.SLO_STYLE)
+        if every:
+            pooled = np.concatenate(every)
+            pooled = pooled[pooled > 0]
+            if len(pooled) > 1 and pooled.max() / pooled.min() > style_.LOG_SPAN:
+                ax.set_xscale("log")
         ax.set_xlabel(f"{LATENCIES.get(col.removesuffix('_s'), col)} (s)")
         ax.set_ylabel("share of requests")
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
     if len(frames) > 1:
         axes[0][0].legend(fontsize=7)
     fig.tight_layout()
+    style_.add_caption(fig, caption)
     return fig
 
 
 def plot_timeseries(steps: pd.DataFrame, metrics: tuple[str, ...] = ("num_waiting", "batch_size", "kv_blocks_used"),
-                    num_bins: int = 400) -> Any:
+                    num_bins: int = 400, caption: str = "") -> Any:
     """Queue length, batch size and KV blocks in use over time, one line per replica (binned means)."""
     plt = _pyplot()
+    missing = [c for c in ("replica", "start_s", *metrics) if c not in steps.columns]
+    if missing or not len(steps):
+        raise ValueError("timeseries needs the iteration rows of a run recorded with output.record_steps: true "
+                         f"(steps.parquet){'; missing ' + ', '.join(missing) if missing else ''}")
     fig, axes = plt.subplots(len(metrics), 1, figsize=(8, 2.2 * len(metrics)), sharex=True, squeeze=False)
     t0, t1 = float(steps["start_s"].min()), float(steps["start_s"].max())
     edges = np.linspace(t0, t1 if t1 > t0 else t0 + 1.0, num_bins + 1)
@@ -263,56 +335,5 @@ def plot_timeseries(steps: pd.DataFrame, metrics: tuple[str, ...] = ("num_waitin
     axes[-1][0].set_xlabel("time (s)")
     axes[0][0].legend(fontsize=7, ncol=4)
     fig.tight_layout()
+    style_.add_caption(fig, caption)
     return fig
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def add_cli(sub: argparse._SubParsersAction) -> None:
-    """Register ``servesim plot``."""
-    p = sub.add_parser("plot", help="draw a figure from result tables")
-    p.add_argument("tables", nargs="+", metavar="TABLE",
-                   help="sweep table or folder (latency, goodput, latency_goodput, pareto); run folders or "
-                        "requests tables (cdf); a run folder or steps table (timeseries)")
-    p.add_argument("--kind", choices=KINDS, required=True, help="which figure")
-    p.add_argument("--out", required=True, help="image file: .png, .svg or .pdf")
-    p.add_argument("--x", default=None, help="x column of sweep plots (default offered_rps)")
-    p.add_argument("--hue", default=None, help="column telling policies apart (default: first text swept column)")
-    p.add_argument("--title", default=None, help="figure title")
-    p.set_defaults(handler=cmd_plot)
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    """Handler of ``servesim plot``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from sim.errors import ServesimError
-
-    try:
-        if args.kind == "cdf":
-            frames = {_run_label(t): read_table(t, "requests") for t in args.tables}
-            fig = plot_cdf(frames)
-        elif args.kind == "timeseries":
-            fig = plot_timeseries(read_table(args.tables[0], "steps"))
-        else:
-            table = pd.concat([read_table(t) for t in args.tables], ignore_index=True)
-            draw = {"latency": plot_latency, "goodput": plot_goodput, "latency_goodput": plot_latency_goodput}
-            fig = plot_pareto(table, hue=args.hue) if args.kind == "pareto" else \
-                draw[args.kind](table, x=args.x, hue=args.hue)
-    except (FileNotFoundError, KeyError) as exc:
-        raise ServesimError(f"plot {args.kind}: {exc}") from None
-    if args.title:
-        fig.suptitle(args.title)
-        fig.tight_layout()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    print(f"servesim plot --kind {args.kind} -> {out}")
-    return 0
-
-
-def _run_label(path: str) -> str:
-    p = Path(path)
-    return p.name if p.is_dir() else p.parent.name or p.stem

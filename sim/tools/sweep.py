@@ -44,7 +44,6 @@ import json
 import os
 import shutil
 import sys
-import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,56 +335,28 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 class Progress:
-    """A one-line progress bar with ETA on stderr (a line per update when not a terminal)."""
+    """The sweep's progress: a tqdm bar of points done (terminal only, see sim.tools.progress),
+    with the failures counted beside it; a resumed sweep says how many points it skips."""
 
     def __init__(self, total: int, done: int, stream: bool | TextIO = True):
-        self.total = total
-        self.done = done
-        self.resumed = done
+        from sim.tools.progress import bar
+
         self.failed = 0
-        self.start = time.monotonic()
-        self.stream: TextIO | None = sys.stderr if stream is True else (stream or None)
-        self.tty = bool(self.stream is not None and getattr(self.stream, "isatty", lambda: False)())
-        self._last = 0.0
-        if self.stream is not None and done:
-            self.stream.write(f"sweep: resuming, {done} of {total} points already done\n")
+        out = sys.stderr if stream is True else (stream or None)
+        if out is not None and done:
+            out.write(f"sweep: resuming, {done} of {total} points already done\n")
+        self.bar = bar("sweep", total=total, initial=done, unit="point", enabled=stream)
 
     def update(self, failed: bool) -> None:
-        """Count one finished point and redraw."""
-        self.done += 1
+        """Count one finished point."""
         self.failed += int(failed)
-        now = time.monotonic()
-        if self.stream is None or (not self.tty and now - self._last < 2.0 and self.done < self.total):
-            return
-        self._last = now
-        self.stream.write(("\r" if self.tty else "") + self.line(now) + ("" if self.tty else "\n"))
-        self.stream.flush()
-
-    def line(self, now: float) -> str:
-        """The text of the bar at wall time ``now``."""
-        elapsed = now - self.start
-        ran = self.done - self.resumed
-        left = self.total - self.done
-        eta = elapsed / ran * left if ran else float("nan")
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        failed = f"  {self.failed} failed" if self.failed else ""
-        return (f"sweep [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}{failed}"
-                f"  elapsed {_clock(elapsed)}  ETA {_clock(eta)}")
+        if self.failed:
+            self.bar.set_postfix_str(f"{self.failed} failed", refresh=False)
+        self.bar.update(1)
 
     def close(self) -> None:
-        """End the bar's line."""
-        if self.stream is not None and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    if seconds != seconds:
-        return "--:--"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+        """End the bar."""
+        self.bar.close()
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -36,7 +36,7 @@ def test_table_helpers(reference_24):
     assert list(pareto_front([1.0, 1.0, 2.0, 3.0], [5.0, 4.0, 5.0, 9.0])) == [0, 3]
 
 
-@pytest.mark.parametrize("kind", ["latency", "goodput", "latency_goodput", "pareto"])
+@pytest.mark.parametrize("kind", ["latency", "goodput", "latency_goodput"])
 def test_sweep_plots_from_the_table(kind, reference_24, tmp_path):
     out, _ = reference_24
     target = tmp_path / f"{kind}.png"
@@ -55,3 +55,22 @@ def test_run_plots_from_requests_and_steps(tmp_path):
     assert main(["plot", runs[0], "--kind", "timeseries", "--out", str(tmp_path / "ts.pdf")]) == 0
     assert (tmp_path / "cdf.svg").stat().st_size > 1000 and (tmp_path / "ts.pdf").stat().st_size > 1000
     assert main(["plot", str(tmp_path / "nothing"), "--kind", "cdf", "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_pareto_of_a_sweep_of_one_cost_says_what_it_needs(reference_24, tmp_path, capsys):
+    out, _ = reference_24
+    assert main(["plot", str(out / "results.parquet"), "--kind", "pareto", "--out", str(tmp_path / "p.png")]) == 2
+    assert "pareto needs points of different cost" in capsys.readouterr().err
+
+
+def test_a_sweep_folder_is_not_a_run(reference_24, tmp_path, capsys):
+    out, _ = reference_24
+    assert main(["plot", str(out), "--kind", "cdf", "--out", str(tmp_path / "c.png")]) == 2
+    assert "is a sweep folder; cdf needs run folders" in capsys.readouterr().err
+
+
+def test_timeseries_of_a_run_without_steps_says_how_to_get_them(tmp_path, capsys):
+    folder = tmp_path / "run"
+    write_run(simulate(make_config_dict(num_replicas=1)), folder)
+    assert main(["plot", str(folder), "--kind", "timeseries", "--out", str(tmp_path / "t.png")]) == 2
+    assert "output.record_steps: true" in capsys.readouterr().err

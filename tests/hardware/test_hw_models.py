@@ -15,7 +15,7 @@ KV_BF16 = {
     "Qwen2.5-7B": 57_344, "Qwen2.5-32B": 262_144, "Qwen2.5-72B": 327_680, "Mixtral-8x7B": 131_072,
     "Qwen3-30B-A3B": 98_304, "Qwen3-235B-A22B": 192_512, "DeepSeek-V3": 70_272, "OPT-13B": 819_200,
     # draft models (not in section 3): 2 x layers x KV heads x head_dim x 2 bytes, from their config.json
-    "Llama-3.2-1B": 32_768, "Qwen2.5-0.5B": 12_288,
+    "Llama-3.2-1B": 32_768, "Qwen2.5-0.5B": 12_288, "Llama-2-13B": 819_200, "Llama-3.1-405B": 516_096,
     # reasoning models (not in section 3): the Qwen2.5-7B / 32B shapes they are distilled into
     "DeepSeek-R1-Distill-Qwen-7B": 57_344, "DeepSeek-R1-Distill-Qwen-32B": 262_144,
 }

@@ -1,0 +1,229 @@
+"""Predict one measured point of the corpus (``hardware/corpus/points.csv``) with servesim.
+
+Each corpus row says what was measured (``kind``) on what (device, model, TP, dtypes, engine
+and version) and the figure (``metric``, ``value``). This module turns a row into a
+prediction:
+
+- ``legacy``: a HARDWARE.md section 5 point; the predictor of ``hardware.calibrate`` whose
+  setting text is the row's ``notes``.
+- ``static``: a static batch (``batch`` prompts of ``input_len``, ``output_len`` outputs) by
+  the analytic cost model (prefill all, then decode), as ``benchmark_latency`` /
+  TensorRT-LLM's static benchmark run it.
+- ``offline`` / ``offline_fixed`` / ``online``: a whole simulation with servesim (one
+  replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
+  lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed``.
+
+The engine and version pick the cost model's stack and the scheduler the engine used
+(``stack_for``, ``scheduler_for``); ``request_s`` of the stack (tokenisation, HTTP) is added
+to TTFT and end-to-end latency of simulated requests.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from hardware.analytic import AnalyticCostModel, AnalyticParams
+
+CORPUS = Path(__file__).parent / "corpus" / "points.csv"
+SHAREGPT = Path(__file__).parents[1] / "traces" / "data" / "sharegpt_8k_lengths_llama2_tokenizer.csv"
+#: vLLM's and SGLang's benchmark_serving keep ShareGPT conversations with a prompt of at most
+#: 1024 tokens and prompt + answer of at most 2048 (their sample_sharegpt_requests filter).
+SHAREGPT_MAX_INPUT, SHAREGPT_MAX_TOTAL = 1024, 2048
+#: Simulated requests per serving point at most (the first N of the stream; enough for the
+#: medians and the steady-state throughput, and keeps ``servesim calibrate`` quick).
+MAX_SIM_REQUESTS = 1200
+#: Mean lengths of the benchmarks' ShareGPT sample with a Llama-3 tokenizer: a published
+#: vLLM 0.6.2 benchmark_serving run (1000 prompts, seed 12345) read 230,969 input and 194,523
+#: output tokens; SGLang's table (sglang_vllm060) gives 4281.51 / 22.03 = 194.3 output tokens
+#: per request. The shipped length table (Llama-2 tokenizer, whole conversations) is scaled
+#: to these means.
+SHAREGPT_MEAN_INPUT, SHAREGPT_MEAN_OUTPUT = 231.0, 194.5
+
+
+def load_corpus(path: Path | str = CORPUS) -> list[dict[str, Any]]:
+    """Rows of the corpus CSV with numbers parsed (empty cells are None)."""
+    ints = ("tp", "batch", "input_len", "output_len", "num_prompts", "max_num_seqs")
+    rows = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            row: dict[str, Any] = dict(r)
+            for k in ints:
+                row[k] = int(r[k]) if r[k] else None
+            row["rate_rps"] = float(r["rate_rps"]) if r["rate_rps"] else None
+            row["value"] = float(r["value"])
+            rows.append(row)
+    return rows
+
+
+def stack_for(row: dict[str, Any]) -> str:
+    """The cost-model stack of the row's engine and version."""
+    engine, version = row["engine"], row["engine_version"]
+    if engine == "trtllm":
+        return "trtllm"
+    if engine == "sglang":
+        return "sglang"
+    if engine == "vllm":
+        parts = version.split(".")
+        if len(parts) >= 2 and parts[0] == "0" and parts[1].isdigit() and int(parts[1]) >= 6:
+            return "vllm_v1"
+        return "vllm"  # 0.5 and older, or unstated 2023/2024 builds: the eager-era stack
+    raise ValueError(f"corpus row {row['id']}: unknown engine {engine!r}")
+
+
+def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
+    """The scheduler config that matches how the row's engine batched (parameters documented)."""
+    seqs = row["max_num_seqs"] or 256
+    if row["engine"] == "trtllm":
+        # TensorRT-LLM's GUARANTEED_NO_EVICT capacity scheduler, chunked context, 8192-token budget
+        longest = (row["input_len"] or 0) + (row["output_len"] or 0)
+        return {"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
+                "max_seq_len": max(longest, 2048)}
+    if row["engine"] == "sglang":
+        # SGLang 0.3: prefill batches separate from decode batches, up to 16384 new prompt
+        # tokens per prefill batch (max_prefill_tokens default); running set bounded by memory.
+        return {"name": "vllm", "max_num_seqs": 4096, "max_num_batched_tokens": 16384}
+    if row["engine_version"].startswith("0.5"):
+        # vLLM 0.5.4 enables chunked prefill for long-context models, 512-token budget
+        return {"name": "vllm_v1", "max_num_seqs": seqs, "max_num_batched_tokens": 512}
+    # vLLM 0.6 without chunked prefill: whole prompts first, max(max_model_len, 2048) tokens
+    return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": 4096}
+
+
+def cost_model(row: dict[str, Any], stack: str | None = None, **overrides: Any) -> AnalyticCostModel:
+    hw = SimpleNamespace(device=row["device"], model=row["model"], tp=row["tp"], pp=1,
+                         weight_dtype=row["weight_dtype"], kv_dtype=row["kv_dtype"])
+    return AnalyticCostModel(AnalyticParams(stack=stack or stack_for(row), **overrides), hw)
+
+
+def static_batch_s(cm: AnalyticCostModel, batch: int, prompt: int, output: int) -> float:
+    """Prefill the whole batch in one iteration, then ``output - 1`` decode iterations."""
+    prefill = cm.step_time_s([(prompt, 0)] * batch, 0, 0, 0)
+    decode = cm.decode_step_times_s(batch, batch * (prompt + 1), output - 1).sum()
+    return prefill + float(decode)
+
+
+def _static(row: dict[str, Any], overrides: dict[str, Any]) -> float:
+    cm = cost_model(row, **overrides)
+    b, i, o = row["batch"], row["input_len"], row["output_len"]
+    seconds = static_batch_s(cm, b, i, o)
+    metric = row["metric"]
+    if metric == "latency_s":
+        return seconds
+    if metric == "out_tput_per_gpu":
+        return b * o / seconds / cm.num_gpus
+    if metric == "out_tput":
+        return b * o / seconds
+    raise ValueError(f"corpus row {row['id']}: static metric {metric!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def sharegpt_pairs() -> np.ndarray:
+    """(input, output) pairs of the shipped ShareGPT length table, filtered as the benchmarks do."""
+    data = np.loadtxt(SHAREGPT, delimiter=",", skiprows=1, usecols=(0, 1), dtype=np.int64)
+    keep = (data[:, 0] <= SHAREGPT_MAX_INPUT) & (data[:, 0] + data[:, 1] <= SHAREGPT_MAX_TOTAL)
+    keep &= (data[:, 0] >= 4) & (data[:, 1] >= 4)
+    data = data[keep].astype(np.float64)
+    scale = np.array([SHAREGPT_MEAN_INPUT, SHAREGPT_MEAN_OUTPUT]) / data.mean(axis=0)
+    return np.maximum(1, np.rint(data * scale)).astype(np.int64)
+
+
+def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]]:
+    n = min(row["num_prompts"] or 1000, MAX_SIM_REQUESTS)
+    rng = np.random.default_rng(seed)
+    if row["kind"] == "offline_fixed":
+        lengths = np.array([[row["input_len"], row["output_len"]]] * n)
+    else:
+        pairs = sharegpt_pairs()
+        lengths = pairs[rng.integers(0, len(pairs), n)]
+    if row["rate_rps"]:
+        arrivals = np.cumsum(rng.exponential(1.0 / row["rate_rps"], n))
+    else:
+        arrivals = np.zeros(n)
+    return [(float(a), int(i), int(o)) for a, (i, o) in zip(arrivals, lengths, strict=True)]
+
+
+def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    cost = {"name": "analytic", "stack": overrides.get("stack") or stack_for(row)}
+    cost.update({k: v for k, v in overrides.items() if k != "stack"})
+    return {
+        "seed": 0,
+        "workload": {"name": "trace", "path": trace_path},
+        "cluster": {"pools": [{
+            "name": "main", "role": "mixed", "num_replicas": 1,
+            "hardware": {"device": row["device"], "model": row["model"], "tp": row["tp"],
+                         "weight_dtype": row["weight_dtype"], "kv_dtype": row["kv_dtype"]},
+            "cost_model": cost, "scheduler": scheduler_for(row),
+            "kv": {"name": "paged", "block_size": 16, "gpu_memory_utilization": 0.9},
+        }]},
+    }
+
+
+def simulate_requests(row: dict[str, Any], requests: list[tuple[float, int, int]],
+                      overrides: dict[str, Any] | None = None) -> Any:
+    """Run servesim on ``requests`` (arrival_s, input, output) with the row's hardware and
+    engine; returns the finished requests' frame (the stack's request overhead is in it)."""
+    from sim.api import simulate
+
+    overrides = dict(overrides or {})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trace.csv"
+        with open(path, "w") as fh:
+            fh.write("arrival_s,input_tokens,output_tokens\n")
+            fh.writelines(f"{a:.6f},{i},{o}\n" for a, i, o in requests)
+        df = simulate(serving_config(row, str(path), overrides)).requests
+    return df[df["state"] == "finished"].copy()
+
+
+_SIM_CACHE: dict[tuple, Any] = {}
+
+
+def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
+    keys = ("source", "engine", "engine_version", "device", "model", "tp", "weight_dtype", "kv_dtype",
+            "kind", "input_len", "output_len", "num_prompts", "rate_rps", "max_num_seqs")
+    return tuple(row[k] for k in keys) + tuple(sorted(overrides.items()))
+
+
+def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:
+    key = _serving_key(row, overrides)
+    df = _SIM_CACHE.get(key)
+    if df is None:
+        df = _SIM_CACHE[key] = simulate_requests(row, _requests(row), overrides)
+    metric = row["metric"]
+    if metric == "out_tput":
+        span = float(df["finish_s"].max() - df["arrival_s"].min())
+        return float(df["num_output_tokens"].sum()) / span
+    column, how = {"median_ttft_ms": ("ttft_s", "median"), "median_tpot_ms": ("tpot_s", "median"),
+                   "median_e2e_ms": ("e2e_s", "median"), "mean_itl_ms": ("tpot_s", "mean")}[metric]
+    values = df[column].dropna()
+    return float(values.median() if how == "median" else values.mean()) * 1e3
+
+
+@functools.lru_cache(maxsize=1)
+def _legacy_predictors() -> dict[str, Any]:
+    from hardware import calibrate
+
+    return {p.setting: p.predict for p in calibrate.points()}
+
+
+def predict(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> float:
+    """servesim's prediction of one corpus row (same unit as its ``value``)."""
+    overrides = overrides or {}
+    kind = row["kind"]
+    if kind == "legacy":
+        return float(_legacy_predictors()[row["notes"]]())
+    if kind == "static":
+        return _static(row, overrides)
+    if kind in ("offline", "offline_fixed", "online"):
+        return _serving(row, overrides)
+    raise ValueError(f"corpus row {row['id']}: unknown kind {kind!r}")
+
+
+def clear_cache() -> None:
+    _SIM_CACHE.clear()

@@ -1,0 +1,238 @@
+"""Out-of-sample fidelity: the corpus split by source, errors per group, ranking fidelity.
+
+``python -m hardware.fidelity`` (and ``servesim calibrate``) predicts every point of
+``hardware/corpus/points.csv`` and reports the error separately for the *calibration*
+sources (the constants were fitted to them: in-sample) and for the *held-out* sources
+(whole sources never used for fitting), per group: by kind (operator, static batch, online,
+throughput), by TP degree, by dtype, by GPU and by source. ``--json`` prints the same as
+JSON; ``--write-bands`` stores the held-out error per regime (device, TP, dtype, stack) in
+``hardware/corpus/error_bands.json``, which ``servesim run`` reports beside its metrics.
+
+Ranking fidelity: each decision question (``QUESTIONS``) is a set of corpus points a user
+would rank (which TP degree, which GPU, which engine, which batch cap); the Kendall tau
+between the measured and the predicted ordering is printed per question.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from hardware import corpus_predict as cp
+
+#: Sources the constants were fitted to (in-sample). Every other source is held out whole.
+CALIBRATION_SOURCES = frozenset({
+    "hwmd_kernels", "hwmd_trtllm_perf", "hwmd_distserve", "hwmd_vllm_paper", "hwmd_sim_profile",
+    "sglang_vllm060",
+})
+BANDS = Path(__file__).parent / "corpus" / "error_bands.json"
+TARGET_MEDIAN, TARGET_WITHIN, WITHIN = 0.08, 0.90, 0.20
+
+#: Decision questions: (name, filter on rows, what the user ranks by; higher is better unless
+#: ``lower``). Every question ranks points of one metric.
+QUESTIONS = (
+    ("which TP degree: Llama-3-70B FP8 on H100 (vLLM, throughput)",
+     {"source": "lambda_vllm", "model": "Llama-3-70B", "device": "H100-SXM", "metric": "out_tput",
+      "num_prompts": 320}, False),
+    ("which TP degree: Llama-3-70B FP8 on A100 (vLLM, throughput)",
+     {"source": "lambda_vllm", "model": "Llama-3-70B", "device": "A100-80GB", "metric": "out_tput",
+      "num_prompts": 320}, False),
+    ("which GPU and TP: Mixtral-8x7B (vLLM, inter-token latency)",
+     {"source": "lambda_vllm", "model": "Mixtral-8x7B", "metric": "mean_itl_ms"}, True),
+    ("which GPU and TP: Llama-3-8B FP8 (vLLM, throughput)",
+     {"source": "lambda_vllm", "model": "Llama-3-8B", "metric": "out_tput", "num_prompts": 320}, False),
+    ("which engine and load: SGLang vs vLLM median TTFT",
+     {"source": "sglang_vllm060", "metric": "median_ttft_ms"}, True),
+    ("which batch cap: Llama-3.1-405B on MI300X (throughput = batch x 128 / latency)",
+     {"source": "oracle_mi300x", "metric": "latency_s", "kind": "static"}, "batch_tput"),
+    ("which model and TP on H200 (TensorRT-LLM FP8, tokens/s/GPU)",
+     {"source": "trtllm_h200_blog"}, False),
+)
+
+
+def kind_group(row: dict[str, Any]) -> str:
+    """operator / static batch / online / throughput."""
+    if row["kind"] == "legacy":
+        return "operator" if row["source"] == "hwmd_kernels" else "static batch"
+    if row["kind"] == "static":
+        return "static batch"
+    if row["kind"] == "online":
+        return "online"
+    return "throughput"
+
+
+def evaluate(rows: list[dict[str, Any]] | None = None, overrides: dict[str, Any] | None = None) -> list[dict]:
+    """Every corpus row with its prediction and signed relative error."""
+    rows = cp.load_corpus() if rows is None else rows
+    out = []
+    for r in rows:
+        pred = cp.predict(r, overrides)
+        out.append({**r, "predicted": pred, "rel_error": (pred - r["value"]) / r["value"],
+                    "split": "calibration" if r["source"] in CALIBRATION_SOURCES else "held-out",
+                    "group": kind_group(r),
+                    "stack": cp.stack_for(r) if r["kind"] != "legacy" else "legacy"})
+    return out
+
+
+def stats(errors: list[float]) -> dict[str, Any]:
+    a = [abs(e) for e in errors]
+    if not a:
+        return {"n": 0, "median_abs_error": None, "within_20": None}
+    return {"n": len(a), "median_abs_error": statistics.median(a),
+            "within_20": sum(x <= WITHIN for x in a) / len(a)}
+
+
+def grouped(results: list[dict], key: str) -> dict[str, dict[str, dict]]:
+    """{split: {group value: stats}} for one grouping key (legacy rows lack tp/dtype/device)."""
+    out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        value = r.get(key)
+        if value in (None, ""):
+            value = "n/a (legacy)"
+        out[r["split"]][str(value)].append(r["rel_error"])
+    return {s: {g: stats(v) for g, v in sorted(d.items())} for s, d in out.items()}
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b of two paired sequences."""
+    n = len(x)
+    concordant = discordant = tx = ty = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                tx += 1
+            elif dy == 0:
+                ty += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denom = ((concordant + discordant + tx) * (concordant + discordant + ty)) ** 0.5
+    return (concordant - discordant) / denom if denom else 1.0
+
+
+def ranking(results: list[dict]) -> list[dict[str, Any]]:
+    """Kendall tau of measured vs predicted order for every decision question."""
+    out = []
+    for name, where, how in QUESTIONS:
+        pts = [r for r in results if all(r.get(k) == v for k, v in where.items())]
+        if how == "batch_tput":
+            meas = [r["batch"] * r["output_len"] / r["value"] for r in pts]
+            pred = [r["batch"] * r["output_len"] / r["predicted"] for r in pts]
+        else:
+            meas = [r["value"] for r in pts]
+            pred = [r["predicted"] for r in pts]
+        out.append({"question": name, "n": len(pts), "kendall_tau": kendall_tau(meas, pred),
+                    "lower_is_better": how is True, "points": [r["id"] for r in pts]})
+    return out
+
+
+def regime_bands(results: list[dict]) -> dict[str, Any]:
+    """Held-out median |error| per regime key, coarsest last (all / stack / device+stack / ...)."""
+    bands: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        if r["split"] != "held-out" or r["kind"] == "legacy":
+            continue
+        for key in regime_keys(r["device"], r["tp"], r["weight_dtype"], r["stack"]):
+            bands[key].append(r["rel_error"])
+    return {k: stats(v) for k, v in sorted(bands.items())}
+
+
+def regime_keys(device: str, tp: int, dtype: str, stack: str) -> list[str]:
+    """Lookup keys of a regime, most specific first."""
+    return [f"{device}|tp{tp}|{dtype}|{stack}", f"{device}|tp{tp}|*|*", f"{device}|*|*|{stack}",
+            f"*|tp{tp}|*|*", f"*|*|{dtype}|*", "*|*|*|*"]
+
+
+def band_for(device: str, tp: int, dtype: str, stack: str, path: Path = BANDS) -> dict[str, Any] | None:
+    """The held-out error of the most specific stored regime matching a run, or None."""
+    if not path.is_file():
+        return None
+    bands = json.loads(path.read_text())
+    for key in regime_keys(device, tp, dtype, stack):
+        b = bands.get(key)
+        if b and b["n"] >= 3:
+            return {"regime": key, **b}
+    return None
+
+
+def report(results: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {"sources": {}, "overall": {}, "groups": {}}
+    for split in ("calibration", "held-out"):
+        out["overall"][split] = stats([r["rel_error"] for r in results if r["split"] == split])
+    for key in ("group", "tp", "weight_dtype", "device", "source", "stack"):
+        out["groups"][key] = grouped(results, key)
+    for r in results:
+        out["sources"].setdefault(r["source"], r["split"])
+    out["ranking"] = ranking(results)
+    held = out["overall"]["held-out"]
+    out["targets"] = {"median_abs_error<=8%": held["median_abs_error"] is not None
+                      and held["median_abs_error"] <= TARGET_MEDIAN,
+                      "within_20%>=90%": held["within_20"] is not None and held["within_20"] >= TARGET_WITHIN,
+                      "tau>=0.8_each": all(q["kendall_tau"] >= 0.8 for q in out["ranking"])}
+    return out
+
+
+def _fmt(s: dict) -> str:
+    if not s["n"]:
+        return "   -"
+    return f"n={s['n']:3d}  median |err| {s['median_abs_error']:6.1%}  within 20% {s['within_20']:6.1%}"
+
+
+def format_report(rep: dict[str, Any], results: list[dict] | None = None) -> str:
+    lines = ["== fidelity on the measured corpus (hardware/corpus/points.csv), split by source =="]
+    for split in ("calibration", "held-out"):
+        srcs = ", ".join(s for s, sp in rep["sources"].items() if sp == split)
+        lines.append(f"{split:12s} sources: {srcs}")
+    for split in ("calibration", "held-out"):
+        lines.append(f"{split + (' (in-sample)' if split == 'calibration' else ''):26s} {_fmt(rep['overall'][split])}")
+    for key, title in (("group", "kind"), ("tp", "TP degree"), ("weight_dtype", "dtype"), ("device", "GPU"),
+                       ("source", "source"), ("stack", "stack")):
+        lines.append(f"-- by {title}")
+        for split, groups in sorted(rep["groups"][key].items()):
+            for g, s in groups.items():
+                lines.append(f"  {split:11s} {g:22s} {_fmt(s)}")
+    lines.append("-- ranking fidelity (Kendall tau, measured vs predicted order)")
+    for q in rep["ranking"]:
+        lines.append(f"  tau {q['kendall_tau']:+.2f}  n={q['n']:2d}  {q['question']}")
+    lines.append("-- targets (held-out): " + ", ".join(f"{k} {'met' if v else 'MISSED'}"
+                                                    for k, v in rep["targets"].items()))
+    if results is not None:
+        lines.append("-- held-out points")
+        for r in results:
+            if r["split"] == "held-out":
+                lines.append(f"  {r['id']:9s} {r['device']:9s} {r['model']:14s} tp{r['tp']} {r['weight_dtype']:4s} "
+                             f"{r['stack']:8s} {r['metric']:16s} {r['value']:10.4g} {r['predicted']:10.4g} "
+                             f"{r['rel_error']:+7.1%}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hardware.fidelity", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--points", action="store_true", help="also list every held-out point")
+    parser.add_argument("--write-bands", action="store_true", help=f"store held-out error per regime in {BANDS}")
+    args = parser.parse_args(argv)
+    results = evaluate()
+    rep = report(results)
+    if args.write_bands:
+        BANDS.write_text(json.dumps(regime_bands(results), indent=1, sort_keys=True) + "\n")
+    if args.json:
+        rep["points"] = [{k: r[k] for k in ("id", "source", "split", "group", "metric", "value", "predicted",
+                                            "rel_error")} for r in results]
+        print(json.dumps(rep, indent=1, default=str))
+    else:
+        print(format_report(rep, results if args.points else None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""``servesim validate RESULT --config C`` and ``servesim fit RESULT --config C --out STACK``.
+
+RESULT is what a user measured on their own cluster: a ``vllm bench serve`` /
+``benchmark_serving.py`` result JSON (``--save-result``: ``input_lens``, ``output_lens``,
+``ttfts``, ``itls``, ``request_rate``, ``max_concurrency``) or a per-request CSV with columns
+``input_tokens``, ``output_tokens``, ``ttft_s``, ``tpot_s`` (or ``itl_s``), optional
+``arrival_s`` and ``e2e_s``. The same requests are simulated on the config's first pool:
+the CSV's arrival times; for a JSON (which stores no send times) the benchmark's closed loop
+of ``max_concurrency`` clients, else Poisson arrivals at ``request_rate`` (seeded), else all
+at once. ``validate`` prints the relative error of mean, p50 and p99 TTFT, TPOT and
+end-to-end latency and draws their CDFs; ``fit`` searches the stack's overhead and
+efficiency constants (coordinate search on a shrinking multiplicative grid) to minimise the
+log errors of the means and medians and writes a stack file (``hardware.stack_file``) to use
+as ``cost_model: {stack_file: ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hardware import calibration_constants as cc
+from hardware.stack_file import read_stack_file, write_stack_file
+from sim.errors import ConfigError
+
+METRICS = ("ttft_s", "tpot_s", "e2e_s")
+STATS = ("mean", "p50", "p99")
+#: fit parameter -> (cost-model param, stack-file key, lower, upper)
+FIT_PARAMS = {
+    "iteration_overhead_s": ("iteration_overhead_s", "iteration_s", 0.0, 0.1),
+    "layer_overhead_decode_s": ("layer_overhead_decode_s", "layer_decode_s", 0.0, 1e-3),
+    "seq_overhead_s": ("seq_overhead_s", "seq_s", 0.0, 1e-2),
+    "memory_efficiency": ("memory_efficiency", "memory_efficiency", 0.05, 1.0),
+    "gemm_compute_efficiency": ("gemm_compute_efficiency", "gemm_compute_efficiency", 0.05, 1.0),
+    "request_overhead_s": ("request_overhead_s", "request_s", 0.0, 1.0),
+}
+DEFAULT_FIT = ("iteration_overhead_s", "memory_efficiency", "request_overhead_s")
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """{requests: [(arrival_s|None, input, output)], measured: {metric: array}, arrival: how}."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text())
+        try:
+            ins, outs, ttfts, itls = data["input_lens"], data["output_lens"], data["ttfts"], data["itls"]
+        except KeyError as exc:
+            raise ConfigError(f"{path}: not a vllm bench serve result with per-request data (no {exc.args[0]!r}; "
+                              "save it with --save-result)", "RESULT") from None
+        errors = data.get("errors") or [""] * len(ins)
+        keep = [i for i in range(len(ins)) if not errors[i] and outs[i] > 0]
+        ttft = np.array([ttfts[i] for i in keep], dtype=float)
+        tpot = np.array([float(np.mean(itls[i])) if len(itls[i]) else math.nan for i in keep])
+        e2e = ttft + np.array([float(np.sum(itls[i])) for i in keep])
+        reqs = [(None, int(ins[i]), int(outs[i])) for i in keep]
+        rate = data.get("request_rate")
+        rate = None if rate in (None, "inf") or (isinstance(rate, float) and math.isinf(rate)) else float(rate)
+        conc = data.get("max_concurrency")
+        how = {"concurrency": int(conc)} if conc else ({"rate_rps": rate} if rate else {"all_at_once": True})
+        return {"requests": reqs, "measured": {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e}, "arrival": how}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ConfigError(f"{path}: no rows", "RESULT")
+    need = ("input_tokens", "output_tokens", "ttft_s")
+    missing = [c for c in need if c not in rows[0]]
+    tcol = "tpot_s" if "tpot_s" in rows[0] else "itl_s" if "itl_s" in rows[0] else None
+    if missing or tcol is None:
+        raise ConfigError(f"{path}: per-request CSV needs columns {', '.join(need)} and tpot_s or itl_s", "RESULT")
+    has_arrival = "arrival_s" in rows[0]
+    reqs = [(float(r["arrival_s"]) if has_arrival else None, int(r["input_tokens"]), int(r["output_tokens"]))
+            for r in rows]
+    ttft = np.array([float(r["ttft_s"]) for r in rows])
+    tpot = np.array([float(r[tcol]) for r in rows])
+    if "e2e_s" in rows[0]:
+        e2e = np.array([float(r["e2e_s"]) for r in rows])
+    else:
+        e2e = ttft + tpot * np.array([max(0, o - 1) for _a, _i, o in reqs])
+    how = {"trace": True} if has_arrival else {"all_at_once": True}
+    return {"requests": reqs, "measured": {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e}, "arrival": how}
+
+
+def summarize_metrics(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    out = {}
+    for m in METRICS:
+        v = np.asarray(values[m], dtype=float)
+        v = v[np.isfinite(v)]
+        out[m] = {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
+    return out
+
+
+def _request_overhead(cost: dict[str, Any]) -> float:
+    if cost.get("stack_file"):
+        data = read_stack_file(cost["stack_file"])
+        return float(data.get("request_s", cc.STACKS[data.get("base_stack", cc.DEFAULT_STACK)].request_s))
+    return cc.STACKS[cost.get("stack", cc.DEFAULT_STACK)].request_s
+
+
+def simulate_result(config: dict[str, Any], result: dict[str, Any], cost_overrides: dict[str, Any] | None = None,
+                    request_overhead_s: float | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per-request simulated TTFT, TPOT and E2E for the result's requests on ``config``."""
+    from sim.api import simulate
+
+    cfg = json.loads(json.dumps(config))
+    pool = cfg["cluster"]["pools"][0]
+    cost = pool.get("cost_model", {"name": "analytic"})
+    cost = {"name": cost} if isinstance(cost, str) else dict(cost)
+    cost.update(cost_overrides or {})
+    if request_overhead_s is not None:
+        cost["request_overhead_s"] = request_overhead_s
+    pool["cost_model"] = cost
+    how, reqs = result["arrival"], result["requests"]
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "requests.csv"
+        if "concurrency" in how:
+            with open(path, "w") as fh:
+                fh.write("input_tokens,output_tokens\n")
+                fh.writelines(f"{i},{o}\n" for _a, i, o in reqs)
+            cfg["workload"] = {"name": "closed_loop", "num_users": how["concurrency"], "num_requests": len(reqs),
+                               "think_time_s": 0.0, "think": "fixed", "lengths": {"file": str(path)}}
+        else:
+            if "rate_rps" in how:
+                arrivals = np.cumsum(rng.exponential(1.0 / how["rate_rps"], len(reqs)))
+            elif "trace" in how:
+                arrivals = np.array([a for a, _i, _o in reqs])
+            else:
+                arrivals = np.zeros(len(reqs))
+            with open(path, "w") as fh:
+                fh.write("arrival_s,input_tokens,output_tokens\n")
+                fh.writelines(f"{a:.6f},{i},{o}\n" for a, (_x, i, o) in zip(arrivals, reqs, strict=True))
+            cfg["workload"] = {"name": "trace", "path": str(path)}
+        cfg.setdefault("engine", {})["progress"] = False
+        df = simulate(cfg).requests
+    df = df[df["state"] == "finished"]  # the frontend delay (request_overhead_s) is already in
+    return {"ttft_s": df["ttft_s"].to_numpy(dtype=float), "tpot_s": df["tpot_s"].to_numpy(dtype=float),
+            "e2e_s": df["e2e_s"].to_numpy(dtype=float)}
+
+
+def errors(measured: dict[str, dict[str, float]],
+           simulated: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {m: {s: (simulated[m][s] - measured[m][s]) / measured[m][s] for s in STATS} for m in METRICS}
+
+
+def _loss(err: dict[str, dict[str, float]]) -> float:
+    return sum(math.log1p(err[m][s]) ** 2 for m in METRICS for s in ("mean", "p50") if err[m][s] > -1)
+
+
+def fit(config: dict[str, Any], result: dict[str, Any], names: tuple[str, ...] = DEFAULT_FIT,
+        rounds: int = 4) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """(fitted values, errors before, errors after) by coordinate search over ``names``."""
+    from hardware.analytic import AnalyticParams
+
+    measured = summarize_metrics(result["measured"])
+    pool = config["cluster"]["pools"][0]
+    cost = pool.get("cost_model", {"name": "analytic"})
+    cost = {"name": cost} if isinstance(cost, str) else dict(cost)
+    stack = cc.STACKS[cost.get("stack", cc.DEFAULT_STACK)]
+    defaults = AnalyticParams()
+    start = {"iteration_overhead_s": stack.iteration_s, "layer_overhead_decode_s": stack.layer_decode_s,
+             "seq_overhead_s": stack.seq_s, "request_overhead_s": _request_overhead(cost),
+             "memory_efficiency": defaults.memory_efficiency,
+             "gemm_compute_efficiency": defaults.gemm_compute_efficiency}
+    cur = {n: float(cost.get(FIT_PARAMS[n][0], start[n])) for n in names}
+
+    def run(values: dict[str, float]) -> dict[str, dict[str, float]]:
+        sim = simulate_result(config, result, {FIT_PARAMS[n][0]: v for n, v in values.items()})
+        return errors(measured, summarize_metrics(sim))
+
+    before = run(cur)
+    best, best_loss = before, _loss(before)
+    step = 1.0  # factors exp(+-step)
+    for _ in range(rounds):
+        for n in names:
+            lo, hi = FIT_PARAMS[n][2], FIT_PARAMS[n][3]
+            base = cur[n] if cur[n] > 0 else 1e-4 * (hi - lo) + lo
+            for cand in (base * math.exp(step), base * math.exp(-step), base * math.exp(step / 2),
+                         base * math.exp(-step / 2)):
+                cand = min(hi, max(lo, cand))
+                trial = dict(cur, **{n: cand})
+                err = run(trial)
+                loss = _loss(err)
+                if loss < best_loss:
+                    cur, best, best_loss = trial, err, loss
+        step /= 2
+    return cur, before, best
+
+
+def _table(measured: dict, simulated: dict, err: dict) -> str:
+    lines = [f"{'metric':8s} {'stat':5s} {'measured':>11s} {'simulated':>11s} {'error':>8s}"]
+    for m in METRICS:
+        for s in STATS:
+            lines.append(f"{m[:-2]:8s} {s:5s} {measured[m][s] * 1e3:9.2f}ms {simulated[m][s] * 1e3:9.2f}ms "
+                         f"{err[m][s]:+8.1%}")
+    return "\n".join(lines)
+
+
+def _figure(measured: dict[str, np.ndarray], simulated: dict[str, np.ndarray], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for ax, m in zip(axes, METRICS, strict=True):
+        for label, vals in (("measured", measured[m]), ("simulated", simulated[m])):
+            v = np.sort(np.asarray(vals, dtype=float)[np.isfinite(vals)]) * 1e3
+            ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
+        ax.set_xlabel(f"{m[:-2].upper()} (ms)")
+        ax.set_ylabel("CDF")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict) or "cluster" not in data:
+        raise ConfigError(f"{path}: a servesim config with a cluster section is needed", "--config")
+    return data
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    for name, text in (("validate", "simulate a measured benchmark result and print per-metric errors"),
+                       ("fit", "fit the stack's constants to a measured result and write a stack file")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("result", help="vllm bench serve result JSON or per-request CSV")
+        p.add_argument("--config", required=True, help="servesim config; its first pool is the system measured")
+        p.add_argument("--json", action="store_true", help="print the errors as JSON")
+        if name == "validate":
+            p.add_argument("--figure", default="validate.png", help="CDF comparison figure (PNG)")
+        else:
+            p.add_argument("--out", default="fitted_stack.yaml", help="stack file to write")
+            p.add_argument("--params", default=",".join(DEFAULT_FIT),
+                           help=f"comma-separated constants to fit (of {', '.join(FIT_PARAMS)})")
+        p.set_defaults(handler=_cmd_validate if name == "validate" else _cmd_fit)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    config, result = _load_config(args.config), load_result(args.result)
+    sim = simulate_result(config, result)
+    measured, simulated = summarize_metrics(result["measured"]), summarize_metrics(sim)
+    err = errors(measured, simulated)
+    if args.json:
+        print(json.dumps({"measured": measured, "simulated": simulated, "rel_error": err}, indent=1))
+    else:
+        print(f"servesim validate {args.result}: {len(result['requests'])} requests, arrivals {result['arrival']}")
+        print(_table(measured, simulated, err))
+    _figure(result["measured"], sim, Path(args.figure))
+    print(f"figure: {args.figure}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    names = tuple(n.strip() for n in args.params.split(",") if n.strip())
+    unknown = [n for n in names if n not in FIT_PARAMS]
+    if unknown:
+        raise ConfigError(f"unknown fit parameter {unknown[0]!r} (choices: {', '.join(FIT_PARAMS)})", "--params")
+    config, result = _load_config(args.config), load_result(args.result)
+    values, before, after = fit(config, result, names)
+    cost = config["cluster"]["pools"][0].get("cost_model", {})
+    base = cost.get("stack", cc.DEFAULT_STACK) if isinstance(cost, dict) else cc.DEFAULT_STACK
+    write_stack_file(args.out, base, {FIT_PARAMS[n][1]: v for n, v in values.items()},
+                     {"fitted_to": str(args.result),
+                      "errors_before": {m: {s: round(v, 4) for s, v in d.items()} for m, d in before.items()},
+                      "errors_after": {m: {s: round(v, 4) for s, v in d.items()} for m, d in after.items()}})
+    if args.json:
+        print(json.dumps({"values": values, "before": before, "after": after}, indent=1))
+    else:
+        print("fitted: " + ", ".join(f"{n}={v:.4g}" for n, v in values.items()))
+        for label, e in (("before", before), ("after", after)):
+            print(f"{label:6s} " + "  ".join(f"{m[:-2]} mean {e[m]['mean']:+.1%} p50 {e[m]['p50']:+.1%}"
+                                             for m in METRICS))
+        print(f"wrote {args.out} (use: cost_model: {{name: analytic, stack: {base}, stack_file: {args.out}}})")
+    return 0

@@ -1,0 +1,83 @@
+"""Issue 17: the measured corpus, its split by source, ranking fidelity, error bands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hardware import corpus_predict as cp
+from hardware import fidelity as fid
+from hardware.models import get_model
+
+CORPUS_DIR = Path(cp.__file__).parent / "corpus"
+RESERVED_WORDS = ("nemo", "nim", "perf-overview", "perf_overview", "nightly", "vidur", "mooncake")
+
+
+def test_corpus_meets_the_coverage_floor():
+    rows = cp.load_corpus()
+    assert len(rows) >= 150
+    assert len({r["source"] for r in rows}) >= 8
+    served = [r for r in rows if r["kind"] != "legacy"]
+    assert len({r["device"] for r in served}) >= 4
+    assert len({r["model"] for r in served}) >= 6
+    assert {1, 2, 4, 8} <= {r["tp"] for r in served}
+    assert {"bf16", "fp8"} <= {r["weight_dtype"] for r in served}
+    assert {"static", "offline", "online"} <= {r["kind"] for r in served}
+    assert any(get_model(r["model"]).is_moe for r in served)
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_every_source_is_documented_and_none_is_reserved():
+    text = (CORPUS_DIR / "SOURCES.md").read_text()
+    for source in {r["source"] for r in cp.load_corpus()}:
+        assert f"| {source} |" in text, source
+        assert not any(w in source.lower() for w in RESERVED_WORDS), source
+    assert (CORPUS_DIR / "RESERVED.md").is_file()
+
+
+def test_split_is_by_whole_source():
+    results = fid.evaluate([r for r in cp.load_corpus() if r["kind"] in ("static", "legacy")])
+    by_source: dict[str, set[str]] = {}
+    for r in results:
+        by_source.setdefault(r["source"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_source.values())
+    assert {"calibration", "held-out"} == {next(iter(s)) for s in by_source.values()}
+    rep = fid.report(results)
+    assert rep["overall"]["held-out"]["n"] > 0 and rep["overall"]["calibration"]["n"] > 0
+    assert set(rep["groups"]) >= {"group", "tp", "weight_dtype", "device", "source"}
+
+
+def test_kendall_tau():
+    assert fid.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert fid.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert fid.kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+
+
+def test_static_prediction_tracks_a_held_out_point():
+    row = next(r for r in cp.load_corpus() if r["id"] == "h200b-4")  # Llama-2-70B H200 FP8 TP1
+    assert abs(cp.predict(row) - row["value"]) / row["value"] < 0.2
+
+
+def test_serving_prediction_runs_the_simulator():
+    row = next(r for r in cp.load_corpus() if r["id"] == "sgl-6")  # SGLang median TTFT, A100
+    value = cp.predict({**row, "num_prompts": 200})
+    assert 0.0 < value < 1000.0
+
+
+def test_band_lookup_and_run_summary(tmp_path):
+    assert fid.band_for("H100-SXM", 1, "bf16", "vllm_v1") is not None
+    band = fid.band_for("Nonexistent-GPU", 3, "int4", "nope")  # falls back to the overall band
+    assert band is not None and band["regime"] == "*|*|*|*"
+    assert fid.band_for("H100-SXM", 1, "bf16", "vllm_v1", path=tmp_path / "missing.json") is None
+
+    from sim.api import simulate
+
+    cfg = {"seed": 0, "workload": {"name": "synthetic", "num_requests": 20, "rate_rps": 5.0},
+           "cluster": {"pools": [{"name": "main", "num_replicas": 1,
+                                  "hardware": {"device": "H100-SXM", "model": "Llama-3-8B"},
+                                  "cost_model": {"name": "analytic", "stack": "vllm_v1"},
+                                  "scheduler": "vllm_v1", "kv": {"name": "paged"}}]}}
+    summary = simulate(cfg).summary
+    assert summary["heldout_error_regime"].startswith("H100-SXM")
+    assert 0.0 <= summary["heldout_error_median_abs"]
