@@ -201,7 +201,8 @@ class CacheOptScheduler(SchedulerBase):
         p = self.params
         api = rep.kv.policy_api
         if api is None or not hasattr(api, "lend"):
-            raise ConfigError("the cacheopt scheduler needs the cacheopt KV manager", "cluster.pools[].kv.name")
+            where = self.ctx.where.rsplit(".scheduler", 1)[0] if ".scheduler" in self.ctx.where else "cluster.pools[]"
+            raise ConfigError("the cacheopt scheduler needs the cacheopt KV manager", f"{where}.kv.name")
         self._note_arrivals(rep)
         self._note_finished()
         plan = StepPlan()

@@ -179,3 +179,9 @@ def test_cacheopt_preempts_by_the_cheaper_of_swap_and_recompute():
                                                                  prefill_time_s=lambda n: 0.3))
     assert s.preempt_mode(slow_link, req) == "recompute"
     assert s.preempt_mode(fast_link, req) == "swap"
+
+
+def test_cacheopt_on_plain_paged_kv_is_a_config_error():
+    d = _memory_bound({"name": "cacheopt"}, "paged", {"name": "oracle"})
+    with pytest.raises(ConfigError, match=r"cluster.pools\[0\].kv.name"):
+        simulate(from_dict(d))
