@@ -79,6 +79,8 @@ class AnalyticParams:
         "local", doc="remote: MoE layers run on a held expert pool (attention pools), not priced here")
     expert_parallel: ExpertParallelParams | None = param(
         None, doc="expert parallelism (hardware/moe.py); null: experts tensor-parallel, uniform routing")
+    swap_call_overhead_s: float = param(0.0, ge=0, doc="per copy call when swapping paged KV: one call per "
+                                        "block, layer and K/V (FastSwitch); 0 = bytes only (e.g. 5e-6)")
 
 
 def roofline_time_s(flops: float, num_bytes: float, peak_flops: float, bytes_per_s: float) -> float:
@@ -537,6 +539,15 @@ class AnalyticCostModel(CostModel):
         d = self.device
         bw = (self._c2c_bw if d.is_superchip else d.host_link_measured_gbps * 1e9) * self.num_gpus
         return self.params.swap_overhead_s + num_bytes / bw
+
+    def swap_copy_time_s(self, num_bytes: float, num_blocks: int) -> float:
+        """``swap_time_s`` plus ``swap_call_overhead_s`` per copy call: vLLM copies each block of
+        each layer's K and V cache with its own call, the GPUs of a stage in parallel, so 16-token
+        blocks make many small copies that do not reach the link's bandwidth (FastSwitch)."""
+        t = self.swap_time_s(num_bytes)
+        if self.params.swap_call_overhead_s and num_blocks:
+            t += num_blocks * 2 * self.model.num_layers * self.params.swap_call_overhead_s
+        return t
 
     def power_w(self, phase: str) -> float:
         """Average power per GPU (or per slice) in 'prefill', 'decode' or 'idle'."""

@@ -74,6 +74,11 @@ class CostModel:
         """Seconds to copy ``num_bytes`` of KV between device and host memory."""
         return 0.0
 
+    def swap_copy_time_s(self, num_bytes: float, num_blocks: int) -> float:
+        """Seconds to swap ``num_bytes`` of KV held in ``num_blocks`` paged blocks: ``swap_time_s``
+        plus any per-copy-call overhead a model charges for scattered small blocks (default none)."""
+        return self.swap_time_s(num_bytes)
+
     def power_w(self, phase: str) -> float:
         """Average power per GPU in ``phase`` ('prefill', 'decode', 'idle'); 0 if unknown."""
         return 0.0

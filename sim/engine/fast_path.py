@@ -50,6 +50,8 @@ class DecodeStretchMixin:
         context = len(reqs)
         for r in reqs:
             context += r.num_computed_tokens
+        if self.attention_saved_tokens is not None:  # constant in a stretch (no block maps mid-stretch)
+            context -= self.attention_saved_tokens(reqs)
         # end times as Python floats: a stretch uses a few of them one at a time, and the running
         # sum rounds as numpy's cumsum would (one add per step, left to right)
         times = self.cost_model.decode_step_times_s(len(reqs), context, n).tolist()
