@@ -329,8 +329,13 @@ class AnalyticCostModel(CostModel):
         size memoised (a pure decode's prefill terms are exact zeros, so they drop out)."""
         gemm, kv_write, adds = self._terms(num_seqs)
         dc, kv_read, sqrt = self._attn_dc, self._kv_read, math.sqrt
+        steps = range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs)
+        if len(adds) == 4:  # tp = 1: the same adds, left to right, unrolled
+            a0, a1, a2, a3 = adds
+            return np.array([gemm + sqrt((tc := ctx * dc) * tc + (tm := ctx * kv_read + kv_write) * tm)
+                             + a0 + a1 + a2 + a3 for ctx in steps], dtype=np.float64)
         out = []
-        for ctx in range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs):
+        for ctx in steps:
             tc = ctx * dc
             tm = ctx * kv_read + kv_write
             t = gemm + sqrt(tc * tc + tm * tm)

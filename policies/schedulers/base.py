@@ -25,9 +25,12 @@ from typing import Any, Literal
 
 from sim.engine.ops import ReplicaOps
 from sim.engine.plan import StepPlan
+from sim.engine.request import State
 from sim.engine.seams import BuildContext, PolicyBase
 from sim.engine.views import ReplicaView, RequestView
 from sim.schema import param
+
+_DECODE = State.DECODE
 
 Order = Literal["fcfs", "priority"]
 
@@ -141,14 +144,32 @@ class SchedulerBase(PolicyBase):
         i = 0
         want_decode = phase != "prefill"
         want_prefill = phase != "decode"
+        grow, add_decode, decode = rep.grow, plan.add_decode, _DECODE  # hot loop: locals
         while i < n:
             req = running[i]
-            decoding = req.is_decoding
+            decoding = req._r.state == decode  # ``req.is_decoding``, inlined
             if (decoding and not want_decode) or (not decoding and not want_prefill):
                 i += 1
                 continue
             if decoding:
                 k = 1
+                if budget is None or used < budget:  # the common decode: grown in place
+                    if grow(req, 1) is not None:
+                        add_decode(req)
+                        used += 1
+                        i += 1
+                        continue
+                    victims = self._grow(rep, req, 1, plan)
+                    if victims < 0:
+                        preempted = True
+                        break
+                    if victims:
+                        preempted = True
+                        n -= victims
+                    add_decode(req)
+                    used += 1
+                    i += 1
+                    continue
             else:
                 if budget is not None and used >= budget:
                     break
