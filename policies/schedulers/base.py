@@ -145,6 +145,9 @@ class SchedulerBase(PolicyBase):
         want_decode = phase != "prefill"
         want_prefill = phase != "decode"
         grow, add_decode, decode = rep.grow, plan.add_decode, _DECODE  # hot loop: locals
+        # ``rep.grow(req, 1)`` and ``plan.add_decode(req)`` of a decode, inlined where they are ours
+        allocate = rep._rep.kv.allocate if type(rep).grow is ReplicaOps.grow else None
+        append_decode = plan.decode.append if type(plan).add_decode is StepPlan.add_decode else None
         while i < n:
             req = running[i]
             decoding = req._r.state == decode  # ``req.is_decoding``, inlined
@@ -154,8 +157,11 @@ class SchedulerBase(PolicyBase):
             if decoding:
                 k = 1
                 if budget is None or used < budget:  # the common decode: grown in place
-                    if grow(req, 1) is not None:
-                        add_decode(req)
+                    if (allocate(req._r, 1) if allocate is not None else grow(req, 1)) is not None:
+                        if append_decode is not None:
+                            append_decode(req._r)
+                        else:
+                            add_decode(req)
                         used += 1
                         i += 1
                         continue

@@ -53,7 +53,7 @@ class DecodeStretchMixin:
         n = self.kv.affordable_steps(reqs, left)  # until the first finish and while KV lasts
         # end times as Python floats: a stretch uses a few of them one at a time, and the running
         # sum rounds as numpy's cumsum would (one add per step, left to right)
-        times = self.cost_model.decode_step_times_s(len(reqs), context, n).tolist()
+        times = self.cost_model.decode_step_times_list(len(reqs), context, n)
         times[0] += env.now
         ends = list(accumulate(times))
         self._st_reqs, self._st_ends_list = reqs, ends
