@@ -25,12 +25,9 @@ from typing import Any, Literal
 
 from sim.engine.ops import ReplicaOps
 from sim.engine.plan import StepPlan
-from sim.engine.request import State
 from sim.engine.seams import BuildContext, PolicyBase
 from sim.engine.views import ReplicaView, RequestView
 from sim.schema import param
-
-_DECODE = State.DECODE
 
 Order = Literal["fcfs", "priority"]
 
@@ -144,24 +141,18 @@ class SchedulerBase(PolicyBase):
         i = 0
         want_decode = phase != "prefill"
         want_prefill = phase != "decode"
-        grow, add_decode, decode = rep.grow, plan.add_decode, _DECODE  # hot loop: locals
-        # ``rep.grow(req, 1)`` and ``plan.add_decode(req)`` of a decode, inlined where they are ours
-        allocate = rep._rep.kv.allocate if type(rep).grow is ReplicaOps.grow else None
-        append_decode = plan.decode.append if type(plan).add_decode is StepPlan.add_decode else None
+        grow, add_decode = rep.grow, plan.add_decode  # hot loop: bound once
         while i < n:
             req = running[i]
-            decoding = req._r.state == decode  # ``req.is_decoding``, inlined
+            decoding = req.is_decoding
             if (decoding and not want_decode) or (not decoding and not want_prefill):
                 i += 1
                 continue
             if decoding:
                 k = 1
                 if budget is None or used < budget:  # the common decode: grown in place
-                    if (allocate(req._r, 1) if allocate is not None else grow(req, 1)) is not None:
-                        if append_decode is not None:
-                            append_decode(req._r)
-                        else:
-                            add_decode(req)
+                    if grow(req, 1) is not None:
+                        add_decode(req)
                         used += 1
                         i += 1
                         continue
