@@ -360,22 +360,36 @@ class AnalyticCostModel(CostModel):
             t += a
         return t
 
+    def decode_step_times_list(self, num_seqs: int, context_tokens: int, num_steps: int) -> list[float]:
+        """``decode_step_times_s(...).tolist()``, short runs without the array in between."""
+        if self.pp == 1 and 0 < num_steps <= _SHORT_RUN_STEPS and num_seqs > 0:
+            return self._short_decode_list(num_seqs, context_tokens, num_steps)
+        return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
+
     def _short_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        return np.array(self._short_decode_list(num_seqs, context_tokens, num_steps), dtype=np.float64)
+
+    def _short_decode_list(self, num_seqs: int, context_tokens: int, num_steps: int) -> list[float]:
         """``decode_step_times_s`` for a few steps (pp = 1) in Python floats: a short run is
         cheaper step by step than as a dozen small numpy operations. Each step evaluates
         ``_total``'s expression in its order, with the terms that depend only on the batch
         size memoised (a pure decode's prefill terms are exact zeros, so they drop out)."""
         gemm, kv_write, adds = self._terms(num_seqs)
         dc, kv_read, sqrt = self._attn_dc, self._kv_read, math.sqrt
+        steps = range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs)
+        if len(adds) == 4:  # tp = 1: the same adds, left to right, unrolled
+            a0, a1, a2, a3 = adds
+            return [gemm + sqrt((tc := ctx * dc) * tc + (tm := ctx * kv_read + kv_write) * tm)
+                    + a0 + a1 + a2 + a3 for ctx in steps]
         out = []
-        for ctx in range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs):
+        for ctx in steps:
             tc = ctx * dc
             tm = ctx * kv_read + kv_write
             t = gemm + sqrt(tc * tc + tm * tm)
             for a in adds:
                 t = t + a
             out.append(t)
-        return np.array(out, dtype=np.float64)
+        return out
 
     def _terms(self, num_seqs: int) -> tuple[float, float, tuple[float, ...]]:
         terms = self._decode_terms.get(num_seqs)

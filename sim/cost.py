@@ -58,6 +58,10 @@ class CostModel:
             dtype=np.float64,
         )
 
+    def decode_step_times_list(self, num_seqs: int, context_tokens: int, num_steps: int) -> list[float]:
+        """``decode_step_times_s`` as a list of Python floats (the fast path's form)."""
+        return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
+
     def kv_capacity_bytes(self, gpu_memory_utilization: float) -> float:
         """Bytes left for KV on the whole replica after weights, activations and reserves."""
         raise NotImplementedError
