@@ -78,8 +78,13 @@ def _with_pecsched(data: dict) -> None:
                                      "sp_tokens_per_replica": 200}
 
 
+def _with_predictor(data: dict) -> None:
+    """goodserve: an output-length predictor (lognormal error 0.5) unless one is set."""
+    data["cluster"].setdefault("predictor", {"name": "noisy", "sigma": 0.5})
+
+
 # routers that need more than a name to run in the generic (property, trend) tests
-ROUTER_SETUPS = {"length_reservation": _with_long_pool, "pecsched": _with_pecsched}
+ROUTER_SETUPS = {"length_reservation": _with_long_pool, "pecsched": _with_pecsched, "goodserve": _with_predictor}
 
 
 def _with_cacheopt(data: dict) -> None:
