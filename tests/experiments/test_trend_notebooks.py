@@ -54,6 +54,21 @@ def test_every_experiment_in_a_notebook_exists_and_has_a_quick_mode(name):
         assert f"python experiments/{script}.py" in text  # the full command is stated
 
 
+# experiments of the trends table with no quick mode, so no notebook (they are not paper-trend runs)
+NO_NOTEBOOK = {"distserve_vs_colocated", "distserve_placement"}
+
+
+def test_every_experiment_of_the_trends_table_has_a_notebook():
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Paper trends reproduced"):]
+    table = table[:table.index("\n## ")]
+    named = set(re.findall(r"python experiments/(\w+)\.py", table)) - NO_NOTEBOOK
+    in_notebooks = {s for name in _trend_notebooks()
+                    for s in re.findall(r"run_quick\(\\?'(\w+)\\?'", (NOTEBOOKS / name).read_text())}
+    assert named, "no experiment found in the trends table"
+    assert sorted(named - in_notebooks) == [], f"add these to PAPERS in {GENERATOR.name} and rerun it"
+
+
 def test_every_experiment_that_draws_resolves_its_folder_through_figure_dir():
     # so a quick run from a test or a notebook (SERVESIM_FIGURES_DIR) never overwrites docs/
     drawing = [p for p in sorted((REPO / "experiments").glob("*.py")) if "savefig" in p.read_text()]
