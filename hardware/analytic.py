@@ -258,6 +258,18 @@ class AnalyticCostModel(CostModel):
         self._lo_prefill = layers * lo_prefill
         self._lo_decode = layers * lo_decode
 
+    def set_weight_read_scale(self, scale: float) -> None:
+        """Price weight reads at ``scale`` times their HBM time from now on (HybridGEMM: the share
+        of weight bytes still read from HBM while the rest streams over C2C; 1.0: as built)."""
+        base = getattr(self, "_weight_base", None)
+        if base is None:
+            base = self._weight_base = (self._dense_w, self._expert_w, self._moe_fixed_w, self._head_w)
+        if scale == getattr(self, "_weight_scale", 1.0):
+            return
+        self._weight_scale = scale
+        self._dense_w, self._expert_w, self._moe_fixed_w, self._head_w = (b * scale for b in base)
+        self._decode_terms.clear()
+
     def _affine(self, fn: Any, per_token: float) -> tuple[float, float]:
         """(latency, seconds per token) of an all-reduce time that is affine in bytes."""
         if self.tp <= 1:

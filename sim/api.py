@@ -33,6 +33,7 @@ class Result:
     token_times: dict[int, list[float]] | None = None
     visits: pd.DataFrame | None = None
     actions: pd.DataFrame | None = None
+    models: Any = None
 
 
 def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Result:
@@ -57,6 +58,10 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     extra.update(_energy_and_cost(cluster, df))
     extra.update(cluster.transfer.summary())
     extra.update(fairness_summary(df))  # fair_* keys, only with two or more clients
+    if cluster.models is not None:
+        from sim.engine.serving_records import summary as serving_summary
+
+        extra.update(serving_summary(cluster.models, df))
     summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
     summary.update(_error_band(config))
     if config.engine.max_time_s is not None:
@@ -64,9 +69,11 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     _lifecycle_summary(cluster, df, summary)
     summary["num_events"] = next(cluster.env._eid)  # events scheduled over the run
     summary["wall_s"] = time.perf_counter() - wall_start
-    return Result(config, df, summary, recorder.steps_frame(),
-                  recorder.token_times if config.output.record_token_times else None, recorder.visits_frame(),
-                  cluster.action_log.frame())
+    result = Result(config, df, summary, recorder.steps_frame(),
+                    recorder.token_times if config.output.record_token_times else None, recorder.visits_frame(),
+                    cluster.action_log.frame())
+    result.models = cluster.models  # multi-model state (sim.engine.serving_records reads it); None otherwise
+    return result
 
 
 def _frontend_delay(cluster: Cluster, df: pd.DataFrame) -> None:

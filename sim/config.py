@@ -38,6 +38,7 @@ import yaml
 
 from sim import schema
 from sim.engine.held_pool import HoldConfig
+from sim.engine.model_placement import ServingParams
 from sim.engine.transfer import TransferParams
 from sim.errors import ConfigError
 from sim.registry import (
@@ -228,6 +229,8 @@ class PoolConfig:
     cold_start: ColdStartConfig = param(default_factory=ColdStartConfig,
                                         doc="start-up time of replicas added at run time")
     holds: HoldConfig | None = param(None, doc="a pool each iteration holds for part of it (attention -> expert)")
+    serving: ServingParams | None = param(None, doc="serve several models on replicas that switch between "
+                                                    "them (sim.engine.multimodel); null: hardware.model only")
 
 
 @dataclass
@@ -255,6 +258,10 @@ class ClusterConfig:
             raise ConfigError("a prefill pool needs a hand-off policy (e.g. handoff: distserve)", "handoff")
         if "prefill" in roles and "decode" not in roles and "mixed" not in roles:
             raise ConfigError("a prefill pool needs a decode or mixed pool to hand requests to", "pools")
+        for i, pool in enumerate(self.pools):
+            if pool.serving is not None and (pool.role != "mixed" or self.handoff is not None):
+                raise ConfigError("a multi-model pool (serving:) must be a mixed pool in a cluster without a "
+                                  "hand-off (its KV cache changes with the model)", f"pools[{i}].serving")
         names = [p.name for p in self.pools]
         for i, name in enumerate(names):
             if names.index(name) != i:

@@ -4,6 +4,7 @@ Required: ``arrival_s`` (seconds, non-decreasing), ``input_tokens``, ``output_to
 Optional (empty cell / missing key = unset)::
 
     client, app, slo_class        strings
+    model                         the model the request names (multi-model pools)
     session, job, priority        integers
     ttft_slo_s, tpot_slo_s        seconds (per-request SLOs)
     deadline_s                    absolute finish deadline, seconds on the arrival clock
@@ -23,7 +24,7 @@ from typing import Any
 from traces.rows import MonotoneClock, ReadContext, TraceRow, open_text, short_row, to_float, to_int
 
 REQUIRED = ("arrival_s", "input_tokens", "output_tokens")
-STR_FIELDS = ("client", "app", "slo_class")
+STR_FIELDS = ("client", "app", "slo_class", "model")
 INT_FIELDS = ("session", "job", "prefix_block_tokens")
 FLOAT_FIELDS = ("ttft_slo_s", "tpot_slo_s", "deadline_s")
 DEFAULT_PREFIX_BLOCK_TOKENS = 16

@@ -24,7 +24,7 @@ MAX_TOKENS = 10**12  # a token count beyond this is corrupt data (it would overf
 # Optional per-request fields a row may carry (all Request keyword arguments).
 EXTRA_FIELDS = (
     "client", "app", "session", "slo_class", "priority", "prefix_hashes",
-    "prefix_block_tokens", "ttft_slo_s", "tpot_slo_s", "deadline_s", "job",
+    "prefix_block_tokens", "ttft_slo_s", "tpot_slo_s", "deadline_s", "job", "model",
 )
 
 

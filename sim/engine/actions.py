@@ -101,7 +101,7 @@ def _target_of(action: Any) -> str:
 
 
 def _apply_one(cluster: Any, action: Any) -> tuple[str, str]:
-    from sim.engine.seams import AddReplica, DrainReplica, Migrate, SetKnob
+    from sim.engine.seams import AddReplica, DrainReplica, Migrate, SetKnob, SetStreaming
 
     if isinstance(action, AddReplica):
         rid = cluster.add_replica(action.pool)
@@ -128,7 +128,29 @@ def _apply_one(cluster: Any, action: Any) -> tuple[str, str]:
         cluster.check_draining()
         how = "recompute" if action.recompute else "live" if action.live else "stop-copy"
         return str(action.request_id), f"to replica {action.dst_replica} ({how})"
+    if isinstance(action, SetStreaming):
+        return str(action.replica), set_streaming(cluster, action)
     raise ActionError(f"unknown action {type(action).__name__}")
+
+
+def set_streaming(cluster: Any, action: Any) -> str:
+    """Apply a SetStreaming action to one weight-streaming replica."""
+    rep = cluster.live_replica(action.replica)
+    hub = getattr(cluster, "models", None)
+    if hub is None or getattr(rep, "models", None) is None or rep.step_hook is None:
+        raise ActionError(f"replica {action.replica} does not stream weights (serving.stream)")
+    if not 0.0 <= action.rho <= 1.0:
+        raise ActionError(f"rho {action.rho!r} is outside [0, 1]")
+    hub.set_rho(rep, float(action.rho))
+    detail = f"rho = {rep.models.rho_target:.3f}"
+    if action.chunk_tokens is not None:
+        params = rep.scheduler.params
+        if params is None or not hasattr(params, "max_num_batched_tokens") or action.chunk_tokens < 1:
+            raise ActionError(f"replica {action.replica}: cannot set a chunk of {action.chunk_tokens!r} tokens")
+        if params.max_num_batched_tokens != action.chunk_tokens:
+            rep.scheduler.params = dataclasses.replace(params, max_num_batched_tokens=int(action.chunk_tokens))
+        detail += f", chunk = {action.chunk_tokens}"
+    return detail
 
 
 def _knob_policies(cluster: Any, target: str) -> list[Any]:

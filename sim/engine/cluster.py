@@ -86,6 +86,11 @@ class Cluster(ClusterLifecycleMixin):
             self.pools.append(self._build_pool(pool_cfg, f"cluster.pools[{i}]"))
         self._wire_held_pools()
         self.transfer = TransferService(self.env, config.cluster.transfer, self.replicas)  # every KV / weight copy
+        self.models = None  # multi-model pools (sim.engine.multimodel), only when one has a serving block
+        if any(p.config.serving is not None for p in self.pools):
+            from sim.engine.multimodel import ModelHub
+
+            self.models = ModelHub(self)
         self.entry_views: list[ReplicaView] = []
         self.refresh_entry()
         if not self.entry_views:
@@ -261,6 +266,9 @@ class Cluster(ClusterLifecycleMixin):
         if req.input_tokens + req.output_tokens > self.max_fit_tokens:
             self.reject(req, "exceeds_kv_capacity")
             return
+        if self.models is not None:
+            self._dispatch_model(req)
+            return
         target = self.router.route(req.view, self.entry_views)
         if target is None:
             self.reject(req, "router_rejected")
@@ -270,6 +278,18 @@ class Cluster(ClusterLifecycleMixin):
             self.reject(req, "exceeds_kv_capacity")
             return
         target.enqueue(req)
+
+    def _dispatch_model(self, req: Request) -> None:
+        """Multi-model dispatch: the router chooses among the replicas serving the request's model."""
+        views, reason = self.models.candidates(req)
+        if views is None:
+            self.reject(req, reason)
+            return
+        target = self.router.route(req.view, views) if views else None
+        if target is None:
+            self.reject(req, "router_rejected")
+            return
+        self.models.enqueue(target._rep, req)
 
     def reject(self, req: Request, reason: str) -> None:
         """Reject a request that no replica holds."""
@@ -348,6 +368,8 @@ class Cluster(ClusterLifecycleMixin):
         if self.handoff is not None:
             live.extend(self.handoff.live_requests())
         live.extend(self.transfer.live_requests())
+        if self.models is not None:
+            live.extend(self.models.live_requests())
         return live
 
     def _record_unfinished(self) -> None:

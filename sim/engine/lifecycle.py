@@ -98,6 +98,8 @@ class ClusterLifecycleMixin:
         if pool.name in self.knob_params:
             rep.scheduler.params = self.knob_params[pool.name]
         self.wire_handoff(rep)
+        if getattr(self, "models", None) is not None:
+            self.models.adopt(rep)
         cfg = pool.config.cold_start
         rep.cold_start = cold_start(cfg, pool.cost_model, pool.config.hardware)
         self.env.process(self._cold_start(rep, cfg.transfer_link))

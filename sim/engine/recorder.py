@@ -34,11 +34,11 @@ from sim.engine.request import Request, State
 _NAN = float("nan")
 
 _FLOAT_COLS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "itl_max_s",
-               "transfer_s", "deadline_s", "ttft_slo_s", "tpot_slo_s")
+               "transfer_s", "deadline_s", "ttft_slo_s", "tpot_slo_s", "cold_start_s")
 _INT_COLS = ("id", "input_tokens", "output_tokens", "num_output_tokens", "replica", "first_replica",
              "num_preemptions", "num_swaps", "num_cached_tokens", "num_migrations", "priority",
              "session", "job")
-_OBJ_COLS = ("state", "pool", "reject_reason", "client", "app", "slo_class")
+_OBJ_COLS = ("state", "pool", "reject_reason", "client", "app", "slo_class", "model")
 
 
 _STATE_NAMES = {State.FINISHED: "finished", State.REJECTED: "rejected"}
@@ -111,6 +111,7 @@ class Recorder:
         f["deadline_s"].append(_f(r.deadline_s))
         f["ttft_slo_s"].append(_f(r.ttft_slo_s))
         f["tpot_slo_s"].append(_f(r.tpot_slo_s))
+        f["cold_start_s"].append(r.cold_start_s)
         i["id"].append(r.id)
         i["input_tokens"].append(r.input_tokens)
         i["output_tokens"].append(r.output_tokens)
@@ -130,6 +131,7 @@ class Recorder:
         o["client"].append(r.client)
         o["app"].append(r.app)
         o["slo_class"].append(r.slo_class)
+        o["model"].append(r.model)
         if r.token_times is not None:
             self.token_times[r.id] = r.token_times
 

@@ -160,6 +160,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self._on_enqueue = getattr(scheduler, "on_enqueue", None)  # optional: (replica view, request view)
         self._at_boundary: list = []              # callbacks for the next iteration boundary
         self.held_pool: Any = None                # a pool part of every iteration runs on (attention)
+        self.step_hook = None     # (plan) -> event | None, before each iteration is priced
+        self.step_wait = None     # an event the iteration in progress also waits for
         self.process = env.process(self._loop())
 
     # ------------------------------------------------------------------ engine-side reads
@@ -191,8 +193,10 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
     @property
     def is_empty(self) -> bool:
         """Nothing assigned, running, paused or held here."""
+        models = getattr(self, "models", None)  # multi-model replicas: requests waiting for a switch
         return not (self.num_outstanding or self.waiting or self.running or self.swapped
-                    or self.paused is not None or self.hold_request is not None or self.held_by is not None)
+                    or self.paused is not None or self.hold_request is not None or self.held_by is not None
+                    or (models is not None and models.queue))
 
     # ------------------------------------------------------------------ cluster-side operations
     def enqueue(self, req: Request, reason: str | None = None) -> None:
@@ -344,6 +348,13 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
             step_s = self._step_time(plan)
             end = env.now + step_s
             yield at(env, end)
+            if self.step_wait is not None:  # the iteration also waits for a copy (streamed weights)
+                wait, self.step_wait = self.step_wait, None
+                if not wait.triggered:
+                    start = end - step_s
+                    yield wait
+                    end = env.now
+                    step_s = end - start
             self._account(plan, step_s)
             self._apply(plan, end)
 
@@ -366,6 +377,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self._apply(plan, end)
 
     def _step_time(self, plan: StepPlan) -> float:
+        if self.step_hook is not None:  # e.g. weights streamed over a shared link (sim.engine.multimodel)
+            self.step_wait = self.step_hook(plan)
         if plan.step_s is not None:  # priced by the scheduler (e.g. a partial-layer prefill)
             step_s = plan.step_s
             if self.pending_swap_bytes:

@@ -30,12 +30,12 @@ class Request:
         # trace fields
         "id", "arrival_s", "input_tokens", "output_tokens", "client", "app", "session",
         "slo_class", "priority", "prefix_hashes", "prefix_block_tokens",
-        "ttft_slo_s", "tpot_slo_s", "deadline_s", "job", "spec_acceptance",
+        "ttft_slo_s", "tpot_slo_s", "deadline_s", "job", "spec_acceptance", "model",
         # serving state
         "state", "pool", "replica", "first_replica", "num_computed_tokens", "num_output_tokens",
         "num_cached_tokens", "kv_blocks", "kv_shared_blocks", "kv_units", "view", "first_scheduled_s", "first_token_s",
         "last_token_s", "finish_s", "num_preemptions", "num_swaps", "reject_reason",
-        "itl_max_s", "token_times", "num_migrations", "transfer_s", "policy_data",
+        "itl_max_s", "token_times", "num_migrations", "transfer_s", "policy_data", "cold_start_s",
     )
 
     def __init__(
@@ -57,6 +57,7 @@ class Request:
         deadline_s: float | None = None,
         job: int | None = None,
         spec_acceptance: float | None = None,
+        model: str | None = None,
     ):
         self.id = id
         self.arrival_s = arrival_s
@@ -74,6 +75,7 @@ class Request:
         self.deadline_s = deadline_s
         self.job = job
         self.spec_acceptance = spec_acceptance  # draft-token acceptance rate (None: the speculator's)
+        self.model = model  # the model it names (None: whatever its pool serves)
         self.view = RequestView(self)
         self.reset_state()
 
@@ -101,6 +103,7 @@ class Request:
         self.num_migrations = 0
         self.transfer_s = 0.0
         self.policy_data = None        # free slot for a policy's per-request bookkeeping
+        self.cold_start_s = 0.0        # arrival until a replica could run its model (multi-model pools)
 
     # ------------------------------------------------------------------ derived views
     @property

@@ -227,6 +227,17 @@ class SetKnob(Action):
     value: Any
 
 
+@dataclass(frozen=True)
+class SetStreaming(Action):
+    """Set a weight-streaming replica's rho (share of weight reads over the host link; clamped to
+    what its HBM allows) and, if given, its scheduler's ``max_num_batched_tokens`` (the chunk)."""
+
+    kind: ClassVar[str] = "set_streaming"
+    replica: int
+    rho: float
+    chunk_tokens: int | None = None
+
+
 # ---------------------------------------------------------------------------- bases
 
 class PolicyBase:
@@ -268,5 +279,5 @@ class ControllerBase(PolicyBase):
 __all__ = [
     "Action", "AddReplica", "BuildContext", "ClusterView", "Controller", "ControllerBase", "DrainReplica",
     "Handoff", "KVManager", "Migrate", "OracleError", "PolicyBase", "PoolView", "ReplicaView", "RequestView", "Router",
-    "RouterBase", "Scheduler", "SetKnob", "Speculator", "is_oracle",
+    "RouterBase", "Scheduler", "SetKnob", "SetStreaming", "Speculator", "is_oracle",
 ]

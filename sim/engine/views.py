@@ -63,6 +63,8 @@ _REQUEST_FIELDS = {
     "tpot_slo_s": "the request's own TPOT limit, if any",
     "deadline_s": "absolute end-to-end deadline, if any",
     "job": "agentic job id, if any",
+    "model": "the model it names (None: its pool's)",
+    "cold_start_s": "arrival until a replica could run its model (multi-model pools)",
     "num_preemptions": "times preempted",
     "num_migrations": "times moved between replicas after admission",
     "first_scheduled_s": "first time it was scheduled",
@@ -306,6 +308,54 @@ class ReplicaView:
                 oldest = r.arrival_s
         return 0.0 if oldest is None else now - oldest
 
+    # multi-model replicas (sim.engine.multimodel); a single-model replica runs its pool's model
+    @property
+    def serving_model(self) -> str | None:
+        """The model it runs now, or is switching to (None: unloaded after its keep-alive)."""
+        st = getattr(self._rep, "models", None)
+        return st.next_model if st is not None else self.model
+
+    @property
+    def resident_models(self) -> tuple[str, ...]:
+        """Models whose weights are in its HBM, least recently used first."""
+        st = getattr(self._rep, "models", None)
+        return tuple(st.resident) if st is not None else (self.model,)
+
+    @property
+    def num_model_queued(self) -> int:
+        """Requests assigned here that wait for it to switch to their model."""
+        st = getattr(self._rep, "models", None)
+        return len(st.queue) if st is not None else 0
+
+    @property
+    def queued_models(self) -> tuple[str, ...]:
+        """The models of the requests waiting here for a switch, in queue order (repeats dropped)."""
+        st = getattr(self._rep, "models", None)
+        return tuple(dict.fromkeys(r.model for r in st.queue)) if st is not None else ()
+
+    @property
+    def is_switching(self) -> bool:
+        """Whether it is switching models now."""
+        st = getattr(self._rep, "models", None)
+        return bool(st is not None and st.switching)
+
+    @property
+    def rho(self) -> float:
+        """Share of its weight reads streamed over the host link now (0: all from HBM)."""
+        st = getattr(self._rep, "models", None)
+        return st.rho if st is not None and self._rep.step_hook is not None else 0.0
+
+    @property
+    def streams_weights(self) -> bool:
+        """Whether its iterations stream weights over the host link (serving.stream)."""
+        return self._rep.step_hook is not None and getattr(self._rep, "models", None) is not None
+
+    @property
+    def chip(self) -> tuple | None:
+        """The chip whose host link and storage it shares with other replicas (multi-model pools)."""
+        st = getattr(self._rep, "models", None)
+        return st.chip.key if st is not None else None
+
     @property
     def accepts_work(self) -> bool:
         """Whether the router may send it new requests (active, not draining)."""
@@ -441,6 +491,14 @@ class ClusterView:
         if rep.lifecycle == "removed":
             raise KeyError(replica_id)
         return rep.view
+
+    def model_switch_s(self, replica: ReplicaView, model: str) -> float:
+        """Seconds ``replica`` would take to be able to run ``model`` if it switched now (0: it runs
+        it; multi-model pools only)."""
+        hub = self._c.models
+        if hub is None or getattr(replica._rep, "models", None) is None:
+            return 0.0 if model == replica.model else float("inf")
+        return hub.switch_time_s(replica._rep, model)
 
     @property
     def num_arrived(self) -> int:

@@ -110,6 +110,20 @@ def vtc_config() -> dict:
     workload = {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"),
                 "transforms": [{"name": "assign_clients", "num_clients": 27, "rate_dist": "lognormal"}]}
     return _config(workload, _pool(16, scheduler="vtc"), "vtc")
+def c2cserve_config() -> dict:
+    """C2CServe on 8 GH200 1g.24gb slices (2 chips): the first 600 s of the Azure 2023 conversation
+    trace at half rate, 12 models by Zipf popularity with bursts, weights streamed over C2C."""
+    bases = ["Llama-3-8B", "Qwen2.5-7B", "Llama-3.2-1B"]
+    models = [f"{b}@v{k}" for k in range(4) for b in bases]
+    workload = {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"), "transforms": [
+        {"name": "window", "start_s": 0, "duration_s": 600}, {"name": "rate_scale", "factor": 0.5},
+        {"name": "clip_lengths", "max_context_tokens": 4096},
+        {"name": "assign_models", "models": models, "zipf_a": 1.0, "burst_factor": 4.0}]}
+    pool = {"name": "mig", "num_replicas": 8, "hardware": {"device": "GH200-96GB:1g.24gb", "model": bases[0]},
+            "serving": {"models": models, "weights_home": "grace", "stream": True, "slices_per_chip": 4}}
+    data = _config(workload, pool, "c2cserve")
+    data["cluster"]["controllers"] = [{"name": "c2cserve_rho"}]
+    return data
 
 
 SCENARIOS: dict[str, Any] = {
@@ -148,6 +162,7 @@ SCENARIOS: dict[str, Any] = {
                                                _pool(16, speculation={"name": "specserve", "acceptance": "chat",
                                                                       "draft_model": "Llama-3.2-1B"}),
                                                "least_outstanding"),
+    "c2cserve-mig": c2cserve_config,
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)
