@@ -75,6 +75,11 @@ PAPERS: list[tuple[str, str, list[str], list[tuple[str, str, list[str]]]]] = [
      ["Layered prefill: chunked prefill adds up to 39% expert weight traffic; TTFT up to -70%, "
       "energy/token up to -22%, TBT stall-free."],
      [("moe_layered_prefill", "python experiments/moe_layered_prefill.py", ["moe_layered_prefill.png"])]),
+    ("c2cserve", "C2CServe: multi-model serving on GH200 MIG slices, weights streamed over NVLink-C2C",
+     ["C2CServe: cold start up to 7.1x lower (dense), up to 4.6x lower for MoE, than serverless baselines "
+      "on GH200 MIG slices.",
+      "C2CServe: >95% TTFT and TPOT attainment under C2C contention."],
+     [("c2cserve_mig", "python experiments/c2cserve_mig.py", ["c2cserve_mig.png"])]),
 ]
 
 SETUP = '''import os
