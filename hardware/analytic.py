@@ -79,6 +79,8 @@ class AnalyticParams:
         "local", doc="remote: MoE layers run on a held expert pool (attention pools), not priced here")
     expert_parallel: ExpertParallelParams | None = param(
         None, doc="expert parallelism (hardware/moe.py); null: experts tensor-parallel, uniform routing")
+    swap_call_overhead_s: float = param(0.0, ge=0, doc="per copy call when swapping paged KV: one call per "
+                                        "block, layer and K/V (FastSwitch); 0 = bytes only (e.g. 5e-6)")
 
 
 def roofline_time_s(flops: float, num_bytes: float, peak_flops: float, bytes_per_s: float) -> float:
@@ -358,22 +360,36 @@ class AnalyticCostModel(CostModel):
             t += a
         return t
 
+    def decode_step_times_list(self, num_seqs: int, context_tokens: int, num_steps: int) -> list[float]:
+        """``decode_step_times_s(...).tolist()``, short runs without the array in between."""
+        if self.pp == 1 and 0 < num_steps <= _SHORT_RUN_STEPS and num_seqs > 0:
+            return self._short_decode_list(num_seqs, context_tokens, num_steps)
+        return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
+
     def _short_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        return np.array(self._short_decode_list(num_seqs, context_tokens, num_steps), dtype=np.float64)
+
+    def _short_decode_list(self, num_seqs: int, context_tokens: int, num_steps: int) -> list[float]:
         """``decode_step_times_s`` for a few steps (pp = 1) in Python floats: a short run is
         cheaper step by step than as a dozen small numpy operations. Each step evaluates
         ``_total``'s expression in its order, with the terms that depend only on the batch
         size memoised (a pure decode's prefill terms are exact zeros, so they drop out)."""
         gemm, kv_write, adds = self._terms(num_seqs)
         dc, kv_read, sqrt = self._attn_dc, self._kv_read, math.sqrt
+        steps = range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs)
+        if len(adds) == 4:  # tp = 1: the same adds, left to right, unrolled
+            a0, a1, a2, a3 = adds
+            return [gemm + sqrt((tc := ctx * dc) * tc + (tm := ctx * kv_read + kv_write) * tm)
+                    + a0 + a1 + a2 + a3 for ctx in steps]
         out = []
-        for ctx in range(context_tokens, context_tokens + num_steps * num_seqs, num_seqs):
+        for ctx in steps:
             tc = ctx * dc
             tm = ctx * kv_read + kv_write
             t = gemm + sqrt(tc * tc + tm * tm)
             for a in adds:
                 t = t + a
             out.append(t)
-        return np.array(out, dtype=np.float64)
+        return out
 
     def _terms(self, num_seqs: int) -> tuple[float, float, tuple[float, ...]]:
         terms = self._decode_terms.get(num_seqs)
@@ -537,6 +553,15 @@ class AnalyticCostModel(CostModel):
         d = self.device
         bw = (self._c2c_bw if d.is_superchip else d.host_link_measured_gbps * 1e9) * self.num_gpus
         return self.params.swap_overhead_s + num_bytes / bw
+
+    def swap_copy_time_s(self, num_bytes: float, num_blocks: int) -> float:
+        """``swap_time_s`` plus ``swap_call_overhead_s`` per copy call: vLLM copies each block of
+        each layer's K and V cache with its own call, the GPUs of a stage in parallel, so 16-token
+        blocks make many small copies that do not reach the link's bandwidth (FastSwitch)."""
+        t = self.swap_time_s(num_bytes)
+        if self.params.swap_call_overhead_s and num_blocks:
+            t += num_blocks * 2 * self.model.num_layers * self.params.swap_call_overhead_s
+        return t
 
     def power_w(self, phase: str) -> float:
         """Average power per GPU (or per slice) in 'prefill', 'decode' or 'idle'."""

@@ -250,6 +250,10 @@ _CATALOG: dict[str, ModelSpec] = {
                extra_params=2050 * 9216),
         _dense("OPT-175B", 96, 12288, 96, 96, 49152, 50272, gated_mlp=False, tie_embeddings=True,
                extra_params=2050 * 12288),
+        # Not in section 3: reasoning models (MemShare, CacheOPT reasoning runs): DeepSeek-R1 distilled
+        # into Qwen2.5-Math-7B / Qwen2.5-32B, so their config.json shapes.
+        _dense("DeepSeek-R1-Distill-Qwen-7B", 28, 3584, 28, 4, 18944, 152064, qkv_bias=True),
+        _dense("DeepSeek-R1-Distill-Qwen-32B", 64, 5120, 40, 8, 27648, 152064, qkv_bias=True),
     )
 }
 

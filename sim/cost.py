@@ -58,6 +58,10 @@ class CostModel:
             dtype=np.float64,
         )
 
+    def decode_step_times_list(self, num_seqs: int, context_tokens: int, num_steps: int) -> list[float]:
+        """``decode_step_times_s`` as a list of Python floats (the fast path's form)."""
+        return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
+
     def kv_capacity_bytes(self, gpu_memory_utilization: float) -> float:
         """Bytes left for KV on the whole replica after weights, activations and reserves."""
         raise NotImplementedError
@@ -73,6 +77,11 @@ class CostModel:
     def swap_time_s(self, num_bytes: float) -> float:
         """Seconds to copy ``num_bytes`` of KV between device and host memory."""
         return 0.0
+
+    def swap_copy_time_s(self, num_bytes: float, num_blocks: int) -> float:
+        """Seconds to swap ``num_bytes`` of KV held in ``num_blocks`` paged blocks: ``swap_time_s``
+        plus any per-copy-call overhead a model charges for scattered small blocks (default none)."""
+        return self.swap_time_s(num_bytes)
 
     def power_w(self, phase: str) -> float:
         """Average power per GPU in ``phase`` ('prefill', 'decode', 'idle'); 0 if unknown."""

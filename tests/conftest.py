@@ -48,6 +48,9 @@ def make_config_dict(
     router_name = router if isinstance(router, str) else router["name"]
     if router_name in ROUTER_SETUPS:
         ROUTER_SETUPS[router_name](data)
+    scheduler_name = scheduler if isinstance(scheduler, str) else scheduler["name"]
+    if scheduler_name in SCHEDULER_SETUPS:
+        SCHEDULER_SETUPS[scheduler_name](data)
     return data
 
 
@@ -77,6 +80,17 @@ def _with_pecsched(data: dict) -> None:
 
 # routers that need more than a name to run in the generic (property, trend) tests
 ROUTER_SETUPS = {"length_reservation": _with_long_pool, "pecsched": _with_pecsched}
+
+
+def _with_cacheopt(data: dict) -> None:
+    """cacheopt: its own KV manager, and a predictor (lognormal error 0.5) unless one is set."""
+    for pool in data["cluster"]["pools"]:
+        pool["kv"]["name"] = "cacheopt"
+    data["cluster"].setdefault("predictor", {"name": "noisy", "sigma": 0.5})
+
+
+# schedulers that need more than a name (their paired KV manager, a predictor)
+SCHEDULER_SETUPS = {"cacheopt": _with_cacheopt}
 
 
 def same_value(a: Any, b: Any) -> bool:

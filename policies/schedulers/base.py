@@ -144,6 +144,7 @@ class SchedulerBase(PolicyBase):
         i = 0
         want_decode = phase != "prefill"
         want_prefill = phase != "decode"
+        grow, add_decode = rep.grow, plan.add_decode  # hot loop: bound once
         while i < n:
             req = running[i]
             decoding = req.is_decoding
@@ -152,6 +153,23 @@ class SchedulerBase(PolicyBase):
                 continue
             if decoding:
                 k = 1
+                if budget is None or used < budget:  # the common decode: grown in place
+                    if grow(req, 1) is not None:
+                        add_decode(req)
+                        used += 1
+                        i += 1
+                        continue
+                    victims = self._grow(rep, req, 1, plan)
+                    if victims < 0:
+                        preempted = True
+                        break
+                    if victims:
+                        preempted = True
+                        n -= victims
+                    add_decode(req)
+                    used += 1
+                    i += 1
+                    continue
             else:
                 if budget is not None and used >= budget:
                     break

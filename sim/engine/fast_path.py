@@ -18,7 +18,7 @@ import simpy
 
 from sim.engine.clock import at
 from sim.engine.plan import StepPlan
-from sim.engine.request import Request, State
+from sim.engine.request import State
 
 
 class DecodeStretchMixin:
@@ -29,8 +29,9 @@ class DecodeStretchMixin:
         running request decodes: all of them, one token each. None if that does not hold or
         a block cannot be had (the scheduler then decides whom to preempt)."""
         running = self.running
+        decode = State.DECODE
         for r in running:
-            if r.state != State.DECODE:
+            if r.state != decode:
                 return None
         if not self.kv.allocate_each(running, 1):
             return None  # blocks taken so far stay with their requests; the scheduler sees them
@@ -38,21 +39,23 @@ class DecodeStretchMixin:
         plan.decode = list(running)
         return plan
 
-    def _plan_steps(self, reqs: list[Request]) -> int:
-        """Iterations that can run unchanged: until the first finish and while KV lasts."""
-        n = min(r.output_tokens - r.num_output_tokens for r in reqs)
-        return self.kv.affordable_steps(reqs, n)
-
     def _stretch(self, plan: StepPlan):
         env = self.env
         reqs = plan.decode
-        n = self._plan_steps(reqs)
+        # iterations that can run unchanged, and the context, in one pass over the batch
         context = len(reqs)
+        left = reqs[0].output_tokens - reqs[0].num_output_tokens
         for r in reqs:
             context += r.num_computed_tokens
+            k = r.output_tokens - r.num_output_tokens
+            if k < left:
+                left = k
+        n = self.kv.affordable_steps(reqs, left)  # until the first finish and while KV lasts
+        if self.attention_saved_tokens is not None:  # constant in a stretch (no block maps mid-stretch)
+            context -= self.attention_saved_tokens(reqs)
         # end times as Python floats: a stretch uses a few of them one at a time, and the running
         # sum rounds as numpy's cumsum would (one add per step, left to right)
-        times = self.cost_model.decode_step_times_s(len(reqs), context, n).tolist()
+        times = self.cost_model.decode_step_times_list(len(reqs), context, n)
         times[0] += env.now
         ends = list(accumulate(times))
         self._st_reqs, self._st_ends_list = reqs, ends
@@ -75,7 +78,8 @@ class DecodeStretchMixin:
         if kv0 is not None:
             self.recorder.on_stretch(self, start, np.array(ends[:last]), len(reqs), self._stretch_kv_used(kv0, last))
         self._st_reqs = None
-        finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens]
+        # before the fewest tokens left are out nobody has finished (iterations add one token each)
+        finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens] if last >= left else None
         if finished:
             end = self._st_ends_list[last - 1]
             for r in finished:
@@ -125,7 +129,14 @@ class DecodeStretchMixin:
         record_tokens = ends[i0:done] if recorder.record_token_times else None
         last_end = ends[done - 1]
         prev = reqs[0].last_token_s
-        if record_tokens is None and (i0 > 0 or all(r.last_token_s == prev for r in reqs)):
+        together = i0 > 0
+        if record_tokens is None and not together:
+            together = True
+            for r in reqs:
+                if r.last_token_s != prev:
+                    together = False
+                    break
+        if record_tokens is None and together:
             # common case: every request's last token came out together, so all first gaps are
             # equal (always so after a stretch's first iteration: its tokens come out together)
             gap = first_end - prev

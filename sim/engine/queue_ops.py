@@ -56,6 +56,7 @@ class SchedulerOpsMixin:
         mode = mode or self.kv.params.preemption_mode
         req.num_preemptions += 1
         if mode == "swap" and self.kv.can_swap_out(req):
+            self.pending_swap_blocks += self.kv.blocks_for(req.num_computed_tokens)
             self.pending_swap_bytes += self.kv.swap_out(req)
             req.num_swaps += 1
             req.state = State.SWAPPED
@@ -77,6 +78,7 @@ class SchedulerOpsMixin:
             self.swapped.popleft()
         else:
             self.swapped.remove(req)
+        self.pending_swap_blocks += kv.blocks_for(req.num_computed_tokens)
         self.pending_swap_bytes += kv.swap_in(req)
         decoding = req.num_output_tokens > 0 and req.remaining_prefill_tokens == 1
         req.state = State.DECODE if decoding else State.PREFILL

@@ -111,7 +111,9 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.num_outstanding = 0                 # assigned here and not yet done
         self.num_pending_prefill_tokens = 0      # prompt tokens queued or mid-prefill (incremental)
         self.max_tokens = kv.max_tokens
+        self.attention_saved_tokens = getattr(kv, "attention_saved_tokens", None)  # (decode requests) -> tokens
         self.pending_swap_bytes = 0
+        self.pending_swap_blocks = 0             # paged blocks in those bytes (per-call overheads)
         self.lifecycle = "active"                # starting | active | draining | removed
         self.start_s = env.now                   # when it started (its GPUs are billed from here)
         self.end_s: float | None = None          # when it was removed
@@ -396,12 +398,19 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         context = num_decode_tokens
         for r in decode:
             context += r.num_computed_tokens
+        if self.attention_saved_tokens is not None:  # shared blocks attention does not re-read
+            context -= self.attention_saved_tokens(decode)
         step_s = self.cost_model.step_time_s(chunks, len(decode), num_decode_tokens, context)
         if plan.draft_s:
             step_s += plan.draft_s
         if self.pending_swap_bytes:
-            step_s += self.cost_model.swap_time_s(self.pending_swap_bytes)
+            cm = self.cost_model
+            if hasattr(cm, "swap_copy_time_s"):
+                step_s += cm.swap_copy_time_s(self.pending_swap_bytes, self.pending_swap_blocks)
+            else:  # a plug-in cost model with only swap_time_s
+                step_s += cm.swap_time_s(self.pending_swap_bytes)
             self.pending_swap_bytes = 0
+            self.pending_swap_blocks = 0
         return step_s
 
     def _account(self, plan: StepPlan, step_s: float) -> None:

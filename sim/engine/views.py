@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sim.engine.states import State
 from sim.errors import ServesimError
@@ -206,6 +206,12 @@ class KVView:
     def never_fits(self, req: RequestView, reserve_blocks: int = 0) -> bool:
         """True if ``req``'s prompt could not be admitted even with every block free."""
         return self._rep.kv.never_fits(req._r, reserve_blocks)
+
+    @property
+    def policy_api(self) -> Any:
+        """The KV manager's own operations for the scheduler paired with it (its ``policy_api``,
+        e.g. CacheOPT's reservations, taking request views), or None if it has none."""
+        return getattr(self._rep.kv, "policy_api", None)
 
 
 # ---------------------------------------------------------------------------- replicas

@@ -126,6 +126,16 @@ def c2cserve_config() -> dict:
     return data
 
 
+def cacheopt_config(num_replicas: int) -> dict:
+    """The Azure 2023 conversation trace on CacheOPT (scheduler + KV manager, lognormal predictor
+    error 0.5, swaps priced per block copy call)."""
+    pool = _pool(num_replicas, scheduler={"name": "cacheopt"}, kv={"name": "cacheopt"},
+                 cost_model={"name": "analytic", "swap_call_overhead_s": 5e-6})
+    config = _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")}, pool, "least_outstanding")
+    config["cluster"]["predictor"] = {"name": "noisy", "sigma": 0.5}
+    return config
+
+
 SCENARIOS: dict[str, Any] = {
     "azure-conv-16": lambda: _config({"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
                                      _pool(16), "least_outstanding"),
@@ -163,6 +173,7 @@ SCENARIOS: dict[str, Any] = {
                                                                       "draft_model": "Llama-3.2-1B"}),
                                                "least_outstanding"),
     "c2cserve-mig": c2cserve_config,
+    "azure-conv-16-cacheopt": lambda: cacheopt_config(16),
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)

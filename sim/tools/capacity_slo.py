@@ -108,7 +108,7 @@ def coerce_spec(slo: SloSpec | dict | str | None, percentiles: dict[str, float] 
     elif isinstance(slo, str):
         spec = parse_slo_spec(slo)
     else:
-        text = ",".join(f"{k}={v}" for k, v in (slo or {}).items())
+        text = ",".join(f"{k}={v}" for k, v in (slo or {}).items() if v is not None)  # None: no limit
         spec = parse_slo_spec(text)
     if percentiles:
         spec.percentiles += parse_slo_spec(",".join(f"{k}={v}" for k, v in percentiles.items())).percentiles

@@ -18,6 +18,8 @@ KV_BF16 = {
     "Llama-3.2-1B": 32_768, "Qwen2.5-0.5B": 12_288, "Llama-2-13B": 819_200, "Llama-3.1-405B": 516_096,
     # paper-setting models (not in section 3), same formula: Sarathi-Serve's and DistServe's
     "Mistral-7B": 131_072, "OPT-66B": 2_359_296, "OPT-175B": 4_718_592,
+    # reasoning models (not in section 3): the Qwen2.5-7B / 32B shapes they are distilled into
+    "DeepSeek-R1-Distill-Qwen-7B": 57_344, "DeepSeek-R1-Distill-Qwen-32B": 262_144,
 }
 # (total, active) billions, section 3
 PARAMS_B = {

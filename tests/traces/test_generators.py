@@ -22,7 +22,7 @@ def _gaps(arrival: dict, n: int, seed: int = 0) -> np.ndarray:
 def test_registered_names():
     assert {"trace", "synthetic", "sessions", "agentic", "closed_loop"} <= set(WORKLOADS.names())
     assert set(ARRIVALS.names()) == {"poisson", "gamma", "mmpp", "diurnal", "all_at_once", "phases"}
-    assert set(LENGTHS.names()) == {"fixed", "uniform", "lognormal", "zipf"}
+    assert set(LENGTHS.names()) == {"fixed", "uniform", "lognormal", "zipf", "reasoning_cot"}
 
 
 def test_legacy_synthetic_draws_are_unchanged():
