@@ -80,6 +80,13 @@ PAPERS: list[tuple[str, str, list[str], list[tuple[str, str, list[str]]]]] = [
       "on GH200 MIG slices.",
       "C2CServe: >95% TTFT and TPOT attainment under C2C contention."],
      [("c2cserve_mig", "python experiments/c2cserve_mig.py", ["c2cserve_mig.png"])]),
+    ("cacheopt", "CacheOPT: KV allocation by predicted output length",
+     ["CacheOPT: up to 3.29x lower p99 TBT, up to 2.83x lower p99 TTFT and up to 1.58x higher rate meeting "
+      "the SLOs; the gain shrinks as the predictor's error grows."],
+     [("cacheopt_azure", "python experiments/cacheopt_azure.py", ["cacheopt_azure.png"])]),
+    ("memshare", "MemShare: sharing redundant reasoning KV blocks",
+     ["MemShare: up to +84.79% throughput when memory-bound; no gain when not memory-bound."],
+     [("memshare_reasoning", "python experiments/memshare_reasoning.py", ["memshare_reasoning.png"])]),
 ]
 
 SETUP = '''import os
