@@ -42,6 +42,7 @@ import pandas as pd
 
 from sim import simulate
 from sim.engine.metrics import slo_mask
+from sim.tools.figures import figure_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
@@ -192,7 +193,7 @@ def main() -> None:
             print(f"{what}: best baseline {best} {base.loc[best, col]:.4f} s vs c2cserve "
                   f"{agg.loc['c2cserve', col]:.4f} s: {base.loc[best, col] / max(agg.loc['c2cserve', col], 1e-9):.2f}x "
                   f"(paper: up to {'4.6x MoE' if args.moe else '7.1x dense'})")
-    out = Path(args.out or ROOT / "docs" / ("c2cserve_mig_moe.png" if args.moe else "c2cserve_mig.png"))
+    out = Path(args.out or figure_dir(args.quick) / ("c2cserve_mig_moe.png" if args.moe else "c2cserve_mig.png"))
     what = (f"{args.slices} whole GH200s (7g), 8 Qwen3-30B-A3B variants" if args.moe
             else f"{args.slices} GH200 1g.24gb slices (4 per chip), 12 dense models")
     figure(rows, out, f"C2CServe vs serverless baselines: {what}, Azure conv arrivals x{args.rate_scale}")

@@ -28,6 +28,7 @@ import pandas as pd
 
 from sim import simulate
 from sim.config import from_dict
+from sim.tools.figures import figure_dir
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -95,8 +96,9 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=1500, help="KV blocks of the replica (memory-bound)")
     ap.add_argument("--rates", type=float, nargs="*", default=[0.5, 0.75, 1.0, 1.25, 1.5])
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    ap.add_argument("--out", default=str(ROOT / "docs" / "cacheopt_azure.png"))
+    ap.add_argument("--out", default=None, help="default: docs/cacheopt_azure.png (see sim/tools/figures.py)")
     a = ap.parse_args()
+    a.out = a.out or str(figure_dir(a.quick) / "cacheopt_azure.png")
     systems = list(SYSTEMS)
     if a.quick:
         a.window_s, a.rates, a.seeds = 120.0, [0.75, 1.25], [0]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sim import simulate
+from sim.tools.figures import figure_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
@@ -99,7 +100,7 @@ def main() -> None:
     print("paper (abstract only): FairServe throttles no interaction mid-way (RPM does) and serves apps of "
           "different lengths more fairly than VTC; no numbers public")
     if not args.no_figures:
-        figure(first, args.rate_scale[0])
+        figure(first, args.rate_scale[0], figure_dir(args.quick))
 
 
 def table(args: argparse.Namespace, scale: float) -> dict:
@@ -121,14 +122,14 @@ def table(args: argparse.Namespace, scale: float) -> dict:
     return rows
 
 
-def figure(rows: dict, scale: float) -> None:
+def figure(rows: dict, scale: float, folder: Path = DOCS) -> None:
     """docs/fairserve_apps.png: the light users' p99 and mean TTFT per app, per system."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    DOCS.mkdir(exist_ok=True)
+    folder.mkdir(exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     x = np.arange(len(rows))
     for k, app in enumerate(APPS):
@@ -142,8 +143,8 @@ def figure(rows: dict, scale: float) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Azure conv x{scale:g} + heavy user, chat vs summarize users", fontsize=9)
     fig.tight_layout()
-    fig.savefig(DOCS / "fairserve_apps.png", dpi=120)
-    print(f"wrote {DOCS / 'fairserve_apps.png'}")
+    fig.savefig(folder / "fairserve_apps.png", dpi=120)
+    print(f"wrote {folder / 'fairserve_apps.png'}")
 
 
 if __name__ == "__main__":

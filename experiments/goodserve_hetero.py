@@ -31,6 +31,7 @@ import numpy as np
 
 from policies.controllers.goodserve_rectify import hetero_config
 from sim import simulate
+from sim.tools.figures import figure_dir
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SYSTEMS = {
@@ -118,7 +119,8 @@ def main() -> None:
     ax.set_ylabel("jobs meeting deadline")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = (DOCS.parent / "runs" / "goodserve_hetero_quick.png") if args.quick else DOCS / "goodserve_hetero.png"
+    out = figure_dir(args.quick, quick_default=DOCS.parent / "runs") / (
+        "goodserve_hetero_quick.png" if args.quick else "goodserve_hetero.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from sim import simulate
+from sim.tools.figures import figure_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -228,7 +229,7 @@ def main() -> None:
     # the figure from every part run so far (parts may run in separate processes)
     done = {name: json.loads((runs / f"{name}.json").read_text()) if (runs / f"{name}.json").exists() else []
             for name in parts}
-    out = runs / "llumnix_azure.png" if args.quick else DOCS / "llumnix_azure.png"
+    out = figure_dir(args.quick, quick_default=runs) / "llumnix_azure.png"
     print(f"wrote {figure(done['latency'], done['priority'], done['autoscale'], out)}")
 
 if __name__ == "__main__":

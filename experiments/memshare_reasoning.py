@@ -28,6 +28,7 @@ import pandas as pd
 
 from sim import simulate
 from sim.config import from_dict
+from sim.tools.figures import figure_dir
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -67,8 +68,9 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=4000, help="KV blocks in the memory-bound case")
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    ap.add_argument("--out", default=str(ROOT / "docs" / "memshare_reasoning.png"))
+    ap.add_argument("--out", default=None, help="default: docs/memshare_reasoning.png (see sim/tools/figures.py)")
     a = ap.parse_args()
+    a.out = a.out or str(figure_dir(a.quick) / "memshare_reasoning.png")
     max_out = 32768
     if a.quick:
         a.requests, a.seeds, max_out = 120, [0], 8192

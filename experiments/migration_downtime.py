@@ -22,6 +22,7 @@ import numpy as np
 from sim.config import from_dict
 from sim.engine.cluster import Cluster
 from sim.engine.recorder import Recorder
+from sim.tools.figures import figure_dir
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 LENGTHS = (512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -85,8 +86,7 @@ def main() -> None:
     ax.set_title("KV migration downtime, Llama-3-8B, 100 GbE")
     ax.legend()
     fig.tight_layout()
-    DOCS.mkdir(exist_ok=True)
-    out = DOCS / "migration_downtime.png"
+    out = figure_dir(args.quick) / "migration_downtime.png"
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from hardware.analytic import AnalyticCostModel, AnalyticParams
 from hardware.moe import ExpertParallelParams
+from sim.tools.figures import figure_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCHES = (1, 4, 16, 32, 64, 100, 200, 400, 800)
@@ -40,7 +41,7 @@ def a_max_curve(model: str, n_moe: int, seeds: list[int], batches=BATCHES, **kw)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed, one model")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "moe_ep_skew.png"))
+    ap.add_argument("--out", default=None, help="default: docs/moe_ep_skew.png (see sim/tools/figures.py)")
     args = ap.parse_args()
     seeds = [0] if args.quick else [0, 1, 2]
     cases = [("Qwen3-30B-A3B", 8)] if args.quick else [("Qwen3-30B-A3B", 8), ("DeepSeek-V3", 32)]
@@ -67,7 +68,7 @@ def main() -> None:
         tu = np.mean([uni.step_time_s((), b, b, b * 1000 + i) for i in range(32)]) * 1e3
         tz = np.mean([zipf.step_time_s((), b, b, b * 1000 + i) for i in range(32)]) * 1e3
         print(f"{b:6d} {tu:8.2f} {tz:8.2f}")
-    plot(curves, cases, args.out)
+    plot(curves, cases, args.out or figure_dir(args.quick) / "moe_ep_skew.png")
 
 
 def plot(curves: dict, cases: list, path: str) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hardware.janus import JanusModel, MonolithicModel, Workload, max_rate
+from sim.tools.figures import figure_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
@@ -41,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small grids, one seed")
     ap.add_argument("--slo-ms", type=float, nargs="*", default=[50.0, 100.0])
-    ap.add_argument("--out", default=str(ROOT / "docs" / "moe_janus.png"))
+    ap.add_argument("--out", default=None, help="default: docs/moe_janus.png (see sim/tools/figures.py)")
     args = ap.parse_args()
     seeds = [0] if args.quick else [0, 1]
     attn_grid = [2, 4, 8] if args.quick else [1, 2, 4, 6, 8, 12, 16]
@@ -83,7 +84,7 @@ def main() -> None:
     scaler(results[slos[0]], slos[0], args.quick)
     simulated(args.quick)
     simulated_day(args.quick)
-    plot(results, args.out)
+    plot(results, args.out or figure_dir(args.quick) / "moe_janus.png")
 
 
 def simulated_day(quick: bool) -> None:

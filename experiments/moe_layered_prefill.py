@@ -23,6 +23,7 @@ import numpy as np
 
 from sim import simulate
 from sim.config import from_dict
+from sim.tools.figures import figure_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
@@ -104,7 +105,7 @@ def measure(model: str, name: str, rate_scale: float, start_s: float, duration_s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one model, one rate, one short window")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "moe_layered_prefill.png"))
+    ap.add_argument("--out", default=None, help="default: docs/moe_layered_prefill.png (see sim/tools/figures.py)")
     args = ap.parse_args()
     if args.quick:
         models, rates, windows, duration = ["Qwen3-30B-A3B"], [2.0], [0.0], 120.0
@@ -131,7 +132,7 @@ def main() -> None:
         rel = [row[k] / ref[k] - 1 for k in ("gb_per_tok", "ttft_mean_s", "e2e_mean_s", "j_per_tok")]
         print(f"{row['model']:15s} {row['rate_scale']:4.1f} {row['system']:12s} "
               + " ".join(f"{row[k]:11.4f}" for k in keys) + "   " + " ".join(f"{x:+6.0%}" for x in rel))
-    plot(rows, args.out)
+    plot(rows, args.out or figure_dir(args.quick) / "moe_layered_prefill.png")
 
 
 def plot(rows: list[dict], path: str) -> None:

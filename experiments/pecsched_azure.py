@@ -7,7 +7,7 @@ p90/p99). Cluster: 2 nodes x 8 A100-80GB (the paper: 4 x 8), Llama-3-8B shapes (
 long-context 8B such as Llama-3-8B-1M has the same ones) with tp=2 per replica, so a replica
 holds ~1M KV tokens and a 500K prompt fits; 8 replicas, 4 per node. Run::
 
-    .venv/bin/python experiments/pecsched_azure.py [--window-s 1200] [--rate-scale 0.2]
+    .venv/bin/python experiments/pecsched_azure.py [--quick] [--window-s 1200] [--rate-scale 0.2]
 
 Systems (same 16 GPUs each):
 
@@ -140,7 +140,10 @@ def main() -> None:
     ap.add_argument("--rate-scale", type=float, default=0.2, help="multiply the trace's arrival rate")
     ap.add_argument("--drain", type=float, default=1.5, help="stop the clock at window x drain")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="a 300 s window (small case; not the README numbers)")
     args = ap.parse_args()
+    if args.quick:
+        args.window_s = 300.0
     table = run(args.window_s, args.rate_scale, args.drain, args.seed)
     print(f"long = input > {table.attrs['threshold']} tokens (p95 of the window)")
     with pd.option_context("display.width", 250, "display.max_columns", None,

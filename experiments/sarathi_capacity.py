@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sim.tools.capacity import find_capacity  # noqa: E402
+from sim.tools.figures import figure_dir  # noqa: E402
 
 CONFIG = ROOT / "configs" / "sarathi_capacity.yaml"
 SLOS = {"strict": (0.1, 512), "relaxed": (0.5, 2048)}
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rtol", type=float, default=0.03)
     parser.add_argument("--min-window-e2e", type=float, default=5.0)
-    parser.add_argument("--figure", default=str(ROOT / "docs" / "sarathi_capacity.png"))
+    parser.add_argument("--figure", default=None, help="default: docs/sarathi_capacity.png (see sim/tools/figures.py)")
     args = parser.parse_args(argv)
     vllm_seqs = VLLM_SEQS
     budgets = {name: (b,) if args.quick else (512, 2048) for name, (_, b) in SLOS.items()}
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = (best, ratio)
         print(f"  -> best Sarathi ({best['sarathi'][2]}) / best vLLM ({best['vllm'][2]}) = {ratio:.2f}x "
               f"(paper: {PAPER}x)", flush=True)
-    _figure(rows, args.figure)
+    _figure(rows, args.figure or figure_dir(args.quick) / "sarathi_capacity.png")
     return 0
 
 

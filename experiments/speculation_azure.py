@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sim import simulate
+from sim.tools.figures import figure_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
@@ -161,17 +162,16 @@ def main() -> None:
               f"latency vs best static k per rate: " + ", ".join(
                   f"{x:g}: {min(results[x][k]['e2e_mean_s'] for k in STATIC) / results[x][s]['e2e_mean_s']:.2f}x"
                   for x in rates))
-    plot(results, rates)
+    plot(results, rates, figure_dir(args.quick))
 
 
-def plot(results: dict, rates: list[float]) -> None:
+def plot(results: dict, rates: list[float], docs: Path = ROOT / "docs") -> None:
     """Mean latency and mean chosen k against rate."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in SYSTEMS:

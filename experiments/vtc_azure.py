@@ -31,6 +31,7 @@ import numpy as np
 
 from sim import simulate
 from sim.engine.fairness import service_over_time
+from sim.tools.figures import figure_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
@@ -102,7 +103,7 @@ def heavy_table(seeds: list[int], window_s: float, base_scale: float, multiple: 
     return out
 
 
-def figures(frames: dict, heavy: dict, multiple: float, base: float) -> None:
+def figures(frames: dict, heavy: dict, multiple: float, base: float, folder: Path = DOCS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,11 +111,11 @@ def figures(frames: dict, heavy: dict, multiple: float, base: float) -> None:
 
     from sim.tools.plots import plot_service
 
-    DOCS.mkdir(exist_ok=True)
+    folder.mkdir(exist_ok=True)
     fig = plot_service({k: frames[k] for k in ("FCFS", "VTC")}, max_clients=8)
     fig.suptitle("Azure conv, 27 clients, 1x A100 Llama-2-7B: accumulated service (8 busiest clients)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(DOCS / "vtc_service.png", dpi=120)
+    fig.savefig(folder / "vtc_service.png", dpi=120)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     x = np.arange(2)
     for k, system in enumerate(("FCFS", "VTC")):
@@ -125,7 +126,7 @@ def figures(frames: dict, heavy: dict, multiple: float, base: float) -> None:
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(DOCS / "vtc_heavy_hitter.png", dpi=120)
+    fig.savefig(folder / "vtc_heavy_hitter.png", dpi=120)
 
 
 def main() -> None:
@@ -162,8 +163,9 @@ def main() -> None:
         if scale == args.heavy_base_scale[0]:
             first = heavy
     if not args.no_figures:
-        figures(frames, first, args.heavy_multiple, args.heavy_base_scale[0])
-        print(f"\nwrote {DOCS / 'vtc_service.png'} and {DOCS / 'vtc_heavy_hitter.png'}")
+        folder = figure_dir(args.quick)
+        figures(frames, first, args.heavy_multiple, args.heavy_base_scale[0], folder)
+        print(f"\nwrote {folder / 'vtc_service.png'} and {folder / 'vtc_heavy_hitter.png'}")
 
 
 if __name__ == "__main__":
