@@ -22,7 +22,7 @@ import numpy as np
 
 from hardware.analytic import AnalyticCostModel, AnalyticParams
 from hardware.moe import ExpertParallelParams
-from sim.tools.figures import figure_dir
+from sim.tools.figures import figure_dir, save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCHES = (1, 4, 16, 32, 64, 100, 200, 400, 800)
@@ -89,10 +89,7 @@ def plot(curves: dict, cases: list, path: str) -> None:
         ax.set_ylabel("a_max (experts on busiest GPU)")
         ax.set_title(f"{model}, EP{n}", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

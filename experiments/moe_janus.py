@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hardware.janus import JanusModel, MonolithicModel, Workload, max_rate
-from sim.tools.figures import figure_dir
+from sim.tools.figures import figure_dir, save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
@@ -213,10 +213,7 @@ def plot(results: dict, path: str) -> None:
         ax.set_ylabel("output tok/s per GPU at SLO")
         ax.set_title(f"{MODEL}, TPOT SLO {slo:g} ms", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 
 from sim import simulate
 from sim.config import from_dict
-from sim.tools.figures import figure_dir
+from sim.tools.figures import figure_dir, save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "traces" / "data" / "azure_llm_2023_conv.csv"
@@ -156,10 +156,7 @@ def plot(rows: list[dict], path: str) -> None:
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
     fig.suptitle("Layered vs chunked prefill, Azure conv trace (steady state)", fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -172,13 +172,7 @@ class SpeculatorBase(PolicyBase):
             for t in cost.decode_step_times_s(n, context, k0).tolist():
                 total += t
             return total
-        for j in range(max(ks)):
-            n = 0
-            context = 0
-            for r, k in zip(requests, ks, strict=True):
-                if k > j:
-                    n += 1
-                    context += r.num_computed_tokens + j + 1
+        for n, context in draft_passes(requests, ks):
             total += cost.step_time_s((), n, n, context)
         return total
 
@@ -207,16 +201,23 @@ class SpeculatorBase(PolicyBase):
     def _eagle_time_s(self, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         target = self.ctx.cost_model
         total = 0.0
-        for j in range(max(ks)):
-            n = 0
-            context = 0
-            for r, k in zip(requests, ks, strict=True):
-                if k > j:
-                    n += 1
-                    context += r.num_computed_tokens + j + 1
+        for n, context in draft_passes(requests, ks):
             if n:
                 total += target.step_time_s((), n, n, context)
         return total * self.eagle_fraction
+
+
+def draft_passes(requests: Sequence[RequestView], ks: Sequence[int]):
+    """Per draft pass j = 0..max(k) - 1: (requests still drafting, their summed context), a
+    request with k_i > j drafting its (j + 1)-th token over its context + j + 1 tokens."""
+    for j in range(max(ks)):
+        n = 0
+        context = 0
+        for r, k in zip(requests, ks, strict=True):
+            if k > j:
+                n += 1
+                context += r.num_computed_tokens + j + 1
+        yield n, context
 
 
 def eagle_cost_fraction(model: Any, layers: int) -> float:

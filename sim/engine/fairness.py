@@ -84,16 +84,26 @@ def _ticks(df: pd.DataFrame, num_ticks: int, window_s: float, warmup_s: float,
     return x - window_s / 2 + warmup_s, x + window_s / 2 + warmup_s
 
 
+def _served_per_tick(df: pd.DataFrame, num_ticks: int, window_s: float, warmup_s: float, duration_s: float | None,
+                     w_p: float, w_q: float, weights: dict[str, float] | None):
+    """(client names, tick window starts, ends, service rate per tick and client), or None with
+    fewer than two clients or an empty window."""
+    codes, names, cost, start, end = _served(df, w_p, w_q, weights)
+    if len(names) < 2 or not window_s > 0:
+        return None
+    lo, hi = _ticks(df, num_ticks, window_s, warmup_s, duration_s)
+    return names, lo, hi, _delivered_by_client(cost, start, end, codes, len(names), lo, hi) / window_s
+
+
 def service_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window_s: float = PAPER_WINDOW_S,
                        warmup_s: float = PAPER_WARMUP_S, duration_s: float | None = None, w_p: float = W_P,
                        w_q: float = W_Q, weights: dict[str, float] | None = None) -> np.ndarray:
     """The VTC paper's service difference per tick (tokens/s; see the module docstring)."""
-    codes, names, cost, start, end = _served(df, w_p, w_q, weights)
-    n = len(names)
-    if n < 2:
+    ticks = _served_per_tick(df, num_ticks, window_s, warmup_s, duration_s, w_p, w_q, weights)
+    if ticks is None:
         return np.zeros(0)
-    lo, hi = _ticks(df, num_ticks, window_s, warmup_s, duration_s)
-    served = _delivered_by_client(cost, start, end, codes, n, lo, hi) / window_s
+    names, lo, hi, served = ticks
+    n = len(names)
     arr = df[df["client"].notna()]
     index = {c: i for i, c in enumerate(names)}
     acodes = np.array([index.get(str(c), -1) for c in arr["client"]])
@@ -112,12 +122,10 @@ def backlogged_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window
                           warmup_s: float = PAPER_WARMUP_S, duration_s: float | None = None, w_p: float = W_P,
                           w_q: float = W_Q, weights: dict[str, float] | None = None) -> np.ndarray:
     """Per tick with >= 2 backlogged clients: max - min service rate among them (tokens/s)."""
-    codes, names, cost, start, end = _served(df, w_p, w_q, weights)
-    n = len(names)
-    if n < 2:
+    ticks = _served_per_tick(df, num_ticks, window_s, warmup_s, duration_s, w_p, w_q, weights)
+    if ticks is None:
         return np.zeros(0)
-    lo, hi = _ticks(df, num_ticks, window_s, warmup_s, duration_s)
-    served = _delivered_by_client(cost, start, end, codes, n, lo, hi) / window_s
+    names, lo, hi, served = ticks
     index = {c: i for i, c in enumerate(names)}
     arr = df[df["client"].notna()]
     acodes = np.array([index.get(str(c), -1) for c in arr["client"]])

@@ -30,3 +30,13 @@ def figure_dir(quick: bool, quick_default: Path | None = None) -> Path:
         folder = ROOT / "docs"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig``, write it to ``path`` (its folder created) and say where."""
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    print(f"wrote {path}")
+    return path
