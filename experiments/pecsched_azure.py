@@ -29,6 +29,19 @@ requests that finished, and how many long requests never finished.
 With the default drain (1.5) 'unfinished' measures where the clock stopped, not
 starvation: with ``--drain 20`` every request finishes, and strict priority's cost shows as
 long-request JCT (4.1x FIFO's at rate x0.2, 3.6x at x0.3).
+
+Starvation (``--starvation``, one or more comma-separated rules; a column each). The paper's
+own definition of a starved long request, and the loads behind its 92-100% figure, were not
+found: only the arXiv abstract pages (2409.15104 v1/v2) are in the sources searched, not its
+evaluation text, and the authors' code (Zeyu-ZEYU/PEACE: measurement/FIFO.py, priority.py,
+reservation.py, exp/) has no starvation metric. So the rule is a parameter, not the paper's:
+
+- ``fifo_x:K`` (default K = 2 and 4): a long request is starved if its JCT exceeds K times
+  the JCT of the same request (same id) under FIFO on the same trace, seed and cluster, or
+  if it never finishes;
+- ``wait_s:S``: starved if it waits more than S seconds before its first scheduling, or is
+  never scheduled;
+- ``unfinished``: not finished when the clock stops (the earlier count; depends on --drain).
 """
 
 from __future__ import annotations
@@ -104,12 +117,45 @@ def configs(window_s: float, rate_scale: float, drain: float, seed: int) -> tupl
     return out, threshold
 
 
-def summarize(df: pd.DataFrame, threshold: int) -> dict:
-    """Short p99 queueing delay, long mean JCT and unfinished counts of one run."""
+def parse_rule(rule: str) -> tuple[str, float]:
+    """``fifo_x:K``, ``wait_s:S`` or ``unfinished`` -> (kind, value); ValueError otherwise."""
+    kind, _, value = rule.strip().partition(":")
+    if kind == "unfinished" and not value:
+        return kind, 0.0
+    if kind in ("fifo_x", "wait_s") and value:
+        v = float(value)
+        if v > 0:
+            return kind, v
+    raise ValueError(f"--starvation: bad rule {rule!r} (fifo_x:K, wait_s:S or unfinished)")
+
+
+def starved(long: pd.DataFrame, rule: str, fifo_jct: pd.Series | None = None) -> int:
+    """How many of the long requests ``long`` are starved under ``rule``.
+
+    ``fifo_jct``: JCT (e2e_s) of the same requests under FIFO, indexed by request id; an
+    unfinished request's JCT is infinite, so it is starved under every rule.
+    """
+    kind, v = parse_rule(rule)
+    done = long["state"] == "finished"
+    if kind == "unfinished":
+        return int((~done).sum())
+    if kind == "wait_s":
+        wait = long["first_scheduled_s"] - long["arrival_s"]
+        return int((wait.isna() | (wait > v)).sum())
+    if fifo_jct is None:
+        raise ValueError("fifo_x needs the FIFO run's per-request JCT")
+    jct = long["e2e_s"].where(done, np.inf).to_numpy()
+    ref = fifo_jct.reindex(long["id"]).to_numpy()
+    return int((np.isnan(ref) | (jct > v * ref)).sum())
+
+
+def summarize(df: pd.DataFrame, threshold: int, rules: tuple[str, ...] = (),
+              fifo_jct: pd.Series | None = None) -> dict:
+    """Short p99 queueing delay, long mean JCT, unfinished and starved counts of one run."""
     short = df[df["input_tokens"] <= threshold]
     long = df[df["input_tokens"] > threshold]
     long_done = long[long["state"] == "finished"]
-    return {
+    out = {
         "short_n": len(short),
         "short_p99_queue_s": float(np.nanpercentile(short["queueing_s"], 99)),
         "short_p99_ttft_s": float(np.nanpercentile(short["ttft_s"], 99)),
@@ -118,14 +164,30 @@ def summarize(df: pd.DataFrame, threshold: int) -> dict:
         "long_mean_jct_s": float(long_done["e2e_s"].mean()) if len(long_done) else float("nan"),
         "long_unfinished": int((long["state"] != "finished").sum()),
     }
+    for rule in rules:
+        out[f"starved[{rule}]"] = starved(long, rule, fifo_jct) / len(long) if len(long) else float("nan")
+    return out
 
 
-def run(window_s: float, rate_scale: float, drain: float, seed: int) -> pd.DataFrame:
-    """Simulate the four systems; one row each."""
+def fifo_jcts(df: pd.DataFrame, threshold: int) -> pd.Series:
+    """Per-request JCT of the long requests in a FIFO run, by id (NaN where unfinished)."""
+    long = df[df["input_tokens"] > threshold]
+    return pd.Series(long["e2e_s"].where(long["state"] == "finished").to_numpy(), index=long["id"])
+
+
+def run(window_s: float, rate_scale: float, drain: float, seed: int,
+        rules: tuple[str, ...] = ("fifo_x:2", "fifo_x:4")) -> pd.DataFrame:
+    """Simulate the six systems (FIFO first: the fifo_x rules compare against it); one row each."""
+    for rule in rules:
+        parse_rule(rule)
     cfgs, threshold = configs(window_s, rate_scale, drain, seed)
     rows = {}
-    for name, cfg in cfgs.items():
-        rows[name] = summarize(simulate(from_dict(cfg)).requests, threshold)
+    ref = None
+    for name, cfg in cfgs.items():  # "fifo" is the first entry
+        df = simulate(from_dict(cfg)).requests
+        if name == "fifo":
+            ref = fifo_jcts(df, threshold)
+        rows[name] = summarize(df, threshold, rules, ref)
     table = pd.DataFrame(rows).T
     fifo = table.loc["fifo"]
     table["short_p99_queue_vs_fifo"] = table["short_p99_queue_s"] / fifo["short_p99_queue_s"] - 1
@@ -140,11 +202,19 @@ def main() -> None:
     ap.add_argument("--rate-scale", type=float, default=0.2, help="multiply the trace's arrival rate")
     ap.add_argument("--drain", type=float, default=1.5, help="stop the clock at window x drain")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--starvation", default="fifo_x:2,fifo_x:4",
+                    help="starvation rules, comma-separated: fifo_x:K, wait_s:S, unfinished (see the docstring)")
     ap.add_argument("--quick", action="store_true", help="a 300 s window (small case; not the README numbers)")
     args = ap.parse_args()
     if args.quick:
         args.window_s = 300.0
-    table = run(args.window_s, args.rate_scale, args.drain, args.seed)
+    rules = tuple(r for r in args.starvation.split(",") if r.strip())
+    try:
+        for rule in rules:
+            parse_rule(rule)
+    except ValueError as exc:
+        ap.error(str(exc))
+    table = run(args.window_s, args.rate_scale, args.drain, args.seed, rules)
     print(f"long = input > {table.attrs['threshold']} tokens (p95 of the window)")
     with pd.option_context("display.width", 250, "display.max_columns", None,
                            "display.float_format", "{:.3f}".format):
