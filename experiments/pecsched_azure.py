@@ -42,6 +42,9 @@ reservation.py, exp/) has no starvation metric. So the rule is a parameter, not 
 - ``wait_s:S``: starved if it waits more than S seconds before its first scheduling, or is
   never scheduled;
 - ``unfinished``: not finished when the clock stops (the earlier count; depends on --drain).
+
+Loads: the paper's were not found either; the README rows use rate x0.2 and x0.3 (the loads
+of the earlier rows; FIFO still finishes every request at both), drain 20, seeds 0-2.
 """
 
 from __future__ import annotations
