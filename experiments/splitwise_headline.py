@@ -26,6 +26,10 @@ used is not stated in what we read, so it is a parameter. Unfinished requests co
 infinitely slow. Bisection over rate_scale, geometric, ``--probes`` steps after a doubling.
 Arrivals are the trace's own timestamps, so the seed moves nothing (one seed; deterministic).
 
+Result (1,500 requests, --reference own): iso-cost 1.51x (code, HH 3P+1T) and 1.45x (conv,
+HH 2P+2T) the best baseline (paper 2.35x); at <= 80% cost 0.30x (code) and 1.16x (conv)
+(paper 1.4x). Quick mode (250 requests) measures a start-up transient (2.38x); don't quote it.
+
     python experiments/splitwise_headline.py [--quick] [--requests N] [--budget 4]
 """
 
