@@ -34,7 +34,9 @@ PAPERS: list[tuple[str, str, list[str], list[tuple[str, str, list[str]]]]] = [
     ("splitwise", "Splitwise: phase splitting on prompt and token machines",
      ["Splitwise: 1.4x throughput at 20% lower cost, or 2.35x at the same cost and power "
       "(Llama-2-70B / BLOOM-176B, Azure 2023 code and conv traces)."],
-     [("splitwise_modes_azure", "python experiments/splitwise_modes_azure.py --rate-scale 4", [])]),
+     [("splitwise_modes_azure", "python experiments/splitwise_modes_azure.py --rate-scale 4", []),
+      ("splitwise_headline", "python experiments/splitwise_headline.py --requests 1500",
+       ["splitwise_headline_own.png"])]),
     ("pecsched", "PecSched: short-first scheduling with long prompts",
      ["PecSched: short-request p99 queueing -58 to -87%, long-request JCT only +4 to +7%; "
       "strict priority starves 92-100% of long requests."],
