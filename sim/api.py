@@ -94,12 +94,14 @@ def _frontend_delay(cluster: Cluster, df: pd.DataFrame) -> None:
 def _error_band(config: SimulationConfig) -> dict[str, Any]:
     """The held-out corpus error of the first pool's regime (device, TP, dtype, stack), from
     ``hardware/corpus/error_bands.json`` (``servesim calibrate``): how far to trust this run."""
-    from hardware.fidelity import band_for
-
     pool = config.cluster.pools[0]
     hw, cost = pool.hardware, pool.cost_model
     stack = getattr(cost.params, "stack", None) if cost.name == "analytic" else None
-    band = band_for(hw.device, hw.tp, hw.weight_dtype, stack or cost.name) if stack else None
+    band = None
+    if stack:  # the corpus tooling (argparse, csv, the predictor) is imported only for a stack's run
+        from hardware.fidelity import band_for
+
+        band = band_for(hw.device, hw.tp, hw.weight_dtype, stack or cost.name)
     if band is None:
         return {"heldout_error_regime": "none (no held-out corpus points for this cost model)"}
     return {"heldout_error_regime": band["regime"], "heldout_error_median_abs": band["median_abs_error"],

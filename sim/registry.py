@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import pkgutil
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +42,8 @@ from sim.errors import ConfigError
 
 BUILTIN_PACKAGES = ("policies", "hardware", "traces")
 _builtins_loaded = False
+_policy_index: dict[str, list[str]] | None = None
+_REGISTER = re.compile(r'^@[A-Z_]+\.register\("([^"]+)"\)', re.MULTILINE)
 
 
 def builtin_modules(packages: tuple[str, ...] = BUILTIN_PACKAGES) -> list[str]:
@@ -73,6 +77,25 @@ def load_builtins() -> None:
     _builtins_loaded = True
     for name in builtin_modules():
         importlib.import_module(name)
+
+
+def _load_named(name: str) -> None:
+    """Import the built-in modules whose source registers ``name``, read from an index
+    of their ``@REGISTRY.register("name")`` lines (built once, without importing anything), so that
+    a run imports only the policies it names. A name the index lacks falls back to
+    ``load_builtins()`` in ``Registry.get``, so lookups and their errors are as before."""
+    global _policy_index
+    if _policy_index is None:
+        _policy_index = {}
+        for module in builtin_modules():
+            spec = importlib.util.find_spec(module)
+            if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+                continue
+            with open(spec.origin, encoding="utf-8") as f:
+                for found in _REGISTER.findall(f.read()):
+                    _policy_index.setdefault(found, []).append(module)
+    for module in _policy_index.get(name, ()):
+        importlib.import_module(module)
 
 
 def _protocol_methods(protocol: type) -> list[str]:
@@ -123,7 +146,10 @@ class Registry:
 
     def get(self, name: str, where: str = "") -> Any:
         """The class registered as ``name`` (or loaded from ``pkg.mod:Class``)."""
-        load_builtins()
+        if name not in self._entries and not _builtins_loaded:
+            _load_named(name)
+        if name not in self._entries:
+            load_builtins()
         if name in self._entries:
             return self._entries[name]
         if ":" in name:
