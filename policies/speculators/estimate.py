@@ -11,6 +11,32 @@ from a prior)::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from policies.speculators.base import DraftParams, SpeculatorBase
+from sim.engine.views import RequestView
+from sim.schema import param
+
+
+@dataclass
+class OnlineParams(DraftParams):
+    """The acceptance estimate's memory and prior (every adaptive speculator's block inherits them)."""
+
+    history_weight: float = param(0.8, ge=0, lt=1,
+                                  doc="moving-average weight of a request's past outcomes (assumed)")
+    prior_acceptance: float = param(0.7, ge=0, le=1, doc="acceptance assumed before anything is observed")
+
+
+class OnlineSpeculatorBase(SpeculatorBase):
+    """A speculator that learns acceptance online: ``self.estimate`` fed by every verified step."""
+
+    def __init__(self, params: OnlineParams, ctx):
+        super().__init__(params, ctx)
+        self.estimate = OnlineAcceptance(params.history_weight, params.prior_acceptance)
+
+    def observe(self, req: RequestView, proposed: int, accepted: int) -> None:
+        self.estimate.observe(req.id, proposed, accepted)
+
 
 class OnlineAcceptance:
     """Per-request moving-average acceptance with a pool-wide fallback."""

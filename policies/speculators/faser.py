@@ -30,35 +30,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.speculators.base import DraftParams, SpeculatorBase
-from policies.speculators.estimate import OnlineAcceptance
+from policies.speculators.estimate import OnlineParams, OnlineSpeculatorBase
 from sim.engine.views import ReplicaView, RequestView
 from sim.registry import SPECULATORS
 from sim.schema import param
 
 
 @dataclass
-class FaserParams(DraftParams):
+class FaserParams(OnlineParams):
     """Draft cap, frontier size, hidden draft share and the acceptance estimate."""
 
     max_k: int = param(8, ge=1, le=32, doc="most draft tokens per request per step")
     frontier_tokens: int = param(2, ge=1,
                                  doc="draft positions per verification frontier (pruning granularity; assumed)")
     overlap_share: float = param(0.5, ge=0, le=1, doc="share of the draft time hidden under verification (assumed)")
-    history_weight: float = param(0.8, ge=0, lt=1,
-                                  doc="moving-average weight of a request's past outcomes (assumed)")
-    prior_acceptance: float = param(0.7, ge=0, le=1, doc="acceptance assumed before anything is observed")
 
 
 @SPECULATORS.register("faser")
-class FaserSpeculator(SpeculatorBase):
+class FaserSpeculator(OnlineSpeculatorBase):
     """Per-request k by ranked marginal worth, pruned verification, overlapped drafting."""
 
     Params = FaserParams
-
-    def __init__(self, params, ctx):
-        super().__init__(params, ctx)
-        self.estimate = OnlineAcceptance(params.history_weight, params.prior_acceptance)
 
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]:
         p = self.params
@@ -120,9 +112,6 @@ class FaserSpeculator(SpeculatorBase):
     def draft_time_s(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         """The draft time left visible after ``overlap_share`` is hidden under verification."""
         return (1.0 - self.params.overlap_share) * super().draft_time_s(rep, requests, ks)
-
-    def observe(self, req: RequestView, proposed: int, accepted: int) -> None:
-        self.estimate.observe(req.id, proposed, accepted)
 
     @classmethod
     def example_config(cls) -> dict:

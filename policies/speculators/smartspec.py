@@ -23,32 +23,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.speculators.base import DraftParams, SpeculatorBase
-from policies.speculators.estimate import OnlineAcceptance, expected_emitted
+from policies.speculators.estimate import OnlineParams, OnlineSpeculatorBase, expected_emitted
 from sim.engine.views import ReplicaView, RequestView
 from sim.registry import SPECULATORS
 from sim.schema import param
 
 
 @dataclass
-class SmartSpecParams(DraftParams):
+class SmartSpecParams(OnlineParams):
     """Largest draft length and the acceptance estimate's memory."""
 
     max_k: int = param(8, ge=1, le=32, doc="largest draft length considered (0..max_k)")
-    history_weight: float = param(0.8, ge=0, lt=1,
-                                  doc="moving-average weight of a request's past outcomes (assumed)")
-    prior_acceptance: float = param(0.7, ge=0, le=1, doc="acceptance assumed before anything is observed")
 
 
 @SPECULATORS.register("smartspec")
-class SmartSpecSpeculator(SpeculatorBase):
+class SmartSpecSpeculator(OnlineSpeculatorBase):
     """The batch-wide k that maximises predicted goodput; acceptance learnt online per request."""
 
     Params = SmartSpecParams
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        self.estimate = OnlineAcceptance(params.history_weight, params.prior_acceptance)
         self.last_k = 0  # the k chosen in the latest step (for plots)
 
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]:
@@ -70,9 +65,6 @@ class SmartSpecSpeculator(SpeculatorBase):
                 best, best_k = goodput, k
         self.last_k = best_k
         return [best_k] * n
-
-    def observe(self, req: RequestView, proposed: int, accepted: int) -> None:
-        self.estimate.observe(req.id, proposed, accepted)
 
     @classmethod
     def example_config(cls) -> dict:
