@@ -27,7 +27,6 @@ from typing import Any
 from policies.goodserve_estimate import CompletionEstimator
 from sim.engine.seams import Action, BuildContext, ControllerBase, Migrate
 from sim.engine.views import ClusterView
-from sim.errors import ConfigError
 from sim.registry import CONTROLLERS
 from sim.schema import param
 
@@ -53,10 +52,7 @@ class GoodServeRectify(ControllerBase):
 
     def __init__(self, params: GoodServeRectifyParams, ctx: BuildContext):
         super().__init__(params, ctx)
-        if ctx.predictor is None:
-            raise ConfigError("goodserve_rectify needs an output-length predictor: set cluster.predictor",
-                              "cluster.predictor")
-        self.est = CompletionEstimator(ctx.predictor)
+        self.est = CompletionEstimator(ctx.require_predictor("goodserve_rectify"))
         self.num_at_risk = 0
         # the goodserve router's per-call deadlines (absent: each request's own deadline)
         self.state = ctx.shared_state("goodserve", lambda: {"call_deadline_s": {}, "calls": {}})

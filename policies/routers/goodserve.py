@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from policies.goodserve_estimate import CompletionEstimator
 from sim.engine.seams import BuildContext, RouterBase
 from sim.engine.views import ReplicaView, RequestView
-from sim.errors import ConfigError
 from sim.registry import ROUTERS
 from sim.schema import param
 
@@ -52,10 +51,8 @@ class GoodServeRouter(RouterBase):
 
     def __init__(self, params: GoodServeRouterParams, ctx: BuildContext):
         super().__init__(params, ctx)
-        if ctx.predictor is None:
-            raise ConfigError("the goodserve router needs an output-length predictor: set cluster.predictor "
-                              "(e.g. {name: noisy, sigma: 0.5})", "cluster.predictor")
-        self.est = CompletionEstimator(ctx.predictor, prefill_chunk_tokens=params.prefill_chunk_tokens)
+        predictor = ctx.require_predictor("the goodserve router", " (e.g. {name: noisy, sigma: 0.5})")
+        self.est = CompletionEstimator(predictor, prefill_chunk_tokens=params.prefill_chunk_tokens)
         self.state = ctx.shared_state(SHARED_KEY, lambda: {"call_deadline_s": {}, "calls": {}})
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:

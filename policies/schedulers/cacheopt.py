@@ -85,9 +85,8 @@ class CacheOptScheduler(SchedulerBase):
 
     def __init__(self, params: CacheOptParams, ctx):
         super().__init__(params, ctx)
-        if not params.oracle and ctx.predictor is None:
-            raise ConfigError("cacheopt needs an output-length predictor: set cluster.predictor "
-                              "(or oracle: true on the scheduler)", "cluster.predictor")
+        if not params.oracle:
+            ctx.require_predictor("cacheopt", " (or oracle: true on the scheduler)")
         self._pred: dict[int, int] = {}         # request id -> predicted output tokens
         self._live: dict[int, RequestView] = {}  # admitted here, not yet seen finished
         self._errors: deque[float] = deque(maxlen=params.range_window)  # actual / predicted - 1

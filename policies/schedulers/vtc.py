@@ -186,9 +186,9 @@ class VTCScheduler(SchedulerBase):
 
     def __init__(self, params: VTCParams, ctx: Any) -> None:
         super().__init__(params, ctx)
-        if params.length_predicted and ctx.predictor is None:
+        if params.length_predicted:
             where = f"{ctx.where}.length_predicted" if ctx.where else "length_predicted"
-            raise ConfigError("length-predicted VTC needs an output-length predictor: set cluster.predictor", where)
+            ctx.require_predictor("length-predicted VTC", where=where)
         self._state: VTCState | None = None
         self.queues: dict[str, deque[RequestView]] = {}  # this replica's never-admitted requests, per client
         self._bound = False  # its replica is registered with the state

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from sim.engine.views import ClusterView, OracleError, PoolView, ReplicaView, RequestView
+from sim.errors import ConfigError
 
 if TYPE_CHECKING:
     from sim.engine.ops import ReplicaOps
@@ -60,6 +61,12 @@ class BuildContext:
                 f"{self.where or 'policy'}: reads the true output length of request {req.id}; "
                 "set 'oracle: true' in its config to allow it")
         return req._r.output_tokens
+
+    def require_predictor(self, who: str, hint: str = "", where: str = "cluster.predictor") -> Any:
+        """The run's output-length predictor, or a one-line ConfigError saying ``who`` needs one."""
+        if self.predictor is None:
+            raise ConfigError(f"{who} needs an output-length predictor: set cluster.predictor{hint}", where)
+        return self.predictor
 
     def shared_state(self, key: str, factory: Any) -> Any:
         """Cluster-wide state under ``key`` (made by ``factory()`` on first use), shared by every

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from sim.engine.request import State
 from sim.engine.seams import BuildContext
 from sim.engine.views import ReplicaView, RequestView
-from sim.errors import ConfigError
 
 NAME = "tests.plugins.predicted_shortest:PredictedLoadRouter"
 _ENDED = (State.FINISHED, State.REJECTED)
@@ -25,9 +24,7 @@ class PredictedLoadRouter:
     Params = None
 
     def __init__(self, params: None, ctx: BuildContext):
-        if ctx.predictor is None:
-            raise ConfigError("this router needs an output-length predictor (cluster.predictor)", ctx.where)
-        self.predictor = ctx.predictor
+        self.predictor = ctx.require_predictor("this router", where=ctx.where)
         self.seen: dict[int, int] = {}
         self.assigned: dict[int, list[RequestView]] = {}
         BUILT.append(self)
