@@ -3,12 +3,14 @@
 RESULT is what a user measured on their own cluster: a ``vllm bench serve`` /
 ``benchmark_serving.py`` result JSON (``--save-result``: ``input_lens``, ``output_lens``,
 ``ttfts``, ``itls``, ``request_rate``, ``max_concurrency``) or a per-request CSV with columns
-``input_tokens``, ``output_tokens``, ``ttft_s``, ``tpot_s`` (or ``itl_s``), optional
-``arrival_s`` and ``e2e_s``. The same requests are simulated on the config's first pool:
-the CSV's arrival times; for a JSON (which stores no send times) the benchmark's closed loop
-of ``max_concurrency`` clients, else Poisson arrivals at ``request_rate`` (seeded), else all
-at once. ``validate`` prints the relative error of mean, p50 and p99 TTFT, TPOT and
-end-to-end latency and draws their CDFs; ``fit`` searches the stack's overhead and
+``input_tokens``, ``output_tokens`` and at least one of ``ttft_s``, ``tpot_s`` (or
+``itl_s``), ``e2e_s`` (a metric not measured is left out of the errors), optional
+``arrival_s`` or ``concurrency``. The same requests are simulated on the config's first pool:
+the CSV's arrival times, or a closed loop of ``concurrency`` clients (in file order); for a
+JSON (which stores no send times) the benchmark's closed loop of ``max_concurrency`` clients,
+else Poisson arrivals at ``request_rate`` (seeded), else all at once. ``validate`` prints the
+relative error of mean, p50 and p99 TTFT, TPOT and end-to-end latency and draws their CDFs
+(``--stack-file`` applies a fitted stack); ``fit`` searches the stack's overhead and
 efficiency constants (coordinate search on a shrinking multiplicative grid) to minimise the
 log errors of the means and medians and writes a stack file (``hardware.stack_file``) to use
 as ``cost_model: {stack_file: ...}``.
@@ -70,21 +72,32 @@ def load_result(path: str | Path) -> dict[str, Any]:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise ConfigError(f"{path}: no rows", "RESULT")
-    need = ("input_tokens", "output_tokens", "ttft_s")
-    missing = [c for c in need if c not in rows[0]]
-    tcol = "tpot_s" if "tpot_s" in rows[0] else "itl_s" if "itl_s" in rows[0] else None
-    if missing or tcol is None:
-        raise ConfigError(f"{path}: per-request CSV needs columns {', '.join(need)} and tpot_s or itl_s", "RESULT")
-    has_arrival = "arrival_s" in rows[0]
+    cols = rows[0].keys()
+    tcol = "tpot_s" if "tpot_s" in cols else "itl_s" if "itl_s" in cols else None
+    timed = [c for c in ("ttft_s", tcol, "e2e_s") if c and c in cols]
+    if "input_tokens" not in cols or "output_tokens" not in cols or not timed:
+        raise ConfigError(f"{path}: per-request CSV needs columns input_tokens, output_tokens and at least one "
+                          "of ttft_s, tpot_s (or itl_s), e2e_s", "RESULT")
+    has_arrival = "arrival_s" in cols
     reqs = [(float(r["arrival_s"]) if has_arrival else None, int(r["input_tokens"]), int(r["output_tokens"]))
             for r in rows]
-    ttft = np.array([float(r["ttft_s"]) for r in rows])
-    tpot = np.array([float(r[tcol]) for r in rows])
-    if "e2e_s" in rows[0]:
-        e2e = np.array([float(r["e2e_s"]) for r in rows])
-    else:
+
+    def column(name: str | None) -> np.ndarray:
+        return np.array([float(r[name]) for r in rows]) if name in cols else np.full(len(rows), math.nan)
+
+    ttft, tpot, e2e = column("ttft_s"), column(tcol), column("e2e_s")
+    if "e2e_s" not in cols:
         e2e = ttft + tpot * np.array([max(0, o - 1) for _a, _i, o in reqs])
-    how = {"trace": True} if has_arrival else {"all_at_once": True}
+    if has_arrival:
+        how: dict[str, Any] = {"trace": True}
+    elif "concurrency" in cols:
+        levels = {r["concurrency"] for r in rows}
+        if len(levels) != 1:
+            raise ConfigError(f"{path}: column concurrency must hold one value (found {sorted(levels)}); "
+                              "split the file per concurrency level", "RESULT")
+        how = {"concurrency": int(float(levels.pop()))}
+    else:
+        how = {"all_at_once": True}
     return {"requests": reqs, "measured": {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e}, "arrival": how}
 
 
@@ -93,6 +106,9 @@ def summarize_metrics(values: dict[str, np.ndarray]) -> dict[str, dict[str, floa
     for m in METRICS:
         v = np.asarray(values[m], dtype=float)
         v = v[np.isfinite(v)]
+        if not len(v):  # not measured
+            out[m] = {s: math.nan for s in STATS}
+            continue
         out[m] = {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
     return out
 
@@ -151,7 +167,8 @@ def errors(measured: dict[str, dict[str, float]],
 
 
 def _loss(err: dict[str, dict[str, float]]) -> float:
-    return sum(math.log1p(err[m][s]) ** 2 for m in METRICS for s in ("mean", "p50") if err[m][s] > -1)
+    return sum(math.log1p(err[m][s]) ** 2 for m in METRICS for s in ("mean", "p50")
+               if math.isfinite(err[m][s]) and err[m][s] > -1)
 
 
 def fit(config: dict[str, Any], result: dict[str, Any], names: tuple[str, ...] = DEFAULT_FIT,
@@ -198,6 +215,9 @@ def _table(measured: dict, simulated: dict, err: dict) -> str:
     lines = [f"{'metric':8s} {'stat':5s} {'measured':>11s} {'simulated':>11s} {'error':>8s}"]
     for m in METRICS:
         for s in STATS:
+            if not math.isfinite(measured[m][s]):
+                lines.append(f"{m[:-2]:8s} {s:5s} {'-':>11s} {simulated[m][s] * 1e3:9.2f}ms {'(not measured)':>8s}")
+                continue
             lines.append(f"{m[:-2]:8s} {s:5s} {measured[m][s] * 1e3:9.2f}ms {simulated[m][s] * 1e3:9.2f}ms "
                          f"{err[m][s]:+8.1%}")
     return "\n".join(lines)
@@ -213,6 +233,8 @@ def _figure(measured: dict[str, np.ndarray], simulated: dict[str, np.ndarray], p
     for ax, m in zip(axes, METRICS, strict=True):
         for label, vals in (("measured", measured[m]), ("simulated", simulated[m])):
             v = np.sort(np.asarray(vals, dtype=float)[np.isfinite(vals)]) * 1e3
+            if not len(v):
+                continue
             ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
         ax.set_xlabel(f"{m[:-2].upper()} (ms)")
         ax.set_ylabel("CDF")
@@ -220,6 +242,13 @@ def _figure(measured: dict[str, np.ndarray], simulated: dict[str, np.ndarray], p
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN (a metric not measured) as None, so the JSON is standard."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
 def _load_config(path: str) -> dict[str, Any]:
@@ -238,6 +267,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--json", action="store_true", help="print the errors as JSON")
         if name == "validate":
             p.add_argument("--figure", default="validate.png", help="CDF comparison figure (PNG)")
+            p.add_argument("--stack-file", default=None,
+                           help="stack file (from servesim fit) to use as the first pool's cost_model.stack_file")
         else:
             p.add_argument("--out", default="fitted_stack.yaml", help="stack file to write")
             p.add_argument("--params", default=",".join(DEFAULT_FIT),
@@ -247,11 +278,15 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     config, result = _load_config(args.config), load_result(args.result)
+    if args.stack_file:
+        pool = config["cluster"]["pools"][0]
+        cost = pool.get("cost_model", {"name": "analytic"})
+        pool["cost_model"] = dict({"name": cost} if isinstance(cost, str) else cost, stack_file=args.stack_file)
     sim = simulate_result(config, result)
     measured, simulated = summarize_metrics(result["measured"]), summarize_metrics(sim)
     err = errors(measured, simulated)
     if args.json:
-        print(json.dumps({"measured": measured, "simulated": simulated, "rel_error": err}, indent=1))
+        print(json.dumps(_finite({"measured": measured, "simulated": simulated, "rel_error": err}), indent=1))
     else:
         print(f"servesim validate {args.result}: {len(result['requests'])} requests, arrivals {result['arrival']}")
         print(_table(measured, simulated, err))
@@ -271,14 +306,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     base = cost.get("stack", cc.DEFAULT_STACK) if isinstance(cost, dict) else cc.DEFAULT_STACK
     write_stack_file(args.out, base, {FIT_PARAMS[n][1]: v for n, v in values.items()},
                      {"fitted_to": str(args.result),
-                      "errors_before": {m: {s: round(v, 4) for s, v in d.items()} for m, d in before.items()},
-                      "errors_after": {m: {s: round(v, 4) for s, v in d.items()} for m, d in after.items()}})
+                      "errors_before": {m: {s: round(v, 4) for s, v in d.items()} for m, d in before.items()
+                                        if math.isfinite(d["mean"])},
+                      "errors_after": {m: {s: round(v, 4) for s, v in d.items()} for m, d in after.items()
+                                       if math.isfinite(d["mean"])}})
     if args.json:
-        print(json.dumps({"values": values, "before": before, "after": after}, indent=1))
+        print(json.dumps(_finite({"values": values, "before": before, "after": after}), indent=1))
     else:
         print("fitted: " + ", ".join(f"{n}={v:.4g}" for n, v in values.items()))
         for label, e in (("before", before), ("after", after)):
             print(f"{label:6s} " + "  ".join(f"{m[:-2]} mean {e[m]['mean']:+.1%} p50 {e[m]['p50']:+.1%}"
-                                             for m in METRICS))
+                                             for m in METRICS if math.isfinite(e[m]["mean"])))
         print(f"wrote {args.out} (use: cost_model: {{name: analytic, stack: {base}, stack_file: {args.out}}})")
     return 0
