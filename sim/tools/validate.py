@@ -234,6 +234,7 @@ def _figure(measured: dict[str, np.ndarray], simulated: dict[str, np.ndarray], p
         for label, vals in (("measured", measured[m]), ("simulated", simulated[m])):
             v = np.sort(np.asarray(vals, dtype=float)[np.isfinite(vals)]) * 1e3
             if not len(v):
+                ax.set_title(f"{label}: not recorded", fontsize=9)
                 continue
             ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
         ax.set_xlabel(f"{m[:-2].upper()} (ms)")

@@ -1,0 +1,68 @@
+"""Issue 17: `servesim validate` / `fit` on the shipped real per-request measurement file.
+
+traces/data/measured/fmbench_llama2_7b_a10g_tgi110_requests.csv is FMBench's published run of
+Llama-2-7B on one A10G (TGI 1.1.0, one request at a time); it records end-to-end latency only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from sim.errors import ConfigError
+from sim.tools import validate as v
+from sim.tools.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+MEASURED = REPO / "traces/data/measured/fmbench_llama2_7b_a10g_tgi110_requests.csv"
+CONFIG = REPO / "configs/validate_fmbench_llama2_7b_a10g.yaml"
+
+
+def _errors(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.split("\nfigure:")[0])["rel_error"]
+
+
+def _abs_sum(err: dict) -> float:
+    return sum(abs(err[m][s]) for m in v.METRICS for s in ("mean", "p50") if err[m][s] is not None)
+
+
+def test_shipped_file_is_the_recorded_one_and_reads_as_a_closed_loop():
+    sha = hashlib.sha256(MEASURED.read_bytes()).hexdigest()
+    assert sha in (REPO / "traces/data/README.md").read_text()
+    result = v.load_result(MEASURED)
+    assert result["arrival"] == {"concurrency": 1}
+    assert len(result["requests"]) == 15
+    assert all(math.isnan(x) for x in result["measured"]["ttft_s"])  # E2E only in this source
+    assert result["measured"]["e2e_s"].mean() == pytest.approx(2.794, abs=1e-3)
+
+
+def test_validate_prints_errors_and_a_figure_and_fit_lowers_them(tmp_path, capsys):
+    fig = tmp_path / "before.png"
+    assert main(["validate", str(MEASURED), "--config", str(CONFIG), "--figure", str(fig), "--json"]) == 0
+    before = _errors(capsys)
+    assert before["ttft_s"]["mean"] is None and before["tpot_s"]["p50"] is None  # not measured
+    assert all(math.isfinite(before["e2e_s"][s]) for s in v.STATS)
+    assert fig.stat().st_size > 0
+    stack = tmp_path / "stack.yaml"
+    assert main(["fit", str(MEASURED), "--config", str(CONFIG), "--out", str(stack)]) == 0
+    capsys.readouterr()
+    assert "base_stack: vllm" in stack.read_text()
+    assert main(["validate", str(MEASURED), "--config", str(CONFIG), "--stack-file", str(stack),
+                 "--figure", str(tmp_path / "after.png"), "--json"]) == 0
+    after = _errors(capsys)
+    assert _abs_sum(after) < _abs_sum(before)
+
+
+def test_csv_inputs_that_cannot_be_simulated_name_the_problem(tmp_path):
+    untimed = tmp_path / "untimed.csv"
+    untimed.write_text("input_tokens,output_tokens\n10,5\n")
+    with pytest.raises(ConfigError, match="at least one of ttft_s"):
+        v.load_result(untimed)
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("input_tokens,output_tokens,e2e_s,concurrency\n10,5,0.1,1\n10,5,0.1,4\n")
+    with pytest.raises(ConfigError, match="concurrency must hold one value"):
+        v.load_result(mixed)
