@@ -1,7 +1,8 @@
 """Issue 17: `servesim validate` / `fit` on the shipped real per-request measurement file.
 
 traces/data/measured/fmbench_llama2_7b_a10g_tgi110_requests.csv is FMBench's published run of
-Llama-2-7B on one A10G (TGI 1.1.0, one request at a time); it records end-to-end latency only.
+Llama-2-7B on one A10G (TGI 1.1.0, one request at a time, two runs of the same 15 prompts); it
+records end-to-end latency only.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sim.errors import ConfigError
 from sim.tools import validate as v
 from sim.tools.cli import main
+from traces.lengths import LengthSampler, LengthsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURED = REPO / "traces/data/measured/fmbench_llama2_7b_a10g_tgi110_requests.csv"
@@ -35,9 +38,9 @@ def test_shipped_file_is_the_recorded_one_and_reads_as_a_closed_loop():
     assert sha in (REPO / "traces/data/README.md").read_text()
     result = v.load_result(MEASURED)
     assert result["arrival"] == {"concurrency": 1}
-    assert len(result["requests"]) == 15
+    assert len(result["requests"]) == 30
     assert all(math.isnan(x) for x in result["measured"]["ttft_s"])  # E2E only in this source
-    assert result["measured"]["e2e_s"].mean() == pytest.approx(2.794, abs=1e-3)
+    assert result["measured"]["e2e_s"].mean() == pytest.approx(2.5745, abs=1e-3)
 
 
 def test_validate_prints_errors_and_a_figure_and_fit_lowers_them(tmp_path, capsys):
@@ -66,3 +69,15 @@ def test_csv_inputs_that_cannot_be_simulated_name_the_problem(tmp_path):
     mixed.write_text("input_tokens,output_tokens,e2e_s,concurrency\n10,5,0.1,1\n10,5,0.1,4\n")
     with pytest.raises(ConfigError, match="concurrency must hold one value"):
         v.load_result(mixed)
+
+
+def test_lengths_in_file_order_replay_the_requests_and_cycle(tmp_path):
+    """validate's closed loop takes the measured requests in order (not resampled)."""
+    path = tmp_path / "lengths.csv"
+    path.write_text("input_tokens,output_tokens\n10,1\n20,2\n30,3\n")
+    sampler = LengthSampler(LengthsConfig(file=str(path), order="file"))
+    rng = np.random.default_rng(0)
+    firsts = [sampler.sample(rng, 1) for _ in range(4)]
+    assert [(int(i[0]), int(o[0])) for i, o in firsts] == [(10, 1), (20, 2), (30, 3), (10, 1)]
+    with pytest.raises(ConfigError, match="random"):
+        LengthsConfig(file=str(path), order="sorted").validate()

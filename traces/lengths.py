@@ -147,10 +147,16 @@ class LengthsConfig:
     output: LengthSpec | None = param(None, doc="output length distribution")
     file: str | None = param(None, doc="trace file whose (input, output) pairs are resampled")
     format: str = param("auto", doc="format of `file` (see traces/README.md)")
+    order: str = param("random", doc="`random`: resample the file's pairs; `file`: take them in file order, "
+                                     "cycling (replays a benchmark's requests)")
 
     def validate(self) -> None:
         if self.file is not None and (self.input is not None or self.output is not None):
             raise ConfigError("give either file or input/output distributions, not both", "file")
+        if self.order not in ("random", "file"):
+            raise ConfigError(f"must be 'random' or 'file', not {self.order!r}", "order")
+        if self.order == "file" and self.file is None:
+            raise ConfigError("order: file needs a lengths file", "order")
         if self.file is None and (self.input is None or self.output is None):
             missing = "input" if self.input is None else "output"
             raise ConfigError("required unless file is set", missing)
@@ -165,6 +171,7 @@ class LengthSampler:
     def __init__(self, config: LengthsConfig):
         self.config = config
         self._pairs: np.ndarray | None = None
+        self._next = 0  # cursor of order: file
         if config.file is None:
             self._input = config.input.build()
             self._output = config.output.build()
@@ -185,7 +192,11 @@ class LengthSampler:
         """``n`` input lengths and ``n`` output lengths."""
         if self.config.file is not None:
             pairs = self.pairs()
-            idx = rng.integers(0, len(pairs), size=n)
+            if self.config.order == "file":
+                idx = (self._next + np.arange(n)) % len(pairs)
+                self._next += n
+            else:
+                idx = rng.integers(0, len(pairs), size=n)
             return pairs[idx, 0], pairs[idx, 1]
         return self._input.sample(rng, n), self._output.sample(rng, n)
 

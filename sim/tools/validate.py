@@ -142,7 +142,8 @@ def simulate_result(config: dict[str, Any], result: dict[str, Any], cost_overrid
                 fh.write("input_tokens,output_tokens\n")
                 fh.writelines(f"{i},{o}\n" for _a, i, o in reqs)
             cfg["workload"] = {"name": "closed_loop", "num_users": how["concurrency"], "num_requests": len(reqs),
-                               "think_time_s": 0.0, "think": "fixed", "lengths": {"file": str(path)}}
+                               "think_time_s": 0.0, "think": "fixed",
+                               "lengths": {"file": str(path), "order": "file"}}
         else:
             if "rate_rps" in how:
                 arrivals = np.cumsum(rng.exponential(1.0 / how["rate_rps"], len(reqs)))
