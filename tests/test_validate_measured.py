@@ -81,3 +81,25 @@ def test_lengths_in_file_order_replay_the_requests_and_cycle(tmp_path):
     assert [(int(i[0]), int(o[0])) for i, o in firsts] == [(10, 1), (20, 2), (30, 3), (10, 1)]
     with pytest.raises(ConfigError, match="random"):
         LengthsConfig(file=str(path), order="sorted").validate()
+
+
+def test_llmperf_individual_responses_are_read_with_their_summary_concurrency(tmp_path, capsys):
+    rows = [{"ttft_s": 0.1, "end_to_end_latency_s": 0.1 + 0.02 * 49, "number_input_tokens": 300,
+             "number_output_tokens": 50, "inter_token_latency_s": 0.0216, "error_code": None}
+            for _ in range(8)]
+    rows.append({"ttft_s": None, "end_to_end_latency_s": None, "number_input_tokens": 300,
+                 "number_output_tokens": 0, "error_code": 500})
+    path = tmp_path / "m_300_50_individual_responses.json"
+    path.write_text(json.dumps(rows))
+    (tmp_path / "m_300_50_summary.json").write_text(json.dumps({"num_concurrent_requests": 4}))
+    result = v.load_result(path)
+    assert result["arrival"] == {"concurrency": 4}
+    assert len(result["requests"]) == 8  # the failed request is left out
+    assert result["measured"]["tpot_s"][0] == pytest.approx(0.02)
+    assert main(["validate", str(path), "--config", str(CONFIG), "--concurrency", "2",
+                 "--figure", str(tmp_path / "l.png")]) == 0
+    assert "arrivals {'concurrency': 2}" in capsys.readouterr().out
+    bad = tmp_path / "list.json"
+    bad.write_text(json.dumps([{"a": 1}]))
+    with pytest.raises(ConfigError, match="LLMPerf"):
+        v.load_result(bad)

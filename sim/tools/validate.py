@@ -2,13 +2,15 @@
 
 RESULT is what a user measured on their own cluster: a ``vllm bench serve`` /
 ``benchmark_serving.py`` result JSON (``--save-result``: ``input_lens``, ``output_lens``,
-``ttfts``, ``itls``, ``request_rate``, ``max_concurrency``) or a per-request CSV with columns
+``ttfts``, ``itls``, ``request_rate``, ``max_concurrency``), an LLMPerf
+``*_individual_responses.json`` (concurrency from its ``*_summary.json``) or a per-request CSV with columns
 ``input_tokens``, ``output_tokens`` and at least one of ``ttft_s``, ``tpot_s`` (or
 ``itl_s``), ``e2e_s`` (a metric not measured is left out of the errors), optional
 ``arrival_s`` or ``concurrency``. The same requests are simulated on the config's first pool:
 the CSV's arrival times, or a closed loop of ``concurrency`` clients (in file order); for a
 JSON (which stores no send times) the benchmark's closed loop of ``max_concurrency`` clients,
-else Poisson arrivals at ``request_rate`` (seeded), else all at once. ``validate`` prints the
+else Poisson arrivals at ``request_rate`` (seeded), else all at once; ``--concurrency N``
+overrides it. A closed loop replays the requests in file order. ``validate`` prints the
 relative error of mean, p50 and p99 TTFT, TPOT and end-to-end latency and draws their CDFs
 (``--stack-file`` applies a fitted stack); ``fit`` searches the stack's overhead and
 efficiency constants (coordinate search on a shrinking multiplicative grid) to minimise the
@@ -52,6 +54,8 @@ def load_result(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.suffix.lower() == ".json":
         data = json.loads(path.read_text())
+        if isinstance(data, list):
+            return _load_llmperf(path, data)
         try:
             ins, outs, ttfts, itls = data["input_lens"], data["output_lens"], data["ttfts"], data["itls"]
         except KeyError as exc:
@@ -98,6 +102,30 @@ def load_result(path: str | Path) -> dict[str, Any]:
         how = {"concurrency": int(float(levels.pop()))}
     else:
         how = {"all_at_once": True}
+    return {"requests": reqs, "measured": {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e}, "arrival": how}
+
+
+def _load_llmperf(path: Path, rows: list) -> dict[str, Any]:
+    """LLMPerf's ``*_individual_responses.json``: one object per request; its concurrency is the
+    sibling ``*_summary.json``'s ``num_concurrent_requests`` (else all at once)."""
+    need = ("ttft_s", "end_to_end_latency_s", "number_input_tokens", "number_output_tokens")
+    if not rows or not all(isinstance(r, dict) for r in rows) or any(k not in rows[0] for k in need):
+        raise ConfigError(f"{path}: a JSON list must be LLMPerf individual responses with "
+                          f"{', '.join(need)}", "RESULT")
+    ok = [r for r in rows if not r.get("error_code") and all(r.get(k) is not None for k in need)
+          and int(r["number_output_tokens"]) > 0]
+    ttft = np.array([float(r["ttft_s"]) for r in ok])
+    e2e = np.array([float(r["end_to_end_latency_s"]) for r in ok])
+    outs = np.array([int(r["number_output_tokens"]) for r in ok])
+    # TPOT from TTFT and E2E (LLMPerf's own inter_token_latency_s divides by all output tokens)
+    tpot = np.where(outs > 1, (e2e - ttft) / np.maximum(outs - 1, 1), np.nan)
+    reqs = [(None, int(r["number_input_tokens"]), int(r["number_output_tokens"])) for r in ok]
+    how: dict[str, Any] = {"all_at_once": True}
+    summary = path.with_name(path.name.replace("_individual_responses.json", "_summary.json"))
+    if summary != path and summary.is_file():
+        conc = json.loads(summary.read_text()).get("num_concurrent_requests")
+        if conc:
+            how = {"concurrency": int(conc)}
     return {"requests": reqs, "measured": {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e}, "arrival": how}
 
 
@@ -267,6 +295,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         p.add_argument("result", help="vllm bench serve result JSON or per-request CSV")
         p.add_argument("--config", required=True, help="servesim config; its first pool is the system measured")
         p.add_argument("--json", action="store_true", help="print the errors as JSON")
+        p.add_argument("--concurrency", type=int, default=None,
+                       help="replay as a closed loop of this many clients (overrides what RESULT says)")
         if name == "validate":
             p.add_argument("--figure", default="validate.png", help="CDF comparison figure (PNG)")
             p.add_argument("--stack-file", default=None,
@@ -278,8 +308,17 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(handler=_cmd_validate if name == "validate" else _cmd_fit)
 
 
+def _load(args: argparse.Namespace) -> dict[str, Any]:
+    result = load_result(args.result)
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise ConfigError(f"must be >= 1, not {args.concurrency}", "--concurrency")
+        result["arrival"] = {"concurrency": args.concurrency}
+    return result
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    config, result = _load_config(args.config), load_result(args.result)
+    config, result = _load_config(args.config), _load(args)
     if args.stack_file:
         pool = config["cluster"]["pools"][0]
         cost = pool.get("cost_model", {"name": "analytic"})
@@ -302,7 +341,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in FIT_PARAMS]
     if unknown:
         raise ConfigError(f"unknown fit parameter {unknown[0]!r} (choices: {', '.join(FIT_PARAMS)})", "--params")
-    config, result = _load_config(args.config), load_result(args.result)
+    config, result = _load_config(args.config), _load(args)
     values, before, after = fit(config, result, names)
     cost = config["cluster"]["pools"][0].get("cost_model", {})
     base = cost.get("stack", cc.DEFAULT_STACK) if isinstance(cost, dict) else cc.DEFAULT_STACK
