@@ -91,6 +91,13 @@ SGLANG_LAYER_DECODE_S = 20e-6
 SGLANG_SEQ_S = 60e-6
 SGLANG_REQUEST_S = 5e-3
 
+#: vLLM 0.4-0.5 (CUDA graphs, synchronous CPU loop): the per-step CPU cost a + b x batch that
+#: blocks the GPU. Solved by ``python -m hardware.fit_v05`` from the ``vllm_blog_v060``
+#: calibration source (the vLLM v0.6.0 blog's statements about v0.5.x, Llama-3-8B on 1x H100):
+#: one decode step every 13 ms under light load, and GPU execution 38% of the time at load.
+VLLM_V05_ITERATION_S = 6.56e-3
+VLLM_V05_SEQ_S = 43.5e-6
+
 #: One profile per measured stack; ``stack: name`` in the cost-model params picks one.
 STACKS = {
     "trtllm": StackOverheads(
@@ -124,6 +131,18 @@ STACKS = {
         iteration_s=SGLANG_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=SGLANG_LAYER_DECODE_S,
         seq_s=SGLANG_SEQ_S, request_s=SGLANG_REQUEST_S,
         source="sglang_vllm060 corpus source (SGLang 0.3.0 rows), fitted by hardware.fidelity --fit",
+    ),
+    # vLLM 0.4-0.5.x (mid 2024): decode is CUDA-graphed (small per-layer cost, as vllm_v1), but
+    # every step runs scheduling, input preparation, sampling, detokenisation and the OpenAI
+    # server's streaming in one Python process, synchronously with the GPU (no multi-step, no
+    # async output processing, API server in the same process: vLLM v0.6.0 blog, Sept 2024;
+    # RFC vllm-project/vllm#6854 "5-13 ms of GPU bubble" per decode step). Modelled as a per-
+    # iteration cost plus a per-sequence cost, added to (not overlapped with) the kernels.
+    "vllm_v05": StackOverheads(
+        iteration_s=VLLM_V05_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
+        seq_s=VLLM_V05_SEQ_S, request_s=0.0,
+        source="vllm_blog_v060 corpus source (vLLM 0.5.x CPU overhead on Llama-3-8B H100), "
+               "solved by python -m hardware.fit_v05",
     ),
 }
 
