@@ -91,6 +91,9 @@ SGLANG_LAYER_DECODE_S = 20e-6
 SGLANG_SEQ_S = 60e-6
 SGLANG_REQUEST_S = 5e-3
 
+#: Per-layer cost of an eager (not graph-captured) vLLM forward: the 2023 ``vllm`` stack's fit.
+VLLM_EAGER_LAYER_S = 150e-6
+
 #: vLLM 0.4-0.5 (CUDA graphs, synchronous CPU loop): the per-step CPU cost a + b x batch that
 #: blocks the GPU. Solved by ``python -m hardware.fit_v05`` from the ``vllm_blog_v060``
 #: calibration source (the vLLM v0.6.0 blog's statements about v0.5.x, Llama-3-8B on 1x H100):
@@ -105,7 +108,7 @@ STACKS = {
         source="TensorRT-LLM first-token latency (128 tokens) and static-batch throughput points",
     ),
     "vllm": StackOverheads(
-        iteration_s=2.0e-3, layer_prefill_s=150e-6, layer_decode_s=150e-6, seq_s=60e-6,
+        iteration_s=2.0e-3, layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_EAGER_LAYER_S, seq_s=60e-6,
         source="vLLM Llama-70B TP4 A100 batch 64 end-to-end 14.57 s (2023 vLLM, eager mode)",
     ),
     "distserve": StackOverheads(
@@ -138,8 +141,12 @@ STACKS = {
     # async output processing, API server in the same process: vLLM v0.6.0 blog, Sept 2024;
     # RFC vllm-project/vllm#6854 "5-13 ms of GPU bubble" per decode step). Modelled as a per-
     # iteration cost plus a per-sequence cost, added to (not overlapped with) the kernels.
+    # vLLM v0's ModelRunner replays CUDA graphs only for decode-only batches ("Currently cuda
+    # graph is only supported by the decode phase", vllm/worker/model_runner.py): iterations
+    # with a prefill or a chunked-prefill piece run eagerly, at the eager per-layer cost of the
+    # 2023 ``vllm`` stack (VLLM_EAGER_LAYER_S).
     "vllm_v05": StackOverheads(
-        iteration_s=VLLM_V05_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
+        iteration_s=VLLM_V05_ITERATION_S, layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
         seq_s=VLLM_V05_SEQ_S, request_s=0.0,
         source="vllm_blog_v060 corpus source (vLLM 0.5.x CPU overhead on Llama-3-8B H100), "
                "solved by python -m hardware.fit_v05",
