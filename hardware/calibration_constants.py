@@ -101,6 +101,11 @@ VLLM_EAGER_LAYER_S = 150e-6
 VLLM_V05_ITERATION_S = 6.56e-3
 VLLM_V05_SEQ_S = 43.5e-6
 
+#: vLLM 0.6 single-step: share of vLLM 0.5's per-step CPU cost that multi-step scheduling
+#: would amortise; solved by ``python -m hardware.fit_v05`` from the v0.6.0 blog's "+28%
+#: throughput from multi-step, Llama 70B on 4x H100" at the sgl-4 calibration setting.
+VLLM_V06_CPU_SHARE = 0.607
+
 #: One profile per measured stack; ``stack: name`` in the cost-model params picks one.
 STACKS = {
     "trtllm": StackOverheads(
@@ -150,6 +155,18 @@ STACKS = {
         seq_s=VLLM_V05_SEQ_S, request_s=0.0,
         source="vllm_blog_v060 corpus source (vLLM 0.5.x CPU overhead on Llama-3-8B H100), "
                "solved by python -m hardware.fit_v05",
+    ),
+    # vLLM 0.6 with its default single scheduler step: the v0.6.0 engine (API server in its own
+    # process, async output processing: vllm_v1's fit) but scheduling and input preparation
+    # every step, not once per 10, and eager prefill steps (v0 ModelRunner). The extra per-step
+    # cost is VLLM_V06_CPU_SHARE of vllm_v05's; no per-request delay (vllm_v1's 90 ms is the
+    # multi-step first-token wait). An assumed split; see hardware/fit_v05.py.
+    "vllm_v06": StackOverheads(
+        iteration_s=VLLM_V1_ITERATION_S + VLLM_V06_CPU_SHARE * VLLM_V05_ITERATION_S,
+        layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
+        seq_s=VLLM_V1_SEQ_S + VLLM_V06_CPU_SHARE * VLLM_V05_SEQ_S, request_s=0.0,
+        source="vllm_v1 plus a share of vllm_v05's per-step CPU cost solved from the v0.6.0 blog's "
+               "multi-step gain (python -m hardware.fit_v05)",
     ),
 }
 

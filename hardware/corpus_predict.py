@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -82,8 +83,12 @@ def stack_for(row: dict[str, Any]) -> str:
         parts = version.split(".")
         if len(parts) >= 2 and parts[0] == "0" and parts[1].isdigit():
             minor = int(parts[1])
-            if minor >= 6:
+            if minor >= 7:
                 return "vllm_v1"
+            if minor == 6:
+                # 0.6's default is one scheduler step; multi-step runs say so in the notes
+                steps = re.search(r"(?:multi-step|num-scheduler-steps)\s+(\d+)", row.get("notes") or "")
+                return "vllm_v1" if steps and int(steps.group(1)) > 1 else "vllm_v06"
             if minor >= 4:
                 return "vllm_v05"  # CUDA graphs, synchronous per-step CPU loop
         if "2024" in version:
@@ -232,7 +237,8 @@ _SIM_CACHE: dict[tuple, Any] = {}
 def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
     keys = ("source", "engine", "engine_version", "device", "model", "tp", "weight_dtype", "kv_dtype",
             "kind", "input_len", "output_len", "num_prompts", "rate_rps", "max_num_seqs")
-    return tuple(row[k] for k in keys) + tuple(sorted(overrides.items()))
+    engine = (stack_for(row), repr(sorted(scheduler_for(row).items())))  # both can depend on the notes
+    return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 
 def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:

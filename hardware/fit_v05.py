@@ -9,7 +9,16 @@ load, and GPU execution 38% of the time under load. Two facts, two unknowns: thi
 solves the linear system exactly and prints ``a`` and ``b``; the values live in
 ``hardware.calibration_constants`` (``VLLM_V05_ITERATION_S``, ``VLLM_V05_SEQ_S``).
 
-``python -m hardware.fit_v05`` prints the solution beside the stored constants.
+The same module solves the ``vllm_v06`` stack (vLLM 0.6 with the default single scheduler
+step): multi-step scheduling amortises the per-step scheduling and input preparation over
+``n`` steps, and the v0.6.0 blog states that it "improves the throughput of running Llama 70B
+models on 4xH100 by 28%". ``vllm_v06`` is ``vllm_v1`` (fitted on multi-step-10 runs) plus a
+share ``s`` of ``vllm_v05``'s per-step CPU cost (and eager prefill steps); ``s`` is solved so
+that, at the setting of the calibration row ``sgl-4`` (Llama-3-70B, 4x H100, ShareGPT), the
+predicted throughput of ``vllm_v1`` is 1.28x that of ``vllm_v06``. The split of the cost into
+a per-step and a per-sequence part is assumed to be ``vllm_v05``'s (uncertain).
+
+``python -m hardware.fit_v05`` prints both solutions beside the stored constants.
 """
 
 from __future__ import annotations
@@ -46,11 +55,39 @@ def solve(rows: list[dict] | None = None) -> tuple[float, float]:
     return y1 - seq_s * b1, seq_s
 
 
+#: vLLM v0.6.0 blog: multi-step scheduling "improves the throughput of running Llama 70B models
+#: on 4xH100 by 28%"; the calibration row whose setting that is.
+MULTI_STEP_GAIN, MULTI_STEP_ROW = 1.28, "sgl-4"
+
+
+def v06_overrides(share: float) -> dict[str, float]:
+    """Cost-model overrides of ``vllm_v1`` that add ``share`` of vLLM 0.5's per-step CPU cost."""
+    return {"iteration_overhead_s": cc.VLLM_V1_ITERATION_S + share * cc.VLLM_V05_ITERATION_S,
+            "seq_overhead_s": cc.VLLM_V1_SEQ_S + share * cc.VLLM_V05_SEQ_S,
+            "layer_overhead_prefill_s": cc.VLLM_EAGER_LAYER_S}
+
+
+def solve_v06_share(tol: float = 0.005) -> float:
+    """Share ``s`` with throughput(vllm_v1) / throughput(vllm_v06) = MULTI_STEP_GAIN (bisection)."""
+    row = next(r for r in cp.load_corpus() if r["id"] == MULTI_STEP_ROW)
+    multi = cp.predict(row, {"stack": "vllm_v1"})
+    lo, hi = 0.0, 2.0
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if multi / cp.predict(row, {"stack": "vllm_v1", **v06_overrides(mid)}) < MULTI_STEP_GAIN:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def main() -> int:
     a, b = solve()
     print(f"vllm_v05 from {SOURCE}: iteration_s = {a * 1e3:.2f} ms, seq_s = {b * 1e6:.1f} us")
     print(f"stored: VLLM_V05_ITERATION_S = {cc.VLLM_V05_ITERATION_S * 1e3:.2f} ms, "
           f"VLLM_V05_SEQ_S = {cc.VLLM_V05_SEQ_S * 1e6:.1f} us")
+    share = solve_v06_share()
+    print(f"vllm_v06 share of vllm_v05's per-step CPU cost: {share:.3f} (stored {cc.VLLM_V06_CPU_SHARE:.3f})")
     return 0
 
 
