@@ -104,7 +104,8 @@ def test_engine_versions_map_to_stacks():
     assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "multi-step 1; x"}) == "vllm_v06"
     assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "num-scheduler-steps 10"}) == "vllm_v1"
     assert cp.stack_for({**row, "engine_version": "unstated (2023)"}) == "vllm"
-    assert cp.stack_for({**row, "engine_version": "unstated (ROCm fork 2024)"}) == "vllm_v05"
+    assert cp.stack_for({**row, "engine_version": "unstated (2024)"}) == "vllm_v05"
+    assert cp.stack_for({**row, "engine_version": "unstated (ROCm fork; blog of 2024-10)"}) == "vllm_v06"
 
 
 def test_vllm_v05_pays_a_per_sequence_cpu_cost_over_graphed_kernels():
