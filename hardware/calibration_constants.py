@@ -91,6 +91,21 @@ SGLANG_LAYER_DECODE_S = 20e-6
 SGLANG_SEQ_S = 60e-6
 SGLANG_REQUEST_S = 5e-3
 
+#: Per-layer cost of an eager (not graph-captured) vLLM forward: the 2023 ``vllm`` stack's fit.
+VLLM_EAGER_LAYER_S = 150e-6
+
+#: vLLM 0.4-0.5 (CUDA graphs, synchronous CPU loop): the per-step CPU cost a + b x batch that
+#: blocks the GPU. Solved by ``python -m hardware.fit_v05`` from the ``vllm_blog_v060``
+#: calibration source (the vLLM v0.6.0 blog's statements about v0.5.x, Llama-3-8B on 1x H100):
+#: one decode step every 13 ms under light load, and GPU execution 38% of the time at load.
+VLLM_V05_ITERATION_S = 6.56e-3
+VLLM_V05_SEQ_S = 43.5e-6
+
+#: vLLM 0.6 single-step: share of vLLM 0.5's per-step CPU cost that multi-step scheduling
+#: would amortise; solved by ``python -m hardware.fit_v05`` from the v0.6.0 blog's "+28%
+#: throughput from multi-step, Llama 70B on 4x H100" at the sgl-4 calibration setting.
+VLLM_V06_CPU_SHARE = 0.607
+
 #: One profile per measured stack; ``stack: name`` in the cost-model params picks one.
 STACKS = {
     "trtllm": StackOverheads(
@@ -98,7 +113,7 @@ STACKS = {
         source="TensorRT-LLM first-token latency (128 tokens) and static-batch throughput points",
     ),
     "vllm": StackOverheads(
-        iteration_s=2.0e-3, layer_prefill_s=150e-6, layer_decode_s=150e-6, seq_s=60e-6,
+        iteration_s=2.0e-3, layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_EAGER_LAYER_S, seq_s=60e-6,
         source="vLLM Llama-70B TP4 A100 batch 64 end-to-end 14.57 s (2023 vLLM, eager mode)",
     ),
     "distserve": StackOverheads(
@@ -124,6 +139,34 @@ STACKS = {
         iteration_s=SGLANG_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=SGLANG_LAYER_DECODE_S,
         seq_s=SGLANG_SEQ_S, request_s=SGLANG_REQUEST_S,
         source="sglang_vllm060 corpus source (SGLang 0.3.0 rows), fitted by hardware.fidelity --fit",
+    ),
+    # vLLM 0.4-0.5.x (mid 2024): decode is CUDA-graphed (small per-layer cost, as vllm_v1), but
+    # every step runs scheduling, input preparation, sampling, detokenisation and the OpenAI
+    # server's streaming in one Python process, synchronously with the GPU (no multi-step, no
+    # async output processing, API server in the same process: vLLM v0.6.0 blog, Sept 2024;
+    # RFC vllm-project/vllm#6854 "5-13 ms of GPU bubble" per decode step). Modelled as a per-
+    # iteration cost plus a per-sequence cost, added to (not overlapped with) the kernels.
+    # vLLM v0's ModelRunner replays CUDA graphs only for decode-only batches ("Currently cuda
+    # graph is only supported by the decode phase", vllm/worker/model_runner.py): iterations
+    # with a prefill or a chunked-prefill piece run eagerly, at the eager per-layer cost of the
+    # 2023 ``vllm`` stack (VLLM_EAGER_LAYER_S).
+    "vllm_v05": StackOverheads(
+        iteration_s=VLLM_V05_ITERATION_S, layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
+        seq_s=VLLM_V05_SEQ_S, request_s=0.0,
+        source="vllm_blog_v060 corpus source (vLLM 0.5.x CPU overhead on Llama-3-8B H100), "
+               "solved by python -m hardware.fit_v05",
+    ),
+    # vLLM 0.6 with its default single scheduler step: the v0.6.0 engine (API server in its own
+    # process, async output processing: vllm_v1's fit) but scheduling and input preparation
+    # every step, not once per 10, and eager prefill steps (v0 ModelRunner). The extra per-step
+    # cost is VLLM_V06_CPU_SHARE of vllm_v05's; no per-request delay (vllm_v1's 90 ms is the
+    # multi-step first-token wait). An assumed split; see hardware/fit_v05.py.
+    "vllm_v06": StackOverheads(
+        iteration_s=VLLM_V1_ITERATION_S + VLLM_V06_CPU_SHARE * VLLM_V05_ITERATION_S,
+        layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
+        seq_s=VLLM_V1_SEQ_S + VLLM_V06_CPU_SHARE * VLLM_V05_SEQ_S, request_s=0.0,
+        source="vllm_v1 plus a share of vllm_v05's per-step CPU cost solved from the v0.6.0 blog's "
+               "multi-step gain (python -m hardware.fit_v05)",
     ),
 }
 

@@ -9,6 +9,9 @@ prediction:
 - ``static``: a static batch (``batch`` prompts of ``input_len``, ``output_len`` outputs) by
   the analytic cost model (prefill all, then decode), as ``benchmark_latency`` /
   TensorRT-LLM's static benchmark run it.
+- ``decode_step``: one pure-decode iteration of ``batch`` sequences at ``input_len`` tokens of
+  context each (``step_ms``), or the kernels' share of it (``gpu_share_pct``: the ``ideal``
+  stack's step over the row's stack's step), for engine profiles quoted in prose.
 - ``offline`` / ``offline_fixed`` / ``online``: a whole simulation with servesim (one
   replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
   lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed``.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,6 +49,12 @@ MAX_SIM_REQUESTS = 1200
 #: per request. The shipped length table (Llama-2 tokenizer, whole conversations) is scaled
 #: to these means.
 SHAREGPT_MEAN_INPUT, SHAREGPT_MEAN_OUTPUT = 231.0, 194.5
+#: Realised per-request lengths a source published with its results (``hardware/corpus/
+#: lengths.csv``: source, model, num_prompts, input, output tokens, in request order). Rows of
+#: that (source, model, num_prompts) replay them instead of sampling ShareGPT: e.g. vLLM's
+#: benchmark_serving of 2024 did not set ignore_eos, so outputs end at the model's EOS (many
+#: at 0-10 tokens, none past the sample's reference length) rather than at ShareGPT's lengths.
+LENGTHS = Path(__file__).parent / "corpus" / "lengths.csv"
 
 
 def load_corpus(path: Path | str = CORPUS) -> list[dict[str, Any]]:
@@ -71,9 +81,22 @@ def stack_for(row: dict[str, Any]) -> str:
         return "sglang"
     if engine == "vllm":
         parts = version.split(".")
-        if len(parts) >= 2 and parts[0] == "0" and parts[1].isdigit() and int(parts[1]) >= 6:
-            return "vllm_v1"
-        return "vllm"  # 0.5 and older, or unstated 2023/2024 builds: the eager-era stack
+        if len(parts) >= 2 and parts[0] == "0" and parts[1].isdigit():
+            minor = int(parts[1])
+            if minor >= 7:
+                return "vllm_v1"
+            if minor == 6:
+                # 0.6's default is one scheduler step; multi-step runs say so in the notes
+                steps = re.search(r"(?:multi-step|num-scheduler-steps)\s+(\d+)", row.get("notes") or "")
+                return "vllm_v1" if steps and int(steps.group(1)) > 1 else "vllm_v06"
+            if minor >= 4:
+                return "vllm_v05"  # CUDA graphs, synchronous per-step CPU loop
+        dated = re.search(r"(20\d\d)-(\d\d)", version)  # an unstated build, dated by its source
+        if dated and (int(dated.group(1)), int(dated.group(2))) >= (2024, 9):
+            return "vllm_v06"  # after v0.6.0 (2024-09-04): 0.6-era engine, one scheduler step by default
+        if "2024" in version:
+            return "vllm_v05"  # an unstated 2024 build (0.4-0.5 era: graphs on, CPU loop synchronous)
+        return "vllm"  # older or unstated 2023 builds: the eager-era stack
     raise ValueError(f"corpus row {row['id']}: unknown engine {engine!r}")
 
 
@@ -90,8 +113,12 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         # tokens per prefill batch (max_prefill_tokens default); running set bounded by memory.
         return {"name": "vllm", "max_num_seqs": 4096, "max_num_batched_tokens": 16384}
     if row["engine_version"].startswith("0.5"):
-        # vLLM 0.5.4 enables chunked prefill for long-context models, 512-token budget
-        return {"name": "vllm_v1", "max_num_seqs": seqs, "max_num_batched_tokens": 512}
+        if "chunked prefill" in (row["notes"] or ""):
+            # chunked prefill switched on (the source says so): vLLM 0.5's 512-token budget
+            return {"name": "vllm_v1", "max_num_seqs": seqs, "max_num_batched_tokens": 512}
+        # vLLM 0.5 turns chunked prefill on by itself only above 32K context (EngineArgs); below
+        # it schedules whole prompts first, max(max_model_len, 2048) tokens a step
+        return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": 2048}
     # vLLM 0.6 without chunked prefill: whole prompts first, max(max_model_len, 2048) tokens
     return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": 4096}
 
@@ -107,6 +134,17 @@ def static_batch_s(cm: AnalyticCostModel, batch: int, prompt: int, output: int) 
     prefill = cm.step_time_s([(prompt, 0)] * batch, 0, 0, 0)
     decode = cm.decode_step_times_s(batch, batch * (prompt + 1), output - 1).sum()
     return prefill + float(decode)
+
+
+def _decode_step(row: dict[str, Any], overrides: dict[str, Any]) -> float:
+    b, ctx = row["batch"], row["input_len"]
+    step = float(cost_model(row, **overrides).decode_step_times_s(b, b * ctx, 1)[0])
+    if row["metric"] == "step_ms":
+        return step * 1e3
+    if row["metric"] == "gpu_share_pct":
+        kernels = float(cost_model(row, stack="ideal").decode_step_times_s(b, b * ctx, 1)[0])
+        return 100.0 * kernels / step
+    raise ValueError(f"corpus row {row['id']}: decode_step metric {row['metric']!r}")
 
 
 def _static(row: dict[str, Any], overrides: dict[str, Any]) -> float:
@@ -134,10 +172,25 @@ def sharegpt_pairs() -> np.ndarray:
     return np.maximum(1, np.rint(data * scale)).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=1)
+def realised_lengths() -> dict[tuple[str, str, int], np.ndarray]:
+    """{(source, model, num_prompts): (input, output) pairs} from ``LENGTHS``. A published output
+    of 0 tokens (the model stopped at once) is simulated as 1: the engine still ran its step."""
+    out: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
+    with open(LENGTHS, newline="") as fh:
+        for r in csv.DictReader(fh):
+            key = (r["source"], r["model"], int(r["num_prompts"]))
+            out.setdefault(key, []).append((max(1, int(r["input_tokens"])), max(1, int(r["output_tokens"]))))
+    return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+
+
 def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]]:
     n = min(row["num_prompts"] or 1000, MAX_SIM_REQUESTS)
     rng = np.random.default_rng(seed)
-    if row["kind"] == "offline_fixed":
+    realised = realised_lengths().get((row["source"], row["model"], row["num_prompts"] or 0))
+    if realised is not None and row["kind"] == "offline":
+        lengths = realised[:n]
+    elif row["kind"] == "offline_fixed":
         lengths = np.array([[row["input_len"], row["output_len"]]] * n)
     else:
         pairs = sharegpt_pairs()
@@ -187,7 +240,8 @@ _SIM_CACHE: dict[tuple, Any] = {}
 def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
     keys = ("source", "engine", "engine_version", "device", "model", "tp", "weight_dtype", "kv_dtype",
             "kind", "input_len", "output_len", "num_prompts", "rate_rps", "max_num_seqs")
-    return tuple(row[k] for k in keys) + tuple(sorted(overrides.items()))
+    engine = (stack_for(row), repr(sorted(scheduler_for(row).items())))  # both can depend on the notes
+    return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 
 def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:
@@ -199,6 +253,12 @@ def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:
     if metric == "out_tput":
         span = float(df["finish_s"].max() - df["arrival_s"].min())
         return float(df["num_output_tokens"].sum()) / span
+    if metric == "median_itl_ms":  # median gap over every streamed token: token-weighted TPOT median
+        d = df[df["num_output_tokens"] > 1]
+        order = np.argsort(d["tpot_s"].to_numpy())
+        weights = (d["num_output_tokens"].to_numpy() - 1)[order]
+        cum = np.cumsum(weights)
+        return float(d["tpot_s"].to_numpy()[order][np.searchsorted(cum, cum[-1] / 2.0)]) * 1e3
     column, how = {"median_ttft_ms": ("ttft_s", "median"), "median_tpot_ms": ("tpot_s", "median"),
                    "median_e2e_ms": ("e2e_s", "median"), "mean_itl_ms": ("tpot_s", "mean")}[metric]
     values = df[column].dropna()
@@ -220,6 +280,8 @@ def predict(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> flo
         return float(_legacy_predictors()[row["notes"]]())
     if kind == "static":
         return _static(row, overrides)
+    if kind == "decode_step":
+        return _decode_step(row, overrides)
     if kind in ("offline", "offline_fixed", "online"):
         return _serving(row, overrides)
     raise ValueError(f"corpus row {row['id']}: unknown kind {kind!r}")

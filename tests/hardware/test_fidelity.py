@@ -81,3 +81,57 @@ def test_band_lookup_and_run_summary(tmp_path):
     summary = simulate(cfg).summary
     assert summary["heldout_error_regime"].startswith("H100-SXM")
     assert 0.0 <= summary["heldout_error_median_abs"]
+
+
+def test_vllm_v05_stack_is_solved_from_its_calibration_source():
+    from hardware import calibration_constants as cc
+    from hardware import fit_v05
+
+    a, b = fit_v05.solve()
+    assert a == pytest.approx(cc.VLLM_V05_ITERATION_S, rel=0.01)
+    assert b == pytest.approx(cc.VLLM_V05_SEQ_S, rel=0.01)
+    assert "vllm_blog_v060" in fid.CALIBRATION_SOURCES
+    rows = {r["id"]: r for r in cp.load_corpus()}
+    assert cp.predict(rows["vblog-1"]) == pytest.approx(13.0, rel=0.01)  # both facts reproduced
+    assert cp.predict(rows["vblog-2"]) == pytest.approx(38.0, rel=0.01)
+
+
+def test_engine_versions_map_to_stacks():
+    row = {"id": "x", "engine": "vllm"}
+    assert cp.stack_for({**row, "engine_version": "0.5.4"}) == "vllm_v05"
+    assert cp.stack_for({**row, "engine_version": "0.4.2"}) == "vllm_v05"
+    assert cp.stack_for({**row, "engine_version": "0.6.0"}) == "vllm_v06"  # 0.6 default: one step
+    assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "multi-step 1; x"}) == "vllm_v06"
+    assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "num-scheduler-steps 10"}) == "vllm_v1"
+    assert cp.stack_for({**row, "engine_version": "unstated (2023)"}) == "vllm"
+    assert cp.stack_for({**row, "engine_version": "unstated (2024)"}) == "vllm_v05"
+    assert cp.stack_for({**row, "engine_version": "unstated (ROCm fork; blog of 2024-10)"}) == "vllm_v06"
+
+
+def test_vllm_v05_pays_a_per_sequence_cpu_cost_over_graphed_kernels():
+    row = {"device": "H100-SXM", "model": "Llama-3-8B", "tp": 1, "weight_dtype": "bf16", "kv_dtype": "bf16"}
+    v05, v1 = cp.cost_model(row, stack="vllm_v05"), cp.cost_model(row, stack="vllm_v1")
+    grow = [float(cm.decode_step_times_s(256, 256 * 300, 1)[0] - cm.decode_step_times_s(1, 300, 1)[0])
+            for cm in (v05, v1)]
+    assert grow[0] - grow[1] == pytest.approx(255 * (v05._o_seq - v1._o_seq), rel=1e-6)
+
+
+def test_realised_lengths_replace_sharegpt_for_their_source():
+    row = next(r for r in cp.load_corpus() if r["id"] == "lam-1a")
+    reqs = cp._requests(row)
+    assert len(reqs) == 320
+    assert sum(i for _, i, _ in reqs) == 65578  # the published total_input_tokens
+    assert sum(o for _, _, o in reqs) == 44041 + 101  # published total_output_tokens + 101 empty outputs run as 1
+
+
+def test_vllm_v06_single_step_costs_what_multi_step_saves():
+    from hardware import calibration_constants as cc
+    from hardware import fit_v05
+
+    v06 = cc.STACKS["vllm_v06"]
+    assert v06.iteration_s == pytest.approx(cc.VLLM_V1_ITERATION_S + cc.VLLM_V06_CPU_SHARE * cc.VLLM_V05_ITERATION_S)
+    assert v06.seq_s == pytest.approx(cc.VLLM_V1_SEQ_S + cc.VLLM_V06_CPU_SHARE * cc.VLLM_V05_SEQ_S)
+    row = next(r for r in cp.load_corpus() if r["id"] == fit_v05.MULTI_STEP_ROW)
+    small = {**row, "num_prompts": 300}  # the blog's +28% holds roughly at a smaller run too
+    gain = cp.predict(small, {"stack": "vllm_v1"}) / cp.predict(small, {"stack": "vllm_v06"})
+    assert 1.1 < gain < 1.5

@@ -1,0 +1,95 @@
+"""Solve the ``vllm_v05`` stack's per-step CPU cost from its calibration source.
+
+vLLM 0.4-0.5 ran scheduling, input preparation, sampling, detokenisation and the OpenAI
+server's streaming in one Python process, synchronously with the GPU, so every iteration
+costs ``a + b x batch`` of CPU time on top of its (CUDA-graphed) kernels. The
+``vllm_blog_v060`` rows of ``hardware/corpus/points.csv`` give two facts about v0.5.x on
+Llama-3-8B / 1x H100 (the vLLM v0.6.0 blog, Sept 2024): a decode step every 13 ms under light
+load, and GPU execution 38% of the time under load. Two facts, two unknowns: this module
+solves the linear system exactly and prints ``a`` and ``b``; the values live in
+``hardware.calibration_constants`` (``VLLM_V05_ITERATION_S``, ``VLLM_V05_SEQ_S``).
+
+The same module solves the ``vllm_v06`` stack (vLLM 0.6 with the default single scheduler
+step): multi-step scheduling amortises the per-step scheduling and input preparation over
+``n`` steps, and the v0.6.0 blog states that it "improves the throughput of running Llama 70B
+models on 4xH100 by 28%". ``vllm_v06`` is ``vllm_v1`` (fitted on multi-step-10 runs) plus a
+share ``s`` of ``vllm_v05``'s per-step CPU cost (and eager prefill steps); ``s`` is solved so
+that, at the setting of the calibration row ``sgl-4`` (Llama-3-70B, 4x H100, ShareGPT), the
+predicted throughput of ``vllm_v1`` is 1.28x that of ``vllm_v06``. The split of the cost into
+a per-step and a per-sequence part is assumed to be ``vllm_v05``'s (uncertain).
+
+``python -m hardware.fit_v05`` prints both solutions beside the stored constants.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hardware import calibration_constants as cc
+from hardware import corpus_predict as cp
+
+SOURCE = "vllm_blog_v060"
+
+
+def _step_s(row: dict, stack: str, **overrides: float) -> float:
+    b, ctx = row["batch"], row["input_len"]
+    return float(cp.cost_model(row, stack=stack, **overrides).decode_step_times_s(b, b * ctx, 1)[0])
+
+
+def solve(rows: list[dict] | None = None) -> tuple[float, float]:
+    """(iteration_s, seq_s) that reproduce the source's step time and GPU share exactly."""
+    rows = [r for r in (cp.load_corpus() if rows is None else rows) if r["source"] == SOURCE]
+    light = next(r for r in rows if r["metric"] == "step_ms")
+    loaded = next(r for r in rows if r["metric"] == "gpu_share_pct")
+    # each equation: a + b x batch = (target step) - (step without the CPU cost)
+    eqs = []
+    for r in (light, loaded):
+        bare = _step_s(r, "vllm_v05", iteration_overhead_s=0.0, seq_overhead_s=0.0)
+        if r["metric"] == "step_ms":
+            target = r["value"] * 1e-3
+        else:
+            target = _step_s(r, "ideal") / (r["value"] / 100.0)
+        eqs.append((float(r["batch"]), target - bare))
+    (b1, y1), (b2, y2) = eqs
+    seq_s = (y2 - y1) / (b2 - b1)
+    return y1 - seq_s * b1, seq_s
+
+
+#: vLLM v0.6.0 blog: multi-step scheduling "improves the throughput of running Llama 70B models
+#: on 4xH100 by 28%"; the calibration row whose setting that is.
+MULTI_STEP_GAIN, MULTI_STEP_ROW = 1.28, "sgl-4"
+
+
+def v06_overrides(share: float) -> dict[str, float]:
+    """Cost-model overrides of ``vllm_v1`` that add ``share`` of vLLM 0.5's per-step CPU cost."""
+    return {"iteration_overhead_s": cc.VLLM_V1_ITERATION_S + share * cc.VLLM_V05_ITERATION_S,
+            "seq_overhead_s": cc.VLLM_V1_SEQ_S + share * cc.VLLM_V05_SEQ_S,
+            "layer_overhead_prefill_s": cc.VLLM_EAGER_LAYER_S}
+
+
+def solve_v06_share(tol: float = 0.005) -> float:
+    """Share ``s`` with throughput(vllm_v1) / throughput(vllm_v06) = MULTI_STEP_GAIN (bisection)."""
+    row = next(r for r in cp.load_corpus() if r["id"] == MULTI_STEP_ROW)
+    multi = cp.predict(row, {"stack": "vllm_v1"})
+    lo, hi = 0.0, 2.0
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if multi / cp.predict(row, {"stack": "vllm_v1", **v06_overrides(mid)}) < MULTI_STEP_GAIN:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def main() -> int:
+    a, b = solve()
+    print(f"vllm_v05 from {SOURCE}: iteration_s = {a * 1e3:.2f} ms, seq_s = {b * 1e6:.1f} us")
+    print(f"stored: VLLM_V05_ITERATION_S = {cc.VLLM_V05_ITERATION_S * 1e3:.2f} ms, "
+          f"VLLM_V05_SEQ_S = {cc.VLLM_V05_SEQ_S * 1e6:.1f} us")
+    share = solve_v06_share()
+    print(f"vllm_v06 share of vllm_v05's per-step CPU cost: {share:.3f} (stored {cc.VLLM_V06_CPU_SHARE:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
