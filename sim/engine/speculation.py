@@ -52,6 +52,7 @@ class SpeculationMixin:
         self.spec_decode_steps += len(plan.decode)
         self.spec_draft_s += plan.draft_s
         per_request = self.spec_by_request
+        forget = getattr(spec, "forget", None)  # a plug-in speculator may not have it
         for i, (r, t) in enumerate(zip(plan.decode, plan.decode_tokens, strict=True)):
             k = t - 1
             accepted = 0
@@ -88,5 +89,7 @@ class SpeculationMixin:
                 spec.observe(r.view, k, accepted)
                 if not finished:
                     kv.trim(r, r.num_computed_tokens)
+            if finished and forget is not None:
+                forget(r.view)  # its per-request state (drawn rate, estimates) is never read again
             done |= finished
         return done
