@@ -125,6 +125,12 @@ class SpeculatorBase(PolicyBase):
         token probability tells a policy; correlated with the outcome, see drafts.py)."""
         return self.truth.confidence(req.id, j)
 
+    def draft_confidences(self, requests: Sequence[RequestView], j: int) -> list[float]:
+        """``[draft_confidence(r, j) for r in requests]`` (the same draws, in one call)."""
+        if type(self).draft_confidence is not SpeculatorBase.draft_confidence:
+            return [self.draft_confidence(r, j) for r in requests]
+        return self.truth.confidences([r.id for r in requests], j)
+
     def accepted_tokens(self, requests: Sequence[RequestView], ks: Sequence[int],
                         given: Sequence[float | None]) -> list[int] | None:
         """Accepted draft tokens per request of ``ks`` proposed (engine use, before the step runs);
@@ -141,6 +147,10 @@ class SpeculatorBase(PolicyBase):
 
     def observe(self, req: RequestView, proposed: int, accepted: int) -> None:
         """``req`` proposed ``proposed`` draft tokens and ``accepted`` of them were accepted."""
+
+    def forget(self, req: RequestView) -> None:
+        """``req`` finished: drop what was kept for it (its drawn rate; engine use)."""
+        self.truth.forget(req.id)
 
     def target_step_s(self, rep: ReplicaView, requests: Sequence[RequestView], tokens: int) -> float:
         """The target's verify pass for ``requests`` computing ``tokens`` tokens in all (a policy's
@@ -176,15 +186,19 @@ class SpeculatorBase(PolicyBase):
             total += cost.step_time_s((), n, n, context)
         return total
 
-    def uniform_draft_times_s(self, rep: ReplicaView, requests: Sequence[RequestView], k_max: int) -> list[float]:
-        """Draft time when every request drafts k tokens, for k = 0..k_max (a policy's estimate)."""
+    def uniform_draft_times_s(self, rep: ReplicaView, requests: Sequence[RequestView], k_max: int,
+                              computed: int | None = None) -> list[float]:
+        """Draft time when every request drafts k tokens, for k = 0..k_max (a policy's estimate);
+        ``computed``: the requests' summed computed tokens, if the caller has it."""
         out = [0.0]
         if not requests or k_max <= 0:
             return out + [0.0] * max(k_max, 0)
         n = len(requests)
-        context = n
-        for r in requests:
-            context += r.num_computed_tokens
+        if computed is None:
+            computed = 0
+            for r in requests:
+                computed += r.num_computed_tokens
+        context = n + computed
         if self.draft_cost_model is not None:
             passes = self.draft_cost_model.decode_step_times_s(n, context, k_max).tolist()
         elif self.eagle_fraction:

@@ -37,6 +37,10 @@ class OnlineSpeculatorBase(SpeculatorBase):
     def observe(self, req: RequestView, proposed: int, accepted: int) -> None:
         self.estimate.observe(req.id, proposed, accepted)
 
+    def forget(self, req: RequestView) -> None:
+        super().forget(req)
+        self.estimate.forget(req.id)
+
 
 class OnlineAcceptance:
     """Per-request moving-average acceptance with a pool-wide fallback."""
@@ -51,6 +55,10 @@ class OnlineAcceptance:
         """Request ``rid``'s estimate (the pool's until it was observed)."""
         a = self._a.get(rid)
         return self.a_pool if a is None else a
+
+    def forget(self, rid: int) -> None:
+        """Drop a finished request's estimate."""
+        self._a.pop(rid, None)
 
     def observe(self, rid: int, proposed: int, accepted: int) -> None:
         """Record one verified step."""

@@ -81,19 +81,27 @@ class SpecServeSpeculator(SpeculatorBase):
         self._drafted = 0
         if not n:
             return []
-        drafts = self.uniform_draft_times_s(rep, requests, p.max_k)
+        computed = 0  # the batch's context before this step's tokens (one pass, shared below)
+        for r in requests:
+            computed += r.num_computed_tokens
+        drafts = self.uniform_draft_times_s(rep, requests, p.max_k, computed)
         self._drafts = (requests, drafts)
         times: dict[int, float] = {}
+        slo = p.tpot_slo_s
+        if type(self).target_step_s is SpeculatorBase.target_step_s:
+            step_time_s = self.ctx.cost_model.step_time_s
 
-        def step_s(j: int) -> float:
-            t = times.get(j)
-            if t is None:
-                t = times[j] = drafts[j] + self.target_step_s(rep, requests, (j + 1) * n)
-            return t
+            def target_s(tokens: int) -> float:  # SpeculatorBase.target_step_s, its sum done once
+                return step_time_s((), n, tokens, tokens + computed)
+        else:
+            def target_s(tokens: int) -> float:
+                return self.target_step_s(rep, requests, tokens)
 
         def goodput(j: int, expected: float) -> float:
-            t = step_s(j)
-            if j > 0 and t > p.tpot_slo_s * (1.0 + expected / n):  # predicted TPOT past the SLO
+            t = times.get(j)
+            if t is None:
+                t = times[j] = drafts[j] + target_s((j + 1) * n)
+            if j > 0 and t > slo * (1.0 + expected / n):  # predicted TPOT past the SLO
                 return -1.0
             return (expected + n) / t
 
@@ -105,14 +113,14 @@ class SpecServeSpeculator(SpeculatorBase):
         chains: list[list[float]] = [[] for _ in range(n)]
         expected = 0.0
         k = 0
+        confidences = self.draft_confidences
         for j in range(p.max_k):
             if j > 0:
                 c0 = self.mean_confidence()
                 if goodput(j + 1, expected + c0 * sum(cum)) < best:
                     break
             seen = 0.0
-            for i, r in enumerate(requests):
-                c = self.draft_confidence(r, j)
+            for i, c in enumerate(confidences(requests, j)):
                 seen += c
                 cum[i] *= c
                 chains[i].append(cum[i])

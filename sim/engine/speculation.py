@@ -25,12 +25,14 @@ class SpeculationMixin:
         ks = spec.propose(self.view, views)
         kv = self.kv
         tokens = []
+        granted = []
         for r, k in zip(plan.decode, ks, strict=True):
             if k > 0 and kv.allocate(r, 1, k) is None:
                 k = 0
             tokens.append(k + 1)
+            granted.append(k)
         plan.decode_tokens = tokens
-        ks = [t - 1 for t in tokens]
+        ks = granted
         plan.draft_s = spec.draft_time_s(self.view, views, ks)
         draw = getattr(spec, "accepted_tokens", None)
         if draw is not None:
@@ -52,6 +54,9 @@ class SpeculationMixin:
         self.spec_decode_steps += len(plan.decode)
         self.spec_draft_s += plan.draft_s
         per_request = self.spec_by_request
+        forget = getattr(spec, "forget", None)  # a plug-in speculator may not have it
+        emit_one = self._emit
+        steps = proposed = num_accepted = emitted = 0  # added to the replica's counters at the end
         for i, (r, t) in enumerate(zip(plan.decode, plan.decode_tokens, strict=True)):
             k = t - 1
             accepted = 0
@@ -63,9 +68,9 @@ class SpeculationMixin:
                     while accepted < k and draws[at + accepted] < rate:
                         accepted += 1
                     at += k
-                self.spec_steps += 1
-                self.spec_proposed += k
-                self.spec_accepted += accepted
+                steps += 1
+                proposed += k
+                num_accepted += accepted
             emit = accepted + 1
             left = r.output_tokens - r.num_output_tokens
             if emit > left:
@@ -75,7 +80,7 @@ class SpeculationMixin:
                 row = per_request[r.id] = [0, 0, 0, 0, 0]
             row[0] += 1
             if k > 0:
-                self.spec_emitted += emit
+                emitted += emit
                 row[1] += 1
                 row[2] += k
                 row[3] += accepted
@@ -83,10 +88,16 @@ class SpeculationMixin:
             r.num_computed_tokens += emit
             finished = False
             for _ in range(emit):
-                finished = self._emit(r, end)
+                finished = emit_one(r, end)
             if k > 0:
                 spec.observe(r.view, k, accepted)
                 if not finished:
                     kv.trim(r, r.num_computed_tokens)
+            if finished and forget is not None:
+                forget(r.view)  # its per-request state (drawn rate, estimates) is never read again
             done |= finished
+        self.spec_steps += steps
+        self.spec_proposed += proposed
+        self.spec_accepted += num_accepted
+        self.spec_emitted += emitted
         return done

@@ -161,3 +161,40 @@ def test_per_request_columns_sum_to_the_summary():
     assert rate == pytest.approx(s["spec_acceptance_rate"])
     assert df["spec_steps"].sum() == s["spec_num_steps"]
     assert s["spec_draft_time_share"] + s["spec_verify_time_share"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("decay,rho", [(1.0, 0.7), (0.9, 0.5), (1.0, 1.0), (1.0, 0.0)])
+def test_batched_confidences_draw_exactly_what_one_by_one_draws(decay, rho):
+    """``confidences`` (the batch path specserve uses) gives the same confidences, outcomes and
+    random stream as ``confidence`` request by request: new requests, block refills mid-batch,
+    a request whose positions were already drawn, and requests leaving."""
+    one = AcceptanceModel(np.random.default_rng(3), 0.7, (0.7, 0.12), decay, rho)
+    many = AcceptanceModel(np.random.default_rng(3), 0.7, (0.7, 0.12), decay, rho)
+    live = list(range(5))
+    next_id = 5
+    for step in range(700):  # about 20 refills of the 1,024-normal block
+        if step % 7 == 0:
+            live = live[1:] + [next_id, next_id + 1]
+            next_id += 2
+        if step % 11 == 0:
+            one.confidence(live[0], 1)  # drawn ahead: the batch must fall back for it
+            many.confidence(live[0], 1)
+        k = 1 + step % 4
+        for j in range(k):
+            assert many.confidences(live, j) == [one.confidence(rid, j) for rid in live]
+        assert [many.accepted(rid, k) for rid in live] == [one.accepted(rid, k) for rid in live]
+    assert many.rng.random() == one.rng.random()
+
+
+@pytest.mark.parametrize("name", ["specserve", "smartspec"])
+def test_finished_requests_leave_no_speculator_state(name):
+    """A finished request's drawn rate, step draws and acceptance estimate are dropped."""
+    from policies.speculators.base import SpeculatorBase
+    from tests.cluster_run import run_cluster
+
+    cluster = run_cluster(_gate_config({"name": name, "draft_model": "Llama-3.2-1B", "acceptance": "chat"}))
+    spec = cluster.pools[0].speculator
+    assert isinstance(spec, SpeculatorBase)
+    assert spec.truth._rate == {} and spec.truth._step == {}
+    if hasattr(spec, "estimate"):
+        assert spec.estimate._a == {}
