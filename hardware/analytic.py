@@ -362,7 +362,7 @@ class AnalyticCostModel(CostModel):
 
     def decode_step_times_list(self, num_seqs: int, context_tokens: int, num_steps: int) -> list[float]:
         """``decode_step_times_s(...).tolist()``, short runs without the array in between."""
-        if self.pp == 1 and 0 < num_steps <= _SHORT_RUN_STEPS and num_seqs > 0:
+        if self._ep is None and self.pp == 1 and 0 < num_steps <= _SHORT_RUN_STEPS and num_seqs > 0:
             return self._short_decode_list(num_seqs, context_tokens, num_steps)
         return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
 

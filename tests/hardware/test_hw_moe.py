@@ -68,6 +68,10 @@ def test_ep_steps_are_pure_and_decode_runs_exact():
     each = [cm.step_time_s((), 32, 32, 32 * 500 + i * 32) for i in range(20)]
     assert run.tolist() == each
     assert len(set(each)) > 1  # the per-step noise shows
+    # the list form the fast path uses takes the same EP route, short runs included
+    for steps in (3, 20, 40):
+        expect = [cm.step_time_s((), 7, 7, 3000 + i * 7) for i in range(steps)]
+        assert cm.decode_step_times_list(7, 3000, steps) == expect, steps
 
 
 def test_dp_attention_needs_all_to_all_and_more_nodes_cost_more():
