@@ -45,7 +45,8 @@ from sim.schema import param
 ACT_BYTES = 2.0  # activations travel in bf16/fp16
 _SHORT_RUN_STEPS = 32  # decode runs up to this long are priced in Python floats, longer ones in numpy
 
-Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal", "vllm_v1", "sglang", "vllm_v05", "vllm_v06"]
+Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal", "vllm_v1", "sglang", "vllm_v05", "vllm_v06",
+                "vllm_v05_offline"]
 AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring"]
 
 
@@ -79,6 +80,8 @@ class AnalyticParams:
         "local", doc="remote: MoE layers run on a held expert pool (attention pools), not priced here")
     expert_parallel: ExpertParallelParams | None = param(
         None, doc="expert parallelism (hardware/moe.py); null: experts tensor-parallel, uniform routing")
+    moe_compute_factor: float | None = param(None, gt=0, le=1, doc="share of the dense GEMM compute efficiency "
+                                             "the routed-expert (grouped) GEMMs reach (default: the stack's)")
     swap_call_overhead_s: float = param(0.0, ge=0, doc="per copy call when swapping paged KV: one call per "
                                         "block, layer and K/V (FastSwitch); 0 = bytes only (e.g. 5e-6)")
 
@@ -151,6 +154,7 @@ class AnalyticCostModel(CostModel):
         lo_decode = stack.layer_decode_s if p.layer_overhead_decode_s is None else p.layer_overhead_decode_s
         self._o_seq = stack.seq_s if p.seq_overhead_s is None else p.seq_overhead_s
         self._c2c_bw = self._c2c_bytes_per_s()
+        self._moe_factor = stack.moe_compute_factor if p.moe_compute_factor is None else p.moe_compute_factor
         self._fold_constants(lo_prefill, lo_decode)
         self._decode_terms: dict[int, tuple[float, float, tuple[float, ...]]] = {}  # batch size -> terms
         self._ep: ExpertParallel | None = None
@@ -220,7 +224,8 @@ class AnalyticCostModel(CostModel):
         self._num_experts = float(m.num_experts)
         self._q = 1.0 - m.top_k / m.num_experts if m.is_moe else 1.0
         fixed = (m.shared_expert_params + m.router_params) / tp
-        self._moe_c = 2.0 * moe_layers * (m.top_k * m.expert_params / tp + fixed) / peak
+        # the routed experts' grouped GEMM reaches the stack's share of the dense efficiency
+        self._moe_c = 2.0 * moe_layers * (m.top_k * m.expert_params / tp / self._moe_factor + fixed) / peak
         self._expert_w = moe_layers * m.expert_params / tp * wb / w_bw
         self._moe_fixed_w = moe_layers * fixed * wb / w_bw
         act_moe = 4 * (m.top_k * m.moe_intermediate + m.shared_intermediate) / tp + 2 * m.hidden

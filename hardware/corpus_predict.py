@@ -90,14 +90,19 @@ def stack_for(row: dict[str, Any]) -> str:
                 steps = re.search(r"(?:multi-step|num-scheduler-steps)\s+(\d+)", row.get("notes") or "")
                 return "vllm_v1" if steps and int(steps.group(1)) > 1 else "vllm_v06"
             if minor >= 4:
-                return "vllm_v05"  # CUDA graphs, synchronous per-step CPU loop
+                return _v05(row)  # CUDA graphs, synchronous per-step CPU loop
         dated = re.search(r"(20\d\d)-(\d\d)", version)  # an unstated build, dated by its source
         if dated and (int(dated.group(1)), int(dated.group(2))) >= (2024, 9):
             return "vllm_v06"  # after v0.6.0 (2024-09-04): 0.6-era engine, one scheduler step by default
         if "2024" in version:
-            return "vllm_v05"  # an unstated 2024 build (0.4-0.5 era: graphs on, CPU loop synchronous)
+            return _v05(row)  # an unstated 2024 build (0.4-0.5 era: graphs on, CPU loop synchronous)
         return "vllm"  # older or unstated 2023 builds: the eager-era stack
     raise ValueError(f"corpus row {row['id']}: unknown engine {engine!r}")
+
+
+def _v05(row: dict[str, Any]) -> str:
+    """vLLM 0.4-0.5: static batches ran offline (benchmark_latency: no API server in the process)."""
+    return "vllm_v05_offline" if row.get("kind") == "static" else "vllm_v05"
 
 
 def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:

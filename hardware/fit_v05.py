@@ -18,7 +18,14 @@ that, at the setting of the calibration row ``sgl-4`` (Llama-3-70B, 4x H100, Sha
 predicted throughput of ``vllm_v1`` is 1.28x that of ``vllm_v06``. The split of the cost into
 a per-step and a per-sequence part is assumed to be ``vllm_v05``'s (uncertain).
 
-``python -m hardware.fit_v05`` prints both solutions beside the stored constants.
+The third solution is the fused_moe kernel's share of the dense GEMM compute efficiency
+(``VLLM_FUSED_MOE_COMPUTE_FACTOR``) from the ``vllm_pr3240_mixtral`` rows (vllm-project/vllm
+#3240: Mixtral-8x7B on 2x A100, benchmark_latency 1000/50 at batch 1-64): the factor is
+solved so that the predicted latency increase from batch 32 to batch 64 (32,000 more prompt
+tokens, nearly all of it the experts' prefill GEMMs; the per-step CPU cost cancels) equals the
+measured one.
+
+``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
 
 from __future__ import annotations
@@ -81,6 +88,28 @@ def solve_v06_share(tol: float = 0.005) -> float:
     return 0.5 * (lo + hi)
 
 
+MOE_SOURCE, MOE_BATCHES = "vllm_pr3240_mixtral", (32, 64)
+
+
+def solve_moe_factor(tol: float = 0.002) -> float:
+    """fused_moe compute factor f with predicted latency(64) - latency(32) = measured (bisection)."""
+    rows = {r["batch"]: r for r in cp.load_corpus() if r["source"] == MOE_SOURCE}
+    lo_row, hi_row = rows[MOE_BATCHES[0]], rows[MOE_BATCHES[1]]
+    target = hi_row["value"] - lo_row["value"]
+
+    def rise(f: float) -> float:
+        return cp.predict(hi_row, {"moe_compute_factor": f}) - cp.predict(lo_row, {"moe_compute_factor": f})
+
+    lo, hi = 0.05, 1.0  # rise falls as f grows
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if rise(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def main() -> int:
     a, b = solve()
     print(f"vllm_v05 from {SOURCE}: iteration_s = {a * 1e3:.2f} ms, seq_s = {b * 1e6:.1f} us")
@@ -88,6 +117,8 @@ def main() -> int:
           f"VLLM_V05_SEQ_S = {cc.VLLM_V05_SEQ_S * 1e6:.1f} us")
     share = solve_v06_share()
     print(f"vllm_v06 share of vllm_v05's per-step CPU cost: {share:.3f} (stored {cc.VLLM_V06_CPU_SHARE:.3f})")
+    moe = solve_moe_factor()
+    print(f"fused_moe compute factor from {MOE_SOURCE}: {moe:.3f} (stored {cc.VLLM_FUSED_MOE_COMPUTE_FACTOR:.3f})")
     return 0
 
 

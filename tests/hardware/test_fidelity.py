@@ -135,3 +135,39 @@ def test_vllm_v06_single_step_costs_what_multi_step_saves():
     small = {**row, "num_prompts": 300}  # the blog's +28% holds roughly at a smaller run too
     gain = cp.predict(small, {"stack": "vllm_v1"}) / cp.predict(small, {"stack": "vllm_v06"})
     assert 1.1 < gain < 1.5
+
+
+def test_fused_moe_factor_is_solved_from_its_calibration_source():
+    from hardware import calibration_constants as cc
+    from hardware import fit_v05
+
+    assert fit_v05.solve_moe_factor() == pytest.approx(cc.VLLM_FUSED_MOE_COMPUTE_FACTOR, abs=0.01)
+    assert fit_v05.MOE_SOURCE in fid.CALIBRATION_SOURCES
+    rows = [r for r in cp.load_corpus() if r["source"] == fit_v05.MOE_SOURCE]
+    assert {cp.stack_for(r) for r in rows} == {"vllm_v05_offline"}  # benchmark_latency: no API server
+    errors = [abs(cp.predict(r) / r["value"] - 1) for r in rows]
+    assert max(errors) < 0.2
+
+
+def test_moe_compute_factor_slows_only_the_routed_experts_compute():
+    row = {"device": "A100-80GB", "tp": 2, "weight_dtype": "bf16", "kv_dtype": "bf16"}
+    moe = {**row, "model": "Mixtral-8x7B"}
+    full, slow = (cp.cost_model(moe, stack="vllm_v05", moe_compute_factor=f) for f in (1.0, 0.5))
+    prefill = [(4096, 0)]
+    assert slow.step_time_s(prefill, 0, 0, 0) > 1.3 * full.step_time_s(prefill, 0, 0, 0)  # compute-bound
+    assert slow.step_time_s([], 1, 1, 300) == pytest.approx(full.step_time_s([], 1, 1, 300), rel=0.02)  # weight-bound
+    dense = {**row, "model": "Llama-3-8B"}
+    a, b = (cp.cost_model(dense, stack="vllm_v05", moe_compute_factor=f) for f in (1.0, 0.5))
+    assert a.step_time_s(prefill, 0, 0, 0) == b.step_time_s(prefill, 0, 0, 0)
+    assert cp.cost_model(moe, stack="trtllm")._moe_factor == 1.0  # other stacks unchanged
+
+
+def test_offline_vllm_v05_drops_the_api_servers_share_of_cpu_time():
+    from hardware import calibration_constants as cc
+
+    on, off = cc.STACKS["vllm_v05"], cc.STACKS["vllm_v05_offline"]
+    assert off.iteration_s == pytest.approx(on.iteration_s * 29 / 62)
+    assert off.seq_s == pytest.approx(on.seq_s * 29 / 62)
+    row = {"id": "x", "engine": "vllm", "engine_version": "0.5.4"}
+    assert cp.stack_for({**row, "kind": "static"}) == "vllm_v05_offline"
+    assert cp.stack_for({**row, "kind": "online"}) == "vllm_v05"
