@@ -7,7 +7,7 @@ and review the table in the diff. Nothing else in hardware/ holds a fitted numbe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # ---------------------------------------------------------------- kernel efficiencies
 
@@ -81,6 +81,10 @@ class StackOverheads:
     request_s: float = 0.0
     #: share of the dense GEMM compute efficiency its routed-expert (grouped) GEMMs reach
     moe_compute_factor: float = 1.0
+    #: small TP all-reduces on the stack's custom kernel (False: NCCL for every size)
+    custom_allreduce: bool = True
+    #: per TP all-reduce call on top of the algorithm's time (framework and launch cost)
+    allreduce_call_s: float = 0.0
 
 
 # Fitted values of the issue-17 stacks (see STACKS below; ``hardware.fidelity --fit`` prints them).
@@ -121,6 +125,14 @@ VLLM_V05_OFFLINE_CPU_SHARE = 29.0 / (33.0 + 29.0)
 #: dominated by the experts' prefill GEMMs). Measured on Ampere only; applied to the 2024 vLLM
 #: stacks on every GPU (uncertain on Hopper, where Triton of 2024 had no wgmma path either).
 VLLM_FUSED_MOE_COMPUTE_FACTOR = 0.61
+
+#: vLLM before its custom all-reduce (v0.3.0, 2024-01): every TP all-reduce went through NCCL
+#: (torch.distributed), costing this much per call beyond the NCCL algorithm's own time.
+#: Solved by ``python -m hardware.fit_v05`` from the ``vllm_pr2192_allreduce`` calibration row
+#: (vllm-project/vllm#2192: Llama-70B on 4x A100-80GB, benchmark_latency 256/256 batch 64,
+#: 16.37 s with NCCL, 14.57 s with the custom kernel; the 14.57 s is the ``vllm`` stack's own
+#: calibration point, so the difference is the all-reduces' alone).
+VLLM_NCCL_CALL_S = 40.7e-6
 
 #: One profile per measured stack; ``stack: name`` in the cost-model params picks one.
 STACKS = {
@@ -194,6 +206,13 @@ STACKS = {
                "multi-step gain (python -m hardware.fit_v05)",
     ),
 }
+
+# 2023 vLLM before the custom all-reduce kernel (vllm-project/vllm#2192, in v0.3.0): the ``vllm``
+# stack with NCCL all-reduces at every size and their per-call cost.
+STACKS["vllm_nccl"] = replace(
+    STACKS["vllm"], custom_allreduce=False, allreduce_call_s=VLLM_NCCL_CALL_S,
+    source="vllm stack with NCCL all-reduces; per-call cost solved from vllm-project/vllm#2192 "
+           "(python -m hardware.fit_v05)")
 
 #: The stack a cost model assumes unless told (the most efficient measured one).
 DEFAULT_STACK = "trtllm"

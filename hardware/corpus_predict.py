@@ -96,7 +96,11 @@ def stack_for(row: dict[str, Any]) -> str:
             return "vllm_v06"  # after v0.6.0 (2024-09-04): 0.6-era engine, one scheduler step by default
         if "2024" in version:
             return _v05(row)  # an unstated 2024 build (0.4-0.5 era: graphs on, CPU loop synchronous)
-        return "vllm"  # older or unstated 2023 builds: the eager-era stack
+        if "2023" in version:
+            # 2023 builds predate the custom all-reduce kernel (vllm-project/vllm#2192, v0.3.0 of
+            # 2024-01): NCCL all-reduces on the eager-era stack
+            return "vllm_nccl"
+        return "vllm"  # older or unstated builds: the eager-era stack
     raise ValueError(f"corpus row {row['id']}: unknown engine {engine!r}")
 
 

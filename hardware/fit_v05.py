@@ -25,6 +25,12 @@ solved so that the predicted latency increase from batch 32 to batch 64 (32,000 
 tokens, nearly all of it the experts' prefill GEMMs; the per-step CPU cost cancels) equals the
 measured one.
 
+The fourth is the per-call cost of an NCCL all-reduce in 2023 vLLM (``VLLM_NCCL_CALL_S``, stack
+``vllm_nccl``) from the ``vllm_pr2192_allreduce`` row (vllm-project/vllm#2192: Llama-70B on 4x
+A100-80GB, benchmark_latency 256/256 at batch 64, 16.37 s with NCCL all-reduces against 14.57
+s with the custom kernel, the ``vllm`` stack's calibration point): solved so that the row is
+reproduced.
+
 ``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
 
@@ -110,6 +116,22 @@ def solve_moe_factor(tol: float = 0.002) -> float:
     return 0.5 * (lo + hi)
 
 
+NCCL_SOURCE = "vllm_pr2192_allreduce"
+
+
+def solve_nccl_call_s(tol: float = 0.2e-6) -> float:
+    """Per-call NCCL all-reduce cost that reproduces the source's NCCL latency (bisection)."""
+    row = next(r for r in cp.load_corpus() if r["source"] == NCCL_SOURCE)
+    lo, hi = 0.0, 500e-6  # latency grows with the per-call cost
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if cp.predict(row, {"stack": "vllm_nccl", "allreduce_call_overhead_s": mid}) < row["value"]:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def main() -> int:
     a, b = solve()
     print(f"vllm_v05 from {SOURCE}: iteration_s = {a * 1e3:.2f} ms, seq_s = {b * 1e6:.1f} us")
@@ -119,6 +141,9 @@ def main() -> int:
     print(f"vllm_v06 share of vllm_v05's per-step CPU cost: {share:.3f} (stored {cc.VLLM_V06_CPU_SHARE:.3f})")
     moe = solve_moe_factor()
     print(f"fused_moe compute factor from {MOE_SOURCE}: {moe:.3f} (stored {cc.VLLM_FUSED_MOE_COMPUTE_FACTOR:.3f})")
+    call = solve_nccl_call_s()
+    print(f"NCCL all-reduce per-call cost from {NCCL_SOURCE}: {call * 1e6:.1f} us "
+          f"(stored {cc.VLLM_NCCL_CALL_S * 1e6:.1f} us)")
     return 0
 
 

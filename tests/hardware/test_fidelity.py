@@ -103,7 +103,8 @@ def test_engine_versions_map_to_stacks():
     assert cp.stack_for({**row, "engine_version": "0.6.0"}) == "vllm_v06"  # 0.6 default: one step
     assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "multi-step 1; x"}) == "vllm_v06"
     assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "num-scheduler-steps 10"}) == "vllm_v1"
-    assert cp.stack_for({**row, "engine_version": "unstated (2023)"}) == "vllm"
+    assert cp.stack_for({**row, "engine_version": "unstated (2023)"}) == "vllm_nccl"  # before custom all-reduce
+    assert cp.stack_for({**row, "engine_version": "unstated"}) == "vllm"
     assert cp.stack_for({**row, "engine_version": "unstated (2024)"}) == "vllm_v05"
     assert cp.stack_for({**row, "engine_version": "unstated (ROCm fork; blog of 2024-10)"}) == "vllm_v06"
 
@@ -171,3 +172,27 @@ def test_offline_vllm_v05_drops_the_api_servers_share_of_cpu_time():
     row = {"id": "x", "engine": "vllm", "engine_version": "0.5.4"}
     assert cp.stack_for({**row, "kind": "static"}) == "vllm_v05_offline"
     assert cp.stack_for({**row, "kind": "online"}) == "vllm_v05"
+
+
+def test_nccl_call_cost_is_solved_from_its_calibration_source():
+    from hardware import calibration_constants as cc
+    from hardware import fit_v05
+
+    assert fit_v05.solve_nccl_call_s() == pytest.approx(cc.VLLM_NCCL_CALL_S, rel=0.02)
+    assert fit_v05.NCCL_SOURCE in fid.CALIBRATION_SOURCES
+    row = next(r for r in cp.load_corpus() if r["source"] == fit_v05.NCCL_SOURCE)
+    assert cp.stack_for(row) == "vllm_nccl"
+    assert cp.predict(row) == pytest.approx(row["value"], rel=0.01)
+    # the custom-kernel run of the same PR is the vllm stack's own calibration point
+    assert cp.predict({**row, "engine_version": "unstated"}) == pytest.approx(14.57, rel=0.03)
+
+
+def test_nccl_stack_differs_from_vllm_only_in_its_all_reduces():
+    hw = {"device": "A100-80GB", "model": "Llama-2-70B", "weight_dtype": "bf16", "kv_dtype": "bf16"}
+    for tp, differs in ((1, False), (4, True)):
+        nccl, custom = (cp.cost_model({**hw, "tp": tp}, stack=s) for s in ("vllm_nccl", "vllm"))
+        a, b = nccl.step_time_s([], 64, 64, 64 * 512), custom.step_time_s([], 64, 64, 64 * 512)
+        assert (a > b) if differs else (a == b)
+    parts = cp.cost_model({**hw, "tp": 4}, stack="vllm_nccl").step_parts([], 64, 64, 64 * 512)
+    layers = 80
+    assert parts["comm"] > 2 * layers * 40e-6  # two NCCL calls per layer, each >= the per-call cost
