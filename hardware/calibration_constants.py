@@ -24,7 +24,11 @@ MEMORY_EFFICIENCY = 0.78
 #: FP8/INT8 GEMMs reach a smaller share of their (doubled) peak than BF16 does, per
 #: architecture. Source: TensorRT-LLM FP8 first-token latency at 2,048 tokens, LLaMA-7B on
 #: H100 (36 ms) and on L40S (73 ms). Blackwell assumed like Hopper (uncertain).
-FP8_COMPUTE_FACTOR = {"hopper": 0.62, "blackwell": 0.62, "ada": 0.80, "default": 0.70}
+#: CDNA3 (MI300X): solved by ``python -m hardware.fit_v05`` from the ``azure_nd_mi300x`` calibration
+#: rows (vLLM ROCm of Nov 2024, Llama-3.1-405B FP8 on 8x MI300X, benchmark_throughput at six
+#: lengths): the effective FP8 rate at vLLM's TP8 shapes and kernels (the same source's hipBLASLt
+#: GEMMs at 8192^3 reach about twice it, 1159 TFLOPS).
+FP8_COMPUTE_FACTOR = {"hopper": 0.62, "blackwell": 0.62, "ada": 0.80, "cdna3": 0.293, "default": 0.70}
 
 #: Fraction of BF16 peak reached by fused (flash) attention. FlashAttention-2 reaches
 #: ~35-50% of H100 peak, FA3 more; no section-5 point isolates it (uncertain).

@@ -12,6 +12,9 @@ prediction:
 - ``decode_step``: one pure-decode iteration of ``batch`` sequences at ``input_len`` tokens of
   context each (``step_ms``), or the kernels' share of it (``gpu_share_pct``: the ``ideal``
   stack's step over the row's stack's step), for engine profiles quoted in prose.
+- ``kernel``: a device microbenchmark: ``gemm_tflops`` (an ``batch`` x ``input_len`` @
+  ``input_len`` x ``output_len`` GEMM in ``weight_dtype``, reached TFLOPS by the cost model's
+  roofline) or ``hbm_tbps`` (a streaming copy: the HBM bandwidth times the memory efficiency).
 - ``offline`` / ``offline_fixed`` / ``online``: a whole simulation with servesim (one
   replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
   lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed``.
@@ -129,7 +132,9 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         # it schedules whole prompts first, max(max_model_len, 2048) tokens a step
         return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": 2048}
     # vLLM 0.6 without chunked prefill: whole prompts first, max(max_model_len, 2048) tokens
-    return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": 4096}
+    # unless the source set --max-num-batched-tokens (its notes say so)
+    budget = re.search(r"max-num-batched-tokens\s+(\d+)", row.get("notes") or "")
+    return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": int(budget.group(1)) if budget else 4096}
 
 
 def cost_model(row: dict[str, Any], stack: str | None = None, **overrides: Any) -> AnalyticCostModel:
@@ -143,6 +148,19 @@ def static_batch_s(cm: AnalyticCostModel, batch: int, prompt: int, output: int) 
     prefill = cm.step_time_s([(prompt, 0)] * batch, 0, 0, 0)
     decode = cm.decode_step_times_s(batch, batch * (prompt + 1), output - 1).sum()
     return prefill + float(decode)
+
+
+def _kernel(row: dict[str, Any], overrides: dict[str, Any]) -> float:
+    from hardware.analytic import gemm_time_s
+    from hardware.devices import get_device
+
+    d, p = get_device(row["device"]), AnalyticParams(**overrides)
+    if row["metric"] == "gemm_tflops":
+        m, k, n = row["batch"], row["input_len"], row["output_len"]
+        return 2.0 * m * k * n / gemm_time_s(d, m, k, n, row["weight_dtype"], p) / 1e12
+    if row["metric"] == "hbm_tbps":
+        return d.hbm_gbps * p.memory_efficiency / 1e3
+    raise ValueError(f"corpus row {row['id']}: kernel metric {row['metric']!r}")
 
 
 def _decode_step(row: dict[str, Any], overrides: dict[str, Any]) -> float:
@@ -291,6 +309,8 @@ def predict(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> flo
         return _static(row, overrides)
     if kind == "decode_step":
         return _decode_step(row, overrides)
+    if kind == "kernel":
+        return _kernel(row, overrides)
     if kind in ("offline", "offline_fixed", "online"):
         return _serving(row, overrides)
     raise ValueError(f"corpus row {row['id']}: unknown kind {kind!r}")

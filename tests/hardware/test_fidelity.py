@@ -196,3 +196,21 @@ def test_nccl_stack_differs_from_vllm_only_in_its_all_reduces():
     parts = cp.cost_model({**hw, "tp": 4}, stack="vllm_nccl").step_parts([], 64, 64, 64 * 512)
     layers = 80
     assert parts["comm"] > 2 * layers * 40e-6  # two NCCL calls per layer, each >= the per-call cost
+
+
+def test_mi300x_fp8_factor_is_solved_from_its_calibration_source():
+    import statistics
+
+    from hardware import calibration_constants as cc
+    from hardware import fit_v05
+
+    assert fit_v05.solve_cdna3_fp8_factor() == pytest.approx(cc.FP8_COMPUTE_FACTOR["cdna3"], abs=0.01)
+    assert fit_v05.MI300X_SOURCE in fid.CALIBRATION_SOURCES
+    rows = [r for r in cp.load_corpus() if r["source"] == fit_v05.MI300X_SOURCE]
+    runs = [r for r in rows if r["kind"] != "kernel"]
+    assert {cp.stack_for(r) for r in runs} == {"vllm_v1"}  # 0.6 with --num-scheduler-steps 10
+    assert {cp.scheduler_for(r)["max_num_batched_tokens"] for r in runs} == {131072}  # from the notes
+    assert abs(statistics.median(cp.predict(r) / r["value"] - 1 for r in runs)) < 0.02
+    hbm = next(r for r in rows if r["metric"] == "hbm_tbps")
+    assert cp.predict(hbm) == pytest.approx(hbm["value"], rel=0.02)
+    assert fid.kind_group(hbm) == "operator"
