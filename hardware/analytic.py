@@ -45,7 +45,8 @@ from sim.schema import param
 ACT_BYTES = 2.0  # activations travel in bf16/fp16
 _SHORT_RUN_STEPS = 32  # decode runs up to this long are priced in Python floats, longer ones in numpy
 
-Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal", "vllm_v1", "sglang", "vllm_v05", "vllm_v06"]
+Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal", "vllm_v1", "sglang", "vllm_v05", "vllm_v06",
+                "vllm_v05_offline", "vllm_nccl"]
 AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring"]
 
 
@@ -79,6 +80,10 @@ class AnalyticParams:
         "local", doc="remote: MoE layers run on a held expert pool (attention pools), not priced here")
     expert_parallel: ExpertParallelParams | None = param(
         None, doc="expert parallelism (hardware/moe.py); null: experts tensor-parallel, uniform routing")
+    moe_compute_factor: float | None = param(None, gt=0, le=1, doc="share of the dense GEMM compute efficiency "
+                                             "the routed-expert (grouped) GEMMs reach (default: the stack's)")
+    allreduce_call_overhead_s: float | None = param(None, ge=0, doc="per TP all-reduce call on top of the "
+                                                    "algorithm's time (default: the stack's)")
     swap_call_overhead_s: float = param(0.0, ge=0, doc="per copy call when swapping paged KV: one call per "
                                         "block, layer and K/V (FastSwitch); 0 = bytes only (e.g. 5e-6)")
 
@@ -111,13 +116,15 @@ def gemm_time_s(device: DeviceSpec, num_tokens: int, d_in: int, d_out: int, dtyp
     return roofline_time_s(flops, num_bytes, gemm_peak_flops(device, dtype, p), bw)
 
 
-def allreduce_choice(device: DeviceSpec, num_bytes: float, tp: int, choice: str = "auto") -> tuple[str, float]:
-    """(algorithm, link GB/s) a serving stack uses for a TP all-reduce of ``num_bytes``."""
+def allreduce_choice(device: DeviceSpec, num_bytes: float, tp: int, choice: str = "auto",
+                     custom: bool = True) -> tuple[str, float]:
+    """(algorithm, link GB/s) a serving stack uses for a TP all-reduce of ``num_bytes``
+    (``custom``: the stack has a custom kernel for small messages; else NCCL at every size)."""
     if device.nvlink_gbps <= 0:
         return ("pcie_ring" if choice == "auto" else choice), device.host_link_gbps
     if choice != "auto":
         return choice, device.nvlink_gbps
-    if num_bytes <= cc.CUSTOM_ALLREDUCE_MAX_BYTES and tp <= 8:
+    if custom and num_bytes <= cc.CUSTOM_ALLREDUCE_MAX_BYTES and tp <= 8:
         return "two_shot", device.nvlink_gbps
     if device.arch in ("hopper", "blackwell"):
         return "nvls", device.nvlink_gbps
@@ -151,6 +158,9 @@ class AnalyticCostModel(CostModel):
         lo_decode = stack.layer_decode_s if p.layer_overhead_decode_s is None else p.layer_overhead_decode_s
         self._o_seq = stack.seq_s if p.seq_overhead_s is None else p.seq_overhead_s
         self._c2c_bw = self._c2c_bytes_per_s()
+        self._moe_factor = stack.moe_compute_factor if p.moe_compute_factor is None else p.moe_compute_factor
+        self._custom_ar = stack.custom_allreduce
+        self._ar_call_s = stack.allreduce_call_s if p.allreduce_call_overhead_s is None else p.allreduce_call_overhead_s
         self._fold_constants(lo_prefill, lo_decode)
         self._decode_terms: dict[int, tuple[float, float, tuple[float, ...]]] = {}  # batch size -> terms
         self._ep: ExpertParallel | None = None
@@ -220,7 +230,8 @@ class AnalyticCostModel(CostModel):
         self._num_experts = float(m.num_experts)
         self._q = 1.0 - m.top_k / m.num_experts if m.is_moe else 1.0
         fixed = (m.shared_expert_params + m.router_params) / tp
-        self._moe_c = 2.0 * moe_layers * (m.top_k * m.expert_params / tp + fixed) / peak
+        # the routed experts' grouped GEMM reaches the stack's share of the dense efficiency
+        self._moe_c = 2.0 * moe_layers * (m.top_k * m.expert_params / tp / self._moe_factor + fixed) / peak
         self._expert_w = moe_layers * m.expert_params / tp * wb / w_bw
         self._moe_fixed_w = moe_layers * fixed * wb / w_bw
         act_moe = 4 * (m.top_k * m.moe_intermediate + m.shared_intermediate) / tp + 2 * m.hidden
@@ -242,10 +253,13 @@ class AnalyticCostModel(CostModel):
         self._ar_count = 2.0 * layers if tp > 1 else 0.0
         msg_per_token = m.hidden * ACT_BYTES
         self._ar_threshold_tokens = cc.CUSTOM_ALLREDUCE_MAX_BYTES / msg_per_token
-        small_algo, small_gbps = allreduce_choice(d, 1.0, tp, p.allreduce)
-        big_algo, big_gbps = allreduce_choice(d, cc.CUSTOM_ALLREDUCE_MAX_BYTES + 1.0, tp, p.allreduce)
+        small_algo, small_gbps = allreduce_choice(d, 1.0, tp, p.allreduce, self._custom_ar)
+        big_algo, big_gbps = allreduce_choice(d, cc.CUSTOM_ALLREDUCE_MAX_BYTES + 1.0, tp, p.allreduce, self._custom_ar)
         self._ar_small = self._affine(lambda b: allreduce_time_s(b, tp, small_gbps, small_algo), msg_per_token)
         self._ar_big = self._affine(lambda b: allreduce_time_s(b, tp, big_gbps, big_algo), msg_per_token)
+        if self._ar_call_s and tp > 1:  # the stack's per-call cost (exactly 0 otherwise: no float change)
+            self._ar_small = (self._ar_small[0] + self._ar_call_s, self._ar_small[1])
+            self._ar_big = (self._ar_big[0] + self._ar_call_s, self._ar_big[1])
 
         # pipeline: microbatches and activation sends between stages
         self._micro = p.pp_microbatches or pp

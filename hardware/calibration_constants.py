@@ -7,7 +7,7 @@ and review the table in the diff. Nothing else in hardware/ holds a fitted numbe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # ---------------------------------------------------------------- kernel efficiencies
 
@@ -24,7 +24,11 @@ MEMORY_EFFICIENCY = 0.78
 #: FP8/INT8 GEMMs reach a smaller share of their (doubled) peak than BF16 does, per
 #: architecture. Source: TensorRT-LLM FP8 first-token latency at 2,048 tokens, LLaMA-7B on
 #: H100 (36 ms) and on L40S (73 ms). Blackwell assumed like Hopper (uncertain).
-FP8_COMPUTE_FACTOR = {"hopper": 0.62, "blackwell": 0.62, "ada": 0.80, "default": 0.70}
+#: CDNA3 (MI300X): solved by ``python -m hardware.fit_v05`` from the ``azure_nd_mi300x`` calibration
+#: rows (vLLM ROCm of Nov 2024, Llama-3.1-405B FP8 on 8x MI300X, benchmark_throughput at six
+#: lengths): the effective FP8 rate at vLLM's TP8 shapes and kernels (the same source's hipBLASLt
+#: GEMMs at 8192^3 reach about twice it, 1159 TFLOPS).
+FP8_COMPUTE_FACTOR = {"hopper": 0.62, "blackwell": 0.62, "ada": 0.80, "cdna3": 0.293, "default": 0.70}
 
 #: Fraction of BF16 peak reached by fused (flash) attention. FlashAttention-2 reaches
 #: ~35-50% of H100 peak, FA3 more; no section-5 point isolates it (uncertain).
@@ -79,6 +83,12 @@ class StackOverheads:
     #: per request, outside the engine loop (tokenisation, detokenisation, HTTP): added to a
     #: request's TTFT and end-to-end latency by ``hardware.fidelity`` and ``servesim validate``
     request_s: float = 0.0
+    #: share of the dense GEMM compute efficiency its routed-expert (grouped) GEMMs reach
+    moe_compute_factor: float = 1.0
+    #: small TP all-reduces on the stack's custom kernel (False: NCCL for every size)
+    custom_allreduce: bool = True
+    #: per TP all-reduce call on top of the algorithm's time (framework and launch cost)
+    allreduce_call_s: float = 0.0
 
 
 # Fitted values of the issue-17 stacks (see STACKS below; ``hardware.fidelity --fit`` prints them).
@@ -105,6 +115,28 @@ VLLM_V05_SEQ_S = 43.5e-6
 #: would amortise; solved by ``python -m hardware.fit_v05`` from the v0.6.0 blog's "+28%
 #: throughput from multi-step, Llama 70B on 4x H100" at the sgl-4 calibration setting.
 VLLM_V06_CPU_SHARE = 0.607
+
+#: vLLM 0.4-0.5 offline (``benchmark_latency`` / ``benchmark_throughput`` drive the ``LLM``
+#: engine in-process, no OpenAI server): the share of ``vllm_v05``'s per-step CPU cost that is
+#: not the API server. The v0.6.0 blog's profile of v0.5.x (Llama-3-8B, 1x H100): API server
+#: 33%, scheduling and input preparation 29%, GPU execution 38%; offline keeps 29 / (33 + 29).
+VLLM_V05_OFFLINE_CPU_SHARE = 29.0 / (33.0 + 29.0)
+
+#: vLLM's fused_moe Triton kernel of 2024 (tuned configs): share of the dense GEMM compute
+#: efficiency its routed-expert GEMMs reach. Solved by ``python -m hardware.fit_v05`` from the
+#: ``vllm_pr3240_mixtral`` calibration rows (vllm-project/vllm#3240: Mixtral-8x7B on 2x A100,
+#: benchmark_latency 1000/50): the latency step from batch 32 to 64 (32,000 more prompt tokens,
+#: dominated by the experts' prefill GEMMs). Measured on Ampere only; applied to the 2024 vLLM
+#: stacks on every GPU (uncertain on Hopper, where Triton of 2024 had no wgmma path either).
+VLLM_FUSED_MOE_COMPUTE_FACTOR = 0.61
+
+#: vLLM before its custom all-reduce (v0.3.0, 2024-01): every TP all-reduce went through NCCL
+#: (torch.distributed), costing this much per call beyond the NCCL algorithm's own time.
+#: Solved by ``python -m hardware.fit_v05`` from the ``vllm_pr2192_allreduce`` calibration row
+#: (vllm-project/vllm#2192: Llama-70B on 4x A100-80GB, benchmark_latency 256/256 batch 64,
+#: 16.37 s with NCCL, 14.57 s with the custom kernel; the 14.57 s is the ``vllm`` stack's own
+#: calibration point, so the difference is the all-reduces' alone).
+VLLM_NCCL_CALL_S = 40.7e-6
 
 #: One profile per measured stack; ``stack: name`` in the cost-model params picks one.
 STACKS = {
@@ -152,9 +184,17 @@ STACKS = {
     # 2023 ``vllm`` stack (VLLM_EAGER_LAYER_S).
     "vllm_v05": StackOverheads(
         iteration_s=VLLM_V05_ITERATION_S, layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
-        seq_s=VLLM_V05_SEQ_S, request_s=0.0,
+        seq_s=VLLM_V05_SEQ_S, request_s=0.0, moe_compute_factor=VLLM_FUSED_MOE_COMPUTE_FACTOR,
         source="vllm_blog_v060 corpus source (vLLM 0.5.x CPU overhead on Llama-3-8B H100), "
                "solved by python -m hardware.fit_v05",
+    ),
+    # vLLM 0.4-0.5 run offline (benchmark_latency / benchmark_throughput: the LLM engine with no
+    # API server in the process): vllm_v05 with the API server's share of the CPU cost removed.
+    "vllm_v05_offline": StackOverheads(
+        iteration_s=VLLM_V05_OFFLINE_CPU_SHARE * VLLM_V05_ITERATION_S, layer_prefill_s=VLLM_EAGER_LAYER_S,
+        layer_decode_s=VLLM_V1_LAYER_DECODE_S, seq_s=VLLM_V05_OFFLINE_CPU_SHARE * VLLM_V05_SEQ_S,
+        request_s=0.0, moe_compute_factor=VLLM_FUSED_MOE_COMPUTE_FACTOR,
+        source="vllm_v05 less the API server's share of its CPU time (v0.6.0 blog profile)",
     ),
     # vLLM 0.6 with its default single scheduler step: the v0.6.0 engine (API server in its own
     # process, async output processing: vllm_v1's fit) but scheduling and input preparation
@@ -165,10 +205,18 @@ STACKS = {
         iteration_s=VLLM_V1_ITERATION_S + VLLM_V06_CPU_SHARE * VLLM_V05_ITERATION_S,
         layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
         seq_s=VLLM_V1_SEQ_S + VLLM_V06_CPU_SHARE * VLLM_V05_SEQ_S, request_s=0.0,
+        moe_compute_factor=VLLM_FUSED_MOE_COMPUTE_FACTOR,
         source="vllm_v1 plus a share of vllm_v05's per-step CPU cost solved from the v0.6.0 blog's "
                "multi-step gain (python -m hardware.fit_v05)",
     ),
 }
+
+# 2023 vLLM before the custom all-reduce kernel (vllm-project/vllm#2192, in v0.3.0): the ``vllm``
+# stack with NCCL all-reduces at every size and their per-call cost.
+STACKS["vllm_nccl"] = replace(
+    STACKS["vllm"], custom_allreduce=False, allreduce_call_s=VLLM_NCCL_CALL_S,
+    source="vllm stack with NCCL all-reduces; per-call cost solved from vllm-project/vllm#2192 "
+           "(python -m hardware.fit_v05)")
 
 #: The stack a cost model assumes unless told (the most efficient measured one).
 DEFAULT_STACK = "trtllm"

@@ -12,6 +12,9 @@ prediction:
 - ``decode_step``: one pure-decode iteration of ``batch`` sequences at ``input_len`` tokens of
   context each (``step_ms``), or the kernels' share of it (``gpu_share_pct``: the ``ideal``
   stack's step over the row's stack's step), for engine profiles quoted in prose.
+- ``kernel``: a device microbenchmark: ``gemm_tflops`` (an ``batch`` x ``input_len`` @
+  ``input_len`` x ``output_len`` GEMM in ``weight_dtype``, reached TFLOPS by the cost model's
+  roofline) or ``hbm_tbps`` (a streaming copy: the HBM bandwidth times the memory efficiency).
 - ``offline`` / ``offline_fixed`` / ``online``: a whole simulation with servesim (one
   replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
   lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed``.
@@ -90,14 +93,23 @@ def stack_for(row: dict[str, Any]) -> str:
                 steps = re.search(r"(?:multi-step|num-scheduler-steps)\s+(\d+)", row.get("notes") or "")
                 return "vllm_v1" if steps and int(steps.group(1)) > 1 else "vllm_v06"
             if minor >= 4:
-                return "vllm_v05"  # CUDA graphs, synchronous per-step CPU loop
+                return _v05(row)  # CUDA graphs, synchronous per-step CPU loop
         dated = re.search(r"(20\d\d)-(\d\d)", version)  # an unstated build, dated by its source
         if dated and (int(dated.group(1)), int(dated.group(2))) >= (2024, 9):
             return "vllm_v06"  # after v0.6.0 (2024-09-04): 0.6-era engine, one scheduler step by default
         if "2024" in version:
-            return "vllm_v05"  # an unstated 2024 build (0.4-0.5 era: graphs on, CPU loop synchronous)
-        return "vllm"  # older or unstated 2023 builds: the eager-era stack
+            return _v05(row)  # an unstated 2024 build (0.4-0.5 era: graphs on, CPU loop synchronous)
+        if "2023" in version:
+            # 2023 builds predate the custom all-reduce kernel (vllm-project/vllm#2192, v0.3.0 of
+            # 2024-01): NCCL all-reduces on the eager-era stack
+            return "vllm_nccl"
+        return "vllm"  # older or unstated builds: the eager-era stack
     raise ValueError(f"corpus row {row['id']}: unknown engine {engine!r}")
+
+
+def _v05(row: dict[str, Any]) -> str:
+    """vLLM 0.4-0.5: static batches ran offline (benchmark_latency: no API server in the process)."""
+    return "vllm_v05_offline" if row.get("kind") == "static" else "vllm_v05"
 
 
 def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +132,9 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         # it schedules whole prompts first, max(max_model_len, 2048) tokens a step
         return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": 2048}
     # vLLM 0.6 without chunked prefill: whole prompts first, max(max_model_len, 2048) tokens
-    return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": 4096}
+    # unless the source set --max-num-batched-tokens (its notes say so)
+    budget = re.search(r"max-num-batched-tokens\s+(\d+)", row.get("notes") or "")
+    return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": int(budget.group(1)) if budget else 4096}
 
 
 def cost_model(row: dict[str, Any], stack: str | None = None, **overrides: Any) -> AnalyticCostModel:
@@ -134,6 +148,19 @@ def static_batch_s(cm: AnalyticCostModel, batch: int, prompt: int, output: int) 
     prefill = cm.step_time_s([(prompt, 0)] * batch, 0, 0, 0)
     decode = cm.decode_step_times_s(batch, batch * (prompt + 1), output - 1).sum()
     return prefill + float(decode)
+
+
+def _kernel(row: dict[str, Any], overrides: dict[str, Any]) -> float:
+    from hardware.analytic import gemm_time_s
+    from hardware.devices import get_device
+
+    d, p = get_device(row["device"]), AnalyticParams(**overrides)
+    if row["metric"] == "gemm_tflops":
+        m, k, n = row["batch"], row["input_len"], row["output_len"]
+        return 2.0 * m * k * n / gemm_time_s(d, m, k, n, row["weight_dtype"], p) / 1e12
+    if row["metric"] == "hbm_tbps":
+        return d.hbm_gbps * p.memory_efficiency / 1e3
+    raise ValueError(f"corpus row {row['id']}: kernel metric {row['metric']!r}")
 
 
 def _decode_step(row: dict[str, Any], overrides: dict[str, Any]) -> float:
@@ -282,6 +309,8 @@ def predict(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> flo
         return _static(row, overrides)
     if kind == "decode_step":
         return _decode_step(row, overrides)
+    if kind == "kernel":
+        return _kernel(row, overrides)
     if kind in ("offline", "offline_fixed", "online"):
         return _serving(row, overrides)
     raise ValueError(f"corpus row {row['id']}: unknown kind {kind!r}")

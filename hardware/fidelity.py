@@ -28,7 +28,8 @@ from hardware import corpus_predict as cp
 #: Sources the constants were fitted to (in-sample). Every other source is held out whole.
 CALIBRATION_SOURCES = frozenset({
     "hwmd_kernels", "hwmd_trtllm_perf", "hwmd_distserve", "hwmd_vllm_paper", "hwmd_sim_profile",
-    "sglang_vllm060", "vllm_blog_v060",
+    "sglang_vllm060", "vllm_blog_v060", "vllm_pr3240_mixtral", "vllm_pr2192_allreduce",
+    "azure_nd_mi300x",
 })
 BANDS = Path(__file__).parent / "corpus" / "error_bands.json"
 TARGET_MEDIAN, TARGET_WITHIN, WITHIN = 0.08, 0.90, 0.20
@@ -61,7 +62,7 @@ def kind_group(row: dict[str, Any]) -> str:
         return "operator" if row["source"] == "hwmd_kernels" else "static batch"
     if row["kind"] == "static":
         return "static batch"
-    if row["kind"] == "decode_step":
+    if row["kind"] in ("decode_step", "kernel"):
         return "operator"
     if row["kind"] == "online":
         return "online"
@@ -77,7 +78,7 @@ def evaluate(rows: list[dict[str, Any]] | None = None, overrides: dict[str, Any]
         out.append({**r, "predicted": pred, "rel_error": (pred - r["value"]) / r["value"],
                     "split": "calibration" if r["source"] in CALIBRATION_SOURCES else "held-out",
                     "group": kind_group(r),
-                    "stack": cp.stack_for(r) if r["kind"] != "legacy" else "legacy"})
+                    "stack": r["kind"] if r["kind"] in ("legacy", "kernel") else cp.stack_for(r)})
     return out
 
 

@@ -18,7 +18,27 @@ that, at the setting of the calibration row ``sgl-4`` (Llama-3-70B, 4x H100, Sha
 predicted throughput of ``vllm_v1`` is 1.28x that of ``vllm_v06``. The split of the cost into
 a per-step and a per-sequence part is assumed to be ``vllm_v05``'s (uncertain).
 
-``python -m hardware.fit_v05`` prints both solutions beside the stored constants.
+The third solution is the fused_moe kernel's share of the dense GEMM compute efficiency
+(``VLLM_FUSED_MOE_COMPUTE_FACTOR``) from the ``vllm_pr3240_mixtral`` rows (vllm-project/vllm
+#3240: Mixtral-8x7B on 2x A100, benchmark_latency 1000/50 at batch 1-64): the factor is
+solved so that the predicted latency increase from batch 32 to batch 64 (32,000 more prompt
+tokens, nearly all of it the experts' prefill GEMMs; the per-step CPU cost cancels) equals the
+measured one.
+
+The fourth is the per-call cost of an NCCL all-reduce in 2023 vLLM (``VLLM_NCCL_CALL_S``, stack
+``vllm_nccl``) from the ``vllm_pr2192_allreduce`` row (vllm-project/vllm#2192: Llama-70B on 4x
+A100-80GB, benchmark_latency 256/256 at batch 64, 16.37 s with NCCL all-reduces against 14.57
+s with the custom kernel, the ``vllm`` stack's calibration point): solved so that the row is
+reproduced.
+
+The fifth is the FP8 GEMM factor of CDNA3 (MI300X; ``FP8_COMPUTE_FACTOR["cdna3"]``) from the
+``azure_nd_mi300x`` rows (Azure AI-benchmarking-guide, ND MI300X v5: vLLM benchmark_throughput of
+Llama-3.1-405B FP8 on 8x MI300X, 1000 requests at six fixed lengths): solved so that the median
+signed error of the six runs is zero. The same source's hipBLASLt FP8 GEMMs at 8192^3 reach twice
+that rate, so the factor is the effective rate at vLLM's TP8 shapes and kernels, not the GEMM
+unit's.
+
+``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
 
 from __future__ import annotations
@@ -81,6 +101,66 @@ def solve_v06_share(tol: float = 0.005) -> float:
     return 0.5 * (lo + hi)
 
 
+MOE_SOURCE, MOE_BATCHES = "vllm_pr3240_mixtral", (32, 64)
+
+
+def solve_moe_factor(tol: float = 0.002) -> float:
+    """fused_moe compute factor f with predicted latency(64) - latency(32) = measured (bisection)."""
+    rows = {r["batch"]: r for r in cp.load_corpus() if r["source"] == MOE_SOURCE}
+    lo_row, hi_row = rows[MOE_BATCHES[0]], rows[MOE_BATCHES[1]]
+    target = hi_row["value"] - lo_row["value"]
+
+    def rise(f: float) -> float:
+        return cp.predict(hi_row, {"moe_compute_factor": f}) - cp.predict(lo_row, {"moe_compute_factor": f})
+
+    lo, hi = 0.05, 1.0  # rise falls as f grows
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if rise(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+NCCL_SOURCE = "vllm_pr2192_allreduce"
+
+
+def solve_nccl_call_s(tol: float = 0.2e-6) -> float:
+    """Per-call NCCL all-reduce cost that reproduces the source's NCCL latency (bisection)."""
+    row = next(r for r in cp.load_corpus() if r["source"] == NCCL_SOURCE)
+    lo, hi = 0.0, 500e-6  # latency grows with the per-call cost
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if cp.predict(row, {"stack": "vllm_nccl", "allreduce_call_overhead_s": mid}) < row["value"]:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+MI300X_SOURCE = "azure_nd_mi300x"
+
+
+def solve_cdna3_fp8_factor(tol: float = 0.005) -> float:
+    """FP8 compute factor on MI300X with median signed error 0 over the source's vLLM runs."""
+    import statistics
+
+    rows = [r for r in cp.load_corpus() if r["source"] == MI300X_SOURCE and r["kind"] != "kernel"]
+
+    def median_error(f: float) -> float:
+        return statistics.median(cp.predict(r, {"fp8_compute_factor": f}) / r["value"] - 1.0 for r in rows)
+
+    lo, hi = 0.05, 1.0  # predicted throughput grows with the factor
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if median_error(mid) < 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def main() -> int:
     a, b = solve()
     print(f"vllm_v05 from {SOURCE}: iteration_s = {a * 1e3:.2f} ms, seq_s = {b * 1e6:.1f} us")
@@ -88,6 +168,13 @@ def main() -> int:
           f"VLLM_V05_SEQ_S = {cc.VLLM_V05_SEQ_S * 1e6:.1f} us")
     share = solve_v06_share()
     print(f"vllm_v06 share of vllm_v05's per-step CPU cost: {share:.3f} (stored {cc.VLLM_V06_CPU_SHARE:.3f})")
+    moe = solve_moe_factor()
+    print(f"fused_moe compute factor from {MOE_SOURCE}: {moe:.3f} (stored {cc.VLLM_FUSED_MOE_COMPUTE_FACTOR:.3f})")
+    call = solve_nccl_call_s()
+    print(f"NCCL all-reduce per-call cost from {NCCL_SOURCE}: {call * 1e6:.1f} us "
+          f"(stored {cc.VLLM_NCCL_CALL_S * 1e6:.1f} us)")
+    fp8 = solve_cdna3_fp8_factor()
+    print(f"MI300X FP8 GEMM factor from {MI300X_SOURCE}: {fp8:.3f} (stored {cc.FP8_COMPUTE_FACTOR['cdna3']:.3f})")
     return 0
 
 

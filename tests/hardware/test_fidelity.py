@@ -103,7 +103,8 @@ def test_engine_versions_map_to_stacks():
     assert cp.stack_for({**row, "engine_version": "0.6.0"}) == "vllm_v06"  # 0.6 default: one step
     assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "multi-step 1; x"}) == "vllm_v06"
     assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "num-scheduler-steps 10"}) == "vllm_v1"
-    assert cp.stack_for({**row, "engine_version": "unstated (2023)"}) == "vllm"
+    assert cp.stack_for({**row, "engine_version": "unstated (2023)"}) == "vllm_nccl"  # before custom all-reduce
+    assert cp.stack_for({**row, "engine_version": "unstated"}) == "vllm"
     assert cp.stack_for({**row, "engine_version": "unstated (2024)"}) == "vllm_v05"
     assert cp.stack_for({**row, "engine_version": "unstated (ROCm fork; blog of 2024-10)"}) == "vllm_v06"
 
@@ -135,3 +136,81 @@ def test_vllm_v06_single_step_costs_what_multi_step_saves():
     small = {**row, "num_prompts": 300}  # the blog's +28% holds roughly at a smaller run too
     gain = cp.predict(small, {"stack": "vllm_v1"}) / cp.predict(small, {"stack": "vllm_v06"})
     assert 1.1 < gain < 1.5
+
+
+def test_fused_moe_factor_is_solved_from_its_calibration_source():
+    from hardware import calibration_constants as cc
+    from hardware import fit_v05
+
+    assert fit_v05.solve_moe_factor() == pytest.approx(cc.VLLM_FUSED_MOE_COMPUTE_FACTOR, abs=0.01)
+    assert fit_v05.MOE_SOURCE in fid.CALIBRATION_SOURCES
+    rows = [r for r in cp.load_corpus() if r["source"] == fit_v05.MOE_SOURCE]
+    assert {cp.stack_for(r) for r in rows} == {"vllm_v05_offline"}  # benchmark_latency: no API server
+    errors = [abs(cp.predict(r) / r["value"] - 1) for r in rows]
+    assert max(errors) < 0.2
+
+
+def test_moe_compute_factor_slows_only_the_routed_experts_compute():
+    row = {"device": "A100-80GB", "tp": 2, "weight_dtype": "bf16", "kv_dtype": "bf16"}
+    moe = {**row, "model": "Mixtral-8x7B"}
+    full, slow = (cp.cost_model(moe, stack="vllm_v05", moe_compute_factor=f) for f in (1.0, 0.5))
+    prefill = [(4096, 0)]
+    assert slow.step_time_s(prefill, 0, 0, 0) > 1.3 * full.step_time_s(prefill, 0, 0, 0)  # compute-bound
+    assert slow.step_time_s([], 1, 1, 300) == pytest.approx(full.step_time_s([], 1, 1, 300), rel=0.02)  # weight-bound
+    dense = {**row, "model": "Llama-3-8B"}
+    a, b = (cp.cost_model(dense, stack="vllm_v05", moe_compute_factor=f) for f in (1.0, 0.5))
+    assert a.step_time_s(prefill, 0, 0, 0) == b.step_time_s(prefill, 0, 0, 0)
+    assert cp.cost_model(moe, stack="trtllm")._moe_factor == 1.0  # other stacks unchanged
+
+
+def test_offline_vllm_v05_drops_the_api_servers_share_of_cpu_time():
+    from hardware import calibration_constants as cc
+
+    on, off = cc.STACKS["vllm_v05"], cc.STACKS["vllm_v05_offline"]
+    assert off.iteration_s == pytest.approx(on.iteration_s * 29 / 62)
+    assert off.seq_s == pytest.approx(on.seq_s * 29 / 62)
+    row = {"id": "x", "engine": "vllm", "engine_version": "0.5.4"}
+    assert cp.stack_for({**row, "kind": "static"}) == "vllm_v05_offline"
+    assert cp.stack_for({**row, "kind": "online"}) == "vllm_v05"
+
+
+def test_nccl_call_cost_is_solved_from_its_calibration_source():
+    from hardware import calibration_constants as cc
+    from hardware import fit_v05
+
+    assert fit_v05.solve_nccl_call_s() == pytest.approx(cc.VLLM_NCCL_CALL_S, rel=0.02)
+    assert fit_v05.NCCL_SOURCE in fid.CALIBRATION_SOURCES
+    row = next(r for r in cp.load_corpus() if r["source"] == fit_v05.NCCL_SOURCE)
+    assert cp.stack_for(row) == "vllm_nccl"
+    assert cp.predict(row) == pytest.approx(row["value"], rel=0.01)
+    # the custom-kernel run of the same PR is the vllm stack's own calibration point
+    assert cp.predict({**row, "engine_version": "unstated"}) == pytest.approx(14.57, rel=0.03)
+
+
+def test_nccl_stack_differs_from_vllm_only_in_its_all_reduces():
+    hw = {"device": "A100-80GB", "model": "Llama-2-70B", "weight_dtype": "bf16", "kv_dtype": "bf16"}
+    for tp, differs in ((1, False), (4, True)):
+        nccl, custom = (cp.cost_model({**hw, "tp": tp}, stack=s) for s in ("vllm_nccl", "vllm"))
+        a, b = nccl.step_time_s([], 64, 64, 64 * 512), custom.step_time_s([], 64, 64, 64 * 512)
+        assert (a > b) if differs else (a == b)
+    parts = cp.cost_model({**hw, "tp": 4}, stack="vllm_nccl").step_parts([], 64, 64, 64 * 512)
+    layers = 80
+    assert parts["comm"] > 2 * layers * 40e-6  # two NCCL calls per layer, each >= the per-call cost
+
+
+def test_mi300x_fp8_factor_is_solved_from_its_calibration_source():
+    import statistics
+
+    from hardware import calibration_constants as cc
+    from hardware import fit_v05
+
+    assert fit_v05.solve_cdna3_fp8_factor() == pytest.approx(cc.FP8_COMPUTE_FACTOR["cdna3"], abs=0.01)
+    assert fit_v05.MI300X_SOURCE in fid.CALIBRATION_SOURCES
+    rows = [r for r in cp.load_corpus() if r["source"] == fit_v05.MI300X_SOURCE]
+    runs = [r for r in rows if r["kind"] != "kernel"]
+    assert {cp.stack_for(r) for r in runs} == {"vllm_v1"}  # 0.6 with --num-scheduler-steps 10
+    assert {cp.scheduler_for(r)["max_num_batched_tokens"] for r in runs} == {131072}  # from the notes
+    assert abs(statistics.median(cp.predict(r) / r["value"] - 1 for r in runs)) < 0.02
+    hbm = next(r for r in rows if r["metric"] == "hbm_tbps")
+    assert cp.predict(hbm) == pytest.approx(hbm["value"], rel=0.02)
+    assert fid.kind_group(hbm) == "operator"
