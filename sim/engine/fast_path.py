@@ -14,7 +14,6 @@ from bisect import bisect_left
 from itertools import accumulate
 
 import numpy as np
-import simpy
 
 from sim.engine.clock import at
 from sim.engine.plan import StepPlan
@@ -64,36 +63,38 @@ class DecodeStretchMixin:
         kv0 = None
         if self.recorder.steps is not None:  # what the per-iteration log needs to replay the stretch
             kv0 = (self.kv.num_used, *self.kv.decode_holdings(reqs))
-        while True:
-            try:
-                yield at(env, self._st_ends_list[self._st_last - 1])
-                break
-            except simpy.Interrupt:
-                continue
+        # one wait; ``cut_stretch`` moves it up to an earlier iteration end (without an interrupt)
+        yield at(env, ends[n - 1])
         last = self._st_last
         self._advance(last, last)
         self.num_steps += last
         self.batch_size_sum += last * len(reqs)
-        self.busy_decode_s += self._st_ends_list[last - 1] - start
+        self.busy_decode_s += ends[last - 1] - start
         if kv0 is not None:
             self.recorder.on_stretch(self, start, np.array(ends[:last]), len(reqs), self._stretch_kv_used(kv0, last))
         self._st_reqs = None
         # before the fewest tokens left are out nobody has finished (iterations add one token each)
         finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens] if last >= left else None
         if finished:
-            end = self._st_ends_list[last - 1]
+            end = ends[last - 1]
             for r in finished:
                 self._finish(r, end)
             self.running = [r for r in self.running if r.state < State.FINISHED]
 
     def cut_stretch(self) -> None:
         """End the stretch in progress after its iteration in progress (for new work or a
-        request leaving): its last iteration moves up and the waiting process is interrupted."""
+        request leaving): its last iteration moves up and the waiting process is woken at its
+        end instead (the event it waited for is dropped, as an interrupt would drop it)."""
         self.sync()
-        new_last = min(self._st_last, bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1)
+        ends = self._st_ends_list
+        new_last = min(self._st_last, bisect_left(ends, self.env.now, 0, self._st_last) + 1)
         if new_last < self._st_last:
             self._st_last = new_last
-            self.process.interrupt()
+            proc = self.process
+            proc._target.callbacks.remove(proc._resume)
+            event = at(self.env, ends[new_last - 1])
+            event.callbacks.append(proc._resume)
+            proc._target = event
 
     def sync(self) -> None:
         """Bring a stretch's tokens and KV up to ``now`` (iterations ended strictly before)."""
