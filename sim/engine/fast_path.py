@@ -19,6 +19,8 @@ from sim.engine.clock import at
 from sim.engine.plan import StepPlan
 from sim.engine.request import State
 
+LONG_STRETCH = 32  # stretches longer than this are priced and summed in numpy
+
 
 class DecodeStretchMixin:
     """Fast-forwarding of decode stretches; needs the attributes ``Replica`` sets."""
@@ -53,10 +55,18 @@ class DecodeStretchMixin:
         if self.attention_saved_tokens is not None:  # constant in a stretch (no block maps mid-stretch)
             context -= self.attention_saved_tokens(reqs)
         # end times as Python floats: a stretch uses a few of them one at a time, and the running
-        # sum rounds as numpy's cumsum would (one add per step, left to right)
-        times = self.cost_model.decode_step_times_list(len(reqs), context, n)
-        times[0] += env.now
-        ends = list(accumulate(times))
+        # sum rounds as numpy's cumsum would (one add per step, left to right). A long stretch
+        # sums in numpy and keeps the array too (its gaps are taken from it).
+        if n <= LONG_STRETCH:
+            times = self.cost_model.decode_step_times_list(len(reqs), context, n)
+            times[0] += env.now
+            ends = list(accumulate(times))
+            self._st_ends_arr = None
+        else:
+            times = np.array(self.cost_model.decode_step_times_s(len(reqs), context, n), dtype=np.float64)
+            times[0] += env.now
+            arr = self._st_ends_arr = np.cumsum(times)
+            ends = arr.tolist()
         self._st_reqs, self._st_ends_list = reqs, ends
         self._st_last, self._st_done, self._st_alloc = n, 0, 1
         start = env.now
@@ -124,7 +134,8 @@ class DecodeStretchMixin:
                 gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]
                 tail_max = max(gaps)
             else:
-                gaps = np.diff(ends[i0:done])
+                arr = self._st_ends_arr
+                gaps = np.diff(arr[i0:done] if arr is not None else ends[i0:done])
                 tail_max = float(gaps.max())
             recorder.itl_many(gaps, len(reqs))
         record_tokens = ends[i0:done] if recorder.record_token_times else None

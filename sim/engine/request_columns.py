@@ -39,17 +39,17 @@ class RequestColumns:
     """Per-request columns sorted by id (what ``requests_frame`` holds), as numpy arrays."""
 
     def __init__(self, recorder: Any) -> None:
-        ids = np.frombuffer(recorder._ints["id"], dtype=np.int64)
+        float_cols, int_cols, objs = recorder.request_columns()
+        ids = np.frombuffer(int_cols["id"], dtype=np.int64)
         order = np.argsort(ids, kind="stable")
         self.n = len(ids)
 
         def ints(c: str) -> np.ndarray:
-            return np.frombuffer(recorder._ints[c], dtype=np.int64)[order]
+            return np.frombuffer(int_cols[c], dtype=np.int64)[order]
 
         def floats(c: str) -> np.ndarray:
-            return np.frombuffer(recorder._floats[c], dtype=np.float64)[order]
+            return np.frombuffer(float_cols[c], dtype=np.float64)[order]
 
-        objs = recorder._objs
         self.state = [objs["state"][i] for i in order.tolist()]
         self.reject_reason = [objs["reject_reason"][i] for i in order.tolist()] if self.n else []
         self.clients = objs["client"]
