@@ -20,6 +20,7 @@ from sim.engine.plan import StepPlan
 from sim.engine.request import State
 
 LONG_STRETCH = 32  # stretches longer than this are priced and summed in numpy
+_NO_LIMIT = 1 << 62  # no request's tokens left reach this
 
 
 class DecodeStretchMixin:
@@ -31,26 +32,38 @@ class DecodeStretchMixin:
         a block cannot be had (the scheduler then decides whom to preempt)."""
         running = self.running
         decode = State.DECODE
+        context = len(running)  # and, in the same pass, what ``_stretch`` needs (see there)
+        left = _NO_LIMIT
         for r in running:
             if r.state != decode:
                 return None
+            context += r.num_computed_tokens
+            k = r.output_tokens - r.num_output_tokens
+            if k < left:
+                left = k
         if not self.kv.allocate_each(running, 1):
             return None  # blocks taken so far stay with their requests; the scheduler sees them
         plan = StepPlan()
         plan.decode = list(running)
+        self._st_pre = (plan.decode, context, left)
         return plan
 
     def _stretch(self, plan: StepPlan):
         env = self.env
         reqs = plan.decode
-        # iterations that can run unchanged, and the context, in one pass over the batch
-        context = len(reqs)
-        left = reqs[0].output_tokens - reqs[0].num_output_tokens
-        for r in reqs:
-            context += r.num_computed_tokens
-            k = r.output_tokens - r.num_output_tokens
-            if k < left:
-                left = k
+        # iterations that can run unchanged, and the context, in one pass over the batch (done
+        # already when ``_decode_all`` formed this plan: nothing changed tokens since)
+        pre, self._st_pre = self._st_pre, None
+        if pre is not None and pre[0] is reqs:
+            context, left = pre[1], pre[2]
+        else:
+            context = len(reqs)
+            left = reqs[0].output_tokens - reqs[0].num_output_tokens
+            for r in reqs:
+                context += r.num_computed_tokens
+                k = r.output_tokens - r.num_output_tokens
+                if k < left:
+                    left = k
         n = self.kv.affordable_steps(reqs, left)  # until the first finish and while KV lasts
         if self.attention_saved_tokens is not None:  # constant in a stretch (no block maps mid-stretch)
             context -= self.attention_saved_tokens(reqs)

@@ -59,9 +59,9 @@ class Recorder:
         self._floats = {c: array("d") for c in _FLOAT_COLS}
         self._ints = {c: array("q") for c in _INT_COLS}
         self._objs: dict[str, list] = {c: [] for c in _OBJ_COLS}
-        self._columns = ([self._floats[c] for c in _FLOAT_COLS] + [self._ints[c] for c in _INT_COLS]
-                         + [self._objs[c] for c in _OBJ_COLS])
-        self._rows: list[tuple] = []  # request rows not yet in the columns
+        self._rows_f: list[tuple] = []  # request rows not yet in the columns: floats, ints, objects
+        self._rows_i: list[tuple] = []
+        self._rows_o: list[tuple] = []
         self.token_times: dict[int, list[float]] = {}
         self.itl = ItlHistogram()
         self.itl_one = self.itl.add
@@ -98,36 +98,45 @@ class Recorder:
         self.itl.add_many(gaps, weight)
 
     def on_done(self, r: Request) -> None:
-        """Append the row of a finished or rejected request (buffered as one tuple, moved into
-        the typed columns ``ROW_BUFFER`` rows at a time, and before anything reads them)."""
+        """Append the row of a finished or rejected request (buffered as tuples, moved into the
+        typed columns ``ROW_BUFFER`` rows at a time, and before anything reads them)."""
         self.num_done += 1
         self.itl.checkpoint()
-        rows = self._rows
-        rows.append((
+        self._rows_f.append((
             r.arrival_s, _NAN if r.first_scheduled_s is None else r.first_scheduled_s,
             _NAN if r.first_token_s is None else r.first_token_s, _NAN if r.finish_s is None else r.finish_s,
             r.itl_max_s, r.transfer_s, _NAN if r.deadline_s is None else r.deadline_s,
             _NAN if r.ttft_slo_s is None else r.ttft_slo_s, _NAN if r.tpot_slo_s is None else r.tpot_slo_s,
-            r.cold_start_s,
+            r.cold_start_s))
+        self._rows_i.append((
             r.id, r.input_tokens, r.output_tokens, r.num_output_tokens, -1 if r.replica is None else r.replica,
             -1 if r.first_replica is None else r.first_replica, r.num_preemptions, r.num_swaps,
             r.num_cached_tokens, r.num_migrations, r.priority, -1 if r.session is None else r.session,
-            -1 if r.job is None else r.job,
-            _STATE_NAMES.get(r.state, "unfinished"), r.pool, r.reject_reason, r.client, r.app, r.slo_class,
-            r.model))
+            -1 if r.job is None else r.job))
+        rows = self._rows_o
+        rows.append((_STATE_NAMES.get(r.state, "unfinished"), r.pool, r.reject_reason, r.client, r.app,
+                     r.slo_class, r.model))
         if len(rows) >= ROW_BUFFER:
             self._flush_rows()
         if r.token_times is not None:
             self.token_times[r.id] = r.token_times
 
     def _flush_rows(self) -> None:
-        """Move the buffered request rows into the typed columns (in ``_COLUMNS`` order)."""
-        rows = self._rows
-        if not rows:
+        """Move the buffered request rows into the typed columns (``_FLOAT_COLS``, ``_INT_COLS``,
+        ``_OBJ_COLS`` order): numbers through one numpy array per kind (the same float64 / int64
+        values ``array.append`` would store)."""
+        if not self._rows_o:
             return
-        for column, values in zip(self._columns, zip(*rows, strict=True), strict=True):
-            column.extend(values)
-        rows.clear()
+        for rows, names, cols, dtype in ((self._rows_f, _FLOAT_COLS, self._floats, np.float64),
+                                         (self._rows_i, _INT_COLS, self._ints, np.int64)):
+            block = np.array(rows, dtype=dtype).T.copy()
+            for j, c in enumerate(names):
+                cols[c].frombytes(block[j].tobytes())
+            rows.clear()
+        objs = self._objs
+        for c, values in zip(_OBJ_COLS, zip(*self._rows_o, strict=True), strict=True):
+            objs[c].extend(values)
+        self._rows_o.clear()
 
     def request_columns(self) -> tuple[dict[str, array], dict[str, array], dict[str, list]]:
         """The request columns (floats, ints, objects by name), every row done so far in them."""

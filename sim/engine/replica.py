@@ -139,6 +139,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self._st_reqs: list[Request] | None = None
         self._st_ends_list: list[float] = []
         self._st_ends_arr: np.ndarray | None = None  # the same end times as an array (long stretches)
+        self._st_pre: tuple | None = None        # (decode list, context, fewest tokens left) from _decode_all
         self._st_last = 0
         self._st_done = 0
         self._st_alloc = 0
