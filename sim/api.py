@@ -43,6 +43,12 @@ class Result:
             value = self._frames[name] = value()
         return value
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a sweep's worker process sends it back) with every frame built."""
+        state = self.__dict__.copy()
+        state["_frames"] = {name: self._frame(name) for name in self._frames}
+        return state
+
     requests = property(lambda self: self._frame("requests"),
                         lambda self, v: self._frames.__setitem__("requests", v), doc="one row per request")
     steps = property(lambda self: self._frame("steps"), lambda self, v: self._frames.__setitem__("steps", v),

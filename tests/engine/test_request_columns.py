@@ -4,6 +4,7 @@ key, in the same order, bit for bit; and ``Result.requests`` is still the frame.
 from __future__ import annotations
 
 import math
+import pickle
 
 import pandas as pd
 import pytest
@@ -76,5 +77,9 @@ def test_frames_are_built_when_read():
     df = res.requests
     assert isinstance(df, pd.DataFrame) and len(df) == res.summary["num_requests"]
     assert res.requests is df  # built once
+    back = pickle.loads(pickle.dumps(res))  # a sweep worker sends results back: frames built first
+    assert not any(callable(v) for v in back._frames.values())
+    pd.testing.assert_frame_equal(back.requests, df, check_exact=True)
+    pd.testing.assert_frame_equal(back.visits, res.visits, check_exact=True)
     res.requests = df.head(3)
     assert len(res.requests) == 3
