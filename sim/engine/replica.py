@@ -440,9 +440,23 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                 if r.state == State.DECODE and self.on_prefilled is not None and self.on_prefilled(self, r):
                     done = True
         if plan.decode_tokens is None:
-            for r in plan.decode:
+            itl_one = self.recorder.itl_one
+            for r in plan.decode:  # ``_emit`` inlined: a stepped iteration's per-token path
                 r.num_computed_tokens += 1
-                done |= self._emit(r, end)
+                if r.first_token_s is None:
+                    r.first_token_s = end
+                else:
+                    gap = end - r.last_token_s
+                    if gap > r.itl_max_s:
+                        r.itl_max_s = gap
+                    itl_one(gap)
+                if r.token_times is not None:
+                    r.token_times.append(end)
+                r.last_token_s = end
+                r.num_output_tokens += 1
+                if r.num_output_tokens >= r.output_tokens:
+                    self._finish(r, end)
+                    done = True
         else:
             done |= self._apply_speculative(plan, end)
         if done:
