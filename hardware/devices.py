@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sim.errors import ConfigError
 
 GIB = 1 << 30
@@ -264,6 +262,8 @@ def load_device_file(path: str | Path) -> list[str]:
     The file is a mapping ``name -> fields`` either at top level or under ``devices:``.
     Errors name the file and the key at fault.
     """
+    import yaml  # imported here: the built-in catalog needs no YAML
+
     file = str(path)
     try:
         data = yaml.safe_load(Path(path).read_text())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,25 +14,49 @@ from sim.engine.cluster import Cluster
 from sim.engine.fairness import fairness_summary
 from sim.engine.metrics import speculation_columns, summarize
 from sim.engine.recorder import Recorder
+from sim.engine.request_columns import RequestColumns, needs_frame, summarize_columns
 
 if TYPE_CHECKING:  # pandas is imported by the recorder when it builds the frames, after the run
     import pandas as pd
 
 
-@dataclass
 class Result:
     """What a run produced: one row per request, a flat summary, optional iteration rows, one
     row per replica visit (request, replica, pool, reason it came, start_s, end_s, how it left),
-    and one row per controller action (``sim.engine.actions``; empty without controllers)."""
+    and one row per controller action (``sim.engine.actions``; empty without controllers).
 
-    config: SimulationConfig
-    requests: pd.DataFrame
-    summary: dict[str, Any]
-    steps: pd.DataFrame | None = None
-    token_times: dict[int, list[float]] | None = None
-    visits: pd.DataFrame | None = None
-    actions: pd.DataFrame | None = None
-    models: Any = None
+    The frames (``requests``, ``steps``, ``visits``, ``actions``) are pandas DataFrames built
+    when first read (a run that only needs its summary never imports pandas)."""
+
+    def __init__(self, config: SimulationConfig, requests: Any, summary: dict[str, Any], steps: Any = None,
+                 token_times: dict[int, list[float]] | None = None, visits: Any = None, actions: Any = None,
+                 models: Any = None) -> None:
+        self.config = config
+        self.summary = summary
+        self.token_times = token_times
+        self.models = models
+        self._frames = {"requests": requests, "steps": steps, "visits": visits, "actions": actions}
+
+    def _frame(self, name: str) -> Any:
+        value = self._frames[name]
+        if callable(value):  # a builder: build once
+            value = self._frames[name] = value()
+        return value
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a sweep's worker process sends it back) with every frame built."""
+        state = self.__dict__.copy()
+        state["_frames"] = {name: self._frame(name) for name in self._frames}
+        return state
+
+    requests = property(lambda self: self._frame("requests"),
+                        lambda self, v: self._frames.__setitem__("requests", v), doc="one row per request")
+    steps = property(lambda self: self._frame("steps"), lambda self, v: self._frames.__setitem__("steps", v),
+                     doc="one row per iteration (None unless recorded)")
+    visits = property(lambda self: self._frame("visits"), lambda self, v: self._frames.__setitem__("visits", v),
+                      doc="one row per replica visit")
+    actions = property(lambda self: self._frame("actions"),
+                       lambda self, v: self._frames.__setitem__("actions", v), doc="one row per controller action")
 
 
 def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Result:
@@ -50,28 +73,42 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     recorder = Recorder(config.output.record_steps or config.output.trace_events, config.output.record_token_times)
     cluster = Cluster(config, workload, recorder, seeds)
     cluster.run()
-    df = recorder.requests_frame()
-    _frontend_delay(cluster, df)
-    if any(getattr(r, "speculator", None) is not None for r in cluster.replicas):
-        df = speculation_columns(df, cluster.replicas)
+    cols = None
+    if not needs_frame(cluster):
+        cols = RequestColumns(recorder)
+        if cols.num_clients() >= 2:  # fairness keys are computed on the frame
+            cols = None
+    if cols is None:
+        df = recorder.requests_frame()
+        _frontend_delay(cluster, df)
+        if any(getattr(r, "speculator", None) is not None for r in cluster.replicas):
+            df = speculation_columns(df, cluster.replicas)
+        window, out_tokens = _run_window(df), None
+    else:
+        df = recorder.requests_frame  # built when Result.requests is first read
+        window, out_tokens = cols.window(), cols.finished_output_tokens()
     extra = dict(workload.describe())
-    extra.update(_energy_and_cost(cluster, df))
+    extra.update(_energy_and_cost(cluster, df, window, out_tokens))
     extra.update(cluster.transfer.summary())
-    extra.update(fairness_summary(df))  # fair_* keys, only with two or more clients
+    if cols is None:
+        extra.update(fairness_summary(df))  # fair_* keys, only with two or more clients
     if cluster.models is not None:
         from sim.engine.serving_records import summary as serving_summary
 
         extra.update(serving_summary(cluster.models, df))
-    summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
+    if cols is None:
+        summary = summarize(df, recorder.itl, config.slo, cluster.replicas, extra)
+    else:
+        summary = summarize_columns(cols, recorder.itl, config.slo, cluster.replicas, extra)
     summary.update(_error_band(config))
     if config.engine.max_time_s is not None:
         _cut_summary(cluster, summary)
-    _lifecycle_summary(cluster, df, summary)
+    _lifecycle_summary(cluster, window, summary)
     summary["num_events"] = next(cluster.env._eid)  # events scheduled over the run
     summary["wall_s"] = time.perf_counter() - wall_start
-    result = Result(config, df, summary, recorder.steps_frame(),
-                    recorder.token_times if config.output.record_token_times else None, recorder.visits_frame(),
-                    cluster.action_log.frame())
+    result = Result(config, df, summary, recorder.steps_frame,
+                    recorder.token_times if config.output.record_token_times else None, recorder.visits_frame,
+                    cluster.action_log.frame)
     result.models = cluster.models  # multi-model state (sim.engine.serving_records reads it); None otherwise
     return result
 
@@ -124,20 +161,23 @@ def _run_window(df: pd.DataFrame) -> tuple[float, float] | None:
     return float(df["arrival_s"].min()), float(np.nanmax(df["finish_s"].to_numpy()))
 
 
-def _energy_and_cost(cluster: Cluster, df: pd.DataFrame) -> dict[str, Any]:
+def _energy_and_cost(cluster: Cluster, df: Any, window: tuple[float, float] | None = None,
+                     out_tokens: float | None = None) -> dict[str, Any]:
     """Energy (J), GPU-hours and dollars per pool from busy time per phase and the catalog's
     power and price (``hardware.energy``); an iteration with any prefill counts as prefill.
 
     Each replica is billed, and idles, only while alive: its lifetime [start_s, end_s or the
     run's end] inside the run's span. A pool whose replicas all lived the whole span is billed
-    as before (span x replicas), so fixed clusters keep their figures bit for bit."""
+    as before (span x replicas), so fixed clusters keep their figures bit for bit. ``window``
+    and ``out_tokens`` (finished requests' output tokens) are read off the frame when not given."""
     from hardware.energy import energy_and_cost, summary_columns
 
-    window = _run_window(df)
+    if window is None:
+        window = _run_window(df)
     if window is None:
         return {}
     t0, t1 = window
-    span = float(np.nanmax(df["finish_s"].to_numpy()) - df["arrival_s"].min())
+    span = t1 - t0
     rows = []
     for pool in cluster.pools:
         prefill_s = sum(r.busy_prefill_s for r in pool.replicas)
@@ -152,14 +192,15 @@ def _energy_and_cost(cluster: Cluster, df: pd.DataFrame) -> dict[str, Any]:
         rows.append(energy_and_cost(pool.cost_model, prefill_s, decode_s, idle_s, span, len(pool.replicas),
                                     replica_seconds=alive_s))
     total = summary_columns(rows)
-    out_tokens = float(df.loc[df["state"] == "finished", "num_output_tokens"].sum())
+    if out_tokens is None:
+        out_tokens = float(df.loc[df["state"] == "finished", "num_output_tokens"].sum())
     per_m = 1e6 / out_tokens if out_tokens else float("nan")
     total["joules_per_m_output_tokens"] = total["energy_j"] * per_m
     total["usd_per_m_output_tokens"] = total["cost_usd"] * per_m
     return total
 
 
-def _lifecycle_summary(cluster: Cluster, df: pd.DataFrame, summary: dict[str, Any]) -> None:
+def _lifecycle_summary(cluster: Cluster, window: tuple[float, float] | None, summary: dict[str, Any]) -> None:
     """Add ``num_replicas_peak``, ``replica_seconds``, ``num_actions`` and ``num_invalid_actions``.
     When replicas came and went, ``num_gpus`` is the GPUs alive at the peak and the per-GPU
     and busy-fraction figures use it and the replicas' lifetimes."""
@@ -167,7 +208,6 @@ def _lifecycle_summary(cluster: Cluster, df: pd.DataFrame, summary: dict[str, An
     summary["num_replicas_peak"] = int(cluster.num_replicas_peak)
     summary["num_actions"] = int(log.num_applied)
     summary["num_invalid_actions"] = int(log.num_invalid)
-    window = _run_window(df)
     if window is None:
         summary["replica_seconds"] = 0.0
         return

@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from sim import schema
 from sim.engine.held_pool import HoldConfig
 from sim.engine.model_placement import ServingParams
@@ -389,6 +387,8 @@ def set_dotted(data: dict, path: str, value: Any) -> None:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``key.path=value`` with the value read as YAML (numbers, booleans, lists)."""
+    import yaml  # imported here: a config given as a mapping never needs it
+
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set expects key.path=value, got {text!r}")
@@ -401,6 +401,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping with yaml.safe_load; syntax errors name file and line."""
+    import yaml  # imported here: a config given as a mapping never needs it
+
     path = Path(path)
     try:
         text = path.read_text()
@@ -422,6 +424,8 @@ def load_yaml(path: str | Path) -> dict:
 
 def line_of(path: str | Path, dotted: str) -> int | None:
     """The 1-based line in YAML file ``path`` where key path ``dotted`` is written, if any."""
+    import yaml  # imported here: a config given as a mapping never needs it
+
     try:
         node = yaml.compose(Path(path).read_text())
         parts = split_path(dotted)
@@ -494,4 +498,6 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def dump_config(config: SimulationConfig) -> str:
     """The resolved config as YAML (every default written out)."""
+    import yaml  # imported here: a config given as a mapping never needs it
+
     return yaml.safe_dump(schema.to_dict(config), sort_keys=False)

@@ -40,10 +40,12 @@ class TimestampParser:
             raise ValueError(f"TIMESTAMP: not a timestamp: {text!r}")
         rest = text[17:]
         offset = ""
-        for i in range(2, len(rest)):
-            if rest[i] in "+-Z":
-                rest, offset = rest[:i], rest[i:]
-                break
+        tail = rest[2:]
+        if "+" in tail or "-" in tail or "Z" in tail:  # a zone (2024); 2023 stamps have none
+            for i in range(2, len(rest)):
+                if rest[i] in "+-Z":
+                    rest, offset = rest[:i], rest[i:]
+                    break
         key = (text[:16], offset)
         if key != self._minute_key:
             self._minute_s = _minute_epoch(text[:16], offset)

@@ -78,9 +78,11 @@ def short_row(row: list[str], width: int, header: list[str] | None = None) -> st
 
 def to_int(text: Any, what: str) -> int:
     """A non-negative integer from a CSV cell or JSON value; ValueError names the column."""
-    if isinstance(text, bool):
+    if type(text) is str and text.isascii() and text.isdigit():  # the common CSV cell: plain digits
+        value = int(text)
+    elif isinstance(text, bool):
         raise ValueError(f"{what}: expected an integer, got {text!r}")
-    if isinstance(text, int):
+    elif isinstance(text, int):
         value = text
     elif isinstance(text, float):
         if not text.is_integer():

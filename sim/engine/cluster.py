@@ -224,17 +224,24 @@ class Cluster(ClusterLifecycleMixin):
             self.arrivals_exhausted = True
         else:
             self._stream = self.workload.requests(self.workload_rng)
-            self.env.process(self._arrivals(self._stream))
+            # arrivals are callbacks, not a process: the first runs where the process would start
+            at(self.env, self.env.now, ARRIVAL).callbacks.append(self._arrivals)
         for controller in self.controllers:
             self.env.process(self._control_loop(controller))
 
-    def _arrivals(self, stream: Iterator[Request]):
+    def _arrivals(self, _event: Any = None) -> None:
+        """Dispatch the request whose arrival event fired (``_held``) and every later one due now,
+        then schedule the next arrival's event with this callback (one event per arrival time)."""
         env = self.env
-        for req in stream:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self.dispatch(held)
+        for req in self._stream:
             if req.arrival_s > env.now:
                 self._held = req
-                yield at(env, req.arrival_s, ARRIVAL)
-                self._held = None
+                at(env, req.arrival_s, ARRIVAL).callbacks.append(self._arrivals)
+                return
             self.dispatch(req)
         self.arrivals_exhausted = True
         self._check_all_done()

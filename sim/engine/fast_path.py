@@ -14,11 +14,13 @@ from bisect import bisect_left
 from itertools import accumulate
 
 import numpy as np
-import simpy
 
 from sim.engine.clock import at
 from sim.engine.plan import StepPlan
 from sim.engine.request import State
+
+LONG_STRETCH = 32  # stretches longer than this are priced and summed in numpy
+_NO_LIMIT = 1 << 62  # no request's tokens left reach this
 
 
 class DecodeStretchMixin:
@@ -30,70 +32,92 @@ class DecodeStretchMixin:
         a block cannot be had (the scheduler then decides whom to preempt)."""
         running = self.running
         decode = State.DECODE
+        context = len(running)  # and, in the same pass, what ``_stretch`` needs (see there)
+        left = _NO_LIMIT
         for r in running:
             if r.state != decode:
                 return None
+            context += r.num_computed_tokens
+            k = r.output_tokens - r.num_output_tokens
+            if k < left:
+                left = k
         if not self.kv.allocate_each(running, 1):
             return None  # blocks taken so far stay with their requests; the scheduler sees them
         plan = StepPlan()
         plan.decode = list(running)
+        self._st_pre = (plan.decode, context, left)
         return plan
 
     def _stretch(self, plan: StepPlan):
         env = self.env
         reqs = plan.decode
-        # iterations that can run unchanged, and the context, in one pass over the batch
-        context = len(reqs)
-        left = reqs[0].output_tokens - reqs[0].num_output_tokens
-        for r in reqs:
-            context += r.num_computed_tokens
-            k = r.output_tokens - r.num_output_tokens
-            if k < left:
-                left = k
+        # iterations that can run unchanged, and the context, in one pass over the batch (done
+        # already when ``_decode_all`` formed this plan: nothing changed tokens since)
+        pre, self._st_pre = self._st_pre, None
+        if pre is not None and pre[0] is reqs:
+            context, left = pre[1], pre[2]
+        else:
+            context = len(reqs)
+            left = reqs[0].output_tokens - reqs[0].num_output_tokens
+            for r in reqs:
+                context += r.num_computed_tokens
+                k = r.output_tokens - r.num_output_tokens
+                if k < left:
+                    left = k
         n = self.kv.affordable_steps(reqs, left)  # until the first finish and while KV lasts
         if self.attention_saved_tokens is not None:  # constant in a stretch (no block maps mid-stretch)
             context -= self.attention_saved_tokens(reqs)
         # end times as Python floats: a stretch uses a few of them one at a time, and the running
-        # sum rounds as numpy's cumsum would (one add per step, left to right)
-        times = self.cost_model.decode_step_times_list(len(reqs), context, n)
-        times[0] += env.now
-        ends = list(accumulate(times))
+        # sum rounds as numpy's cumsum would (one add per step, left to right). A long stretch
+        # sums in numpy and keeps the array too (its gaps are taken from it).
+        if n <= LONG_STRETCH:
+            times = self.cost_model.decode_step_times_list(len(reqs), context, n)
+            times[0] += env.now
+            ends = list(accumulate(times))
+            self._st_ends_arr = None
+        else:
+            times = np.array(self.cost_model.decode_step_times_s(len(reqs), context, n), dtype=np.float64)
+            times[0] += env.now
+            arr = self._st_ends_arr = np.cumsum(times)
+            ends = arr.tolist()
         self._st_reqs, self._st_ends_list = reqs, ends
         self._st_last, self._st_done, self._st_alloc = n, 0, 1
         start = env.now
         kv0 = None
         if self.recorder.steps is not None:  # what the per-iteration log needs to replay the stretch
             kv0 = (self.kv.num_used, *self.kv.decode_holdings(reqs))
-        while True:
-            try:
-                yield at(env, self._st_ends_list[self._st_last - 1])
-                break
-            except simpy.Interrupt:
-                continue
+        # one wait; ``cut_stretch`` moves it up to an earlier iteration end (without an interrupt)
+        yield at(env, ends[n - 1])
         last = self._st_last
         self._advance(last, last)
         self.num_steps += last
         self.batch_size_sum += last * len(reqs)
-        self.busy_decode_s += self._st_ends_list[last - 1] - start
+        self.busy_decode_s += ends[last - 1] - start
         if kv0 is not None:
             self.recorder.on_stretch(self, start, np.array(ends[:last]), len(reqs), self._stretch_kv_used(kv0, last))
         self._st_reqs = None
         # before the fewest tokens left are out nobody has finished (iterations add one token each)
         finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens] if last >= left else None
         if finished:
-            end = self._st_ends_list[last - 1]
+            end = ends[last - 1]
             for r in finished:
                 self._finish(r, end)
             self.running = [r for r in self.running if r.state < State.FINISHED]
 
     def cut_stretch(self) -> None:
         """End the stretch in progress after its iteration in progress (for new work or a
-        request leaving): its last iteration moves up and the waiting process is interrupted."""
+        request leaving): its last iteration moves up and the waiting process is woken at its
+        end instead (the event it waited for is dropped, as an interrupt would drop it)."""
         self.sync()
-        new_last = min(self._st_last, bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1)
+        ends = self._st_ends_list
+        new_last = min(self._st_last, bisect_left(ends, self.env.now, 0, self._st_last) + 1)
         if new_last < self._st_last:
             self._st_last = new_last
-            self.process.interrupt()
+            proc = self.process
+            proc._target.callbacks.remove(proc._resume)
+            event = at(self.env, ends[new_last - 1])
+            event.callbacks.append(proc._resume)
+            proc._target = event
 
     def sync(self) -> None:
         """Bring a stretch's tokens and KV up to ``now`` (iterations ended strictly before)."""
@@ -123,7 +147,8 @@ class DecodeStretchMixin:
                 gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]
                 tail_max = max(gaps)
             else:
-                gaps = np.diff(ends[i0:done])
+                arr = self._st_ends_arr
+                gaps = np.diff(arr[i0:done] if arr is not None else ends[i0:done])
                 tail_max = float(gaps.max())
             recorder.itl_many(gaps, len(reqs))
         record_tokens = ends[i0:done] if recorder.record_token_times else None

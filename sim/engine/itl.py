@@ -43,13 +43,22 @@ class ItlHistogram:
         self.flush_at = flush_at
         self._singles = array("d")
         self.add = self._singles.append        # hot path: one gap, no check (see checkpoint)
-        self._chunks: list[tuple[Sequence[float], int]] = []
+        # weighted gaps, flat: the values, and per add_many call its weight and how many values
+        self._chunk_vals = array("d")
+        self._chunk_weights = array("d")
+        self._chunk_lens = array("q")
         self._chunk_len = 0
 
     def add_many(self, gaps: Sequence[float], weight: int) -> None:
         """Record ``weight`` copies of every gap in ``gaps``."""
-        self._chunks.append((gaps, weight))
-        self._chunk_len += len(gaps)
+        if isinstance(gaps, np.ndarray):
+            self._chunk_vals.frombytes(gaps.astype(np.float64, copy=False).tobytes())
+        else:
+            self._chunk_vals.extend(gaps)
+        k = len(gaps)
+        self._chunk_weights.append(weight)
+        self._chunk_lens.append(k)
+        self._chunk_len += k
         if self._chunk_len >= self.flush_at:
             self.flush()
         if len(self._singles) >= self.flush_at:
@@ -98,11 +107,11 @@ class ItlHistogram:
     def flush(self) -> None:
         """Move buffered gaps into the bins."""
         self._flush_singles()
-        if self._chunks:
-            values = np.concatenate([g for g, _w in self._chunks])
-            weights = np.repeat(np.array([w for _g, w in self._chunks], dtype=np.float64),
-                                [len(g) for g, _w in self._chunks])
-            self._chunks.clear()
+        if self._chunk_lens:
+            values = np.frombuffer(self._chunk_vals, dtype=np.float64).copy()
+            weights = np.repeat(np.frombuffer(self._chunk_weights, dtype=np.float64),
+                                np.frombuffer(self._chunk_lens, dtype=np.int64))
+            del self._chunk_vals[:], self._chunk_weights[:], self._chunk_lens[:]
             self._chunk_len = 0
             self._account(values, weights)
 

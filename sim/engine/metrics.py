@@ -101,10 +101,19 @@ def summarize(
     out["slo_attainment"] = float(masks["all"].mean()) if n else float("nan")
     out["goodput_rps"] = float(masks["all"].sum() / duration)
     out.update(steady_window(df, masks["all"]))
+    summary_tail(out, int(df["num_preemptions"].sum()), replicas, duration, extra)
+    return out
+
+
+def summary_tail(out: dict[str, Any], num_preemptions: int, replicas: list[Any], duration: float,
+                 extra: dict[str, Any] | None) -> None:
+    """The summary keys after the steady window: GPUs, preemptions, prefix hits, steps, busy
+    fraction, speculation, then ``extra`` (shared by ``summarize`` and
+    ``sim.engine.request_columns.summarize_columns``)."""
     num_gpus = sum(getattr(r.cost_model, "num_gpus", 1) for r in replicas)
     out["num_gpus"] = int(num_gpus)
     out["goodput_rps_per_gpu"] = out["goodput_rps"] / max(num_gpus, 1)
-    out["num_preemptions"] = int(df["num_preemptions"].sum())
+    out["num_preemptions"] = num_preemptions
     stats = [r.kv.prefix_stats() for r in replicas]
     queried = sum(s[1] for s in stats)
     hits = sum(s[2] for s in stats)
@@ -118,18 +127,21 @@ def summarize(
         out.update(speculation_summary(replicas))
     if extra:
         out.update(extra)
-    return out
 
 
 def steady_window(df: pd.DataFrame, meets_all: pd.Series) -> dict[str, float]:
     """Offered rate, SLO attainment and goodput of the requests arriving in the steady window
     (the middle of the arrival span; see the module docstring)."""
+    return steady_window_arrays(df["arrival_s"].to_numpy(), meets_all.to_numpy())
+
+
+def steady_window_arrays(arrivals: np.ndarray, meets_all: np.ndarray) -> dict[str, float]:
+    """``steady_window`` on arrays (arrival times, meets every SLO) in request order."""
     nan = float("nan")
     out = {"steady_window_start_s": nan, "steady_window_end_s": nan, "offered_steady_rps": nan,
            "slo_attainment_steady": nan, "goodput_steady_rps": nan}
-    if not len(df):
+    if not len(arrivals):
         return out
-    arrivals = df["arrival_s"].to_numpy()
     first, last = float(arrivals.min()), float(arrivals.max())
     lo, hi = first + STEADY_TRIM * (last - first), last - STEADY_TRIM * (last - first)
     inside = (arrivals >= lo) & (arrivals <= hi)
@@ -137,7 +149,7 @@ def steady_window(df: pd.DataFrame, meets_all: pd.Series) -> dict[str, float]:
     out["steady_window_start_s"], out["steady_window_end_s"] = lo, hi
     if count < STEADY_MIN_REQUESTS or hi <= lo:
         return out
-    good = int(meets_all.to_numpy()[inside].sum())
+    good = int(meets_all[inside].sum())
     out["offered_steady_rps"] = count / (hi - lo)
     out["slo_attainment_steady"] = good / count
     out["goodput_steady_rps"] = good / (hi - lo)

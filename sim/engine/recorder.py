@@ -42,16 +42,13 @@ _OBJ_COLS = ("state", "pool", "reject_reason", "client", "app", "slo_class", "mo
 
 
 _STATE_NAMES = {State.FINISHED: "finished", State.REJECTED: "rejected"}
+ROW_BUFFER = 4096  # request rows buffered as tuples before they move into the columns
 
 # why a request came to a replica, and how it left (stored as small codes, framed as categories)
 VISIT_REASONS = ("prefill", "serve", "decode", "migrated")
 VISIT_ENDS = ("finished", "rejected", "handed_off", "migrated", "unfinished")
 _REASON_CODE = {name: i for i, name in enumerate(VISIT_REASONS)}
 _END_CODE = {name: i for i, name in enumerate(VISIT_ENDS)}
-
-
-def _f(value: float | None) -> float:
-    return _NAN if value is None else value
 
 
 class Recorder:
@@ -62,6 +59,9 @@ class Recorder:
         self._floats = {c: array("d") for c in _FLOAT_COLS}
         self._ints = {c: array("q") for c in _INT_COLS}
         self._objs: dict[str, list] = {c: [] for c in _OBJ_COLS}
+        self._rows_f: list[tuple] = []  # request rows not yet in the columns: floats, ints, objects
+        self._rows_i: list[tuple] = []
+        self._rows_o: list[tuple] = []
         self.token_times: dict[int, list[float]] = {}
         self.itl = ItlHistogram()
         self.itl_one = self.itl.add
@@ -98,42 +98,50 @@ class Recorder:
         self.itl.add_many(gaps, weight)
 
     def on_done(self, r: Request) -> None:
-        """Append the row of a finished or rejected request."""
+        """Append the row of a finished or rejected request (buffered as tuples, moved into the
+        typed columns ``ROW_BUFFER`` rows at a time, and before anything reads them)."""
         self.num_done += 1
         self.itl.checkpoint()
-        f, i, o = self._floats, self._ints, self._objs
-        f["arrival_s"].append(r.arrival_s)
-        f["first_scheduled_s"].append(_f(r.first_scheduled_s))
-        f["first_token_s"].append(_f(r.first_token_s))
-        f["finish_s"].append(_f(r.finish_s))
-        f["itl_max_s"].append(r.itl_max_s)
-        f["transfer_s"].append(r.transfer_s)
-        f["deadline_s"].append(_f(r.deadline_s))
-        f["ttft_slo_s"].append(_f(r.ttft_slo_s))
-        f["tpot_slo_s"].append(_f(r.tpot_slo_s))
-        f["cold_start_s"].append(r.cold_start_s)
-        i["id"].append(r.id)
-        i["input_tokens"].append(r.input_tokens)
-        i["output_tokens"].append(r.output_tokens)
-        i["num_output_tokens"].append(r.num_output_tokens)
-        i["replica"].append(-1 if r.replica is None else r.replica)
-        i["first_replica"].append(-1 if r.first_replica is None else r.first_replica)
-        i["num_preemptions"].append(r.num_preemptions)
-        i["num_swaps"].append(r.num_swaps)
-        i["num_cached_tokens"].append(r.num_cached_tokens)
-        i["num_migrations"].append(r.num_migrations)
-        i["priority"].append(r.priority)
-        i["session"].append(-1 if r.session is None else r.session)
-        i["job"].append(-1 if r.job is None else r.job)
-        o["state"].append(_STATE_NAMES.get(r.state, "unfinished"))
-        o["pool"].append(r.pool)
-        o["reject_reason"].append(r.reject_reason)
-        o["client"].append(r.client)
-        o["app"].append(r.app)
-        o["slo_class"].append(r.slo_class)
-        o["model"].append(r.model)
+        self._rows_f.append((
+            r.arrival_s, _NAN if r.first_scheduled_s is None else r.first_scheduled_s,
+            _NAN if r.first_token_s is None else r.first_token_s, _NAN if r.finish_s is None else r.finish_s,
+            r.itl_max_s, r.transfer_s, _NAN if r.deadline_s is None else r.deadline_s,
+            _NAN if r.ttft_slo_s is None else r.ttft_slo_s, _NAN if r.tpot_slo_s is None else r.tpot_slo_s,
+            r.cold_start_s))
+        self._rows_i.append((
+            r.id, r.input_tokens, r.output_tokens, r.num_output_tokens, -1 if r.replica is None else r.replica,
+            -1 if r.first_replica is None else r.first_replica, r.num_preemptions, r.num_swaps,
+            r.num_cached_tokens, r.num_migrations, r.priority, -1 if r.session is None else r.session,
+            -1 if r.job is None else r.job))
+        rows = self._rows_o
+        rows.append((_STATE_NAMES.get(r.state, "unfinished"), r.pool, r.reject_reason, r.client, r.app,
+                     r.slo_class, r.model))
+        if len(rows) >= ROW_BUFFER:
+            self._flush_rows()
         if r.token_times is not None:
             self.token_times[r.id] = r.token_times
+
+    def _flush_rows(self) -> None:
+        """Move the buffered request rows into the typed columns (``_FLOAT_COLS``, ``_INT_COLS``,
+        ``_OBJ_COLS`` order): numbers through one numpy array per kind (the same float64 / int64
+        values ``array.append`` would store)."""
+        if not self._rows_o:
+            return
+        for rows, names, cols, dtype in ((self._rows_f, _FLOAT_COLS, self._floats, np.float64),
+                                         (self._rows_i, _INT_COLS, self._ints, np.int64)):
+            block = np.array(rows, dtype=dtype).T.copy()
+            for j, c in enumerate(names):
+                cols[c].frombytes(block[j].tobytes())
+            rows.clear()
+        objs = self._objs
+        for c, values in zip(_OBJ_COLS, zip(*self._rows_o, strict=True), strict=True):
+            objs[c].extend(values)
+        self._rows_o.clear()
+
+    def request_columns(self) -> tuple[dict[str, array], dict[str, array], dict[str, list]]:
+        """The request columns (floats, ints, objects by name), every row done so far in them."""
+        self._flush_rows()
+        return self._floats, self._ints, self._objs
 
     def visit_open(self, r: Request, replica: Any, reason: str) -> None:
         """``r`` arrives on ``replica`` now, for ``reason`` (one of ``VISIT_REASONS``)."""
@@ -196,6 +204,7 @@ class Recorder:
         """One row per request, sorted by id, with derived latencies (vLLM definitions)."""
         import pandas as pd
 
+        self._flush_rows()
         data: dict[str, Any] = {}
         for c in _INT_COLS:
             data[c] = np.frombuffer(self._ints[c], dtype=np.int64).copy()

@@ -138,6 +138,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self._idle: simpy.Event | None = None
         self._st_reqs: list[Request] | None = None
         self._st_ends_list: list[float] = []
+        self._st_ends_arr: np.ndarray | None = None  # the same end times as an array (long stretches)
+        self._st_pre: tuple | None = None        # (decode list, context, fewest tokens left) from _decode_all
         self._st_last = 0
         self._st_done = 0
         self._st_alloc = 0
@@ -438,9 +440,23 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                 if r.state == State.DECODE and self.on_prefilled is not None and self.on_prefilled(self, r):
                     done = True
         if plan.decode_tokens is None:
-            for r in plan.decode:
+            itl_one = self.recorder.itl_one
+            for r in plan.decode:  # ``_emit`` inlined: a stepped iteration's per-token path
                 r.num_computed_tokens += 1
-                done |= self._emit(r, end)
+                if r.first_token_s is None:
+                    r.first_token_s = end
+                else:
+                    gap = end - r.last_token_s
+                    if gap > r.itl_max_s:
+                        r.itl_max_s = gap
+                    itl_one(gap)
+                if r.token_times is not None:
+                    r.token_times.append(end)
+                r.last_token_s = end
+                r.num_output_tokens += 1
+                if r.num_output_tokens >= r.output_tokens:
+                    self._finish(r, end)
+                    done = True
         else:
             done |= self._apply_speculative(plan, end)
         if done:
