@@ -172,7 +172,7 @@ def _energy_and_cost(cluster: Cluster, df: Any, window: tuple[float, float] | No
     and ``out_tokens`` (finished requests' output tokens) are read off the frame when not given."""
     from hardware.energy import energy_and_cost, summary_columns
 
-    if window is None:
+    if window is None and not callable(df):  # the columns path passes a frame builder and its window
         window = _run_window(df)
     if window is None:
         return {}

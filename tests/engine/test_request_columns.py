@@ -40,6 +40,7 @@ def _agentic() -> dict:
 CASES = {
     "rejections": _synthetic(),                                              # some never fit the KV cache
     "truncated": _synthetic(engine={"progress": False, "max_time_s": 3.0}),  # unfinished at the cut
+    "none_finished": _synthetic(engine={"progress": False, "max_time_s": 0.05}),  # no run window at all
     "per_request_slos": _agentic(),                                          # deadlines and TTFT limits
 }
 
