@@ -12,9 +12,9 @@ import numpy as np
 from sim.config import SimulationConfig, from_dict, load_config
 from sim.engine.cluster import Cluster
 from sim.engine.fairness import fairness_summary
-from sim.engine.metrics import speculation_columns, summarize
+from sim.engine.metrics import speculation_columns, summarize, summarize_columns
 from sim.engine.recorder import Recorder
-from sim.engine.request_columns import RequestColumns, needs_frame, summarize_columns
+from sim.engine.request_columns import RequestColumns, needs_frame
 
 if TYPE_CHECKING:  # pandas is imported by the recorder when it builds the frames, after the run
     import pandas as pd

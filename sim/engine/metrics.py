@@ -30,6 +30,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,74 +44,113 @@ STEADY_TRIM = 0.1           # share of the arrival span left out at each end of 
 STEADY_MIN_REQUESTS = 20    # fewer arrivals in the window: no steady figures (NaN)
 
 
-def _dist(prefix: str, series: pd.Series, out: dict[str, Any]) -> None:
-    vals = series.dropna().to_numpy()
-    out[f"{prefix}_mean_s"] = float(vals.mean()) if len(vals) else float("nan")
+_NAN = float("nan")
+#: per-request columns the summary reads (``frame_columns`` / ``request_columns.RequestColumns``)
+_FLOAT_COLUMNS = ("arrival_s", "finish_s", "ttft_slo_s", "tpot_slo_s", "deadline_s", "ttft_s", "tpot_s",
+                  "e2e_s", "queueing_s")
+_INT_COLUMNS = ("input_tokens", "num_output_tokens", "num_preemptions")
+
+
+def frame_columns(df: pd.DataFrame) -> SimpleNamespace:
+    """The per-request columns ``summarize_columns`` reads, taken from a requests frame (in its
+    row order, with its derived latencies as they stand, e.g. after a frontend delay)."""
+    state = df["state"].tolist()
+    cols = SimpleNamespace(n=len(df), state=state, reject_reason=df["reject_reason"].tolist(),
+                           finished=np.fromiter((s == "finished" for s in state), dtype=bool, count=len(df)))
+    for c in _FLOAT_COLUMNS:
+        setattr(cols, c, df[c].to_numpy(np.float64))
+    for c in _INT_COLUMNS:
+        setattr(cols, c, df[c].to_numpy(np.int64))
+    return cols
+
+
+def _dist(prefix: str, values: np.ndarray, out: dict[str, Any]) -> None:
+    vals = values[~np.isnan(values)]
+    out[f"{prefix}_mean_s"] = float(vals.mean()) if len(vals) else _NAN
     for q in PERCENTILES:
-        out[f"{prefix}_p{q}_s"] = float(np.percentile(vals, q)) if len(vals) else float("nan")
+        out[f"{prefix}_p{q}_s"] = float(np.percentile(vals, q)) if len(vals) else _NAN
 
 
-def slo_mask(df: pd.DataFrame, ttft_s: float | None, tpot_s: float | None, e2e_s: float | None) -> dict[str, pd.Series]:
-    """Per-request booleans: meets TTFT, TPOT, E2E and all (per-request limits override)."""
-    finished = df["state"] == "finished"
+def slo_mask(df: pd.DataFrame, ttft_s: float | None, tpot_s: float | None,
+             e2e_s: float | None) -> dict[str, np.ndarray]:
+    """Per-request booleans of a requests frame: meets TTFT, TPOT, E2E and all."""
+    return slo_masks(frame_columns(df), ttft_s, tpot_s, e2e_s)
+
+
+def slo_masks(cols: Any, ttft_s: float | None, tpot_s: float | None, e2e_s: float | None) -> dict[str, np.ndarray]:
+    """Per-request booleans: meets TTFT, TPOT, E2E and all (per-request limits override; a
+    request's ``deadline_s`` is absolute, on the arrival clock; the run's ``e2e_s`` is relative)."""
+    finished = cols.finished
+    inf = np.inf
     masks = {}
-    ttft_lim = df["ttft_slo_s"].fillna(ttft_s if ttft_s is not None else np.inf)
-    masks["ttft"] = finished & (df["ttft_s"] <= ttft_lim)
-    tpot_lim = df["tpot_slo_s"].fillna(tpot_s if tpot_s is not None else np.inf)
-    masks["tpot"] = finished & ((df["tpot_s"] <= tpot_lim) | df["tpot_s"].isna())
-    # a request's deadline_s is absolute (on the arrival clock); the run's e2e_s is relative
-    deadline = df["deadline_s"].fillna(df["arrival_s"] + (e2e_s if e2e_s is not None else np.inf))
-    masks["e2e"] = finished & (df["finish_s"] <= deadline)
+    with np.errstate(invalid="ignore"):
+        ttft_lim = np.where(np.isnan(cols.ttft_slo_s), ttft_s if ttft_s is not None else inf, cols.ttft_slo_s)
+        masks["ttft"] = finished & (cols.ttft_s <= ttft_lim)
+        tpot_lim = np.where(np.isnan(cols.tpot_slo_s), tpot_s if tpot_s is not None else inf, cols.tpot_slo_s)
+        masks["tpot"] = finished & ((cols.tpot_s <= tpot_lim) | np.isnan(cols.tpot_s))
+        deadline = np.where(np.isnan(cols.deadline_s), cols.arrival_s + (e2e_s if e2e_s is not None else inf),
+                            cols.deadline_s)
+        masks["e2e"] = finished & (cols.finish_s <= deadline)
     masks["all"] = masks["ttft"] & masks["tpot"] & masks["e2e"]
     return masks
 
 
-def summarize(
-    df: pd.DataFrame,
-    itl: Any,
-    slo: Any,
-    replicas: list[Any],
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The flat summary dict written to summary.json."""
+def _rejected_by_reason(cols: Any) -> dict[str, int]:
+    reasons = [r for s, r in zip(cols.state, cols.reject_reason, strict=True) if s == "rejected"]
+    kinds = Counter(r for r in reasons if r is not None and r == r)
+    if len(kinds) <= 1:
+        return {str(k): int(v) for k, v in kinds.items()}
+    import pandas as pd  # two or more reasons: their order is value_counts' own
+
+    return {str(k): int(v) for k, v in pd.Series(reasons, dtype=object).value_counts().items()}
+
+
+def summarize(df: pd.DataFrame, itl: Any, slo: Any, replicas: list[Any],
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat summary dict written to summary.json, from a requests frame."""
+    return summarize_columns(frame_columns(df), itl, slo, replicas, extra)
+
+
+def summarize_columns(cols: Any, itl: Any, slo: Any, replicas: list[Any],
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat summary dict written to summary.json, from per-request columns (``frame_columns``
+    of a frame, or ``sim.engine.request_columns.RequestColumns`` straight from the recorder)."""
     out: dict[str, Any] = {}
-    n = len(df)
-    finished = df["state"] == "finished"
+    n = cols.n
+    finished = cols.finished
     out["num_requests"] = int(n)
     out["num_completed"] = int(finished.sum())
-    out["num_rejected"] = int((df["state"] == "rejected").sum())
-    out["num_unfinished"] = int((df["state"] == "unfinished").sum())
-    reasons = df.loc[df["state"] == "rejected", "reject_reason"].value_counts()
-    out["rejected_by_reason"] = {str(k): int(v) for k, v in reasons.items()}
-    start = float(df["arrival_s"].min()) if n else 0.0
-    end = float(np.nanmax(df["finish_s"].to_numpy())) if n and df["finish_s"].notna().any() else start
+    out["num_rejected"] = sum(1 for s in cols.state if s == "rejected")
+    out["num_unfinished"] = sum(1 for s in cols.state if s == "unfinished")
+    out["rejected_by_reason"] = _rejected_by_reason(cols)
+    start = float(cols.arrival_s.min()) if n else 0.0
+    end = float(np.nanmax(cols.finish_s)) if n and not np.isnan(cols.finish_s).all() else start
     duration = max(end - start, 1e-12)
     out["simulated_duration_s"] = end - start
     for name in ("ttft", "tpot", "e2e", "queueing"):
-        _dist(name, df.loc[finished, f"{name}_s"], out)
+        _dist(name, getattr(cols, f"{name}_s")[finished], out)
     out["itl_mean_s"] = itl.mean_s()
     for q, v in zip(PERCENTILES, itl.percentiles(PERCENTILES), strict=True):
         out[f"itl_p{q}_s"] = v
-    out["itl_max_s"] = itl.max_s if itl.count else float("nan")
-    out["throughput_input_tps"] = float(df.loc[finished, "input_tokens"].sum() / duration)
-    out["throughput_output_tps"] = float(df.loc[finished, "num_output_tokens"].sum() / duration)
+    out["itl_max_s"] = itl.max_s if itl.count else _NAN
+    out["throughput_input_tps"] = float(cols.input_tokens[finished].sum() / duration)
+    out["throughput_output_tps"] = float(cols.num_output_tokens[finished].sum() / duration)
     out["request_rate_rps"] = float(n / duration)
     out["completed_rps"] = float(finished.sum() / duration)
-    masks = slo_mask(df, slo.ttft_s, slo.tpot_s, slo.e2e_s)
+    masks = slo_masks(cols, slo.ttft_s, slo.tpot_s, slo.e2e_s)
     for key in ("ttft", "tpot", "e2e"):
-        out[f"slo_attainment_{key}"] = float(masks[key].mean()) if n else float("nan")
-    out["slo_attainment"] = float(masks["all"].mean()) if n else float("nan")
+        out[f"slo_attainment_{key}"] = float(masks[key].mean()) if n else _NAN
+    out["slo_attainment"] = float(masks["all"].mean()) if n else _NAN
     out["goodput_rps"] = float(masks["all"].sum() / duration)
-    out.update(steady_window(df, masks["all"]))
-    summary_tail(out, int(df["num_preemptions"].sum()), replicas, duration, extra)
+    out.update(steady_window(cols.arrival_s, masks["all"]))
+    _summary_tail(out, int(cols.num_preemptions.sum()), replicas, duration, extra)
     return out
 
 
-def summary_tail(out: dict[str, Any], num_preemptions: int, replicas: list[Any], duration: float,
-                 extra: dict[str, Any] | None) -> None:
+def _summary_tail(out: dict[str, Any], num_preemptions: int, replicas: list[Any], duration: float,
+                  extra: dict[str, Any] | None) -> None:
     """The summary keys after the steady window: GPUs, preemptions, prefix hits, steps, busy
-    fraction, speculation, then ``extra`` (shared by ``summarize`` and
-    ``sim.engine.request_columns.summarize_columns``)."""
+    fraction, speculation, then ``extra``."""
     num_gpus = sum(getattr(r.cost_model, "num_gpus", 1) for r in replicas)
     out["num_gpus"] = int(num_gpus)
     out["goodput_rps_per_gpu"] = out["goodput_rps"] / max(num_gpus, 1)
@@ -129,14 +170,10 @@ def summary_tail(out: dict[str, Any], num_preemptions: int, replicas: list[Any],
         out.update(extra)
 
 
-def steady_window(df: pd.DataFrame, meets_all: pd.Series) -> dict[str, float]:
+def steady_window(arrivals: np.ndarray, meets_all: np.ndarray) -> dict[str, float]:
     """Offered rate, SLO attainment and goodput of the requests arriving in the steady window
-    (the middle of the arrival span; see the module docstring)."""
-    return steady_window_arrays(df["arrival_s"].to_numpy(), meets_all.to_numpy())
-
-
-def steady_window_arrays(arrivals: np.ndarray, meets_all: np.ndarray) -> dict[str, float]:
-    """``steady_window`` on arrays (arrival times, meets every SLO) in request order."""
+    (the middle of the arrival span; see the module docstring), from arrival times and whether
+    each request met every SLO, in request order."""
     nan = float("nan")
     out = {"steady_window_start_s": nan, "steady_window_end_s": nan, "offered_steady_rps": nan,
            "slo_attainment_steady": nan, "goodput_steady_rps": nan}
