@@ -144,7 +144,7 @@ class SchedulerBase(PolicyBase):
         i = 0
         want_decode = phase != "prefill"
         want_prefill = phase != "decode"
-        grow, add_decode = rep.grow, plan.add_decode  # hot loop: bound once
+        grow, add_decode, add_prefill = rep.grow, plan.add_decode, plan.add_prefill  # hot loop: bound once
         while i < n:
             req = running[i]
             decoding = req.is_decoding
@@ -153,23 +153,6 @@ class SchedulerBase(PolicyBase):
                 continue
             if decoding:
                 k = 1
-                if budget is None or used < budget:  # the common decode: grown in place
-                    if grow(req, 1) is not None:
-                        add_decode(req)
-                        used += 1
-                        i += 1
-                        continue
-                    victims = self._grow(rep, req, 1, plan)
-                    if victims < 0:
-                        preempted = True
-                        break
-                    if victims:
-                        preempted = True
-                        n -= victims
-                    add_decode(req)
-                    used += 1
-                    i += 1
-                    continue
             else:
                 if budget is not None and used >= budget:
                     break
@@ -178,7 +161,7 @@ class SchedulerBase(PolicyBase):
                     k = min(k, budget - used)
             if budget is not None and used + k > budget:
                 break
-            if rep.grow(req, k) is None:  # no room: preempt from the tail until it fits
+            if grow(req, k) is None:  # no room: preempt from the tail until it fits
                 victims = self._grow(rep, req, k, plan)
                 if victims < 0:
                     preempted = True
@@ -187,9 +170,9 @@ class SchedulerBase(PolicyBase):
                     preempted = True
                     n -= victims
             if decoding:
-                plan.add_decode(req)
+                add_decode(req)
             else:
-                plan.add_prefill(req, k)
+                add_prefill(req, k)
             used += k
             i += 1
         return used, preempted
