@@ -95,6 +95,13 @@ def _served_per_tick(df: pd.DataFrame, num_ticks: int, window_s: float, warmup_s
     return names, lo, hi, _delivered_by_client(cost, start, end, codes, len(names), lo, hi) / window_s
 
 
+def _arrivals_by_client(df: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Requests that name a client, and each one's index in ``names`` (-1 if not there)."""
+    arr = df[df["client"].notna()]
+    index = {c: i for i, c in enumerate(names)}
+    return arr, np.array([index.get(str(c), -1) for c in arr["client"]])
+
+
 def service_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window_s: float = PAPER_WINDOW_S,
                        warmup_s: float = PAPER_WARMUP_S, duration_s: float | None = None, w_p: float = W_P,
                        w_q: float = W_Q, weights: dict[str, float] | None = None) -> np.ndarray:
@@ -104,9 +111,7 @@ def service_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window_s:
         return np.zeros(0)
     names, lo, hi, served = ticks
     n = len(names)
-    arr = df[df["client"].notna()]
-    index = {c: i for i, c in enumerate(names)}
-    acodes = np.array([index.get(str(c), -1) for c in arr["client"]])
+    arr, acodes = _arrivals_by_client(df, names)
     keep = acodes >= 0
     acost = (w_p * arr["input_tokens"].to_numpy(float) + w_q * arr["output_tokens"].to_numpy(float))[keep]
     if weights:
@@ -126,9 +131,7 @@ def backlogged_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window
     if ticks is None:
         return np.zeros(0)
     names, lo, hi, served = ticks
-    index = {c: i for i, c in enumerate(names)}
-    arr = df[df["client"].notna()]
-    acodes = np.array([index.get(str(c), -1) for c in arr["client"]])
+    arr, acodes = _arrivals_by_client(df, names)
     a = arr["arrival_s"].to_numpy(float)
     s = arr["first_scheduled_s"].to_numpy(float)
     s = np.where(np.isnan(s), arr["finish_s"].fillna(np.inf).to_numpy(float), s)
