@@ -94,10 +94,7 @@ class ReactiveAutoscaler(ControllerBase):
 
     def __init__(self, params: ReactiveAutoscalerParams, ctx: BuildContext):
         super().__init__(params, ctx)
-        known = [p.name for p in ctx.cluster.pools] if ctx.cluster is not None else []
-        for i, name in enumerate(params.pools):
-            if known and name not in known:
-                raise ConfigError(f"unknown pool {name!r} (pools: {', '.join(known)})", f"{ctx.where}.pools[{i}]")
+        self.check_pool_names(params.pools, ctx)
         self.state: dict[str, _PoolState] = {}
 
     def act(self, cluster: ClusterView, now_s: float) -> list[Action]:

@@ -62,10 +62,7 @@ class LlumnixAutoscaler(ControllerBase):
 
     def __init__(self, params: LlumnixAutoscalerParams, ctx: BuildContext):
         super().__init__(params, ctx)
-        known = [p.name for p in ctx.cluster.pools] if ctx.cluster is not None else []
-        for i, name in enumerate(params.pools):
-            if known and name not in known:
-                raise ConfigError(f"unknown pool {name!r} (pools: {', '.join(known)})", f"{ctx.where}.pools[{i}]")
+        self.check_pool_names(params.pools, ctx)
         self.history: list[tuple[float, str, float]] = []  # (time, pool, freeness) at each check
 
     def act(self, cluster: ClusterView, now_s: float) -> list[Action]:

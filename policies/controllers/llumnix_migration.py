@@ -69,10 +69,7 @@ class LlumnixMigration(ControllerBase):
 
     def __init__(self, params: LlumnixMigrationParams, ctx: BuildContext):
         super().__init__(params, ctx)
-        known = [p.name for p in ctx.cluster.pools] if ctx.cluster is not None else []
-        for i, name in enumerate(params.pools):
-            if known and name not in known:
-                raise ConfigError(f"unknown pool {name!r} (pools: {', '.join(known)})", f"{ctx.where}.pools[{i}]")
+        self.check_pool_names(params.pools, ctx)
         self.num_pairs = 0
 
     def _f(self, rep: ReplicaView) -> float:

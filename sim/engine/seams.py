@@ -282,6 +282,14 @@ class ControllerBase(PolicyBase):
     def act(self, cluster: ClusterView, now_s: float) -> list[Action]:
         raise NotImplementedError
 
+    @staticmethod
+    def check_pool_names(names: Sequence[str], ctx: BuildContext) -> None:
+        """A ConfigError naming ``<where>.pools[i]`` for a pool the cluster does not have."""
+        known = [p.name for p in ctx.cluster.pools] if ctx.cluster is not None else []
+        for i, name in enumerate(names):
+            if known and name not in known:
+                raise ConfigError(f"unknown pool {name!r} (pools: {', '.join(known)})", f"{ctx.where}.pools[{i}]")
+
 
 __all__ = [
     "Action", "AddReplica", "BuildContext", "ClusterView", "Controller", "ControllerBase", "DrainReplica",
