@@ -37,6 +37,7 @@ from hardware.links import allreduce_time_s
 from hardware.models import ModelSpec, dtype_bytes, get_model
 from hardware.moe import ExpertParallel, ExpertParallelParams
 from hardware.moe_step import ep_decode_run_s, ep_step_s, step_key
+from hardware.quant_layout import lm_head_dtype, model_weight_bytes
 from sim.cost import Chunks, CostModel
 from sim.errors import ConfigError
 from sim.registry import COST_MODELS
@@ -86,6 +87,9 @@ class AnalyticParams:
                                                     "algorithm's time (default: the stack's)")
     swap_call_overhead_s: float = param(0.0, ge=0, doc="per copy call when swapping paged KV: one call per "
                                         "block, layer and K/V (FastSwitch); 0 = bytes only (e.g. 5e-6)")
+    quantized_embeddings: bool = param(False, doc="true: an FP8/INT8/INT4 checkpoint's embeddings and LM head "
+                                       "are quantized too (default: kept in 16 bits, as vLLM and the "
+                                       "published checkpoints do; hardware/quant_layout.py)")
 
 
 def roofline_time_s(flops: float, num_bytes: float, peak_flops: float, bytes_per_s: float) -> float:
@@ -267,9 +271,11 @@ class AnalyticCostModel(CostModel):
         self._send_lat = (pp - 1) * cc.PP_SEND_LATENCY_S
         self._send_c = (pp - 1) * msg_per_token / link_bw
 
-        # LM head on the last stage, one logits row per chunk and per decode token
-        self._head_c = 2.0 * m.lm_head_params / tp / peak
-        self._head_w = m.lm_head_params / tp * wb / w_bw
+        # LM head on the last stage, one logits row per chunk and per decode token (in 16 bits
+        # for a quantized checkpoint: hardware/quant_layout.py)
+        head_dtype = lm_head_dtype(self.weight_dtype, not p.quantized_embeddings)
+        self._head_c = 2.0 * m.lm_head_params / tp / gemm_peak_flops(d, head_dtype, p)
+        self._head_w = m.lm_head_params / tp * dtype_bytes(head_dtype) / w_bw
 
         self._lo_prefill = layers * lo_prefill
         self._lo_decode = layers * lo_decode
@@ -519,8 +525,12 @@ class AnalyticCostModel(CostModel):
         if self._ep is not None:
             return self._ep.weight_bytes_per_gpu
         if self._remote_moe_bytes:
-            return (self.model.weight_bytes(self.weight_dtype) - self._remote_moe_bytes) / self.num_gpus
-        return self.model.weight_bytes(self.weight_dtype) / self.num_gpus
+            return (self._model_weight_bytes() - self._remote_moe_bytes) / self.num_gpus
+        return self._model_weight_bytes() / self.num_gpus
+
+    def _model_weight_bytes(self) -> float:
+        """All weights of the model (embeddings and LM head in 16 bits when quantized)."""
+        return model_weight_bytes(self.model, self.weight_dtype, not self.params.quantized_embeddings)
 
     def activation_reserve_bytes(self) -> float:
         """Per-GPU bytes kept for activations, workspace and graphs."""
