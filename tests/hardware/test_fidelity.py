@@ -214,3 +214,25 @@ def test_mi300x_fp8_factor_is_solved_from_its_calibration_source():
     hbm = next(r for r in rows if r["metric"] == "hbm_tbps")
     assert cp.predict(hbm) == pytest.approx(hbm["value"], rel=0.02)
     assert fid.kind_group(hbm) == "operator"
+
+
+def test_median_itl_is_the_median_gap_over_every_streamed_token():
+    """benchmark_serving's median_itl_ms is np.median over all requests' inter-token gaps: the
+    replay reads the simulator's ITL histogram, where a prefill stall is one long gap."""
+    import numpy as np
+
+    from hardware import corpus_predict as cp
+
+    row = dict(next(r for r in cp.load_corpus() if r["id"] == "lam-12b"), num_prompts=24, id="itl-test")
+    cp.clear_cache()
+    predicted = cp.predict(row)
+    df = cp.simulate_requests(row, cp._requests(row))
+    assert predicted == pytest.approx(df.attrs["itl_p50_s"] * 1e3)
+    # the per-request TPOT spreads each stall over the request's tokens: its token-weighted median
+    # is at least the median gap (prefills interrupt decodes in vLLM 0.5's scheduler)
+    d = df[df["num_output_tokens"] > 1]
+    order = np.argsort(d["tpot_s"].to_numpy())
+    cum = np.cumsum((d["num_output_tokens"].to_numpy() - 1)[order])
+    tpot_median = d["tpot_s"].to_numpy()[order][np.searchsorted(cum, cum[-1] / 2.0)] * 1e3
+    assert predicted <= tpot_median * 1.001
+    cp.clear_cache()
