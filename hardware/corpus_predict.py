@@ -200,21 +200,31 @@ def sharegpt_pairs() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def realised_lengths() -> dict[tuple[str, str, int], np.ndarray]:
-    """{(source, model, num_prompts): (input, output) pairs} from ``LENGTHS``. A published output
-    of 0 tokens (the model stopped at once) is simulated as 1: the engine still ran its step."""
-    out: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
+def realised_lengths() -> dict[tuple, np.ndarray]:
+    """{(source, model, num_prompts, device, tp): (input, output) pairs} from ``LENGTHS``. A published
+    output of 0 tokens (the model stopped at once) is simulated as 1: the engine still ran its step.
+    ``device`` / ``tp`` are blank (``""`` / 0) for a source's generic table, set for the lengths one
+    run itself published (its own result file), which that run's rows replay instead."""
+    out: dict[tuple, list[tuple[int, int]]] = {}
     with open(LENGTHS, newline="") as fh:
         for r in csv.DictReader(fh):
-            key = (r["source"], r["model"], int(r["num_prompts"]))
+            key = (r["source"], r["model"], int(r["num_prompts"]), r.get("device") or "", int(r.get("tp") or 0))
             out.setdefault(key, []).append((max(1, int(r["input_tokens"])), max(1, int(r["output_tokens"]))))
     return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+
+
+def lengths_for(row: dict[str, Any]) -> np.ndarray | None:
+    """The realised (input, output) pairs a row replays: its own run's, else its source's table."""
+    table = realised_lengths()
+    base = (row["source"], row["model"], row["num_prompts"] or 0)
+    own = table.get(base + (row["device"], int(row["tp"] or 0)))
+    return own if own is not None else table.get(base + ("", 0))
 
 
 def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]]:
     n = min(row["num_prompts"] or 1000, MAX_SIM_REQUESTS)
     rng = np.random.default_rng(seed)
-    realised = realised_lengths().get((row["source"], row["model"], row["num_prompts"] or 0))
+    realised = lengths_for(row)
     if realised is not None and row["kind"] == "offline":
         lengths = realised[:n]
     elif row["kind"] == "offline_fixed":

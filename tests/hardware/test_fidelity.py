@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hardware import corpus_predict as cp
@@ -123,6 +124,22 @@ def test_realised_lengths_replace_sharegpt_for_their_source():
     assert len(reqs) == 320
     assert sum(i for _, i, _ in reqs) == 65578  # the published total_input_tokens
     assert sum(o for _, _, o in reqs) == 44041 + 101  # published total_output_tokens + 101 empty outputs run as 1
+
+
+def test_a_run_replays_its_own_published_lengths_where_its_file_is_stored():
+    # Lambda's v0.5.4 result files of 4x H100 Llama-3-8B FP8 and 4x / 8x H100 Mixtral (2024-08-19) are
+    # stored: those runs replay their own output lengths (totals as the files print them), the others
+    # the source's generic table
+    rows = {r["id"]: r for r in cp.load_corpus()}
+    own = {"lam-17a": 42874, "lam-19a": 70216, "lam-22a": 68688}
+    for rid, total in own.items():
+        outs = cp.lengths_for(rows[rid])[:, 1]
+        assert len(outs) == 320
+        assert int(outs.sum()) - int((outs == 1).sum()) <= total <= int(outs.sum())
+    generic = cp.lengths_for(rows["lam-14a"])  # 2x H100 Llama-3-8B: no stored file of its own
+    assert generic is cp.realised_lengths()[("lambda_vllm", "Llama-3-8B", 320, "", 0)]
+    assert not np.array_equal(cp.lengths_for(rows["lam-17a"]), generic)
+    assert np.array_equal(cp.lengths_for(rows["lam-17a"])[:, 0], generic[:, 0])  # same prompts
 
 
 def test_vllm_v06_single_step_costs_what_multi_step_saves():
