@@ -380,6 +380,36 @@ class AnalyticCostModel(CostModel):
             return self._short_decode_list(num_seqs, context_tokens, num_steps)
         return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
 
+    def decode_times_at_s(self, num_seqs: int, num_tokens: int, contexts: np.ndarray) -> np.ndarray | None:
+        """``step_time_s((), num_seqs, num_tokens, c)`` for every ``c`` of the int array ``contexts``
+        (speculative verify passes of ``num_tokens`` tokens), bit-identical: ``_total`` evaluated on
+        the array. None with expert parallelism (its steps draw routings one by one)."""
+        if self._ep is not None:
+            return None
+        if num_tokens <= 0:
+            return np.zeros(np.shape(contexts), dtype=np.float64)
+        return np.asarray(self._total(num_tokens, 0, 0.0, 0, num_seqs, num_tokens, contexts, sqrt=np.sqrt),
+                          dtype=np.float64)
+
+    def decode_times_grid_s(self, num_seqs: int, contexts: np.ndarray) -> np.ndarray | None:
+        """The pure-decode step times ``decode_step_times_s`` gives, at any int array of contexts
+        (e.g. draft passes of many speculative steps at once), bit-identical (the long run's
+        operations in its order); None with expert parallelism."""
+        if self._ep is not None:
+            return None
+        if num_seqs <= 0:
+            return np.zeros(np.shape(contexts), dtype=np.float64)
+        if self.pp != 1:
+            return np.asarray(self._total(num_seqs, 0, 0.0, 0, num_seqs, num_seqs, contexts, sqrt=np.sqrt),
+                              dtype=np.float64)
+        gemm, kv_write, adds = self._terms(num_seqs)
+        tc = contexts * self._attn_dc
+        tm = contexts * self._kv_read + kv_write
+        t = gemm + np.sqrt(tc * tc + tm * tm)
+        for a in adds:
+            t += a
+        return t
+
     def _short_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         return np.array(self._short_decode_list(num_seqs, context_tokens, num_steps), dtype=np.float64)
 

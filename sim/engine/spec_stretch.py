@@ -1,0 +1,162 @@
+"""Speculative stretches: the steps of an unchanged speculating batch planned at once.
+
+Mixed into ``Replica`` (through ``SpeculationMixin``). Applies when the replica's
+``spec_fast_forward`` holds (the engine's fast path on, a ``fast_forward_safe`` scheduler, a
+speculator) and, at an iteration boundary, nothing waits, is swapped, paused, held or due at
+the boundary, no step hook, held pool, swap copy or attention-saved tokens are in play, every
+running request decodes, the cost models price arrays (``decode_times_at_s`` /
+``decode_times_grid_s``) and the speculator's ``stretch_k`` names the k every request proposes
+whatever the state (the replica drawing acceptance). Then, for up to ``CHUNK`` steps and at
+most until the first request finishes, the acceptance outcomes of every step are read at once
+off the replica's block of acceptance draws (``_accept_draws``: the same stream, in the same
+order, as drawing step by step), so every step's context is known, and the verify and draft
+passes of all the steps are priced as arrays. The steps then run one event each, as stepped:
+the scheduler's grow step (``allocate_each``, as the decode fast path forms it), the lookahead
+reservation, the wait, ``_account`` and ``_apply`` (the precomputed outcomes handed over as
+the plan's ``spec_accepted``), so tokens, KV, ITL gaps and finishes come out in the same order
+at the same times. Only the scheduler call, the proposal and the per-step pricing are skipped.
+
+Why exact: with nothing waiting under a ``fast_forward_safe`` scheduler the plan is every
+running request (the decode fast path's premise), ``stretch_k`` says the proposal is fixed,
+the array pricing evaluates the scalar formulas' operations in their order, and a step that
+cannot follow the plan (a lookahead slot not granted) is run as stepping runs it (k = 0 for
+that request, drawn from the same buffer) and ends the stretch; any change at a boundary
+(arrival, boundary call, batch change) hands the boundary back to the ordinary loop or
+re-plans from the state as it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.engine.clock import at
+from sim.engine.plan import StepPlan
+from sim.engine.request import State
+
+CHUNK = 64          # steps planned at once (re-planned from the state when used up)
+DRAW_BLOCK = 4096   # acceptance draws taken from the replica's rng at a time
+
+
+class SpecStretchMixin:
+    """Acceptance draws drawn ahead, and speculative stretches; needs ``Replica``'s attributes."""
+
+    _accept_buf: list[float] | None = None  # draws of ``accept_rng`` taken ahead, in stream order
+    _accept_pos = 0                         # the next unused one
+
+    def _accept_draws(self, m: int) -> tuple[list[float], int]:
+        """The buffer and position of the next ``m`` acceptance draws, which are used up. The
+        rng is read in blocks; its doubles come out in the same order as ``m`` at a time."""
+        buf, pos = self._accept_buf, self._accept_pos
+        if buf is None or pos + m > len(buf):
+            fresh = self.accept_rng.random(max(DRAW_BLOCK, m)).tolist()
+            buf = self._accept_buf = buf[pos:] + fresh if buf else fresh
+            pos = 0
+        self._accept_pos = pos + m
+        return buf, pos
+
+    def _boundary_clear(self) -> bool:
+        """Nothing at this boundary that the ordinary loop must handle before a decode step."""
+        return not (self._at_boundary or self.waiting or self.swapped or self.paused is not None
+                    or self.hold_request is not None or self.held_pool is not None or self.pending_swap_bytes
+                    or self.step_hook is not None or self.attention_saved_tokens is not None)
+
+    def _plan_spec_chunk(self, reqs: list, k: int) -> tuple | None:
+        """(steps, verify seconds, draft seconds, accepted per request) of the next steps of
+        ``reqs`` all proposing ``k``: up to ``CHUNK`` and at most through the first finish."""
+        spec = self.speculator
+        n = len(reqs)
+        computed = 0
+        left_min = None
+        lefts = []
+        rates = []
+        decode = State.DECODE
+        for r in reqs:
+            if r.state != decode:
+                return None
+            computed += r.num_computed_tokens
+            left = r.output_tokens - r.num_output_tokens
+            lefts.append(left)
+            if left_min is None or left < left_min:
+                left_min = left
+            rates.append(r.spec_acceptance if r.spec_acceptance is not None else spec.acceptance_rate(r.view))
+        m = min(CHUNK, left_min)
+        if m <= 0:
+            return None
+        need = m * n * k
+        self._accept_draws(need)  # make sure the block holds them ...
+        self._accept_pos -= need  # ... without using them up: each step takes its own
+        pos = self._accept_pos
+        draws = np.array(self._accept_buf[pos:pos + need], dtype=np.float64).reshape(m, n, k)
+        # accepted drafts: the run of draws below the rate before the first rejection
+        accepted = np.cumprod(draws < np.array(rates, dtype=np.float64)[None, :, None], axis=2).sum(axis=2)
+        out = np.cumsum(accepted + 1, axis=0)  # tokens out after each step, uncapped
+        finishing = (out >= np.array(lefts, dtype=np.int64)[None, :]).any(axis=1)
+        steps = int(finishing.argmax()) + 1 if finishing.any() else m
+        before = np.zeros(steps, dtype=np.int64)  # the batch's computed tokens before each step
+        if steps > 1:
+            before[1:] = out[:steps - 1].sum(axis=1)
+        before += computed
+        verify = getattr(self.cost_model, "decode_times_at_s", None)
+        verify_s = verify(n, n * (k + 1), before + n * (k + 1)) if verify is not None else None
+        draft_s = spec.uniform_draft_times_at_s(n, before, k)
+        if verify_s is None or draft_s is None:  # not priceable as arrays: never
+            self.spec_fast_forward = False
+            return None
+        return steps, verify_s.tolist(), draft_s.tolist(), accepted[:steps].tolist()
+
+    def _spec_stretch(self):
+        """Run speculative steps of an unchanged batch as planned chunks (see the module
+        docstring); returns True if any step ran (the loop then starts over at the boundary)."""
+        env = self.env
+        spec = self.speculator
+        kv = self.kv
+        ran = False
+        while self.running and self._boundary_clear():
+            k = spec.stretch_k(self.view)
+            if k is None:  # never (the proposal's k does not depend on the state)
+                self.spec_fast_forward = False
+                return ran
+            running = self.running
+            n = len(running)
+            chunk = self._plan_spec_chunk(running, k)
+            if chunk is None:
+                return ran
+            steps, verify_s, draft_s, accepted = chunk
+            tokens = [k + 1] * n
+            for s in range(steps):
+                if s and not (self.running is running and len(running) == n and self._boundary_clear()):
+                    break  # re-plan (or hand back) from the boundary as it is
+                if not kv.allocate_each(running, 1):
+                    return True  # the scheduler decides whom to preempt (it sees the blocks taken)
+                refused = False
+                granted = []
+                for r in running:
+                    if kv.allocate(r, 1, k) is None:
+                        refused = True
+                        granted.append(0)
+                    else:
+                        granted.append(k)
+                plan = StepPlan()
+                plan.decode = list(running)
+                if refused:  # run this step as stepping would (k = 0 where refused), then re-plan
+                    plan.decode_tokens = [g + 1 for g in granted]
+                    self._price_drafts(plan, [r.view for r in plan.decode], granted)
+                    step_s = self._step_time(plan)
+                    end = env.now + step_s
+                    yield at(env, end)
+                    self._account(plan, step_s)
+                    self._apply(plan, end)
+                    return True
+                plan.decode_tokens = tokens
+                d = plan.draft_s = draft_s[s]
+                plan.spec_accepted = accepted[s]
+                step_s = verify_s[s]
+                if d:
+                    step_s += d
+                end = env.now + step_s
+                yield at(env, end)
+                self._accept_pos += n * k  # this step's draws, read off in the plan
+                self._account(plan, step_s)
+                self._apply(plan, end)
+                ran = True
+        return ran
