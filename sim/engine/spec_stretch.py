@@ -123,22 +123,26 @@ class SpecStretchMixin:
                 return ran
             steps, verify_s, draft_s, accepted = chunk
             tokens = [k + 1] * n
+            last = steps - 1
+            nk = n * k
+            recorder = self.recorder
             for s in range(steps):
                 if s and not (self.running is running and len(running) == n and self._boundary_clear()):
                     break  # re-plan (or hand back) from the boundary as it is
                 if not kv.allocate_each(running, 1):
-                    return True  # the scheduler decides whom to preempt (it sees the blocks taken)
-                refused = False
-                granted = []
-                for r in running:
+                    return ran  # the scheduler decides whom to preempt (it sees the blocks taken)
+                refused = None
+                for i, r in enumerate(running):
                     if kv.allocate(r, 1, k) is None:
-                        refused = True
-                        granted.append(0)
-                    else:
-                        granted.append(k)
-                plan = StepPlan()
-                plan.decode = list(running)
-                if refused:  # run this step as stepping would (k = 0 where refused), then re-plan
+                        if refused is None:
+                            refused = []
+                        refused.append(i)
+                if refused is not None:  # run this step as stepping would (k = 0 where refused), then re-plan
+                    granted = [k] * n
+                    for i in refused:
+                        granted[i] = 0
+                    plan = StepPlan()
+                    plan.decode = list(running)
                     plan.decode_tokens = [g + 1 for g in granted]
                     self._price_drafts(plan, [r.view for r in plan.decode], granted)
                     step_s = self._step_time(plan)
@@ -147,16 +151,74 @@ class SpecStretchMixin:
                     self._account(plan, step_s)
                     self._apply(plan, end)
                     return True
-                plan.decode_tokens = tokens
-                d = plan.draft_s = draft_s[s]
-                plan.spec_accepted = accepted[s]
+                d = draft_s[s]
                 step_s = verify_s[s]
                 if d:
                     step_s += d
                 end = env.now + step_s
                 yield at(env, end)
-                self._accept_pos += n * k  # this step's draws, read off in the plan
-                self._account(plan, step_s)
-                self._apply(plan, end)
+                self._accept_pos += nk  # this step's draws, read off in the plan
                 ran = True
+                if s == last:  # a request may finish: the ordinary bookkeeping and apply
+                    plan = StepPlan()
+                    plan.decode = list(running)
+                    plan.decode_tokens = tokens
+                    plan.draft_s = d
+                    plan.spec_accepted = accepted[s]
+                    self._account(plan, step_s)
+                    self._apply(plan, end)
+                    continue
+                # ``_account`` for this plan (n decodes, no prefill), then its apply
+                self.num_steps += 1
+                self.spec_step_s += step_s
+                self.batch_size_sum += n
+                self.busy_decode_s += step_s
+                if recorder.steps is not None:
+                    recorder.on_step(self, env.now - step_s, step_s, n, 0, n)
+                self._apply_spec_steady(running, accepted[s], k, d, end)
         return ran
+
+    def _apply_spec_steady(self, reqs: list, accepted: list[int], k: int, draft_s: float, end: float) -> None:
+        """``_apply`` of a planned step in which nobody finishes (every step of a chunk but its
+        last): each request emits accepted + 1 tokens at ``end``, ``_apply_speculative``'s and
+        ``_emit``'s bookkeeping in their order, the rejected slots' KV released."""
+        spec, kv = self.speculator, self.kv
+        n = len(reqs)
+        self.spec_decode_steps += n
+        self.spec_draft_s += draft_s
+        per_request = self.spec_by_request
+        itl_one = self.recorder.itl_one
+        num_accepted = emitted = 0
+        for r, a in zip(reqs, accepted, strict=True):
+            e = a + 1
+            row = per_request.get(r.id)
+            if row is None:
+                row = per_request[r.id] = [0, 0, 0, 0, 0]
+            row[0] += 1
+            row[1] += 1
+            row[2] += k
+            row[3] += a
+            row[4] += e
+            num_accepted += a
+            emitted += e
+            r.num_computed_tokens += e
+            if r.first_token_s is None:
+                for _ in range(e):
+                    self._emit(r, end)
+            else:  # ``_emit`` e times: the first gap, then e - 1 gaps of end - end = 0
+                gap = end - r.last_token_s
+                if gap > r.itl_max_s:
+                    r.itl_max_s = gap
+                itl_one(gap)
+                for _ in range(a):
+                    itl_one(0.0)
+                if r.token_times is not None:
+                    r.token_times.extend([end] * e)
+                r.last_token_s = end
+                r.num_output_tokens += e
+            spec.observe(r.view, k, a)
+            kv.trim(r, r.num_computed_tokens)
+        self.spec_steps += n
+        self.spec_proposed += n * k
+        self.spec_accepted += num_accepted
+        self.spec_emitted += emitted
