@@ -238,8 +238,10 @@ class SpeculatorBase(PolicyBase):
             for r in requests:
                 computed += r.num_computed_tokens
         context = n + computed
-        if self.draft_cost_model is not None:
-            passes = self.draft_cost_model.decode_step_times_s(n, context, k_max).tolist()
+        cost = self.draft_cost_model
+        if cost is not None:
+            passes = cost.decode_step_times_list(n, context, k_max) if hasattr(cost, "decode_step_times_list") \
+                else cost.decode_step_times_s(n, context, k_max).tolist()
         elif self.eagle_fraction:
             target = self.ctx.cost_model
             passes = [target.step_time_s((), n, n, context + j * n) * self.eagle_fraction for j in range(k_max)]
