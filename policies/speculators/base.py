@@ -161,7 +161,9 @@ class SpeculatorBase(PolicyBase):
         context = tokens
         for r in requests:
             context += r.num_computed_tokens
-        return self.ctx.cost_model.step_time_s((), n, tokens, context)
+        cost = self.ctx.cost_model
+        verify = getattr(cost, "verify_step_time_s", None)  # the same seconds, the batch's terms memoised
+        return verify(n, tokens, context) if verify is not None else cost.step_time_s((), n, tokens, context)
 
     def draft_time_s(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         """Seconds of drafting before the verify pass (see the module docstring)."""

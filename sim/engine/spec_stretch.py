@@ -15,6 +15,8 @@ the scheduler's grow step (``allocate_each``, as the decode fast path forms it),
 reservation, the wait, ``_account`` and ``_apply`` (the precomputed outcomes handed over as
 the plan's ``spec_accepted``), so tokens, KV, ITL gaps and finishes come out in the same order
 at the same times. Only the scheduler call, the proposal and the per-step pricing are skipped.
+A speculator without ``stretch_k`` (its proposal reads the state) still has its steps' plans
+formed without the scheduler call (``_spec_decode_step``), one step at a time.
 
 Why exact: with nothing waiting under a ``fast_forward_safe`` scheduler the plan is every
 running request (the decode fast path's premise), ``stretch_k`` says the proposal is fixed,
@@ -42,6 +44,7 @@ class SpecStretchMixin:
 
     _accept_buf: list[float] | None = None  # draws of ``accept_rng`` taken ahead, in stream order
     _accept_pos = 0                         # the next unused one
+    _spec_one_by_one = False                # the speculator has no ``stretch_k``: plain steps
 
     def _accept_draws(self, m: int) -> tuple[list[float], int]:
         """The buffer and position of the next ``m`` acceptance draws, which are used up. The
@@ -107,15 +110,17 @@ class SpecStretchMixin:
     def _spec_stretch(self):
         """Run speculative steps of an unchanged batch as planned chunks (see the module
         docstring); returns True if any step ran (the loop then starts over at the boundary)."""
+        if self._spec_one_by_one:
+            return (yield from self._spec_decode_step())
         env = self.env
         spec = self.speculator
         kv = self.kv
         ran = False
         while self.running and self._boundary_clear():
             k = spec.stretch_k(self.view)
-            if k is None:  # never (the proposal's k does not depend on the state)
-                self.spec_fast_forward = False
-                return ran
+            if k is None:  # the proposal may depend on the state: from now on one step at a time
+                self._spec_one_by_one = True
+                return (yield from self._spec_decode_step()) or ran
             running = self.running
             n = len(running)
             chunk = self._plan_spec_chunk(running, k)
@@ -177,6 +182,24 @@ class SpecStretchMixin:
                     recorder.on_step(self, env.now - step_s, step_s, n, 0, n)
                 self._apply_spec_steady(running, accepted[s], k, d, end)
         return ran
+
+    def _spec_decode_step(self):
+        """One speculative step of every running decode (a speculator whose proposals depend on
+        the state), its plan formed as the decode fast path forms it (``_decode_all``) instead of
+        by the scheduler, the rest as stepped. False, nothing done, when that does not hold."""
+        if not (self.running and self._boundary_clear()):
+            return False
+        plan = self._decode_all()
+        self._st_pre = None  # read only by decode stretches
+        if plan is None:
+            return False  # the scheduler decides whom to preempt (it sees the blocks taken)
+        self._speculate(plan)
+        step_s = self._step_time(plan)
+        end = self.env.now + step_s
+        yield at(self.env, end)
+        self._account(plan, step_s)
+        self._apply(plan, end)
+        return True
 
     def _apply_spec_steady(self, reqs: list, accepted: list[int], k: int, draft_s: float, end: float) -> None:
         """``_apply`` of a planned step in which nobody finishes (every step of a chunk but its

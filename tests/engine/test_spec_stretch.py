@@ -60,13 +60,20 @@ def test_stretches_equal_stepping(draft_model, num_blocks, monkeypatch):
         assert slow.recorder.requests_frame()["num_preemptions"].sum() > 0
 
 
-def test_no_stretch_for_state_dependent_speculators(monkeypatch):
+@pytest.mark.parametrize("speculation", [
+    {"name": "specserve", "draft_model": "Llama-3.2-1B", "acceptance": "chat"},
+    {"name": "fixed", "k": 3, "draft_model": "eagle", "acceptance": "code"},  # the speculator draws
+])
+def test_state_dependent_speculators_step_one_by_one_as_stepped(speculation, monkeypatch):
     planned = []
     plan = SpecStretchMixin._plan_spec_chunk
     monkeypatch.setattr(SpecStretchMixin, "_plan_spec_chunk", lambda self, *a: planned.append(1) or plan(self, *a))
-    data = _config("Llama-3.2-1B")
-    data["cluster"]["pools"][0]["speculation"] = {"name": "specserve", "draft_model": "Llama-3.2-1B",
-                                                  "acceptance": "chat"}
-    data["workload"]["num_requests"] = 30
-    _run(data, True)
+    data = _config("Llama-3.2-1B", 400)
+    data["cluster"]["pools"][0]["speculation"] = speculation
+    data["workload"]["num_requests"] = 60
+    fast, slow = _run(data, True), _run(data, False)
     assert not planned
+    pd.testing.assert_frame_equal(fast.recorder.requests_frame(), slow.recorder.requests_frame(), check_exact=True)
+    assert fast.recorder.token_times == slow.recorder.token_times
+    assert fast.recorder.itl.mean_s() == slow.recorder.itl.mean_s()
+    assert [r.spec_by_request for r in fast.replicas] == [r.spec_by_request for r in slow.replicas]
