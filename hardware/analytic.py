@@ -166,7 +166,7 @@ class AnalyticCostModel(CostModel):
         self._custom_ar = stack.custom_allreduce
         self._ar_call_s = stack.allreduce_call_s if p.allreduce_call_overhead_s is None else p.allreduce_call_overhead_s
         self._fold_constants(lo_prefill, lo_decode)
-        self._decode_terms: dict[int, tuple[float, float, tuple[float, ...]]] = {}  # batch size -> terms
+        self._decode_terms: dict[Any, tuple[float, float, tuple[float, ...]]] = {}  # batch size (and tokens) -> terms
         self._ep: ExpertParallel | None = None
         self._remote_moe_bytes = 0.0
         if p.moe_layers == "remote" and self._moe:  # an attention pool: its MoE layers run elsewhere
@@ -386,6 +386,36 @@ class AnalyticCostModel(CostModel):
             return self._short_decode_list(num_seqs, context_tokens, num_steps)
         return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
 
+    def decode_times_at_s(self, num_seqs: int, num_tokens: int, contexts: np.ndarray) -> np.ndarray | None:
+        """``step_time_s((), num_seqs, num_tokens, c)`` for every ``c`` of the int array ``contexts``
+        (speculative verify passes of ``num_tokens`` tokens), bit-identical: ``_total`` evaluated on
+        the array. None with expert parallelism (its steps draw routings one by one)."""
+        if self._ep is not None:
+            return None
+        if num_tokens <= 0:
+            return np.zeros(np.shape(contexts), dtype=np.float64)
+        return np.asarray(self._total(num_tokens, 0, 0.0, 0, num_seqs, num_tokens, contexts, sqrt=np.sqrt),
+                          dtype=np.float64)
+
+    def decode_times_grid_s(self, num_seqs: int, contexts: np.ndarray) -> np.ndarray | None:
+        """The pure-decode step times ``decode_step_times_s`` gives, at any int array of contexts
+        (e.g. draft passes of many speculative steps at once), bit-identical (the long run's
+        operations in its order); None with expert parallelism."""
+        if self._ep is not None:
+            return None
+        if num_seqs <= 0:
+            return np.zeros(np.shape(contexts), dtype=np.float64)
+        if self.pp != 1:
+            return np.asarray(self._total(num_seqs, 0, 0.0, 0, num_seqs, num_seqs, contexts, sqrt=np.sqrt),
+                              dtype=np.float64)
+        gemm, kv_write, adds = self._terms(num_seqs)
+        tc = contexts * self._attn_dc
+        tm = contexts * self._kv_read + kv_write
+        t = gemm + np.sqrt(tc * tc + tm * tm)
+        for a in adds:
+            t += a
+        return t
+
     def _short_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         return np.array(self._short_decode_list(num_seqs, context_tokens, num_steps), dtype=np.float64)
 
@@ -417,10 +447,31 @@ class AnalyticCostModel(CostModel):
             terms = self._decode_terms[num_seqs] = self._decode_run_terms(num_seqs)
         return terms
 
-    def _decode_run_terms(self, num_seqs: int) -> tuple[float, float, tuple[float, ...]]:
+    def verify_step_time_s(self, num_seqs: int, num_tokens: int, context_tokens: int) -> float:
+        """``step_time_s((), num_seqs, num_tokens, context_tokens)``: a decode-only step of
+        ``num_tokens`` tokens (a speculative verify pass, or a candidate a speculator prices), with
+        the terms that depend only on the batch memoised; bit-identical (``_total``'s operations
+        in its order, the exact-zero prefill terms dropped)."""
+        if self._ep is not None or self.pp != 1 or num_tokens <= 0:
+            return self.step_time_s((), num_seqs, num_tokens, context_tokens)
+        key = (num_seqs, num_tokens)
+        terms = self._decode_terms.get(key)
+        if terms is None:
+            terms = self._decode_terms[key] = self._decode_run_terms(num_seqs, num_tokens)
+        gemm, kv_write, adds = terms
+        pairs = context_tokens if num_tokens == num_seqs else context_tokens * num_tokens / num_seqs
+        tc = pairs * self._attn_dc
+        tm = context_tokens * self._kv_read + kv_write
+        t = gemm + math.sqrt(tc * tc + tm * tm)
+        for a in adds:
+            t = t + a
+        return t
+
+    def _decode_run_terms(self, num_seqs: int, num_tokens: int | None = None) -> tuple[float, float, tuple[float, ...]]:
         """(GEMM and MoE seconds, KV write seconds, the terms added after attention, in order)
-        of a pure-decode iteration of ``num_seqs`` sequences, as ``_total`` computes them."""
-        tokens = num_seqs
+        of a pure-decode iteration of ``num_seqs`` sequences (computing ``num_tokens`` tokens in
+        all, if not one each), as ``_total`` computes them."""
+        tokens = num_seqs if num_tokens is None else num_tokens
         tc = tokens * self._dense_c
         tm = self._dense_w + tokens * self._dense_a
         t = math.sqrt(tc * tc + tm * tm)
@@ -434,7 +485,7 @@ class AnalyticCostModel(CostModel):
             lat, per_token = self._ar_small if tokens <= self._ar_threshold_tokens else self._ar_big
             adds.append(self._ar_count * (lat + tokens * per_token))
         adds.append(self._lo_decode)
-        tc = num_seqs * self._head_c
+        tc = tokens * self._head_c
         adds.append(math.sqrt(tc * tc + self._head_w * self._head_w))
         adds.append(self._o_it)
         adds.append(num_seqs * self._o_seq)

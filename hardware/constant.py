@@ -66,6 +66,16 @@ class ConstantCostModel(CostModel):
         p = self.params
         return np.full(num_steps, p.step_s + p.per_prefill_token_s * 0 + p.per_decode_token_s * num_seqs)
 
+    def decode_times_at_s(self, num_seqs: int, num_tokens: int, contexts: np.ndarray) -> np.ndarray:
+        """``step_time_s((), num_seqs, num_tokens, c)`` for every ``c`` of ``contexts`` (the same scalar)."""
+        p = self.params
+        return np.full(np.shape(contexts), p.step_s + p.per_prefill_token_s * 0 + p.per_decode_token_s * num_tokens)
+
+    def decode_times_grid_s(self, num_seqs: int, contexts: np.ndarray) -> np.ndarray:
+        """The pure-decode step times ``decode_step_times_s`` gives, at every context of ``contexts``."""
+        p = self.params
+        return np.full(np.shape(contexts), p.step_s + p.per_prefill_token_s * 0 + p.per_decode_token_s * num_seqs)
+
     def kv_capacity_bytes(self, gpu_memory_utilization: float) -> float:
         return self.params.kv_capacity_tokens * self.params.kv_bytes_per_token
 

@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from policies.speculators.drafts import ACCEPTANCE, MODEL_FREE, AcceptanceModel, drafter_key
 from sim.engine.seams import BuildContext, PolicyBase
 from sim.engine.views import ReplicaView, RequestView
@@ -159,7 +161,9 @@ class SpeculatorBase(PolicyBase):
         context = tokens
         for r in requests:
             context += r.num_computed_tokens
-        return self.ctx.cost_model.step_time_s((), n, tokens, context)
+        cost = self.ctx.cost_model
+        verify = getattr(cost, "verify_step_time_s", None)  # the same seconds, the batch's terms memoised
+        return verify(n, tokens, context) if verify is not None else cost.step_time_s((), n, tokens, context)
 
     def draft_time_s(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         """Seconds of drafting before the verify pass (see the module docstring)."""
@@ -179,11 +183,48 @@ class SpeculatorBase(PolicyBase):
             context = n
             for r in requests:
                 context += r.num_computed_tokens
-            for t in cost.decode_step_times_s(n, context, k0).tolist():
+            times = cost.decode_step_times_list(n, context, k0) if hasattr(cost, "decode_step_times_list") \
+                else cost.decode_step_times_s(n, context, k0).tolist()
+            for t in times:
                 total += t
             return total
         for n, context in draft_passes(requests, ks):
             total += cost.step_time_s((), n, n, context)
+        return total
+
+    def stretch_k(self, rep: ReplicaView) -> int | None:
+        """The k (> 0) every decoding request proposes in every step, whatever the state, when the
+        replica draws acceptance and ``observe`` does not change later proposals: the replica may
+        then plan a batch's steps at once (sim/engine/spec_stretch.py). None (the default): no."""
+        return None
+
+    def uniform_draft_times_at_s(self, n: int, computed: np.ndarray, k: int) -> np.ndarray | None:
+        """``draft_time_s`` of ``n`` requests all drafting ``k`` tokens, for each entry of ``computed``
+        (the requests' summed computed tokens, one per step) at once and bit-identical; None when
+        it cannot be priced so (a subclass's own ``draft_time_s``, a cost model without arrays)."""
+        if type(self).draft_time_s is not SpeculatorBase.draft_time_s or k <= 0 or n <= 0:
+            return None
+        cost = self.draft_cost_model
+        if cost is None:
+            if not self.eagle_fraction:
+                return np.zeros(len(computed), dtype=np.float64)
+            grid = getattr(self.ctx.cost_model, "decode_times_at_s", None)
+            # pass j: every request drafts over its context + j + 1 tokens
+            times = grid(n, n, computed[:, None] + n * np.arange(1, k + 1, dtype=np.int64)) \
+                if grid is not None else None
+            if times is None:
+                return None
+            total = times[:, 0].copy()
+            for j in range(1, k):
+                total += times[:, j]
+            return total * self.eagle_fraction
+        grid = getattr(cost, "decode_times_grid_s", None)
+        times = grid(n, (computed + n)[:, None] + n * np.arange(k, dtype=np.int64)) if grid is not None else None
+        if times is None:
+            return None
+        total = times[:, 0].copy()
+        for j in range(1, k):
+            total += times[:, j]
         return total
 
     def uniform_draft_times_s(self, rep: ReplicaView, requests: Sequence[RequestView], k_max: int,
@@ -199,8 +240,10 @@ class SpeculatorBase(PolicyBase):
             for r in requests:
                 computed += r.num_computed_tokens
         context = n + computed
-        if self.draft_cost_model is not None:
-            passes = self.draft_cost_model.decode_step_times_s(n, context, k_max).tolist()
+        cost = self.draft_cost_model
+        if cost is not None:
+            passes = cost.decode_step_times_list(n, context, k_max) if hasattr(cost, "decode_step_times_list") \
+                else cost.decode_step_times_s(n, context, k_max).tolist()
         elif self.eagle_fraction:
             target = self.ctx.cost_model
             passes = [target.step_time_s((), n, n, context + j * n) * self.eagle_fraction for j in range(k_max)]

@@ -34,6 +34,12 @@ class FixedSpeculator(SpeculatorBase):
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]:
         return [self.params.k] * len(requests)
 
+    def stretch_k(self, rep: ReplicaView) -> int | None:
+        """k, while the replica draws acceptance (the proposal then ignores the state)."""
+        if self.own_draws or self.params.k <= 0 or type(self).propose is not FixedSpeculator.propose:
+            return None
+        return self.params.k
+
     @classmethod
     def example_config(cls) -> dict:
         """CI gate: one replica, model-free drafting with k = 4, acceptance 0.8."""

@@ -105,6 +105,9 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.speculator = speculator
         self.accept_rng = accept_rng
         self.fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False) and speculator is None
+        # speculative stretches (sim/engine/spec_stretch.py): the same premise, with a speculator
+        self.spec_fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False) \
+            and speculator is not None
         self.waiting: deque[Request] = deque()   # QUEUED / PREEMPTED, front runs first
         self.running: list[Request] = []         # admitted, in admission order
         self.swapped: deque[Request] = deque()   # KV in host memory
@@ -314,6 +317,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                 continue
             if self.hold_request is not None and scheduler.may_resume(self.view):
                 yield from self._hold()
+                continue
+            if self.spec_fast_forward and (yield from self._spec_stretch()):
                 continue
             plan = None
             if self.paused is not None and scheduler.may_resume(self.view):

@@ -12,9 +12,10 @@ ends it). Accepted + 1 tokens are emitted and the rejected slots' KV is released
 from __future__ import annotations
 
 from sim.engine.plan import StepPlan
+from sim.engine.spec_stretch import SpecStretchMixin
 
 
-class SpeculationMixin:
+class SpeculationMixin(SpecStretchMixin):
     """Proposal, pricing hand-off and verification of draft tokens; needs ``Replica``'s attributes."""
 
     def _speculate(self, plan: StepPlan) -> None:
@@ -32,7 +33,12 @@ class SpeculationMixin:
             tokens.append(k + 1)
             granted.append(k)
         plan.decode_tokens = tokens
-        ks = granted
+        self._price_drafts(plan, views, granted)
+
+    def _price_drafts(self, plan: StepPlan, views: list, ks: list[int]) -> None:
+        """The draft time of ``ks`` granted draft tokens per decode, and acceptance when the
+        speculator draws it (with the verify tokens it then names)."""
+        spec = self.speculator
         plan.draft_s = spec.draft_time_s(self.view, views, ks)
         draw = getattr(spec, "accepted_tokens", None)
         if draw is not None:
@@ -47,9 +53,9 @@ class SpeculationMixin:
         kv, spec = self.kv, self.speculator
         given = plan.spec_accepted
         if given is None:
-            # one draw per proposed token, all at once: the stream is the same as drawing request by request
-            draws = self.accept_rng.random(sum(plan.decode_tokens) - len(plan.decode_tokens)).tolist()
-        at = 0
+            # one draw per proposed token, read off the block drawn ahead: the same stream as drawing
+            # request by request
+            draws, at = self._accept_draws(sum(plan.decode_tokens) - len(plan.decode_tokens))
         done = False
         self.spec_decode_steps += len(plan.decode)
         self.spec_draft_s += plan.draft_s

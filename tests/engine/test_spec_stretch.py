@@ -1,0 +1,79 @@
+"""Speculative stretches (sim/engine/spec_stretch.py) give exactly what stepping gives."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+
+from sim.engine.spec_stretch import SpecStretchMixin
+from tests.cluster_run import run_cluster
+
+
+def _config(draft_model, num_blocks=None, k=4, acceptance_rate=0.7):
+    kv = {"name": "paged"} if num_blocks is None else {"name": "paged", "num_blocks": num_blocks}
+    return {
+        "seed": 3,
+        "workload": {"name": "synthetic", "num_requests": 120, "rate_rps": 6.0, "input_tokens": 256,
+                     "input_tokens_max": 1024, "output_tokens": 64, "output_tokens_max": 400},
+        "cluster": {"router": "least_outstanding", "pools": [{
+            "name": "main", "num_replicas": 2, "hardware": {"device": "H100-SXM", "model": "Llama-3-8B"},
+            "cost_model": "analytic", "scheduler": {"name": "vllm_v1"}, "kv": kv,
+            "speculation": {"name": "fixed", "k": k, "acceptance_rate": acceptance_rate, "draft_model": draft_model},
+        }]},
+        "slo": {"ttft_s": 1.0, "tpot_s": 0.04},
+        "output": {"record_token_times": True, "record_steps": True},
+        "engine": {"progress": False},
+    }
+
+
+def _run(data: dict, fast: bool):
+    data = copy.deepcopy(data)
+    data["engine"]["fast_forward"] = fast
+    return run_cluster(data)
+
+
+@pytest.mark.parametrize("draft_model, num_blocks", [
+    (None, None), ("Llama-3.2-1B", None), ("eagle", None),
+    ("Llama-3.2-1B", 160),  # a small cache: lookahead slots refused, preemptions
+])
+def test_stretches_equal_stepping(draft_model, num_blocks, monkeypatch):
+    planned = []
+    plan = SpecStretchMixin._plan_spec_chunk
+    monkeypatch.setattr(SpecStretchMixin, "_plan_spec_chunk", lambda self, *a: planned.append(1) or plan(self, *a))
+    data = _config(draft_model, num_blocks)
+    fast, slow = _run(data, True), _run(data, False)
+    assert planned  # the stretches ran
+    pd.testing.assert_frame_equal(fast.recorder.requests_frame(), slow.recorder.requests_frame(), check_exact=True)
+    assert fast.recorder.token_times == slow.recorder.token_times
+    pd.testing.assert_frame_equal(fast.recorder.steps_frame(), slow.recorder.steps_frame(), check_exact=True)
+    for a, b in zip(fast.replicas, slow.replicas, strict=True):
+        assert (a.num_steps, a.spec_proposed, a.spec_accepted, a.spec_emitted, a.spec_draft_s, a.spec_step_s,
+                a.busy_decode_s, a.spec_by_request) == \
+               (b.num_steps, b.spec_proposed, b.spec_accepted, b.spec_emitted, b.spec_draft_s, b.spec_step_s,
+                b.busy_decode_s, b.spec_by_request)
+        assert a.kv.num_used == b.kv.num_used == 0
+    assert fast.recorder.itl.mean_s() == slow.recorder.itl.mean_s()
+    assert fast.recorder.itl.count == slow.recorder.itl.count
+    if num_blocks is not None:  # the small cache did bind
+        assert slow.recorder.requests_frame()["num_preemptions"].sum() > 0
+
+
+@pytest.mark.parametrize("speculation", [
+    {"name": "specserve", "draft_model": "Llama-3.2-1B", "acceptance": "chat"},
+    {"name": "fixed", "k": 3, "draft_model": "eagle", "acceptance": "code"},  # the speculator draws
+])
+def test_state_dependent_speculators_step_one_by_one_as_stepped(speculation, monkeypatch):
+    planned = []
+    plan = SpecStretchMixin._plan_spec_chunk
+    monkeypatch.setattr(SpecStretchMixin, "_plan_spec_chunk", lambda self, *a: planned.append(1) or plan(self, *a))
+    data = _config("Llama-3.2-1B", 400)
+    data["cluster"]["pools"][0]["speculation"] = speculation
+    data["workload"]["num_requests"] = 60
+    fast, slow = _run(data, True), _run(data, False)
+    assert not planned
+    pd.testing.assert_frame_equal(fast.recorder.requests_frame(), slow.recorder.requests_frame(), check_exact=True)
+    assert fast.recorder.token_times == slow.recorder.token_times
+    assert fast.recorder.itl.mean_s() == slow.recorder.itl.mean_s()
+    assert [r.spec_by_request for r in fast.replicas] == [r.spec_by_request for r in slow.replicas]
