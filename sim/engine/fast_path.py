@@ -165,7 +165,7 @@ class DecodeStretchMixin:
             # common case: every request's last token came out together, so all first gaps are
             # equal (always so after a stretch's first iteration: its tokens come out together)
             gap = first_end - prev
-            recorder.itl_many((gap,), len(reqs))
+            recorder.itl_weighted(gap, len(reqs))
             if tail_max > gap:
                 gap = tail_max
             for r in reqs:
