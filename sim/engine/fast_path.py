@@ -34,6 +34,8 @@ class DecodeStretchMixin:
         a block cannot be had (the scheduler then decides whom to preempt)."""
         running = self.running
         decode = State.DECODE
+        if running and running[-1].state != decode:  # the newest is the likeliest to be prefilling
+            return None
         context = len(running)  # and, in the same pass, what ``_stretch`` needs (see there)
         left = _NO_LIMIT
         for r in running:
