@@ -192,6 +192,29 @@ class PagedKVManager:
                 r.kv_blocks += need
         return True
 
+    def allocate_all(self, reqs: list[Request], num_new_tokens: int) -> bool:
+        """``allocate(r, num_new_tokens)`` for each of ``reqs`` in order if their blocks, summed,
+        are available now (True: each succeeds, as it would one by one); else False and nothing
+        changes."""
+        bs = self.block_size
+        total = 0
+        takers = []  # (request, blocks) of those crossing a block boundary, in order
+        for r in reqs:
+            need = -(-(r.num_computed_tokens + num_new_tokens) // bs) - r.kv_blocks - r.kv_shared_blocks
+            if need > 0:
+                total += need
+                takers.append((r, need))
+        if total > self.num_free + self.num_evictable:
+            return False
+        if type(self).allocate_each is not PagedKVManager.allocate_each:  # a subclass's own steps (memshare)
+            if not self.allocate_each(reqs, num_new_tokens):
+                raise AssertionError("allocate_each failed within the blocks available")
+            return True
+        for r, need in takers:  # ``allocate_each``'s steps for the takers alone (the others take nothing)
+            self._take(need)
+            r.kv_blocks += need
+        return True
+
     def trim(self, req: Request, keep_tokens: int) -> int:
         """Return ``req``'s private blocks beyond those ``keep_tokens`` tokens need (rejected
         speculative slots); returns the blocks freed."""

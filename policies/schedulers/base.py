@@ -137,9 +137,14 @@ class SchedulerBase(PolicyBase):
         """Schedule running requests in order: decodes 1 token, prefills a chunk of at most
         ``budget`` tokens. ``phase`` limits it to 'decode' or 'prefill' requests.
         Returns (tokens used, whether anything was preempted)."""
+        if phase == "decode" and budget is None:
+            added = rep.grow_decodes(plan)  # all at once when no decode needs a preemption
+            if added is not None:
+                return added, False
         used = 0
         preempted = False
-        running = rep.running_now()  # a snapshot; preemption only ever removes its tail
+        # a snapshot; preemption only ever removes its tail (prefill phase: only the prefills)
+        running = rep.running_prefills_now() if phase == "prefill" else rep.running_now()
         n = len(running)
         i = 0
         want_decode = phase != "prefill"
@@ -168,7 +173,12 @@ class SchedulerBase(PolicyBase):
                     break
                 if victims:
                     preempted = True
-                    n -= victims
+                    if phase == "prefill":  # the victims among the prefills are this list's tail
+                        alive = set(rep.running_now())
+                        while n > i + 1 and running[n - 1] not in alive:
+                            n -= 1
+                    else:
+                        n -= victims
             if decoding:
                 add_decode(req)
             else:

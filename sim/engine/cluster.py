@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -195,12 +196,25 @@ class Cluster(ClusterLifecycleMixin):
                           fast_forward=self.config.engine.fast_forward, speculator=pool.speculator,
                           accept_rng=accept_rng, hardware=cfg.hardware)
         replica.on_done = self._on_done
+        replica.arrival_bound = partial(self.arrival_bound_s, replica)
         if pool.held is not None:
             replica.hold_pool(pool.held)
         self.replicas.append(replica)
         self.replica_by_id[rid] = replica
         pool.replicas.append(replica)
         return replica
+
+    def arrival_bound_s(self, rep: Replica) -> float | None:
+        """A time before which no new arrival can reach ``rep``, or None: the next open-loop
+        arrival's, while ``rep`` is the only replica the router sees (a replica bounds its
+        decode stretches' pricing with it: sim/engine/fast_path.py)."""
+        held = self._held
+        if held is None or self._num_scheduled or self.models is not None:
+            return None
+        views = self.entry_views
+        if len(views) != 1 or views[0]._rep is not rep:
+            return None
+        return held.arrival_s
 
     def wire_handoff(self, rep: Replica) -> None:
         """A hand-off acts on prefill replicas, or on the roles its ``source_roles`` names."""

@@ -19,7 +19,9 @@ from sim.engine.clock import at
 from sim.engine.plan import StepPlan
 from sim.engine.request import State
 
+BOUNDED_FIRST = 8  # iterations priced first when the next arrival bounds a stretch
 LONG_STRETCH = 32  # stretches longer than this are priced and summed in numpy
+_INF = float("inf")
 _NO_LIMIT = 1 << 62  # no request's tokens left reach this
 
 
@@ -32,6 +34,8 @@ class DecodeStretchMixin:
         a block cannot be had (the scheduler then decides whom to preempt)."""
         running = self.running
         decode = State.DECODE
+        if running and running[-1].state != decode:  # the newest is the likeliest to be prefilling
+            return None
         context = len(running)  # and, in the same pass, what ``_stretch`` needs (see there)
         left = _NO_LIMIT
         for r in running:
@@ -70,7 +74,14 @@ class DecodeStretchMixin:
         # end times as Python floats: a stretch uses a few of them one at a time, and the running
         # sum rounds as numpy's cumsum would (one add per step, left to right). A long stretch
         # sums in numpy and keeps the array too (its gaps are taken from it).
-        if n <= LONG_STRETCH:
+        bound = self.arrival_bound() if self.arrival_bound is not None else None
+        if bound is not None:  # priced up to the iteration the next arrival cuts (``_price_until``)
+            self._st_ends_list = []
+            self._st_num, self._st_ctx, self._st_planned = len(reqs), context, n
+            n = self._price_until(bound)
+            ends = self._st_ends_list
+            self._st_ends_arr = None
+        elif n <= LONG_STRETCH:
             times = self.cost_model.decode_step_times_list(len(reqs), context, n)
             times[0] += env.now
             ends = list(accumulate(times))
@@ -82,12 +93,18 @@ class DecodeStretchMixin:
             ends = arr.tolist()
         self._st_reqs, self._st_ends_list = reqs, ends
         self._st_last, self._st_done, self._st_alloc = n, 0, 1
+        self._st_cut = False
         start = env.now
         kv0 = None
         if self.recorder.steps is not None:  # what the per-iteration log needs to replay the stretch
             kv0 = (self.kv.num_used, *self.kv.decode_holdings(reqs))
         # one wait; ``cut_stretch`` moves it up to an earlier iteration end (without an interrupt)
         yield at(env, ends[n - 1])
+        if bound is not None:  # no arrival cut it at the bound: the same stretch goes on
+            while not self._st_cut and self._st_last < self._st_planned:
+                bound = self.arrival_bound()
+                self._st_last = self._price_until(bound if bound is not None else _INF, self._st_last + 1)
+                yield at(env, ends[self._st_last - 1])
         last = self._st_last
         self._advance(last, last)
         self.num_steps += last
@@ -109,6 +126,7 @@ class DecodeStretchMixin:
         request leaving): its last iteration moves up and the waiting process is woken at its
         end instead (the event it waited for is dropped, as an interrupt would drop it)."""
         self.sync()
+        self._st_cut = True
         ends = self._st_ends_list
         new_last = min(self._st_last, bisect_left(ends, self.env.now, 0, self._st_last) + 1)
         if new_last < self._st_last:
@@ -118,6 +136,45 @@ class DecodeStretchMixin:
             event = at(self.env, ends[new_last - 1])
             event.callbacks.append(proc._resume)
             proc._target = event
+
+    def _price_until(self, bound: float, at_least: int = 1) -> int:
+        """Price more of the planned stretch (``_st_planned`` iterations of ``_st_num`` requests
+        from context ``_st_ctx``), appending end times to ``_st_ends_list``, until one ends at or
+        after ``bound``; returns the iterations to run: up to that one (``at_least``), or all
+        planned.
+
+        When every arrival comes to this replica, the next arrival time bounds where the
+        stretch will be cut, so pricing stops there instead of at the first finish. It is
+        exact for any bound: each iteration is priced by itself (the cost model's pure-decode
+        times are per-step values of context), the ends are the same running sum, and a
+        stretch that reaches its bound uncut goes on (``_stretch``), as one long stretch would.
+        """
+        ends = self._st_ends_list
+        planned, num = self._st_planned, self._st_num
+        while True:
+            k = len(ends)
+            if k:
+                i = bisect_left(ends, bound)
+                if i + 1 < at_least:
+                    i = at_least - 1
+                if i < k:
+                    return i + 1
+                if k >= planned:
+                    return planned
+                last_s, left_s = ends[-1] - (ends[-2] if k > 1 else self._st_start), bound - ends[-1]
+            else:
+                self._st_start = self.env.now
+                last_s, left_s = self._st_step_s, bound - self._st_start  # the last step priced here
+            # the iterations until the bound at the last step time (steps only grow), and two more
+            count = planned - k
+            if last_s > 0 and left_s < count * last_s:
+                count = min(count, max(int(left_s / last_s) + 2, at_least - k, 1))
+            elif not last_s > 0 and not k:
+                count = min(count, BOUNDED_FIRST)
+            times = self.cost_model.decode_step_times_list(num, self._st_ctx + k * num, count)
+            self._st_step_s = times[-1]
+            times[0] += ends[-1] if k else self._st_start
+            ends.extend(accumulate(times))
 
     def sync(self) -> None:
         """Bring a stretch's tokens and KV up to ``now`` (iterations ended strictly before)."""
@@ -165,7 +222,7 @@ class DecodeStretchMixin:
             # common case: every request's last token came out together, so all first gaps are
             # equal (always so after a stretch's first iteration: its tokens come out together)
             gap = first_end - prev
-            recorder.itl_many((gap,), len(reqs))
+            recorder.itl_weighted(gap, len(reqs))
             if tail_max > gap:
                 gap = tail_max
             for r in reqs:

@@ -9,7 +9,7 @@ per-iteration gaps with a weight (the number of requests that saw each gap).
 The buffer is bounded on every path without slowing the per-token call::
 
     add(gap)         one C call (array.append), never checks: stepping calls it once per token
-    add_many(...)    checks both buffers (fast path, once per stretch)
+    add_many(...)    checks both buffers (fast path, once per stretch; add_weighted: one gap)
     checkpoint()     flushes once ``flush_at`` gaps are buffered; the Recorder calls it once per
                      iteration and once per finished request (see Recorder.steps)
 
@@ -59,6 +59,17 @@ class ItlHistogram:
         self._chunk_weights.append(weight)
         self._chunk_lens.append(k)
         self._chunk_len += k
+        if self._chunk_len >= self.flush_at:
+            self.flush()
+        if len(self._singles) >= self.flush_at:
+            self._flush_singles()
+
+    def add_weighted(self, gap: float, weight: int) -> None:
+        """``add_many((gap,), weight)``: one gap with a weight (a stretch's first gap)."""
+        self._chunk_vals.append(gap)
+        self._chunk_weights.append(weight)
+        self._chunk_lens.append(1)
+        self._chunk_len += 1
         if self._chunk_len >= self.flush_at:
             self.flush()
         if len(self._singles) >= self.flush_at:

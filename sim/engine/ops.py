@@ -5,6 +5,7 @@ whole state change (queues, KV, counters) done by the replica itself::
 
     admit(req, max_tokens)      waiting -> running: prefix match, KV check, allocate (None: no room)
     grow(req, tokens)           KV for tokens of a running request (None: no room)
+    grow_decodes(plan)          one token of KV for every running decode, all or none, into the plan
     preempt(req, mode)          running -> waiting (recompute: KV freed) | swapped (KV to host)
     swap_in(req)                swapped -> running (False: no room)
     reject(req, reason)         waiting/swapped -> rejected, with a reason
@@ -19,10 +20,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sim.engine.request import State
 from sim.engine.views import ReplicaView, RequestView
 
 if TYPE_CHECKING:
+    from sim.engine.plan import StepPlan
     from sim.engine.replica import Replica
+
+_DECODE = State.DECODE
 
 
 class ReplicaOps(ReplicaView):
@@ -36,6 +41,18 @@ class ReplicaOps(ReplicaView):
     def running_now(self) -> list[RequestView]:
         """The running requests now, as a list (a snapshot: it does not follow later changes)."""
         return [r.view for r in self._rep.running]
+
+    def running_prefills_now(self) -> list[RequestView]:
+        """The running requests not decoding (mid-prefill), in running order (a snapshot)."""
+        decode = _DECODE
+        return [r.view for r in self._rep.running if r.state != decode]
+
+    def grow_decodes(self, plan: StepPlan) -> int | None:
+        """KV for one more token of every running decode, in running order, each then added to
+        ``plan`` as a decode (``grow(req, 1)`` and ``plan.add_decode(req)`` for each in turn):
+        the number added, or None, with nothing changed, unless they all fit at once (the
+        caller then goes one by one and preempts where needed)."""
+        return self._rep.op_grow_decodes(plan)
 
     def admit(self, req: RequestView, max_tokens: int | None = None, *, reserve_blocks: int = 0,
               whole: bool = False, reserve_tokens: int = 0) -> int | None:

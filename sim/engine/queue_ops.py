@@ -4,6 +4,7 @@ Mixed into ``Replica``: each operation is one whole state change of the replica'
 and incremental counters (``num_pending_prefill_tokens``), so schedulers never touch them::
 
     op_admit            waiting -> running, first chunk (prefix match, KV check, allocation)
+    op_grow_decodes     one token of KV for every running decode (all or none)
     op_preempt          running -> waiting (recompute, KV freed) | swapped (KV to host)
     op_swap_in          swapped -> running with KV for its next step
     op_reject           waiting | swapped -> rejected (host KV released)
@@ -41,6 +42,18 @@ class SchedulerOpsMixin:
             req.first_scheduled_s = self.env.now
         self.running.append(req)
         return n
+
+    def op_grow_decodes(self, plan) -> int | None:
+        """One token of KV for each running decode, in order, if all fit (see ``ReplicaOps.grow_decodes``)."""
+        allocate_all = getattr(self.kv, "allocate_all", None)  # an optional KV manager operation
+        if allocate_all is None:
+            return None
+        decode = State.DECODE
+        reqs = [r for r in self.running if r.state == decode]
+        if not allocate_all(reqs, 1):
+            return None
+        plan.decode.extend(reqs)
+        return len(reqs)
 
     def op_preempt(self, req: Request, mode: str | None) -> None:
         """running -> waiting (recompute) or swapped (swap)."""

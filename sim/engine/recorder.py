@@ -65,6 +65,7 @@ class Recorder:
         self.token_times: dict[int, list[float]] = {}
         self.itl = ItlHistogram()
         self.itl_one = self.itl.add
+        self.itl_weighted = self.itl.add_weighted  # (gap, weight): one gap seen by ``weight`` requests
         self._itl_singles = self.itl._singles
         self._steps: dict[str, Any] | None = None
         if record_steps:

@@ -146,6 +146,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self._st_last = 0
         self._st_done = 0
         self._st_alloc = 0
+        self.arrival_bound = None  # () -> time before which no new arrival reaches here, or None (cluster)
+        self._st_step_s = 0.0      # the last decode step time priced for a bounded stretch
         # layer cuts and holds
         self.num_layers = cost_model_layers(cost_model)
         self.paused: StepPlan | None = None      # a cut plan waiting to resume here
