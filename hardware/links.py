@@ -2,7 +2,7 @@
 
 A lone transfer of ``n`` bytes takes ``latency + n / bandwidth``. On a ``SharedLink``
 concurrent transfers split the bandwidth equally (processor sharing), the rate of each being
-recomputed whenever one starts or ends::
+recomputed whenever one starts or ends (in closed form: one SimPy event per completion)::
 
     rate per transfer
       bw |#####A#####|
@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from heapq import heappush
 from typing import Any
+
+from simpy.events import Event
 
 from hardware.calibration_constants import ALLREDUCE_ALGOS, AllReduceAlgo
 
@@ -83,21 +86,39 @@ def allgather_time_s(num_bytes: float, num_gpus: int, link: LinkSpec) -> float:
 
 
 class _Transfer:
-    __slots__ = ("remaining_bytes", "done", "num_bytes")
+    __slots__ = ("remaining_bytes", "done", "num_bytes", "start_s", "join_s", "seq")
 
-    def __init__(self, num_bytes: float, done: Any):
+    def __init__(self, num_bytes: float, done: Any, start_s: float, join_s: float, seq: int):
         self.num_bytes = num_bytes
         self.remaining_bytes = float(num_bytes)
         self.done = done
+        self.start_s = start_s  # when it was asked for
+        self.join_s = join_s    # when it joins the shared pool (after the link latency)
+        self.seq = seq          # order of creation among the link's changes (ties at one instant)
+
+
+_INF = float("inf")
+_NORMAL = 1  # SimPy's priority of a timeout or a triggered event
 
 
 class SharedLink:
     """A link whose bandwidth is shared equally by the transfers in flight (SimPy).
 
-    ``link.transfer(env, num_bytes)`` returns a SimPy process that ends when the bytes are
+    ``link.transfer(env, num_bytes)`` returns a SimPy event that succeeds when the bytes are
     through (its value is the transfer's duration in seconds). Each transfer first waits the
     link latency, then joins the shared pool. ``gbps`` overrides the spec's bandwidth (e.g. a
     fair share of a superchip's C2C link).
+
+    The pool is a fluid model in closed form. Its changes are joins (a transfer's latency is
+    over) and checks (its smallest transfer should have drained at the current share: those
+    within rounding of empty are done, and the next check is planned). Between two changes
+    each transfer drains at ``bw / n``. A join is known when its transfer is asked for, so it
+    is applied then if it comes before the next check (the state is then ahead of the clock;
+    ``num_active`` discounts transfers not joined yet), else right after the check it follows.
+    Only checks cost a SimPy event (one per check; a check moved later by a join leaves its
+    event behind, which then finds nothing to do). The arithmetic is that of stepping the pool
+    at each change (same operations, same order), so the times are those of a process that
+    wakes at every join and check; changes at one instant go in their creation order.
     """
 
     def __init__(self, spec: LinkSpec, gbps: float | None = None):
@@ -105,64 +126,123 @@ class SharedLink:
         self.bytes_per_s = (spec.gbps if gbps is None else gbps) * 1e9
         self._env: Any = None
         self._active: list[_Transfer] = []
+        self._joining: list[_Transfer] = []  # joins after the next check, in order
         self._last_s = 0.0
-        self._generation = 0  # invalidates wake-ups scheduled before the last change
+        self._check_s = _INF    # the pool's next check (inf: nothing in flight)
+        self._check_from_s = 0.0  # when that check was planned
+        self._check_seq = 0
+        self._seq = 0
+        self._armed: list[float] = []  # times of this link's pending SimPy events, latest first
         self.bytes_done = 0.0
 
     @property
     def num_active(self) -> int:
         """Transfers currently sharing the bandwidth."""
-        return len(self._active)
+        env = self._env
+        if env is None:
+            return 0
+        now = env._now
+        self._sync(now)
+        n = len(self._active)
+        for t in self._active:
+            if t.join_s > now:  # applied ahead of the clock
+                n -= 1
+        return n
 
     def transfer(self, env: Any, num_bytes: float) -> Any:
-        """Start moving ``num_bytes``; returns a process to ``yield`` on."""
+        """Start moving ``num_bytes``; returns an event to ``yield`` on."""
         if self._env is None:
             self._env = env
         elif env is not self._env:
             raise ValueError("a SharedLink belongs to one simpy.Environment")
-        return env.process(self._run(env, num_bytes))
-
-    def _run(self, env: Any, num_bytes: float):
-        start = env.now
-        yield env.timeout(self.spec.latency_s)
+        now = env._now
+        if self._check_s <= now:
+            self._sync(now)
+        done = Event(env)
+        self._seq += 1
+        join_s = now + self.spec.latency_s
         if num_bytes > 0:
-            t = _Transfer(num_bytes, env.event())
-            self._advance()
-            self._active.append(t)
-            self._reschedule()
-            yield t.done
-        return env.now - start
+            self._joining.append(_Transfer(num_bytes, done, now, join_s, self._seq))
+            if len(self._joining) == 1:
+                self._join_due()
+                self._arm()
+        else:  # nothing to move: done after the latency
+            done._ok = True
+            done._value = join_s - now
+            heappush(env._queue, (join_s, _NORMAL, next(env._eid), done))
+        return done
 
-    def _advance(self) -> None:
+    # ------------------------------------------------------------------ the fluid model
+    def _before_check(self, t: _Transfer) -> bool:
+        """Whether ``t`` joins before the next check (at the same instant: the older goes first)."""
+        if t.join_s != self._check_s:
+            return t.join_s < self._check_s
+        return t.start_s < self._check_from_s or (t.start_s == self._check_from_s and t.seq < self._check_seq)
+
+    def _join_due(self) -> None:
+        """Apply the joins that come before the next check."""
+        joining = self._joining
+        while joining and self._before_check(joining[0]):
+            t = joining.pop(0)
+            self._advance(t.join_s)
+            self._active.append(t)
+            self._replan(t.join_s)
+
+    def _sync(self, now: float) -> None:
+        """Apply every check due by ``now`` and the joins that follow each."""
+        while self._check_s <= now:
+            self._check(self._check_s)
+            if self._joining:
+                self._join_due()
+
+    def _advance(self, now: float) -> None:
         """Drain bytes for the time since the last change at the then-current shares."""
-        now = self._env.now
         if self._active:
             moved = (now - self._last_s) * self.bytes_per_s / len(self._active)
             for t in self._active:
                 t.remaining_bytes -= moved
         self._last_s = now
 
-    def _reschedule(self) -> None:
-        self._generation += 1
+    def _replan(self, now: float) -> None:
+        """The pool's next check: when its smallest transfer drains at the current share."""
+        self._seq += 1
+        self._check_from_s = now
+        self._check_seq = self._seq
         if not self._active:
+            self._check_s = _INF
             return
         rate = self.bytes_per_s / len(self._active)
-        delay = max(0.0, min(t.remaining_bytes for t in self._active) / rate)
-        generation = self._generation
-        wake = self._env.timeout(delay)
-        wake.callbacks.append(lambda _event: self._on_wake(generation))
+        self._check_s = now + max(0.0, min(t.remaining_bytes for t in self._active) / rate)
 
-    def _on_wake(self, generation: int) -> None:
-        if generation != self._generation:
-            return  # a transfer started or ended since; a newer wake-up is pending
-        self._advance()
+    def _check(self, now: float) -> None:
+        self._advance(now)
         # done when the rest would drain within a few ulps of the clock: later than that the
-        # wake-up could not move time forward and the link would spin at `now`
+        # check could not move time forward and the link would spin at `now`
         rate = self.bytes_per_s / len(self._active) if self._active else 0.0
-        slack = 4 * math.ulp(self._env.now) * rate
+        slack = 4 * math.ulp(now) * rate
         finished = [t for t in self._active if t.remaining_bytes <= max(1e-9 * t.num_bytes + 1e-6, slack)]
-        self._active = [t for t in self._active if t not in finished]
-        for t in finished:
-            self.bytes_done += t.num_bytes
-            t.done.succeed()
-        self._reschedule()
+        if finished:
+            if now != self._env._now:
+                raise RuntimeError(f"shared link: transfers finished at {now} seen only at {self._env._now}")
+            self._active = [t for t in self._active if t not in finished]
+            for t in finished:
+                self.bytes_done += t.num_bytes
+                t.done.succeed(now - t.start_s)
+        self._replan(now)
+
+    def _arm(self) -> None:
+        """Make sure a SimPy event wakes the link at its next check."""
+        check_s, armed = self._check_s, self._armed
+        if check_s < _INF and (not armed or check_s < armed[-1]):
+            env = self._env
+            event = Event(env)
+            event._ok = True
+            event._value = None
+            event.callbacks.append(self._on_armed)
+            heappush(env._queue, (check_s, _NORMAL, next(env._eid), event))
+            armed.append(check_s)
+
+    def _on_armed(self, _event: Any) -> None:
+        self._armed.pop()
+        self._sync(self._env._now)
+        self._arm()
