@@ -86,9 +86,10 @@ def allgather_time_s(num_bytes: float, num_gpus: int, link: LinkSpec) -> float:
 
 
 class _Transfer:
-    __slots__ = ("remaining_bytes", "done", "num_bytes", "start_s", "join_s", "seq")
+    __slots__ = ("remaining_bytes", "done", "num_bytes", "start_s", "join_s", "seq", "on_done")
 
-    def __init__(self, num_bytes: float, done: Any, start_s: float, join_s: float, seq: int):
+    def __init__(self, num_bytes: float, done: Any, start_s: float, join_s: float, seq: int, on_done: Any):
+        self.on_done = on_done  # (start_s, end_s, num_bytes) -> None, called as it completes
         self.num_bytes = num_bytes
         self.remaining_bytes = float(num_bytes)
         self.done = done
@@ -105,7 +106,10 @@ class SharedLink:
     """A link whose bandwidth is shared equally by the transfers in flight (SimPy).
 
     ``link.transfer(env, num_bytes)`` returns a SimPy event that succeeds when the bytes are
-    through (its value is the transfer's duration in seconds). Each transfer first waits the
+    through (its value is the transfer's duration in seconds); ``on_done(start_s, end_s,
+    num_bytes)``, if given, is called at that instant before anyone waiting resumes. An
+    event nobody waits on when it completes is marked processed without being scheduled
+    (``triggered`` is true; yielding it later resumes at once). Each transfer first waits the
     link latency, then joins the shared pool. ``gbps`` overrides the spec's bandwidth (e.g. a
     fair share of a superchip's C2C link).
 
@@ -149,7 +153,7 @@ class SharedLink:
                 n -= 1
         return n
 
-    def transfer(self, env: Any, num_bytes: float) -> Any:
+    def transfer(self, env: Any, num_bytes: float, on_done: Any = None) -> Any:
         """Start moving ``num_bytes``; returns an event to ``yield`` on."""
         if self._env is None:
             self._env = env
@@ -162,7 +166,7 @@ class SharedLink:
         self._seq += 1
         join_s = now + self.spec.latency_s
         if num_bytes > 0:
-            self._joining.append(_Transfer(num_bytes, done, now, join_s, self._seq))
+            self._joining.append(_Transfer(num_bytes, done, now, join_s, self._seq, on_done))
             if len(self._joining) == 1:
                 self._join_due()
                 self._arm()
@@ -170,6 +174,8 @@ class SharedLink:
             done._ok = True
             done._value = join_s - now
             heappush(env._queue, (join_s, _NORMAL, next(env._eid), done))
+            if on_done is not None:
+                done.callbacks.append(lambda _e: on_done(now, env._now, num_bytes))
         return done
 
     # ------------------------------------------------------------------ the fluid model
@@ -227,7 +233,15 @@ class SharedLink:
             self._active = [t for t in self._active if t not in finished]
             for t in finished:
                 self.bytes_done += t.num_bytes
-                t.done.succeed(now - t.start_s)
+                if t.on_done is not None:
+                    t.on_done(t.start_s, now, t.num_bytes)
+                done = t.done
+                if done.callbacks:
+                    done.succeed(now - t.start_s)
+                else:  # nobody waits: processed as of now, no event
+                    done._ok = True
+                    done._value = now - t.start_s
+                    done.callbacks = None
         self._replan(now)
 
     def _arm(self) -> None:

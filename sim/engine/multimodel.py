@@ -114,6 +114,7 @@ class ModelHub(WeightStreamMixin):
                 self.transfer.link(("chip", key, "load"), source_link_spec(home, dev, p.load_gbps))
             cache = p.dram_cache_gb * GB if p.dram_cache_gb else (dev.grace_memory_bytes or 256 * GB)
             chip = self.chips[key] = Chip(key, len(self.chips), host, load, float(cache))
+            chip.stream_row = lambda start, end, num_bytes, chip=chip: self._link_row(chip, 0, start, end, num_bytes)
         return chip
 
     def canonical(self, name: str | None) -> str | None:

@@ -38,10 +38,7 @@ class WeightStreamMixin:
         if rho <= 0.0:
             return None
         num_bytes = rho * pm.bytes_read(rep.hardware.model, tokens)
-        event = self.transfer.copy(num_bytes, st.chip.host)
-        t0 = self.env.now
-        event.callbacks.append(lambda _e: self._link_row(st.chip, 0, t0, self.env.now, num_bytes))
-        return event
+        return self.transfer.copy(num_bytes, st.chip.host, st.chip.stream_row)
 
     def set_rho(self, rep: Replica, rho: float) -> None:
         """Set a streaming replica's rho target (clamped to its model's floor); a lower target
