@@ -163,12 +163,15 @@ class SharedLink:
         if self._check_s <= now:
             self._sync(now)
         done = Event(env)
-        self._seq += 1
+        seq = self._seq = self._seq + 1
         join_s = now + self.spec.latency_s
         if num_bytes > 0:
-            self._joining.append(_Transfer(num_bytes, done, now, join_s, self._seq, on_done))
-            if len(self._joining) == 1:
-                self._join_due()
+            t = _Transfer(num_bytes, done, now, join_s, seq, on_done)
+            check_s = self._check_s
+            if self._joining or join_s > check_s or (join_s == check_s and not self._before_check(t)):
+                self._joining.append(t)  # after the next check, which it does not move
+            else:
+                self._join(t)
                 self._arm()
         else:  # nothing to move: done after the latency
             done._ok = True
@@ -185,64 +188,76 @@ class SharedLink:
             return t.join_s < self._check_s
         return t.start_s < self._check_from_s or (t.start_s == self._check_from_s and t.seq < self._check_seq)
 
-    def _join_due(self) -> None:
-        """Apply the joins that come before the next check."""
-        joining = self._joining
-        while joining and self._before_check(joining[0]):
-            t = joining.pop(0)
-            self._advance(t.join_s)
-            self._active.append(t)
-            self._replan(t.join_s)
+    def _join(self, t: _Transfer) -> None:
+        """``t`` joins the pool: the others drain up to its join at the old share, then re-plan."""
+        now = t.join_s
+        active = self._active
+        if active:
+            moved = (now - self._last_s) * self.bytes_per_s / len(active)
+            for a in active:
+                a.remaining_bytes -= moved
+        self._last_s = now
+        active.append(t)
+        self._replan(now)
 
     def _sync(self, now: float) -> None:
         """Apply every check due by ``now`` and the joins that follow each."""
+        joining = self._joining
         while self._check_s <= now:
             self._check(self._check_s)
-            if self._joining:
-                self._join_due()
-
-    def _advance(self, now: float) -> None:
-        """Drain bytes for the time since the last change at the then-current shares."""
-        if self._active:
-            moved = (now - self._last_s) * self.bytes_per_s / len(self._active)
-            for t in self._active:
-                t.remaining_bytes -= moved
-        self._last_s = now
+            while joining and self._before_check(joining[0]):
+                self._join(joining.pop(0))
 
     def _replan(self, now: float) -> None:
         """The pool's next check: when its smallest transfer drains at the current share."""
         self._seq += 1
         self._check_from_s = now
         self._check_seq = self._seq
-        if not self._active:
+        active = self._active
+        if not active:
             self._check_s = _INF
             return
-        rate = self.bytes_per_s / len(self._active)
-        self._check_s = now + max(0.0, min(t.remaining_bytes for t in self._active) / rate)
+        least = active[0].remaining_bytes
+        for a in active:
+            if a.remaining_bytes < least:
+                least = a.remaining_bytes
+        rate = self.bytes_per_s / len(active)
+        self._check_s = now + max(0.0, least / rate)
 
     def _check(self, now: float) -> None:
-        self._advance(now)
+        """Drain up to ``now``; transfers within rounding of empty are done; re-plan."""
+        active = self._active
+        moved = (now - self._last_s) * self.bytes_per_s / len(active)
+        self._last_s = now
         # done when the rest would drain within a few ulps of the clock: later than that the
         # check could not move time forward and the link would spin at `now`
-        rate = self.bytes_per_s / len(self._active) if self._active else 0.0
-        slack = 4 * math.ulp(now) * rate
-        finished = [t for t in self._active if t.remaining_bytes <= max(1e-9 * t.num_bytes + 1e-6, slack)]
-        if finished:
-            if now != self._env._now:
-                raise RuntimeError(f"shared link: transfers finished at {now} seen only at {self._env._now}")
-            self._active = [t for t in self._active if t not in finished]
-            for t in finished:
-                self.bytes_done += t.num_bytes
-                if t.on_done is not None:
-                    t.on_done(t.start_s, now, t.num_bytes)
-                done = t.done
-                if done.callbacks:
-                    done.succeed(now - t.start_s)
-                else:  # nobody waits: processed as of now, no event
-                    done._ok = True
-                    done._value = now - t.start_s
-                    done.callbacks = None
+        slack = 4 * math.ulp(now) * (self.bytes_per_s / len(active))
+        finished = None
+        for a in active:
+            a.remaining_bytes -= moved
+            if a.remaining_bytes <= max(1e-9 * a.num_bytes + 1e-6, slack):
+                if finished is None:
+                    finished = [a]
+                else:
+                    finished.append(a)
+        if finished is None:
+            self._replan(now)
+            return
+        if now != self._env._now:
+            raise RuntimeError(f"shared link: transfers finished at {now} seen only at {self._env._now}")
+        self._active = [a for a in active if a not in finished]
         self._replan(now)
+        for t in finished:
+            self.bytes_done += t.num_bytes
+            if t.on_done is not None:
+                t.on_done(t.start_s, now, t.num_bytes)
+            done = t.done
+            if done.callbacks:
+                done.succeed(now - t.start_s)
+            else:  # nobody waits: processed as of now, no event
+                done._ok = True
+                done._value = now - t.start_s
+                done.callbacks = None
 
     def _arm(self) -> None:
         """Make sure a SimPy event wakes the link at its next check."""
@@ -258,5 +273,7 @@ class SharedLink:
 
     def _on_armed(self, _event: Any) -> None:
         self._armed.pop()
-        self._sync(self._env._now)
+        now = self._env._now
+        if self._check_s <= now:
+            self._sync(now)
         self._arm()
