@@ -114,7 +114,7 @@ class ModelHub(WeightStreamMixin):
                 self.transfer.link(("chip", key, "load"), source_link_spec(home, dev, p.load_gbps))
             cache = p.dram_cache_gb * GB if p.dram_cache_gb else (dev.grace_memory_bytes or 256 * GB)
             chip = self.chips[key] = Chip(key, len(self.chips), host, load, float(cache))
-            chip.stream_row = lambda start, end, num_bytes, chip=chip: self._link_row(chip, 0, start, end, num_bytes)
+            chip.stream_row = self._stream_row(chip)
         return chip
 
     def canonical(self, name: str | None) -> str | None:
@@ -338,6 +338,20 @@ class ModelHub(WeightStreamMixin):
         self._l_start.append(start)
         self._l_end.append(end)
         self._l_bytes.append(num_bytes)
+
+    def _stream_row(self, chip: Chip) -> Any:
+        """``_link_row(chip, 0, ...)`` as one call: the per-iteration hook of a chip's weight streams."""
+        a_chip, a_kind, a_start = self._l_chip.append, self._l_kind.append, self._l_start.append
+        a_end, a_bytes, index = self._l_end.append, self._l_bytes.append, chip.index
+
+        def row(start: float, end: float, num_bytes: float) -> None:
+            a_chip(index)
+            a_kind(0)
+            a_start(start)
+            a_end(end)
+            a_bytes(num_bytes)
+
+        return row
 
     def _memory_row(self, rep: Replica, model: str, num_bytes: float) -> None:
         self._m_time.append(self.env.now)

@@ -33,8 +33,9 @@ class WeightStreamMixin:
                 hbm = pm.device.hbm_gbps * 1e9 * getattr(cm.params, "memory_efficiency", 1.0)
                 cm.set_weight_read_scale(max(rho * hbm / share, 1.0 - rho))
             return None
-        if hasattr(cm, "set_weight_read_scale"):
-            cm.set_weight_read_scale(1.0 - rho)
+        set_scale = getattr(cm, "set_weight_read_scale", None)
+        if set_scale is not None:
+            set_scale(1.0 - rho)
         if rho <= 0.0:
             return None
         num_bytes = rho * pm.bytes_read(rep.hardware.model, tokens)
