@@ -2,7 +2,7 @@
 
 A lone transfer of ``n`` bytes takes ``latency + n / bandwidth``. On a ``SharedLink``
 concurrent transfers split the bandwidth equally (processor sharing), the rate of each being
-recomputed whenever one starts or ends (in closed form: one SimPy event per completion)::
+recomputed whenever one starts or ends (in closed form: SimPy events only while a process waits)::
 
     rate per transfer
       bw |#####A#####|
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from heapq import heappush
 from typing import Any
 
-from simpy.events import Event
+from simpy.events import PENDING, Event
 
 from hardware.calibration_constants import ALLREDUCE_ALGOS, AllReduceAlgo
 
@@ -86,7 +86,7 @@ def allgather_time_s(num_bytes: float, num_gpus: int, link: LinkSpec) -> float:
 
 
 class _Transfer:
-    __slots__ = ("remaining_bytes", "done", "num_bytes", "start_s", "join_s", "seq", "on_done")
+    __slots__ = ("remaining_bytes", "done", "num_bytes", "start_s", "join_s", "seq", "on_done", "waited")
 
     def __init__(self, num_bytes: float, done: Any, start_s: float, join_s: float, seq: int, on_done: Any):
         self.on_done = on_done  # (start_s, end_s, num_bytes) -> None, called as it completes
@@ -96,10 +96,40 @@ class _Transfer:
         self.start_s = start_s  # when it was asked for
         self.join_s = join_s    # when it joins the shared pool (after the link latency)
         self.seq = seq          # order of creation among the link's changes (ties at one instant)
+        self.waited = False     # someone registered a callback (a process yielded it)
 
 
 _INF = float("inf")
 _NORMAL = 1  # SimPy's priority of a timeout or a triggered event
+
+
+class _Waiters(list):
+    """A transfer's callbacks: the first one registered (a process yields the event) makes the
+    link wake at each of its checks until that transfer is done."""
+
+    __slots__ = ("link", "transfer")
+
+    def append(self, callback: Any) -> None:
+        list.append(self, callback)
+        t = self.transfer
+        if not t.waited:
+            self.link._waited_on(t)
+
+
+class _Done(Event):
+    """A transfer's completion event: reading ``triggered`` brings its link up to now."""
+
+    def __init__(self, env: Any, link: SharedLink):
+        self.env = env
+        self.callbacks = _Waiters()
+        self.callbacks.link = link
+        self._value = PENDING
+
+    @property
+    def triggered(self) -> bool:
+        if self._value is PENDING:
+            self.callbacks.link.poll()
+        return self._value is not PENDING
 
 
 class SharedLink:
@@ -119,10 +149,15 @@ class SharedLink:
     each transfer drains at ``bw / n``. A join is known when its transfer is asked for, so it
     is applied then if it comes before the next check (the state is then ahead of the clock;
     ``num_active`` discounts transfers not joined yet), else right after the check it follows.
-    Only checks cost a SimPy event (one per check; a check moved later by a join leaves its
-    event behind, which then finds nothing to do). The arithmetic is that of stepping the pool
-    at each change (same operations, same order), so the times are those of a process that
-    wakes at every join and check; changes at one instant go in their creation order.
+    Checks cost a SimPy event only while a process waits for one of the transfers in flight
+    (one per check; a check moved later by a join leaves its event behind, which then finds
+    nothing to do). Otherwise they are applied when the link is next looked at (a transfer
+    asked for, ``num_active``, an event's ``triggered``, ``poll``), with their own times: a
+    transfer nobody waits on is then marked processed with its exact duration and
+    ``on_done`` gets its exact end time. So a process must read ``triggered`` before it waits
+    on an older transfer (or yield it when it is made). The arithmetic is that of stepping the
+    pool at each change (same operations, same order), so the times are those of a process
+    that wakes at every join and check; changes at one instant go in their creation order.
     """
 
     def __init__(self, spec: LinkSpec, gbps: float | None = None):
@@ -137,6 +172,7 @@ class SharedLink:
         self._check_seq = 0
         self._seq = 0
         self._armed: list[float] = []  # times of this link's pending SimPy events, latest first
+        self._num_waited = 0  # transfers in flight that a process waits for
         self.bytes_done = 0.0
 
     @property
@@ -153,6 +189,25 @@ class SharedLink:
                 n -= 1
         return n
 
+    def poll(self) -> None:
+        """Bring the pool up to now: transfers done by now complete (lazily, for those nobody
+        waits on; ``on_done`` gets their exact end times)."""
+        env = self._env
+        if env is not None and self._check_s <= env._now:
+            self._sync(env._now)
+
+    def _waited_on(self, t: _Transfer) -> None:
+        """A process waits for ``t``: from now on the link wakes at each check until it is done."""
+        now = self._env._now
+        if self._check_s <= now:
+            self._sync(now)
+        if t.done._value is not PENDING:
+            raise RuntimeError("a process waits for a link transfer that completed before it looked "
+                               "(read its event's `triggered` first, or yield it when it is made)")
+        t.waited = True
+        self._num_waited += 1
+        self._arm()
+
     def transfer(self, env: Any, num_bytes: float, on_done: Any = None) -> Any:
         """Start moving ``num_bytes``; returns an event to ``yield`` on."""
         if self._env is None:
@@ -162,18 +217,20 @@ class SharedLink:
         now = env._now
         if self._check_s <= now:
             self._sync(now)
-        done = Event(env)
         seq = self._seq = self._seq + 1
         join_s = now + self.spec.latency_s
         if num_bytes > 0:
-            t = _Transfer(num_bytes, done, now, join_s, seq, on_done)
+            done = _Done(env, self)
+            t = done.callbacks.transfer = _Transfer(num_bytes, done, now, join_s, seq, on_done)
             check_s = self._check_s
             if self._joining or join_s > check_s or (join_s == check_s and not self._before_check(t)):
                 self._joining.append(t)  # after the next check, which it does not move
             else:
                 self._join(t)
-                self._arm()
+                if self._num_waited:
+                    self._arm()
         else:  # nothing to move: done after the latency
+            done = Event(env)
             done._ok = True
             done._value = join_s - now
             heappush(env._queue, (join_s, _NORMAL, next(env._eid), done))
@@ -243,11 +300,13 @@ class SharedLink:
         if finished is None:
             self._replan(now)
             return
-        if now != self._env._now:
-            raise RuntimeError(f"shared link: transfers finished at {now} seen only at {self._env._now}")
         self._active = [a for a in active if a not in finished]
         self._replan(now)
         for t in finished:
+            if t.waited:
+                if now != self._env._now:
+                    raise RuntimeError(f"shared link: a waited transfer finished at {now}, seen at {self._env._now}")
+                self._num_waited -= 1
             self.bytes_done += t.num_bytes
             if t.on_done is not None:
                 t.on_done(t.start_s, now, t.num_bytes)
@@ -260,9 +319,9 @@ class SharedLink:
                 done.callbacks = None
 
     def _arm(self) -> None:
-        """Make sure a SimPy event wakes the link at its next check."""
+        """Make sure a SimPy event wakes the link at its next check (while anyone waits)."""
         check_s, armed = self._check_s, self._armed
-        if check_s < _INF and (not armed or check_s < armed[-1]):
+        if check_s < _INF and self._num_waited and (not armed or check_s < armed[-1]):
             env = self._env
             event = Event(env)
             event._ok = True

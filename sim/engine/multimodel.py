@@ -339,6 +339,23 @@ class ModelHub(WeightStreamMixin):
         self._l_end.append(end)
         self._l_bytes.append(num_bytes)
 
+    def settle_links(self) -> None:
+        """Bring every chip's links up to now and put the link rows in time order: a copy nobody
+        waits on completes lazily (``SharedLink``), so its row, with its exact end time, lands
+        when its link is next looked at; sorted by end time (stable) the rows are in the order
+        the completions happened."""
+        import numpy as np
+
+        for chip in self.chips.values():
+            chip.host.poll()
+            chip.load.poll()
+        ends = np.frombuffer(self._l_end, dtype=np.float64)
+        if len(ends) > 1 and bool(np.any(ends[1:] < ends[:-1])):
+            order = np.argsort(ends, kind="stable")
+            for arr, dtype in ((self._l_chip, np.int64), (self._l_kind, np.int8), (self._l_start, np.float64),
+                               (self._l_end, np.float64), (self._l_bytes, np.float64)):
+                arr[:] = array(arr.typecode, np.frombuffer(arr, dtype=dtype)[order].tobytes())
+
     def _stream_row(self, chip: Chip) -> Any:
         """``_link_row(chip, 0, ...)`` as one call: the per-iteration hook of a chip's weight streams."""
         a_chip, a_kind, a_start = self._l_chip.append, self._l_kind.append, self._l_start.append
