@@ -86,7 +86,7 @@ def allgather_time_s(num_bytes: float, num_gpus: int, link: LinkSpec) -> float:
 
 
 class _Transfer:
-    __slots__ = ("remaining_bytes", "done", "num_bytes", "start_s", "join_s", "seq", "on_done", "waited")
+    __slots__ = ("remaining_bytes", "done", "num_bytes", "start_s", "join_s", "seq", "on_done", "waited", "tol")
 
     def __init__(self, num_bytes: float, done: Any, start_s: float, join_s: float, seq: int, on_done: Any):
         self.on_done = on_done  # (start_s, end_s, num_bytes) -> None, called as it completes
@@ -97,6 +97,7 @@ class _Transfer:
         self.join_s = join_s    # when it joins the shared pool (after the link latency)
         self.seq = seq          # order of creation among the link's changes (ties at one instant)
         self.waited = False     # someone registered a callback (a process yielded it)
+        self.tol = 1e-9 * num_bytes + 1e-6  # done when this close to empty (or within the clock's ulps)
 
 
 _INF = float("inf")
@@ -246,16 +247,24 @@ class SharedLink:
         return t.start_s < self._check_from_s or (t.start_s == self._check_from_s and t.seq < self._check_seq)
 
     def _join(self, t: _Transfer) -> None:
-        """``t`` joins the pool: the others drain up to its join at the old share, then re-plan."""
+        """``t`` joins the pool: the others drain up to its join at the old share, then re-plan
+        (the smallest remaining found in the same pass)."""
         now = t.join_s
         active = self._active
+        bw = self.bytes_per_s
+        least = t.remaining_bytes
         if active:
-            moved = (now - self._last_s) * self.bytes_per_s / len(active)
+            moved = (now - self._last_s) * bw / len(active)
             for a in active:
                 a.remaining_bytes -= moved
+                if a.remaining_bytes < least:
+                    least = a.remaining_bytes
         self._last_s = now
         active.append(t)
-        self._replan(now)
+        self._seq += 1
+        self._check_from_s = now
+        self._check_seq = self._seq
+        self._check_s = now + max(0.0, least / (bw / len(active)))
 
     def _sync(self, now: float) -> None:
         """Apply every check due by ``now`` and the joins that follow each."""
@@ -265,43 +274,36 @@ class SharedLink:
             while joining and self._before_check(joining[0]):
                 self._join(joining.pop(0))
 
-    def _replan(self, now: float) -> None:
-        """The pool's next check: when its smallest transfer drains at the current share."""
-        self._seq += 1
-        self._check_from_s = now
-        self._check_seq = self._seq
-        active = self._active
-        if not active:
-            self._check_s = _INF
-            return
-        least = active[0].remaining_bytes
-        for a in active:
-            if a.remaining_bytes < least:
-                least = a.remaining_bytes
-        rate = self.bytes_per_s / len(active)
-        self._check_s = now + max(0.0, least / rate)
-
     def _check(self, now: float) -> None:
-        """Drain up to ``now``; transfers within rounding of empty are done; re-plan."""
+        """Drain up to ``now``; transfers within rounding of empty are done; re-plan (the
+        smallest remaining of the others found in the same pass)."""
         active = self._active
-        moved = (now - self._last_s) * self.bytes_per_s / len(active)
+        bw = self.bytes_per_s
+        moved = (now - self._last_s) * bw / len(active)
         self._last_s = now
         # done when the rest would drain within a few ulps of the clock: later than that the
         # check could not move time forward and the link would spin at `now`
-        slack = 4 * math.ulp(now) * (self.bytes_per_s / len(active))
+        slack = 4 * math.ulp(now) * (bw / len(active))
         finished = None
+        least = _INF
         for a in active:
             a.remaining_bytes -= moved
-            if a.remaining_bytes <= max(1e-9 * a.num_bytes + 1e-6, slack):
+            r = a.remaining_bytes
+            if r <= a.tol or r <= slack:
                 if finished is None:
                     finished = [a]
                 else:
                     finished.append(a)
+            elif r < least:
+                least = r
+        if finished is not None:
+            active = self._active = [a for a in active if a not in finished]
+        self._seq += 1
+        self._check_from_s = now
+        self._check_seq = self._seq
+        self._check_s = now + max(0.0, least / (bw / len(active))) if active else _INF
         if finished is None:
-            self._replan(now)
             return
-        self._active = [a for a in active if a not in finished]
-        self._replan(now)
         for t in finished:
             if t.waited:
                 if now != self._env._now:

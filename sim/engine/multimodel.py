@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from hardware.weight_tiers import HOST_TIERS, host_link_spec, slices_per_chip, source_link_spec
@@ -91,7 +92,7 @@ class ModelHub(WeightStreamMixin):
             rep.fast_forward = False  # every iteration streams: its time depends on the link's load
             rep.cost_model = pm.cost_models[pm.default].__class__(
                 pm.cost_models[pm.default].params, pm.models[pm.default])
-            rep.step_hook = lambda plan, rep=rep: self._stream(rep, plan)
+            rep.step_hook = partial(self._stream, rep)  # (plan) -> the iteration's stream event
             rep.kv = self._build_kv(rep, pm, pm.default, 0.0)
             rep.max_tokens = rep.kv.max_tokens
         rep.models.resident[pm.default] = pm.hbm_weight_bytes(pm.default) if not p.stream else 0.0
