@@ -2,7 +2,7 @@
 
 A lone transfer of ``n`` bytes takes ``latency + n / bandwidth``. On a ``SharedLink``
 concurrent transfers split the bandwidth equally (processor sharing), the rate of each being
-recomputed whenever one starts or ends::
+recomputed whenever one starts or ends (in closed form: SimPy events only while a process waits)::
 
     rate per transfer
       bw |#####A#####|
@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from heapq import heappush
 from typing import Any
+
+from simpy.events import PENDING, Event
 
 from hardware.calibration_constants import ALLREDUCE_ALGOS, AllReduceAlgo
 
@@ -83,21 +86,79 @@ def allgather_time_s(num_bytes: float, num_gpus: int, link: LinkSpec) -> float:
 
 
 class _Transfer:
-    __slots__ = ("remaining_bytes", "done", "num_bytes")
+    __slots__ = ("remaining_bytes", "done", "num_bytes", "start_s", "join_s", "seq", "on_done", "waited", "tol")
 
-    def __init__(self, num_bytes: float, done: Any):
+    def __init__(self, num_bytes: float, done: Any, start_s: float, join_s: float, seq: int, on_done: Any):
+        self.on_done = on_done  # (start_s, end_s, num_bytes) -> None, called as it completes
         self.num_bytes = num_bytes
         self.remaining_bytes = float(num_bytes)
         self.done = done
+        self.start_s = start_s  # when it was asked for
+        self.join_s = join_s    # when it joins the shared pool (after the link latency)
+        self.seq = seq          # order of creation among the link's changes (ties at one instant)
+        self.waited = False     # someone registered a callback (a process yielded it)
+        self.tol = 1e-9 * num_bytes + 1e-6  # done when this close to empty (or within the clock's ulps)
+
+
+_INF = float("inf")
+_NORMAL = 1  # SimPy's priority of a timeout or a triggered event
+
+
+class _Waiters(list):
+    """A transfer's callbacks: the first one registered (a process yields the event) makes the
+    link wake at each of its checks until that transfer is done."""
+
+    __slots__ = ("link", "transfer")
+
+    def append(self, callback: Any) -> None:
+        list.append(self, callback)
+        t = self.transfer
+        if not t.waited:
+            self.link._waited_on(t)
+
+
+class _Done(Event):
+    """A transfer's completion event: reading ``triggered`` brings its link up to now."""
+
+    def __init__(self, env: Any, link: SharedLink):
+        self.env = env
+        self.callbacks = _Waiters()
+        self.callbacks.link = link
+        self._value = PENDING
+
+    @property
+    def triggered(self) -> bool:
+        if self._value is PENDING:
+            self.callbacks.link.poll()
+        return self._value is not PENDING
 
 
 class SharedLink:
     """A link whose bandwidth is shared equally by the transfers in flight (SimPy).
 
-    ``link.transfer(env, num_bytes)`` returns a SimPy process that ends when the bytes are
-    through (its value is the transfer's duration in seconds). Each transfer first waits the
+    ``link.transfer(env, num_bytes)`` returns a SimPy event that succeeds when the bytes are
+    through (its value is the transfer's duration in seconds); ``on_done(start_s, end_s,
+    num_bytes)``, if given, is called at that instant before anyone waiting resumes. An
+    event nobody waits on when it completes is marked processed without being scheduled
+    (``triggered`` is true; yielding it later resumes at once). Each transfer first waits the
     link latency, then joins the shared pool. ``gbps`` overrides the spec's bandwidth (e.g. a
     fair share of a superchip's C2C link).
+
+    The pool is a fluid model in closed form. Its changes are joins (a transfer's latency is
+    over) and checks (its smallest transfer should have drained at the current share: those
+    within rounding of empty are done, and the next check is planned). Between two changes
+    each transfer drains at ``bw / n``. A join is known when its transfer is asked for, so it
+    is applied then if it comes before the next check (the state is then ahead of the clock;
+    ``num_active`` discounts transfers not joined yet), else right after the check it follows.
+    Checks cost a SimPy event only while a process waits for one of the transfers in flight
+    (one per check; a check moved later by a join leaves its event behind, which then finds
+    nothing to do). Otherwise they are applied when the link is next looked at (a transfer
+    asked for, ``num_active``, an event's ``triggered``, ``poll``), with their own times: a
+    transfer nobody waits on is then marked processed with its exact duration and
+    ``on_done`` gets its exact end time. So a process must read ``triggered`` before it waits
+    on an older transfer (or yield it when it is made). The arithmetic is that of stepping the
+    pool at each change (same operations, same order), so the times are those of a process
+    that wakes at every join and check; changes at one instant go in their creation order.
     """
 
     def __init__(self, spec: LinkSpec, gbps: float | None = None):
@@ -105,64 +166,175 @@ class SharedLink:
         self.bytes_per_s = (spec.gbps if gbps is None else gbps) * 1e9
         self._env: Any = None
         self._active: list[_Transfer] = []
+        self._joining: list[_Transfer] = []  # joins after the next check, in order
         self._last_s = 0.0
-        self._generation = 0  # invalidates wake-ups scheduled before the last change
+        self._check_s = _INF    # the pool's next check (inf: nothing in flight)
+        self._check_from_s = 0.0  # when that check was planned
+        self._check_seq = 0
+        self._seq = 0
+        self._armed: list[float] = []  # times of this link's pending SimPy events, latest first
+        self._num_waited = 0  # transfers in flight that a process waits for
         self.bytes_done = 0.0
 
     @property
     def num_active(self) -> int:
         """Transfers currently sharing the bandwidth."""
-        return len(self._active)
+        env = self._env
+        if env is None:
+            return 0
+        now = env._now
+        self._sync(now)
+        n = len(self._active)
+        for t in self._active:
+            if t.join_s > now:  # applied ahead of the clock
+                n -= 1
+        return n
 
-    def transfer(self, env: Any, num_bytes: float) -> Any:
-        """Start moving ``num_bytes``; returns a process to ``yield`` on."""
+    def poll(self) -> None:
+        """Bring the pool up to now: transfers done by now complete (lazily, for those nobody
+        waits on; ``on_done`` gets their exact end times)."""
+        env = self._env
+        if env is not None and self._check_s <= env._now:
+            self._sync(env._now)
+
+    def _waited_on(self, t: _Transfer) -> None:
+        """A process waits for ``t``: from now on the link wakes at each check until it is done."""
+        now = self._env._now
+        if self._check_s <= now:
+            self._sync(now)
+        if t.done._value is not PENDING:
+            raise RuntimeError("a process waits for a link transfer that completed before it looked "
+                               "(read its event's `triggered` first, or yield it when it is made)")
+        t.waited = True
+        self._num_waited += 1
+        self._arm()
+
+    def transfer(self, env: Any, num_bytes: float, on_done: Any = None) -> Any:
+        """Start moving ``num_bytes``; returns an event to ``yield`` on."""
         if self._env is None:
             self._env = env
         elif env is not self._env:
             raise ValueError("a SharedLink belongs to one simpy.Environment")
-        return env.process(self._run(env, num_bytes))
-
-    def _run(self, env: Any, num_bytes: float):
-        start = env.now
-        yield env.timeout(self.spec.latency_s)
+        now = env._now
+        if self._check_s <= now:
+            self._sync(now)
+        seq = self._seq = self._seq + 1
+        join_s = now + self.spec.latency_s
         if num_bytes > 0:
-            t = _Transfer(num_bytes, env.event())
-            self._advance()
-            self._active.append(t)
-            self._reschedule()
-            yield t.done
-        return env.now - start
+            done = _Done(env, self)
+            t = done.callbacks.transfer = _Transfer(num_bytes, done, now, join_s, seq, on_done)
+            check_s = self._check_s
+            if self._joining or join_s > check_s or (join_s == check_s and not self._before_check(t)):
+                self._joining.append(t)  # after the next check, which it does not move
+            else:
+                self._join(t)
+                if self._num_waited:
+                    self._arm()
+        else:  # nothing to move: done after the latency
+            done = Event(env)
+            done._ok = True
+            done._value = join_s - now
+            heappush(env._queue, (join_s, _NORMAL, next(env._eid), done))
+            if on_done is not None:
+                done.callbacks.append(lambda _e: on_done(now, env._now, num_bytes))
+        return done
 
-    def _advance(self) -> None:
-        """Drain bytes for the time since the last change at the then-current shares."""
-        now = self._env.now
-        if self._active:
-            moved = (now - self._last_s) * self.bytes_per_s / len(self._active)
-            for t in self._active:
-                t.remaining_bytes -= moved
+    # ------------------------------------------------------------------ the fluid model
+    def _before_check(self, t: _Transfer) -> bool:
+        """Whether ``t`` joins before the next check (at the same instant: the older goes first)."""
+        if t.join_s != self._check_s:
+            return t.join_s < self._check_s
+        return t.start_s < self._check_from_s or (t.start_s == self._check_from_s and t.seq < self._check_seq)
+
+    def _join(self, t: _Transfer) -> None:
+        """``t`` joins the pool: the others drain up to its join at the old share, then re-plan
+        (the smallest remaining found in the same pass)."""
+        now = t.join_s
+        active = self._active
+        bw = self.bytes_per_s
+        least = t.remaining_bytes
+        if active:
+            moved = (now - self._last_s) * bw / len(active)
+            for a in active:
+                a.remaining_bytes -= moved
+                if a.remaining_bytes < least:
+                    least = a.remaining_bytes
         self._last_s = now
+        active.append(t)
+        self._seq += 1
+        self._check_from_s = now
+        self._check_seq = self._seq
+        self._check_s = now + max(0.0, least / (bw / len(active)))
 
-    def _reschedule(self) -> None:
-        self._generation += 1
-        if not self._active:
-            return
-        rate = self.bytes_per_s / len(self._active)
-        delay = max(0.0, min(t.remaining_bytes for t in self._active) / rate)
-        generation = self._generation
-        wake = self._env.timeout(delay)
-        wake.callbacks.append(lambda _event: self._on_wake(generation))
+    def _sync(self, now: float) -> None:
+        """Apply every check due by ``now`` and the joins that follow each."""
+        joining = self._joining
+        while self._check_s <= now:
+            self._check(self._check_s)
+            while joining and self._before_check(joining[0]):
+                self._join(joining.pop(0))
 
-    def _on_wake(self, generation: int) -> None:
-        if generation != self._generation:
-            return  # a transfer started or ended since; a newer wake-up is pending
-        self._advance()
+    def _check(self, now: float) -> None:
+        """Drain up to ``now``; transfers within rounding of empty are done; re-plan (the
+        smallest remaining of the others found in the same pass)."""
+        active = self._active
+        bw = self.bytes_per_s
+        moved = (now - self._last_s) * bw / len(active)
+        self._last_s = now
         # done when the rest would drain within a few ulps of the clock: later than that the
-        # wake-up could not move time forward and the link would spin at `now`
-        rate = self.bytes_per_s / len(self._active) if self._active else 0.0
-        slack = 4 * math.ulp(self._env.now) * rate
-        finished = [t for t in self._active if t.remaining_bytes <= max(1e-9 * t.num_bytes + 1e-6, slack)]
-        self._active = [t for t in self._active if t not in finished]
+        # check could not move time forward and the link would spin at `now`
+        slack = 4 * math.ulp(now) * (bw / len(active))
+        finished = None
+        least = _INF
+        for a in active:
+            a.remaining_bytes -= moved
+            r = a.remaining_bytes
+            if r <= a.tol or r <= slack:
+                if finished is None:
+                    finished = [a]
+                else:
+                    finished.append(a)
+            elif r < least:
+                least = r
+        if finished is not None:
+            active = self._active = [a for a in active if a not in finished]
+        self._seq += 1
+        self._check_from_s = now
+        self._check_seq = self._seq
+        self._check_s = now + max(0.0, least / (bw / len(active))) if active else _INF
+        if finished is None:
+            return
         for t in finished:
+            if t.waited:
+                if now != self._env._now:
+                    raise RuntimeError(f"shared link: a waited transfer finished at {now}, seen at {self._env._now}")
+                self._num_waited -= 1
             self.bytes_done += t.num_bytes
-            t.done.succeed()
-        self._reschedule()
+            if t.on_done is not None:
+                t.on_done(t.start_s, now, t.num_bytes)
+            done = t.done
+            if done.callbacks:
+                done.succeed(now - t.start_s)
+            else:  # nobody waits: processed as of now, no event
+                done._ok = True
+                done._value = now - t.start_s
+                done.callbacks = None
+
+    def _arm(self) -> None:
+        """Make sure a SimPy event wakes the link at its next check (while anyone waits)."""
+        check_s, armed = self._check_s, self._armed
+        if check_s < _INF and self._num_waited and (not armed or check_s < armed[-1]):
+            env = self._env
+            event = Event(env)
+            event._ok = True
+            event._value = None
+            event.callbacks.append(self._on_armed)
+            heappush(env._queue, (check_s, _NORMAL, next(env._eid), event))
+            armed.append(check_s)
+
+    def _on_armed(self, _event: Any) -> None:
+        self._armed.pop()
+        now = self._env._now
+        if self._check_s <= now:
+            self._sync(now)
+        self._arm()

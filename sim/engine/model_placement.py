@@ -116,6 +116,7 @@ class Chip:
         self.key, self.index, self.host, self.load = key, index, host, load
         self.dram: OrderedDict[str, float] = OrderedDict()  # tiered: checkpoints cached in host memory
         self.dram_cache_bytes = dram_cache_bytes
+        self.stream_row: Any = None  # (start_s, end_s, bytes) -> None: records a weight stream's link use
 
 
 class PoolModels:

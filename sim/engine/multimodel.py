@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from hardware.weight_tiers import HOST_TIERS, host_link_spec, slices_per_chip, source_link_spec
@@ -91,7 +92,7 @@ class ModelHub(WeightStreamMixin):
             rep.fast_forward = False  # every iteration streams: its time depends on the link's load
             rep.cost_model = pm.cost_models[pm.default].__class__(
                 pm.cost_models[pm.default].params, pm.models[pm.default])
-            rep.step_hook = lambda plan, rep=rep: self._stream(rep, plan)
+            rep.step_hook = partial(self._stream, rep)  # (plan) -> the iteration's stream event
             rep.kv = self._build_kv(rep, pm, pm.default, 0.0)
             rep.max_tokens = rep.kv.max_tokens
         rep.models.resident[pm.default] = pm.hbm_weight_bytes(pm.default) if not p.stream else 0.0
@@ -114,6 +115,7 @@ class ModelHub(WeightStreamMixin):
                 self.transfer.link(("chip", key, "load"), source_link_spec(home, dev, p.load_gbps))
             cache = p.dram_cache_gb * GB if p.dram_cache_gb else (dev.grace_memory_bytes or 256 * GB)
             chip = self.chips[key] = Chip(key, len(self.chips), host, load, float(cache))
+            chip.stream_row = self._stream_row(chip)
         return chip
 
     def canonical(self, name: str | None) -> str | None:
@@ -337,6 +339,37 @@ class ModelHub(WeightStreamMixin):
         self._l_start.append(start)
         self._l_end.append(end)
         self._l_bytes.append(num_bytes)
+
+    def settle_links(self) -> None:
+        """Bring every chip's links up to now and put the link rows in time order: a copy nobody
+        waits on completes lazily (``SharedLink``), so its row, with its exact end time, lands
+        when its link is next looked at; sorted by end time (stable) the rows are in the order
+        the completions happened."""
+        import numpy as np
+
+        for chip in self.chips.values():
+            chip.host.poll()
+            chip.load.poll()
+        ends = np.frombuffer(self._l_end, dtype=np.float64)
+        if len(ends) > 1 and bool(np.any(ends[1:] < ends[:-1])):
+            order = np.argsort(ends, kind="stable")
+            for arr, dtype in ((self._l_chip, np.int64), (self._l_kind, np.int8), (self._l_start, np.float64),
+                               (self._l_end, np.float64), (self._l_bytes, np.float64)):
+                arr[:] = array(arr.typecode, np.frombuffer(arr, dtype=dtype)[order].tobytes())
+
+    def _stream_row(self, chip: Chip) -> Any:
+        """``_link_row(chip, 0, ...)`` as one call: the per-iteration hook of a chip's weight streams."""
+        a_chip, a_kind, a_start = self._l_chip.append, self._l_kind.append, self._l_start.append
+        a_end, a_bytes, index = self._l_end.append, self._l_bytes.append, chip.index
+
+        def row(start: float, end: float, num_bytes: float) -> None:
+            a_chip(index)
+            a_kind(0)
+            a_start(start)
+            a_end(end)
+            a_bytes(num_bytes)
+
+        return row
 
     def _memory_row(self, rep: Replica, model: str, num_bytes: float) -> None:
         self._m_time.append(self.env.now)

@@ -31,6 +31,7 @@ def link_frame(hub: ModelHub) -> pd.DataFrame:
     """One row per use of a chip's link: chip, kind (stream / load / copy), start_s, end_s, bytes."""
     import pandas as pd
 
+    hub.settle_links()
     kinds = np.frombuffer(hub._l_kind, dtype=np.int8).copy()
     return pd.DataFrame({
         "chip": np.frombuffer(hub._l_chip, dtype=np.int64).copy(),

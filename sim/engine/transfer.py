@@ -141,12 +141,14 @@ class TransferService:
         """Seconds ``num_bytes`` take alone on ``link`` (latency + bytes / bandwidth)."""
         return lone_copy_s(num_bytes, link)
 
-    def copy(self, num_bytes: float, link: SharedLink) -> Any:
+    def copy(self, num_bytes: float, link: SharedLink,
+             on_done: Callable[[float, float, float], None] | None = None) -> Any:
         """Start copying ``num_bytes`` over ``link`` (e.g. weights at a cold start); returns a
-        SimPy event to ``yield`` on, whose value is the copy's duration."""
+        SimPy event to ``yield`` on, whose value is the copy's duration. ``on_done(start_s,
+        end_s, num_bytes)`` runs as it completes (``SharedLink.transfer``)."""
         self.num_copies += 1
         self.copy_bytes += num_bytes
-        return link.transfer(self.env, num_bytes)
+        return link.transfer(self.env, num_bytes, on_done)
 
     @staticmethod
     def kv_bytes(src: Replica, req: Request) -> float:

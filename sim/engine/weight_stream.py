@@ -33,15 +33,13 @@ class WeightStreamMixin:
                 hbm = pm.device.hbm_gbps * 1e9 * getattr(cm.params, "memory_efficiency", 1.0)
                 cm.set_weight_read_scale(max(rho * hbm / share, 1.0 - rho))
             return None
-        if hasattr(cm, "set_weight_read_scale"):
-            cm.set_weight_read_scale(1.0 - rho)
+        set_scale = getattr(cm, "set_weight_read_scale", None)
+        if set_scale is not None:
+            set_scale(1.0 - rho)
         if rho <= 0.0:
             return None
         num_bytes = rho * pm.bytes_read(rep.hardware.model, tokens)
-        event = self.transfer.copy(num_bytes, st.chip.host)
-        t0 = self.env.now
-        event.callbacks.append(lambda _e: self._link_row(st.chip, 0, t0, self.env.now, num_bytes))
-        return event
+        return self.transfer.copy(num_bytes, st.chip.host, st.chip.stream_row)
 
     def set_rho(self, rep: Replica, rho: float) -> None:
         """Set a streaming replica's rho target (clamped to its model's floor); a lower target

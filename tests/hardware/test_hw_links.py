@@ -89,3 +89,50 @@ def test_shared_link_terminates_late_in_a_long_run():
         env.step()
         steps += 1
     assert steps < 10_000 and sorted(done) == sorted(sizes)
+
+
+def _staggered(wait: bool):
+    """Five overlapping copies on one link; each copy's (start, end) as seen by on_done."""
+    env = simpy.Environment()
+    link = SharedLink(LINK)
+    rows = []
+
+    def go(size, start):
+        yield env.timeout(start)
+        ev = link.transfer(env, size, on_done=lambda s, e, n: rows.append((s, e, n)))
+        if wait:
+            yield ev
+
+    for i, size in enumerate([3e8, 1e8, 7e8, 2e8, 5e8]):
+        env.process(go(size, i * 0.013))
+    env.run(until=1.0)  # the lazy copies' completions are brought up to the end by the poll
+    link.poll()
+    return sorted(rows), env
+
+
+def test_unwaited_copies_complete_lazily_at_the_same_times():
+    """A copy nobody waits on costs no event; its end time (on_done) equals the waited one's."""
+    waited, env_w = _staggered(True)
+    lazy, env_l = _staggered(False)
+    assert len(waited) == 5 and lazy == waited
+    assert next(env_l._eid) < next(env_w._eid)
+
+
+def test_triggered_brings_the_link_up_to_now():
+    env = simpy.Environment()
+    link = SharedLink(LINK)
+    ev = link.transfer(env, 1e9)
+    env.run(until=0.05)
+    assert not ev.triggered
+    env.run(until=0.2)
+    assert ev.triggered and ev.value == pytest.approx(1e-3 + 0.1)
+    assert link.num_active == 0 and link.bytes_done == 1e9
+
+
+def test_waiting_on_a_copy_done_before_anyone_looked_is_an_error():
+    env = simpy.Environment()
+    link = SharedLink(LINK)
+    ev = link.transfer(env, 1e9)
+    env.run(until=0.5)
+    with pytest.raises(RuntimeError, match="completed before it looked"):
+        ev.callbacks.append(lambda _e: None)
