@@ -103,6 +103,8 @@ class PagedKVManager:
         self.num_prefix_queries = 0
         self.num_prefix_query_tokens = 0
         self.num_prefix_hit_tokens = 0
+        if type(self).allocate is not PagedKVManager.allocate:  # a subclass's allocate has its own steps
+            self.grow = self.allocate
 
     # ------------------------------------------------------------------ questions
     def blocks_for(self, num_tokens: int) -> int:
@@ -173,6 +175,20 @@ class PagedKVManager:
         if need <= 0:
             return 0
         if need > self.num_free + self.num_evictable - reserve_blocks:
+            return None
+        self._take(need)
+        req.kv_blocks += need
+        return need
+
+    def grow(self, req: Request, num_new_tokens: int, lookahead: int = 0) -> int | None:
+        """``allocate(req, num_new_tokens, lookahead)`` for a running request (``ReplicaOps.grow``:
+        once per request in every stepped iteration), its steps inlined. A subclass that
+        overrides ``allocate`` gets that here instead (see ``__init__``)."""
+        need = -(-(req.num_computed_tokens + num_new_tokens + lookahead) // self.block_size) - req.kv_blocks \
+            - req.kv_shared_blocks
+        if need <= 0:
+            return 0
+        if need > self.num_free + self.num_evictable:
             return None
         self._take(need)
         req.kv_blocks += need
