@@ -109,6 +109,7 @@ class LlumnixMigration(ControllerBase):
     def _choose(self, cluster: ClusterView, src: ReplicaView, dst: ReplicaView) -> RequestView | None:
         """The request to move from ``src``: decoding, not migrating, fitting ``dst`` now."""
         order = self.params.request_order
+        src.sync()  # its requests' token counts, exact mid-stretch (KV views bring only the KV up to now)
         room = dst.kv.num_free_blocks
         best, best_key = None, None
         for i, r in enumerate(src.running):

@@ -105,6 +105,9 @@ class PagedKVManager:
         self.num_prefix_hit_tokens = 0
         if type(self).allocate is not PagedKVManager.allocate:  # a subclass's allocate has its own steps
             self.grow = self.allocate
+        # allocate_each(reqs, n) gives each request blocks for its computed + n tokens, nothing
+        # else: a fast-path stretch may take its blocks before its tokens are counted (sync_kv)
+        self.allocates_by_target = type(self).allocate_each is PagedKVManager.allocate_each
 
     # ------------------------------------------------------------------ questions
     def blocks_for(self, num_tokens: int) -> int:
