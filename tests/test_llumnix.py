@@ -36,7 +36,7 @@ def fake_rep(used=0, running=(), waiting=(), swapped=(), lifecycle="active"):
     running = list(running)
     return SimpleNamespace(kv=FakeKV(used=used), running=running, waiting=list(waiting), swapped=list(swapped),
                            num_running=len(running), lifecycle=lifecycle,
-                           pending_prefill_tokens=sum(r.context_tokens for r in waiting))
+                           pending_prefill_tokens=sum(r.context_tokens for r in waiting), sync=lambda: None)
 
 
 def test_freeness_counts_head_of_line_demand_and_batch():

@@ -59,10 +59,59 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
 
 def load_pairs(path: str | Path, format: str = "auto") -> np.ndarray:
     """All (input, output) length pairs of any trace file, as an int64 array of shape (n, 2)."""
-    from traces.formats import read_rows  # late import: formats imports this module
+    from traces.formats import read_rows, resolve_format  # late import: formats imports this module
 
+    if resolve_format(path, format) == "lengths":
+        pairs = _plain_pairs(path)
+        if pairs is not None:
+            return pairs
     ctx = ReadContext(str(path), on_error="skip")
     pairs = np.array([(r.input_tokens, r.output_tokens) for r in read_rows(ctx, format)], dtype=np.int64)
     if pairs.size == 0:
         raise ValueError(f"{path}: no usable rows")
     return pairs.reshape(-1, 2)
+
+
+def _plain_pairs(path: str | Path) -> np.ndarray | None:
+    """``load_pairs``' fast path for a plain length CSV (the bundled tables): the pairs ``read``
+    yields, parsed with numpy over the file's bytes instead of a ``TraceRow`` per row. None, so
+    that the general reader runs and reports, unless every data line has the header's number of
+    cells and every length cell is 1-12 ASCII digits (``to_int``'s plain case, below its limit),
+    with no quotes, carriage returns or blank lines, in ASCII."""
+    try:
+        with open_text(path) as fh:
+            text = fh.read()
+    except (UnicodeDecodeError, OSError, EOFError, ValueError):
+        return None
+    head, _, body = text.partition("\n")
+    if '"' in text or "\r" in text or not body.isascii():
+        return None
+    header = [h.strip() for h in head.split(",")]
+    c_in, c_out = _pick(header, INPUT_COLUMNS), _pick(header, OUTPUT_COLUMNS)
+    if c_in is None or c_out is None or not body:
+        return None
+    raw = np.frombuffer((body if body.endswith("\n") else body + "\n").encode(), dtype=np.uint8)
+    width = len(header)
+    seps = np.flatnonzero((raw == 44) | (raw == 10))  # the end of each cell
+    if len(seps) % width or (raw[seps[width - 1::width]] != 10).any() or (raw[seps].reshape(-1, width)[:, :-1]
+                                                                           != 44).any():
+        return None  # a line (a blank one too) with another number of cells
+    starts = np.concatenate(([0], seps[:-1] + 1))
+    out = []
+    for col in (header.index(c_in), header.index(c_out)):
+        a, b = starts[col::width], seps[col::width]
+        size = b - a
+        if size.min() < 1 or size.max() > 12:
+            return None
+        # digit k of a cell (from the right) at b - 1 - k; cells shorter than k contribute nothing
+        value = np.zeros(len(a), dtype=np.int64)
+        scale = 1
+        for k in range(int(size.max())):
+            has = size > k
+            digit = raw[np.where(has, b - 1 - k, 0)].astype(np.int64) - 48
+            if ((digit < 0) | (digit > 9))[has].any():
+                return None
+            value += np.where(has, digit, 0) * scale
+            scale *= 10
+        out.append(value)
+    return np.stack(out, axis=1)

@@ -66,6 +66,7 @@ class GoodServeRectify(ControllerBase):
         for rep in reps:
             if rep.id in busy:
                 continue
+            rep.sync()  # its requests' token counts, exact mid-stretch (KV views bring only the KV up to now)
             for req in rep.running:
                 if not req.is_decoding or req.deadline_s is None or cluster.is_migrating(req.id):
                     continue

@@ -69,7 +69,7 @@ class SplitwiseHandoff(HandoffBase):
             if chosen == src.id:
                 self.num_decoded_in_place += 1
                 return False
-            dst = next((r for r in (*self.decode_replicas, *self._pool_replicas("prefill")) if r.id == chosen), None)
+            dst = self._active_machine(chosen)
             if dst is not None and self.fits(dst, req):
                 return self._push(src, req, dst)
         elif src.role != "prefill":
@@ -79,6 +79,14 @@ class SplitwiseHandoff(HandoffBase):
             self.num_decoded_in_place += 1  # the prompt machine joins the mixed pool for it
             return False
         return self._push(src, req, best)
+
+    def _active_machine(self, replica_id: int | None) -> ReplicaView | None:
+        """The active decode or prefill replica with this id (the token machine picked at arrival), or None."""
+        try:
+            rep = self.ctx.cluster.replica(replica_id)
+        except KeyError:
+            return None
+        return rep if rep.lifecycle == "active" and rep.role in ("decode", "prefill") else None
 
     def _push(self, src: ReplicaView, req: RequestView, dst: ReplicaView) -> bool:
         handle = self.move_out(src, req)

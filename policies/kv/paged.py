@@ -103,6 +103,11 @@ class PagedKVManager:
         self.num_prefix_queries = 0
         self.num_prefix_query_tokens = 0
         self.num_prefix_hit_tokens = 0
+        if type(self).allocate is not PagedKVManager.allocate:  # a subclass's allocate has its own steps
+            self.grow = self.allocate
+        # allocate_each(reqs, n) gives each request blocks for its computed + n tokens, nothing
+        # else: a fast-path stretch may take its blocks before its tokens are counted (sync_kv)
+        self.allocates_by_target = type(self).allocate_each is PagedKVManager.allocate_each
 
     # ------------------------------------------------------------------ questions
     def blocks_for(self, num_tokens: int) -> int:
@@ -178,6 +183,20 @@ class PagedKVManager:
         req.kv_blocks += need
         return need
 
+    def grow(self, req: Request, num_new_tokens: int, lookahead: int = 0) -> int | None:
+        """``allocate(req, num_new_tokens, lookahead)`` for a running request (``ReplicaOps.grow``:
+        once per request in every stepped iteration), its steps inlined. A subclass that
+        overrides ``allocate`` gets that here instead (see ``__init__``)."""
+        need = -(-(req.num_computed_tokens + num_new_tokens + lookahead) // self.block_size) - req.kv_blocks \
+            - req.kv_shared_blocks
+        if need <= 0:
+            return 0
+        if need > self.num_free + self.num_evictable:
+            return None
+        self._take(need)
+        req.kv_blocks += need
+        return need
+
     def allocate_each(self, reqs: list[Request], num_new_tokens: int) -> bool:
         """``allocate(r, num_new_tokens)`` for each of ``reqs`` in order (the fast path's decode
         batches); False at the first with no room, those before it keeping their blocks. Only
@@ -237,12 +256,13 @@ class PagedKVManager:
 
     def _evict(self, num_blocks: int) -> None:
         lru, units = self._lru, self._units
-        while num_blocks > 0:
+        freed = 0
+        while freed < num_blocks:
             key, blocks = lru.popitem(last=False)
             del units[key]
-            self.num_evictable -= blocks
-            self.num_free += blocks
-            num_blocks -= blocks
+            freed += blocks
+        self.num_evictable -= freed
+        self.num_free += freed
 
     def free(self, req: Request) -> None:
         """Release every block ``req`` holds (finish or recompute preemption)."""
@@ -341,8 +361,10 @@ class PagedKVManager:
         if not (self.prefix_caching and req.prefix_hashes):
             return 0
         units = self._units
+        hashes = req.prefix_hashes
+        full = req.input_tokens // req.prefix_block_tokens  # _full_units, inlined: routers ask every replica
         hits = 0
-        for key in req.prefix_hashes[: self._full_units(req)]:
+        for key in hashes[:full] if full < len(hashes) else hashes:
             if key not in units:
                 break
             hits += 1
@@ -358,16 +380,18 @@ class PagedKVManager:
         unit_blocks = self._unit_blocks(req)
         units, lru = self._units, self._lru
         taken = []
+        revived = 0  # blocks of evictable units referenced again
         for key in req.prefix_hashes[: self._full_units(req)]:
             unit = units.get(key)
             if unit is None:
                 break
             if unit[0] == 0:
                 del lru[key]
-                self.num_evictable -= unit[1]
-                self.num_used += unit[1]
+                revived += unit[1]
             unit[0] += 1
             taken.append(key)
+        self.num_evictable -= revived
+        self.num_used += revived
         req.kv_units = taken
         req.kv_shared_blocks += len(taken) * unit_blocks
         cached = min(len(taken) * unit_blocks * self.block_size, req.input_tokens - 1)
@@ -388,13 +412,17 @@ class PagedKVManager:
             return  # it references another request's blocks: its chain is not its own to cache
         unit_blocks = self._unit_blocks(req)
         units = self._units
+        private = req.kv_blocks
+        shared = 0
         for key in req.prefix_hashes[len(held): self._full_units(req)]:
-            if key in units or req.kv_blocks < unit_blocks:
+            if key in units or private < unit_blocks:
                 break  # computed concurrently elsewhere: keep ours private, stop the chain
             units[key] = [1, unit_blocks]
-            req.kv_blocks -= unit_blocks
-            req.kv_shared_blocks += unit_blocks
+            private -= unit_blocks
+            shared += unit_blocks
             held.append(key)
+        req.kv_blocks = private
+        req.kv_shared_blocks += shared
 
     def prefix_stats(self) -> tuple[int, int, int]:
         """(prefix lookups, prompt tokens looked up, tokens found cached) so far."""

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from sim.engine.seams import BuildContext, RouterBase
 from sim.engine.views import ReplicaView, RequestView
 from sim.registry import ROUTERS
 from sim.schema import param
+
+_OUTSTANDING = attrgetter("num_outstanding")
 
 
 @dataclass
@@ -39,7 +42,7 @@ class PrefixAffinityRouter(RouterBase):
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         p = self.params
-        loads = [r.num_outstanding for r in replicas]
+        loads = list(map(_OUTSTANDING, replicas))
         lo, hi = min(loads), max(loads)
         least = replicas[loads.index(lo)]
         if hi - lo > p.balance_abs_threshold and hi > lo * p.balance_rel_threshold:

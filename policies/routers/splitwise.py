@@ -100,8 +100,11 @@ class SplitwiseRouter(RouterBase):
     def _best_token(self, replicas: list[ReplicaView], need: int) -> ReplicaView | None:
         if not replicas:
             return None
-        best = min(replicas, key=self._sched_memory)
-        return None if self._sched_memory(best) + need >= best.kv.max_tokens else best
+        # each machine's scheduled memory read once (the first of the least, as min() picks)
+        mems = list(map(self._sched_memory, replicas))
+        best_mem = min(mems)
+        best = replicas[mems.index(best_mem)]
+        return None if best_mem + need >= best.kv.max_tokens else best
 
     def _route_reference(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         st = self.state

@@ -183,6 +183,25 @@ class DecodeStretchMixin:
         done = bisect_left(self._st_ends_list, self.env.now, 0, self._st_last)
         self._advance(done, min(done + 1, self._st_last))
 
+    def sync_kv(self) -> None:
+        """Bring only a stretch's KV up to ``now``: take the blocks ``sync()`` would take, now,
+        and leave the requests' token counts (and their ITL gaps) to the stretch's next sync or
+        its end. KV views call this: the KV state is then the same at every moment as with
+        ``sync()`` (the same ``allocate_each`` calls at the same times on the same token counts),
+        without materialising the stretch. A KV manager whose ``allocate_each`` depends on more
+        than each request's computed + new tokens (no ``allocates_by_target``) gets ``sync()``."""
+        reqs = self._st_reqs
+        if reqs is None:
+            return
+        if not getattr(self.kv, "allocates_by_target", False):
+            self.sync()
+            return
+        alloc = min(bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1, self._st_last)
+        if alloc > self._st_alloc:  # as _advance allocates, from the same st_done
+            if not self.kv.allocate_each(reqs, alloc - self._st_done):
+                raise AssertionError("a planned decode stretch ran out of KV")
+            self._st_alloc = alloc
+
     def _advance(self, done: int, alloc: int) -> None:
         """Apply stretch iterations [st_done, done) and allocate KV for [st_alloc, alloc)."""
         reqs, kv = self._st_reqs, self.kv

@@ -64,7 +64,7 @@ class ReplicaOps(ReplicaView):
 
     def grow(self, req: RequestView, num_tokens: int, lookahead: int = 0) -> int | None:
         """Allocate KV for ``num_tokens`` more tokens of running ``req``; None if no room."""
-        return self._rep.kv.allocate(req._r, num_tokens, lookahead)
+        return self._rep.kv.grow(req._r, num_tokens, lookahead)
 
     def preempt(self, req: RequestView, mode: str | None = None) -> None:
         """Take running ``req`` off the device: ``recompute`` (KV freed, back to the front of the

@@ -161,14 +161,15 @@ class KVView:
 
     @property
     def num_used_blocks(self) -> int:
-        """Blocks referenced by live requests (exact mid-stretch)."""
-        self._rep.sync()
+        """Blocks referenced by live requests (exact mid-stretch: the stretch's KV is brought up to
+        now, its token counts are not; ``ReplicaView.sync`` before reading its requests)."""
+        self._rep.sync_kv()
         return self._rep.kv.num_used
 
     @property
     def num_free_blocks(self) -> int:
-        """Blocks an allocation could obtain now (free + evictable; exact mid-stretch)."""
-        self._rep.sync()
+        """Blocks an allocation could obtain now (free + evictable; exact mid-stretch, as above)."""
+        self._rep.sync_kv()
         return self._rep.kv.num_available
 
     @property
@@ -199,8 +200,8 @@ class KVView:
         return self._rep.kv.blocks_needed(req._r, num_new_tokens, lookahead)
 
     def cached_prefix_tokens(self, req: RequestView) -> int:
-        """Prompt tokens of ``req`` this replica's prefix cache holds now."""
-        self._rep.sync()
+        """Prompt tokens of ``req`` this replica's prefix cache holds now (exact mid-stretch, as above)."""
+        self._rep.sync_kv()
         return self._rep.kv.cached_prefix_tokens(req._r)
 
     def never_fits(self, req: RequestView, reserve_blocks: int = 0) -> bool:
