@@ -371,10 +371,15 @@ class AnalyticCostModel(CostModel):
 
     def _long_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         """``_short_decode_run`` in numpy, for long runs: the same operations in the same order."""
-        gemm, kv_write, adds = self._terms(num_seqs)
         ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
-        tc = ctx * self._attn_dc
-        tm = ctx * self._kv_read + kv_write
+        return self._decode_at(num_seqs, ctx)
+
+    def _decode_at(self, num_seqs: int, contexts: np.ndarray) -> np.ndarray:
+        """Pure-decode step times of ``num_seqs`` sequences at each int context of ``contexts``
+        (pp 1, no expert parallelism): the long run's operations in its order."""
+        gemm, kv_write, adds = self._terms(num_seqs)
+        tc = contexts * self._attn_dc
+        tm = contexts * self._kv_read + kv_write
         t = gemm + np.sqrt(tc * tc + tm * tm)
         for a in adds:
             t += a
@@ -408,13 +413,7 @@ class AnalyticCostModel(CostModel):
         if self.pp != 1:
             return np.asarray(self._total(num_seqs, 0, 0.0, 0, num_seqs, num_seqs, contexts, sqrt=np.sqrt),
                               dtype=np.float64)
-        gemm, kv_write, adds = self._terms(num_seqs)
-        tc = contexts * self._attn_dc
-        tm = contexts * self._kv_read + kv_write
-        t = gemm + np.sqrt(tc * tc + tm * tm)
-        for a in adds:
-            t += a
-        return t
+        return self._decode_at(num_seqs, contexts)
 
     def _short_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         return np.array(self._short_decode_list(num_seqs, context_tokens, num_steps), dtype=np.float64)
