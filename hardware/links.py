@@ -261,10 +261,7 @@ class SharedLink:
                     least = a.remaining_bytes
         self._last_s = now
         active.append(t)
-        self._seq += 1
-        self._check_from_s = now
-        self._check_seq = self._seq
-        self._check_s = now + max(0.0, least / (bw / len(active)))
+        self._plan_check(now, least)
 
     def _sync(self, now: float) -> None:
         """Apply every check due by ``now`` and the joins that follow each."""
@@ -298,10 +295,7 @@ class SharedLink:
                 least = r
         if finished is not None:
             active = self._active = [a for a in active if a not in finished]
-        self._seq += 1
-        self._check_from_s = now
-        self._check_seq = self._seq
-        self._check_s = now + max(0.0, least / (bw / len(active))) if active else _INF
+        self._plan_check(now, least)
         if finished is None:
             return
         for t in finished:
@@ -319,6 +313,15 @@ class SharedLink:
                 done._ok = True
                 done._value = now - t.start_s
                 done.callbacks = None
+
+    def _plan_check(self, now: float, least: float) -> None:
+        """Plan the next check, planned at ``now``: when the smallest remaining transfer
+        (``least`` bytes) drains at the current share (none while nothing is in flight)."""
+        self._seq += 1
+        self._check_from_s = now
+        self._check_seq = self._seq
+        active = self._active
+        self._check_s = now + max(0.0, least / (self.bytes_per_s / len(active))) if active else _INF
 
     def _arm(self) -> None:
         """Make sure a SimPy event wakes the link at its next check (while anyone waits)."""

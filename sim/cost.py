@@ -62,6 +62,23 @@ class CostModel:
         """``decode_step_times_s`` as a list of Python floats (the fast path's form)."""
         return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
 
+    def verify_step_time_s(self, num_seqs: int, num_tokens: int, context_tokens: int) -> float:
+        """A decode-only iteration of ``num_seqs`` sequences computing ``num_tokens`` tokens in all
+        (a speculative verify pass): ``step_time_s((), num_seqs, num_tokens, context_tokens)``; a
+        model may override it with a faster form of the same arithmetic."""
+        return self.step_time_s((), num_seqs, num_tokens, context_tokens)
+
+    def decode_times_at_s(self, num_seqs: int, num_tokens: int, contexts: np.ndarray) -> np.ndarray | None:
+        """``verify_step_time_s(num_seqs, num_tokens, c)`` for every ``c`` of the int array
+        ``contexts`` at once, bit for bit, or None (the default) if the model cannot price them as
+        an array (speculative stretches then step: sim/engine/spec_stretch.py)."""
+        return None
+
+    def decode_times_grid_s(self, num_seqs: int, contexts: np.ndarray) -> np.ndarray | None:
+        """The pure-decode step times ``decode_step_times_s`` gives, at any int array of contexts,
+        bit for bit, or None (the default) if the model cannot price them as an array."""
+        return None
+
     def kv_capacity_bytes(self, gpu_memory_utilization: float) -> float:
         """Bytes left for KV on the whole replica after weights, activations and reserves."""
         raise NotImplementedError

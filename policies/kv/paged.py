@@ -225,7 +225,7 @@ class PagedKVManager:
                 takers.append((r, need))
         if total > self.num_free + self.num_evictable:
             return False
-        if type(self).allocate_each is not PagedKVManager.allocate_each:  # a subclass's own steps (memshare)
+        if not self.allocates_by_target:  # a subclass's own allocate_each steps (memshare)
             if not self.allocate_each(reqs, num_new_tokens):
                 raise AssertionError("allocate_each failed within the blocks available")
             return True

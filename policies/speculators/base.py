@@ -161,9 +161,7 @@ class SpeculatorBase(PolicyBase):
         context = tokens
         for r in requests:
             context += r.num_computed_tokens
-        cost = self.ctx.cost_model
-        verify = getattr(cost, "verify_step_time_s", None)  # the same seconds, the batch's terms memoised
-        return verify(n, tokens, context) if verify is not None else cost.step_time_s((), n, tokens, context)
+        return self.ctx.cost_model.verify_step_time_s(n, tokens, context)
 
     def draft_time_s(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         """Seconds of drafting before the verify pass (see the module docstring)."""
@@ -183,9 +181,7 @@ class SpeculatorBase(PolicyBase):
             context = n
             for r in requests:
                 context += r.num_computed_tokens
-            times = cost.decode_step_times_list(n, context, k0) if hasattr(cost, "decode_step_times_list") \
-                else cost.decode_step_times_s(n, context, k0).tolist()
-            for t in times:
+            for t in cost.decode_step_times_list(n, context, k0):
                 total += t
             return total
         for n, context in draft_passes(requests, ks):
@@ -208,24 +204,17 @@ class SpeculatorBase(PolicyBase):
         if cost is None:
             if not self.eagle_fraction:
                 return np.zeros(len(computed), dtype=np.float64)
-            grid = getattr(self.ctx.cost_model, "decode_times_at_s", None)
             # pass j: every request drafts over its context + j + 1 tokens
-            times = grid(n, n, computed[:, None] + n * np.arange(1, k + 1, dtype=np.int64)) \
-                if grid is not None else None
-            if times is None:
-                return None
-            total = times[:, 0].copy()
-            for j in range(1, k):
-                total += times[:, j]
-            return total * self.eagle_fraction
-        grid = getattr(cost, "decode_times_grid_s", None)
-        times = grid(n, (computed + n)[:, None] + n * np.arange(k, dtype=np.int64)) if grid is not None else None
+            contexts = computed[:, None] + n * np.arange(1, k + 1, dtype=np.int64)
+            times = self.ctx.cost_model.decode_times_at_s(n, n, contexts)
+        else:
+            times = cost.decode_times_grid_s(n, (computed + n)[:, None] + n * np.arange(k, dtype=np.int64))
         if times is None:
             return None
-        total = times[:, 0].copy()
+        total = times[:, 0].copy()  # passes summed in order, as ``draft_time_s`` sums them
         for j in range(1, k):
             total += times[:, j]
-        return total
+        return total * self.eagle_fraction if cost is None else total
 
     def uniform_draft_times_s(self, rep: ReplicaView, requests: Sequence[RequestView], k_max: int,
                               computed: int | None = None) -> list[float]:
@@ -242,8 +231,7 @@ class SpeculatorBase(PolicyBase):
         context = n + computed
         cost = self.draft_cost_model
         if cost is not None:
-            passes = cost.decode_step_times_list(n, context, k_max) if hasattr(cost, "decode_step_times_list") \
-                else cost.decode_step_times_s(n, context, k_max).tolist()
+            passes = cost.decode_step_times_list(n, context, k_max)
         elif self.eagle_fraction:
             target = self.ctx.cost_model
             passes = [target.step_time_s((), n, n, context + j * n) * self.eagle_fraction for j in range(k_max)]

@@ -89,16 +89,10 @@ class SpecServeSpeculator(SpeculatorBase):
         times: dict[int, float] = {}
         slo = p.tpot_slo_s
         if type(self).target_step_s is SpeculatorBase.target_step_s:
-            cost = self.ctx.cost_model
-            verify = getattr(cost, "verify_step_time_s", None)
-            if verify is not None:  # the same seconds, the batch's terms memoised
-                def target_s(tokens: int) -> float:  # SpeculatorBase.target_step_s, its sum done once
-                    return verify(n, tokens, tokens + computed)
-            else:
-                step_time_s = cost.step_time_s
+            verify = self.ctx.cost_model.verify_step_time_s
 
-                def target_s(tokens: int) -> float:
-                    return step_time_s((), n, tokens, tokens + computed)
+            def target_s(tokens: int) -> float:  # SpeculatorBase.target_step_s, its sum done once
+                return verify(n, tokens, tokens + computed)
         else:
             def target_s(tokens: int) -> float:
                 return self.target_step_s(rep, requests, tokens)

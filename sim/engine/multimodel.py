@@ -115,7 +115,7 @@ class ModelHub(WeightStreamMixin):
                 self.transfer.link(("chip", key, "load"), source_link_spec(home, dev, p.load_gbps))
             cache = p.dram_cache_gb * GB if p.dram_cache_gb else (dev.grace_memory_bytes or 256 * GB)
             chip = self.chips[key] = Chip(key, len(self.chips), host, load, float(cache))
-            chip.stream_row = self._stream_row(chip)
+            chip.stream_row = partial(self._link_row, chip, 0)  # (start_s, end_s, bytes): a weight stream's row
         return chip
 
     def canonical(self, name: str | None) -> str | None:
@@ -356,20 +356,6 @@ class ModelHub(WeightStreamMixin):
             for arr, dtype in ((self._l_chip, np.int64), (self._l_kind, np.int8), (self._l_start, np.float64),
                                (self._l_end, np.float64), (self._l_bytes, np.float64)):
                 arr[:] = array(arr.typecode, np.frombuffer(arr, dtype=dtype)[order].tobytes())
-
-    def _stream_row(self, chip: Chip) -> Any:
-        """``_link_row(chip, 0, ...)`` as one call: the per-iteration hook of a chip's weight streams."""
-        a_chip, a_kind, a_start = self._l_chip.append, self._l_kind.append, self._l_start.append
-        a_end, a_bytes, index = self._l_end.append, self._l_bytes.append, chip.index
-
-        def row(start: float, end: float, num_bytes: float) -> None:
-            a_chip(index)
-            a_kind(0)
-            a_start(start)
-            a_end(end)
-            a_bytes(num_bytes)
-
-        return row
 
     def _memory_row(self, rep: Replica, model: str, num_bytes: float) -> None:
         self._m_time.append(self.env.now)

@@ -47,14 +47,19 @@ class SpecStretchMixin:
     _spec_one_by_one = False                # the speculator has no ``stretch_k``: plain steps
 
     def _accept_draws(self, m: int) -> tuple[list[float], int]:
-        """The buffer and position of the next ``m`` acceptance draws, which are used up. The
-        rng is read in blocks; its doubles come out in the same order as ``m`` at a time."""
+        """The buffer and position of the next ``m`` acceptance draws, which are used up."""
+        buf, pos = self._draws_ahead(m)
+        self._accept_pos = pos + m
+        return buf, pos
+
+    def _draws_ahead(self, m: int) -> tuple[list[float], int]:
+        """The buffer and position of the next ``m`` acceptance draws, not used up. The rng is
+        read in blocks; its doubles come out in the same order as ``m`` at a time."""
         buf, pos = self._accept_buf, self._accept_pos
         if buf is None or pos + m > len(buf):
             fresh = self.accept_rng.random(max(DRAW_BLOCK, m)).tolist()
             buf = self._accept_buf = buf[pos:] + fresh if buf else fresh
-            pos = 0
-        self._accept_pos = pos + m
+            pos = self._accept_pos = 0
         return buf, pos
 
     def _boundary_clear(self) -> bool:
@@ -86,10 +91,8 @@ class SpecStretchMixin:
         if m <= 0:
             return None
         need = m * n * k
-        self._accept_draws(need)  # make sure the block holds them ...
-        self._accept_pos -= need  # ... without using them up: each step takes its own
-        pos = self._accept_pos
-        draws = np.array(self._accept_buf[pos:pos + need], dtype=np.float64).reshape(m, n, k)
+        buf, pos = self._draws_ahead(need)  # each step uses up its own as it runs
+        draws = np.array(buf[pos:pos + need], dtype=np.float64).reshape(m, n, k)
         # accepted drafts: the run of draws below the rate before the first rejection
         accepted = np.cumprod(draws < np.array(rates, dtype=np.float64)[None, :, None], axis=2).sum(axis=2)
         out = np.cumsum(accepted + 1, axis=0)  # tokens out after each step, uncapped
@@ -99,8 +102,7 @@ class SpecStretchMixin:
         if steps > 1:
             before[1:] = out[:steps - 1].sum(axis=1)
         before += computed
-        verify = getattr(self.cost_model, "decode_times_at_s", None)
-        verify_s = verify(n, n * (k + 1), before + n * (k + 1)) if verify is not None else None
+        verify_s = self.cost_model.decode_times_at_s(n, n * (k + 1), before + n * (k + 1))
         draft_s = spec.uniform_draft_times_at_s(n, before, k)
         if verify_s is None or draft_s is None:  # not priceable as arrays: never
             self.spec_fast_forward = False
@@ -150,11 +152,7 @@ class SpecStretchMixin:
                     plan.decode = list(running)
                     plan.decode_tokens = [g + 1 for g in granted]
                     self._price_drafts(plan, [r.view for r in plan.decode], granted)
-                    step_s = self._step_time(plan)
-                    end = env.now + step_s
-                    yield at(env, end)
-                    self._account(plan, step_s)
-                    self._apply(plan, end)
+                    yield from self._run_step(plan)
                     return True
                 d = draft_s[s]
                 step_s = verify_s[s]
@@ -194,12 +192,16 @@ class SpecStretchMixin:
         if plan is None:
             return False  # the scheduler decides whom to preempt (it sees the blocks taken)
         self._speculate(plan)
+        yield from self._run_step(plan)
+        return True
+
+    def _run_step(self, plan: StepPlan):
+        """Price ``plan``, wait for its end, account and apply it (one stepped iteration)."""
         step_s = self._step_time(plan)
         end = self.env.now + step_s
         yield at(self.env, end)
         self._account(plan, step_s)
         self._apply(plan, end)
-        return True
 
     def _apply_spec_steady(self, reqs: list, accepted: list[int], k: int, draft_s: float, end: float) -> None:
         """``_apply`` of a planned step in which nobody finishes (every step of a chunk but its
