@@ -75,25 +75,10 @@ def freeness(rep: ReplicaView, queued: str = "head", headroom_blocks: float = 0.
     """Llumnix's freeness F of one instance: -inf while draining, +inf when it holds no request."""
     if rep.lifecycle == "draining":
         return -math.inf
-    # usage_terms and queued_demand_blocks inlined, the same reads in the same order (a router
-    # and the migration controller ask every instance at each arrival and each 50 ms tick)
-    kv = rep.kv
-    capacity = kv.num_blocks - kv.watermark_blocks
-    if queued == "head":
-        head = rep.swapped[0] if rep.swapped else (rep.waiting[0] if rep.waiting else None)
-        if head is None:
-            blocks = count = 0
-        else:
-            blocks, count = kv.blocks_for(head.context_tokens), 1
-    else:
-        blocks, count = queued_demand_blocks(rep, queued)
-    usage = kv.num_used_blocks + blocks
-    if headroom_blocks and has_high_priority(rep, high_priority_max):
-        usage += headroom_blocks
-    batch = rep.num_running + count
+    capacity, usage, batch = usage_terms(rep, queued, headroom_blocks, high_priority_max)
     if batch == 0:
         return math.inf
-    return (float(capacity) - float(usage)) / batch
+    return (capacity - usage) / batch
 
 
 def mean_freeness(reps: Iterable[ReplicaView], extra_capacity_blocks: float = 0.0, drop_capacity_blocks: float = 0.0,

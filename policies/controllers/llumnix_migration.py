@@ -72,17 +72,17 @@ class LlumnixMigration(ControllerBase):
         self.check_pool_names(params.pools, ctx)
         self.num_pairs = 0
 
-    def act(self, cluster: ClusterView, now_s: float) -> list[Action]:
+    def _f(self, rep: ReplicaView) -> float:
         p = self.params
-        pools = p.pools or [pool.name for pool in cluster.pools if pool.role in ("mixed", "decode")]
+        headroom = p.priority_headroom_fraction * rep.kv.num_blocks if p.high_priority_max is not None else 0.0
+        return freeness(rep, p.queued, headroom, p.high_priority_max)
+
+    def act(self, cluster: ClusterView, now_s: float) -> list[Action]:
+        pools = self.params.pools or [p.name for p in cluster.pools if p.role in ("mixed", "decode")]
         actions: list[Action] = []
         limit = cluster.max_migrations_per_replica
-        queued, high = p.queued, p.high_priority_max
         for name in pools:
-            # each instance's freeness, with the priority headroom if high priorities are named
-            free = [(freeness(r, queued, 0.0 if high is None else p.priority_headroom_fraction * r.kv.num_blocks,
-                              high), r)
-                    for r in cluster.pool(name).replicas
+            free = [(self._f(r), r) for r in cluster.pool(name).replicas
                     if r.lifecycle in ("active", "draining")
                     and (limit is None or cluster.num_migrations_at(r.id) < limit)]
             if len(free) < 2:

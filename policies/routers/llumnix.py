@@ -65,11 +65,9 @@ class LlumnixRouter(RouterBase):
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         p = self.params
-        queued, high = p.queued, p.high_priority_max
         best, best_f = replicas[0], None
         for rep in replicas:
-            # headroom_blocks(rep), inlined: no headroom unless high priorities are named
-            f = freeness(rep, queued, 0.0 if high is None else p.priority_headroom_fraction * rep.kv.num_blocks, high)
+            f = freeness(rep, p.queued, self.headroom_blocks(rep), p.high_priority_max)
             if best_f is None or f > best_f:
                 best, best_f = rep, f
         return best
