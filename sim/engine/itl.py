@@ -55,21 +55,18 @@ class ItlHistogram:
             self._chunk_vals.frombytes(gaps.astype(np.float64, copy=False).tobytes())
         else:
             self._chunk_vals.extend(gaps)
-        k = len(gaps)
-        self._chunk_weights.append(weight)
-        self._chunk_lens.append(k)
-        self._chunk_len += k
-        if self._chunk_len >= self.flush_at:
-            self.flush()
-        if len(self._singles) >= self.flush_at:
-            self._flush_singles()
+        self._chunk_added(weight, len(gaps))
 
     def add_weighted(self, gap: float, weight: int) -> None:
         """``add_many((gap,), weight)``: one gap with a weight (a stretch's first gap)."""
         self._chunk_vals.append(gap)
+        self._chunk_added(weight, 1)
+
+    def _chunk_added(self, weight: int, k: int) -> None:
+        """Book a chunk of ``k`` values just appended with its weight; flush either buffer when full."""
         self._chunk_weights.append(weight)
-        self._chunk_lens.append(1)
-        self._chunk_len += 1
+        self._chunk_lens.append(k)
+        self._chunk_len += k
         if self._chunk_len >= self.flush_at:
             self.flush()
         if len(self._singles) >= self.flush_at:
