@@ -55,3 +55,13 @@ def test_jain_latency_and_summary_keys():
     keys = fairness_summary(df)
     assert keys["fair_num_clients"] == 2 and keys["fair_jain_index"] == 1.0
     assert fairness_summary(df.assign(client="a")) == {}  # one client: no fair_* keys
+
+
+def test_a_subnormal_span_gives_no_ticks_instead_of_overflowing():
+    # the last arrival at 5e-320 s scales the paper's 60 s window to a subnormal one: rates would
+    # overflow to inf (found by tests/test_vtc_bound.py's hypothesis search)
+    df = _rows([("a", 0.0, 0.0, 1.0, 2.0, 10, 5), ("b", 5e-320, 0.0, 3.0, 4.0, 10, 5)])
+    with np.errstate(all="raise"):
+        keys = fairness_summary(df)
+    assert np.isnan(keys["fair_service_diff_max"]) and np.isnan(keys["fair_backlogged_diff_max"])
+    assert keys["fair_jain_index"] == 1.0

@@ -87,12 +87,16 @@ def _ticks(df: pd.DataFrame, num_ticks: int, window_s: float, warmup_s: float,
 def _served_per_tick(df: pd.DataFrame, num_ticks: int, window_s: float, warmup_s: float, duration_s: float | None,
                      w_p: float, w_q: float, weights: dict[str, float] | None):
     """(client names, tick window starts, ends, service rate per tick and client), or None with
-    fewer than two clients or an empty window."""
+    fewer than two clients, an empty window, or one too short for finite rates."""
     codes, names, cost, start, end = _served(df, w_p, w_q, weights)
     if len(names) < 2 or not window_s > 0:
         return None
     lo, hi = _ticks(df, num_ticks, window_s, warmup_s, duration_s)
-    return names, lo, hi, _delivered_by_client(cost, start, end, codes, len(names), lo, hi) / window_s
+    with np.errstate(over="ignore"):
+        rate = _delivered_by_client(cost, start, end, codes, len(names), lo, hi) / window_s
+    if not np.isfinite(rate).all():  # a window so short (a subnormal span) that rates overflow
+        return None
+    return names, lo, hi, rate
 
 
 def _arrivals_by_client(df: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -117,8 +121,11 @@ def service_difference(df: pd.DataFrame, num_ticks: int = PAPER_TICKS, window_s:
     if weights:
         acost = acost / np.array([weights.get(c, 1.0) for c in names])[acodes[keep]]
     at = arr["arrival_s"].to_numpy(float)[keep]
-    demand = np.array([np.bincount(acodes[keep], weights=acost * ((at >= a) & (at <= b)), minlength=n)
-                       for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]).reshape(len(lo), n) / window_s
+    with np.errstate(over="ignore"):
+        demand = np.array([np.bincount(acodes[keep], weights=acost * ((at >= a) & (at <= b)), minlength=n)
+                           for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]).reshape(len(lo), n) / window_s
+    if not np.isfinite(demand).all():
+        return np.zeros(0)
     top = served.max(axis=1, keepdims=True)
     return np.minimum(top - served, np.abs(demand - served)).sum(axis=1)
 
