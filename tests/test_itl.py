@@ -99,3 +99,51 @@ def test_flush_bound_does_not_change_the_histogram():
     assert np.array_equal(a.recorder.itl.counts, b.recorder.itl.counts)
     assert a.recorder.itl.max_s == b.recorder.itl.max_s
     assert a.recorder.itl.mean_s() == pytest.approx(b.recorder.itl.mean_s(), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------- the exact, order-independent mean
+
+def _exact_mean(values, weights) -> float:
+    from fractions import Fraction
+    total = sum((Fraction(float(v)) * int(w) for v, w in zip(values, weights, strict=True)), Fraction(0))
+    return float(total / int(sum(weights)))
+
+
+def test_exact_sum_is_the_correctly_rounded_mean_whatever_the_order_and_grouping():
+    from sim.engine.itl import ExactSum
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.lognormal(-4, 2.0, 3000), [0.0, 5e-320, 1e-310, 3.0e3, 1e-7], -rng.random(5)])
+    weights = rng.integers(1, 300, len(values)).astype(float)
+    want = _exact_mean(values, weights)
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(values))
+        s = ExactSum()
+        for part in np.array_split(order, 7):
+            s.add(values[part], weights[part])
+        assert s.mean(int(weights.sum())) == want
+    one_by_one = ExactSum()  # each weighted value as that many unweighted copies
+    one_by_one.add(np.repeat(values, weights.astype(int)), None)
+    assert one_by_one.mean(int(weights.sum())) == want
+
+
+def test_exact_sum_blocks_large_weights_and_keeps_non_finite_values():
+    from sim.engine.itl import ExactSum
+    values = np.full(70_000, 0.1)
+    s = ExactSum()
+    s.add(values, np.full(len(values), float(1 << 20)))  # blocks of 64 terms keep each sum under 2^53
+    assert s.mean(len(values) << 20) == 0.1
+    s.add(np.array([np.inf]), None)
+    assert s.mean(1) == np.inf
+
+
+def test_histogram_mean_is_independent_of_flush_boundaries_and_weights():
+    rng = np.random.default_rng(2)
+    gaps = rng.lognormal(-4, 1.0, 20_000)
+    a, b = ItlHistogram(flush_at=1000), ItlHistogram()
+    for g in gaps:
+        a.add(float(g))
+    a.checkpoint()
+    half = len(gaps) // 2
+    b.add_many(gaps[half:], 1)  # the other order, in chunks
+    b.add_many(gaps[:half], 1)
+    assert a.mean_s() == b.mean_s() == _exact_mean(gaps, np.ones(len(gaps)))

@@ -2,7 +2,11 @@
 
 Gaps go into log-spaced bins of relative width ``REL_WIDTH`` (0.1%) from 1 us to 10^4 s:
 percentiles are exact to within one bin (the reported value is the bin's geometric
-centre), while the mean, the count and the maximum are exact. Memory is fixed (about 190 kB
+centre), while the mean, the count and the maximum are exact. The mean is the correctly
+rounded quotient of the exact sum (``ExactSum``): it does not depend on the order in which gaps
+arrive, on the flush boundaries, or on whether a gap came one by one or with a weight, so a
+fast path that books a stretch's gaps at another moment than stepping gives the same bits.
+Memory is fixed (about 190 kB
 of counts plus a flush buffer), whatever the number of tokens; the fast path adds a stretch's
 per-iteration gaps with a weight (the number of requests that saw each gap).
 
@@ -32,12 +36,79 @@ NUM_BINS = int(math.ceil(math.log(HIGH_S / LOW_S) / _LOG_GROWTH)) + 2  # + under
 _FLUSH_AT = 1 << 16
 
 
+_MANTISSA_BITS = 53
+_HALF_BITS = 26      # a mantissa split into a high and a low part, each times a weight, summed exactly
+_EXACT_TERMS = 1 << 26  # count x largest weight per exact float64 block sum (2^27 x 2^26 = 2^53)
+_UNIT_BITS = 1074   # every finite double is an integer multiple of 2^-1074
+_MANTISSA_SCALE = float(1 << _MANTISSA_BITS)
+_HALF_SCALE = float(1 << _HALF_BITS)
+_HALF_DOWN = 1.0 / _HALF_SCALE
+_ROUND = 1.5 * 2.0 ** 52  # x + _ROUND - _ROUND is x rounded to an integer, for |x| < 2^51
+
+
+class ExactSum:
+    """The exact sum of weighted doubles, as a Python integer in units of 2^-1074.
+
+    Each value is m * 2^(e - 53) with an integer mantissa m (``np.frexp``); m is split into a
+    high and a low part, each times its integer weight an exact integer under 2^53 in float64,
+    and their sums per exponent are exact in float64 as long as a block's terms stay under
+    2^53 (blocks of at most 2^26 / largest weight values). So ``add`` is exact for any order
+    and grouping, and ``mean`` is the correctly rounded quotient (Python's int division)."""
+
+    def __init__(self) -> None:
+        self.units = 0
+        self.special = 0.0  # the sum of any non-finite values (inf, nan), which have no mantissa
+
+    def add(self, values: np.ndarray, weights: np.ndarray | None) -> None:
+        """Add sum(values * weights) exactly (weights: non-negative integers as float64, or None)."""
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = ~finite
+            self.special += float((values[bad] * (1.0 if weights is None else weights[bad])).sum())
+            values = values[finite]
+            weights = None if weights is None else weights[finite]
+        n = len(values)
+        if not n:
+            return
+        wmax = 1.0 if weights is None else float(weights.max())
+        step = max(1, int(_EXACT_TERMS // max(wmax, 1.0)))
+        for i in range(0, n, step):
+            self._add_block(values[i:i + step], None if weights is None else weights[i:i + step])
+
+    def _add_block(self, values: np.ndarray, weights: np.ndarray | None) -> None:
+        frac, exp = np.frexp(values)
+        mant = frac * _MANTISSA_SCALE  # integers below 2^53, exact in float64 (as is each step below)
+        high = mant * _HALF_DOWN + _ROUND  # rounds to an integer (below 2^27: exact from here on)
+        high -= _ROUND
+        low = mant - high * _HALF_SCALE  # |low| <= 2^25
+        if weights is not None:
+            high *= weights
+            low *= weights
+        lo_exp = int(exp.min())
+        idx = exp - lo_exp
+        sums_high = np.bincount(idx, weights=high).tolist()
+        sums_low = np.bincount(idx, weights=low).tolist()
+        units = 0
+        for k, (h, lo) in enumerate(zip(sums_high, sums_low, strict=True)):
+            if h or lo:
+                shift = lo_exp + k - _MANTISSA_BITS + _UNIT_BITS  # value = mantissa x 2^(exp - 53)
+                term = (int(h) << _HALF_BITS) + int(lo)
+                units += term << shift if shift >= 0 else term >> -shift
+        self.units += units
+
+    def mean(self, count: int) -> float:
+        """The exact sum over ``count``, correctly rounded."""
+        if self.special:  # an inf or nan was added: the float sum's answer
+            return self.special / count
+        return self.units / (count << _UNIT_BITS)
+
+
 class ItlHistogram:
     """Weighted inter-token gaps: ``add`` one, ``add_many`` with a weight, then ``summary``."""
 
     def __init__(self, flush_at: int = _FLUSH_AT) -> None:
         self.counts = np.zeros(NUM_BINS, dtype=np.int64)
-        self._total_s = 0.0
+        self._sum = ExactSum()
         self._count = 0
         self._max_s = 0.0
         self.flush_at = flush_at
@@ -91,7 +162,7 @@ class ItlHistogram:
         if not len(values):
             return
         self.counts += np.bincount(self._bin(values), weights=weights, minlength=NUM_BINS).astype(np.int64)
-        self._total_s += float(values.sum() if weights is None else (values * weights).sum())
+        self._sum.add(values, weights)
         self._count += int(len(values) if weights is None else weights.sum())
         self._max_s = max(self._max_s, float(values.max()))
 
@@ -142,4 +213,4 @@ class ItlHistogram:
     def mean_s(self) -> float:
         """Exact mean gap."""
         self.flush()
-        return self._total_s / self._count if self._count else float("nan")
+        return self._sum.mean(self._count) if self._count else float("nan")
