@@ -10,12 +10,14 @@ an admission and the end of the admitted prompt: its chunks go on one per iterat
 running decodes. The replica then forms the plan the scheduler would form, through the same
 operations in the same order, instead of running the scheduler's general ``schedule``::
 
+    b = mixed_chunk_budget(number of decodes)
     grow_decodes(plan)                  every running decode, one token, all or none (in order)
-    k = min(remaining prompt, mixed_chunk_budget(number of decodes))
-    if budget > 0: grow(P, k); plan.add_prefill(P, k)
+    if b > 0: k = min(remaining prompt P, b); grow(P, k); plan.add_prefill(P, k)
 
 Why exact: that is, call for call, what a declaring scheduler's ``schedule`` does in that state
-(the promise ``mixed_chunk_budget`` makes), and the plan is then priced, waited for and applied
+(the promise ``mixed_chunk_budget`` makes; with requests waiting it is kept only when the chunk
+takes all of b, or b <= 0: no budget is left to admit with, so the replica forms a plan only
+then), and the plan is then priced, waited for and applied
 by the replica's ordinary stepped path, one event per iteration, so token times, ITL gaps (in
 their order) and KV are those of the scheduler's own plan. Where the scheduler would do
 something else, the scheduler decides, from the same state: the decodes' KV not all available
@@ -39,12 +41,9 @@ if TYPE_CHECKING:
 _DECODE = State.DECODE
 
 
-def mixed_budget_of(scheduler: Any, kv: Any) -> Any:
-    """The scheduler's ``mixed_chunk_budget`` where the mixed fast plan may use it, else None."""
-    budget = getattr(scheduler, "mixed_chunk_budget", None)
-    if budget is None or not getattr(kv, "allocates_by_target", False) or not hasattr(kv, "allocate_all"):
-        return None
-    return budget
+def mixed_budget_of(scheduler: Any) -> Any:
+    """The scheduler's ``mixed_chunk_budget`` (the promise the mixed fast plan needs), or None."""
+    return getattr(scheduler, "mixed_chunk_budget", None)
 
 
 def mixed_plan(rep: Replica, chunk_budget: Any) -> StepPlan | None:
@@ -52,6 +51,8 @@ def mixed_plan(rep: Replica, chunk_budget: Any) -> StepPlan | None:
     module docstring); None, with nothing changed, when the running set is not of that shape.
     The caller has checked that nothing is swapped or paused; if something waits, only a chunk
     that takes the whole budget left (or no budget left) keeps the promise."""
+    if not getattr(rep.kv, "allocates_by_target", False):  # read here: a model switch may rebuild the KV
+        return None
     running = rep.running
     decodes = [r for r in running if r.state == _DECODE]  # the list ``grow_decodes`` makes
     if len(decodes) != len(running) - 1:

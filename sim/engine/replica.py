@@ -149,7 +149,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self._st_alloc = 0
         self.arrival_bound = None  # () -> time before which no new arrival reaches here, or None (cluster)
         self._st_step_s = 0.0      # the last decode step time priced for a bounded stretch
-        self._mixed_budget = mixed_budget_of(scheduler, kv)  # mixed iterations' fast plan (mixed_plan.py)
+        self._mixed_budget = mixed_budget_of(scheduler)  # mixed iterations' fast plan (mixed_plan.py)
         # layer cuts and holds
         self.num_layers = cost_model_layers(cost_model)
         self.paused: StepPlan | None = None      # a cut plan waiting to resume here
