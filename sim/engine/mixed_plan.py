@@ -26,6 +26,12 @@ something else, the scheduler decides, from the same state: the decodes' KV not 
 under ``allocates_by_target``; a failed ``grow`` takes nothing: ``schedule`` is called and
 chooses whom to preempt as it would have). The conformance suite checks this path against
 stepping with the fast path off (tests/test_conformance.py, tests/engine/test_mixed_plan.py).
+
+Why one event per iteration still (no mixed *stretch*): a stepped iteration's decode gaps go to
+the ITL histogram's single-gap buffer at its end, in event order across replicas, and that
+buffer is summed in order (sim/engine/itl.py); writing a stretch's gaps later, or as weighted
+chunks, would reorder it and move ``itl_mean_s`` in its last bits whenever another replica
+writes in between. So the plan is formed cheaply, and the iteration is stepped as before.
 """
 
 from __future__ import annotations
