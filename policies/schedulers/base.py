@@ -13,6 +13,15 @@ by recompute only), checked at load.
 request decoding, ``schedule`` decodes all running requests one token each, in order, until
 a request finishes or KV runs out. The replica may then skip ahead (see sim/engine/replica.py).
 
+``mixed_chunk_budget(num_decodes) -> int`` (optional; None: not declared) promises: with nothing
+swapped or paused and every running request decoding but one mid-prefill, ``schedule`` first
+grows every decode by one token through ``grow_decodes`` (doing something else only if that
+returns None), then gives the prefilling request a chunk of min(its remaining prompt, b) tokens
+through ``grow`` when b = ``mixed_chunk_budget(decodes added)`` is positive (doing something
+else only if ``grow`` returns None), and then, if nothing waits or the chunk took all of b (or
+b <= 0), nothing more. The replica then forms that plan itself (sim/engine/mixed_plan.py). A
+subclass that changes ``schedule`` must check the promise still holds.
+
 Layer cuts and holds: ``wants_cut(view)`` (cut the preemptible step in progress when new work
 arrives), ``may_resume(view)`` (a cut step, or a hold for another replica's gang, may go
 on), ``holds_back(view)`` (waiting work stays queued, not rejected, while nothing runs).
@@ -44,6 +53,7 @@ class SchedulerBase(PolicyBase):
     """Queue order, admission and preemption helpers for the built-in schedulers."""
 
     fast_forward_safe = True
+    mixed_chunk_budget = None  # (decodes) -> a prefill chunk's token budget: see the module docstring
     supports_swap = False  # brings swapped requests back (swap_in_waiting); else recompute only
 
     def __init__(self, params: Any, ctx: BuildContext) -> None:

@@ -40,13 +40,19 @@ class SarathiScheduler(SchedulerBase):
         """Tokens per iteration."""
         return self.params.chunk_size
 
+    def mixed_chunk_budget(self, num_decodes: int) -> int:
+        """The budget left to a running prompt's chunk after ``num_decodes`` decodes (the
+        fast-plan promise of ``SchedulerBase``: ``schedule`` below, with nothing waiting)."""
+        budget = self.budget()
+        return budget - num_decodes if num_decodes < budget else 0
+
     def schedule(self, rep: ReplicaOps) -> StepPlan:
         p = self.params
         plan = StepPlan()
         budget = self.budget()
         reserve = rep.kv.watermark_blocks if p.use_watermark else 0
         used, preempted = self.schedule_running(rep, plan, None, phase="decode")
-        if not preempted:
+        if not preempted and len(plan.decode) < rep.num_running:  # else no prompt is mid-prefill
             more, preempted = self.schedule_running(rep, plan, budget - used if used < budget else 0, phase="prefill")
             used += more
         if preempted:

@@ -43,13 +43,15 @@ class SchedulerOpsMixin:
         self.running.append(req)
         return n
 
-    def op_grow_decodes(self, plan) -> int | None:
-        """One token of KV for each running decode, in order, if all fit (see ``ReplicaOps.grow_decodes``)."""
+    def op_grow_decodes(self, plan, reqs: list[Request] | None = None) -> int | None:
+        """One token of KV for each running decode, in order, if all fit (see ``ReplicaOps.grow_decodes``);
+        ``reqs``: those decodes, when the caller has listed them already."""
         allocate_all = getattr(self.kv, "allocate_all", None)  # an optional KV manager operation
         if allocate_all is None:
             return None
-        decode = State.DECODE
-        reqs = [r for r in self.running if r.state == decode]
+        if reqs is None:
+            decode = State.DECODE
+            reqs = [r for r in self.running if r.state == decode]
         if not allocate_all(reqs, 1):
             return None
         plan.decode.extend(reqs)

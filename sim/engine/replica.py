@@ -53,6 +53,7 @@ import simpy
 from sim.engine.clock import at
 from sim.engine.fast_path import DecodeStretchMixin
 from sim.engine.lifecycle import ReplicaLifecycleMixin
+from sim.engine.mixed_plan import mixed_budget_of, mixed_plan
 from sim.engine.ops import ReplicaOps
 from sim.engine.pausable import PausableMixin
 from sim.engine.plan import StepPlan
@@ -148,6 +149,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self._st_alloc = 0
         self.arrival_bound = None  # () -> time before which no new arrival reaches here, or None (cluster)
         self._st_step_s = 0.0      # the last decode step time priced for a bounded stretch
+        self._mixed_budget = mixed_budget_of(scheduler)  # mixed iterations' fast plan (mixed_plan.py)
         # layer cuts and holds
         self.num_layers = cost_model_layers(cost_model)
         self.paused: StepPlan | None = None      # a cut plan waiting to resume here
@@ -327,6 +329,10 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                 plan = self._unpause()
             elif self.fast_forward and not self.waiting and not self.swapped and self.paused is None:
                 plan = self._decode_all()
+                if plan is None and self._mixed_budget is not None:
+                    plan = mixed_plan(self, self._mixed_budget)
+            elif self._mixed_budget is not None and self.fast_forward and not self.swapped and self.paused is None:
+                plan = mixed_plan(self, self._mixed_budget)  # something waits: a chunk filling the budget
             if plan is None:
                 plan = scheduler.schedule(self.ops)
             if not (plan.prefill or plan.decode) and self.paused is not None:
@@ -448,6 +454,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                     done = True
         if plan.decode_tokens is None:
             itl_one = self.recorder.itl_one
+            times = self.recorder.record_token_times  # requests have token_times only then (dispatch)
             for r in plan.decode:  # ``_emit`` inlined: a stepped iteration's per-token path
                 r.num_computed_tokens += 1
                 if r.first_token_s is None:
@@ -457,7 +464,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
                     if gap > r.itl_max_s:
                         r.itl_max_s = gap
                     itl_one(gap)
-                if r.token_times is not None:
+                if times and r.token_times is not None:
                     r.token_times.append(end)
                 r.last_token_s = end
                 r.num_output_tokens += 1
