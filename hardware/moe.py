@@ -131,11 +131,17 @@ def gpu_loads(counts: np.ndarray, hosts: list[list[int]], num_gpus: int, choice:
     n = flat.shape[0]
     single = [e for e, h in enumerate(hosts) if len(h) == 1]
     multi = [e for e, h in enumerate(hosts) if len(h) > 1]
-    onehot = np.zeros((len(single), num_gpus))
-    onehot[np.arange(len(single)), [hosts[e][0] for e in single]] = 1.0
+    host = np.array([hosts[e][0] for e in single], dtype=np.int64)
     sub = flat[:, single]
-    a = (sub > 0).astype(np.float64) @ onehot
-    t = sub.astype(np.float64) @ onehot
+    # per GPU: its single-host experts activated, and their tokens (integer sums, exact as floats:
+    # what a one-hot matrix product gives, without BLAS's threads for a few small sums)
+    a = np.zeros((n, num_gpus))
+    t = np.zeros((n, num_gpus))
+    for g in range(num_gpus):
+        cols = sub[:, host == g]
+        if cols.shape[1]:
+            a[:, g] = np.count_nonzero(cols, axis=1)
+            t[:, g] = cols.sum(axis=1)
     rows = np.arange(n)
     # hottest multi-replica experts first, as the greedy balances best that way
     order = sorted(multi, key=lambda e: -flat[:, e].sum())
@@ -159,6 +165,8 @@ def gpu_loads(counts: np.ndarray, hosts: list[list[int]], num_gpus: int, choice:
 
 class ExpertParallel:
     """Per-step MoE time of one replica with expert parallelism (built by ``AnalyticCostModel``)."""
+
+    _loop_table = False  # tests: build the table one grid point at a time (the general path)
 
     def __init__(self, p: ExpertParallelParams, cm: Any):
         m, d = cm.model, cm.device
@@ -223,7 +231,8 @@ class ExpertParallel:
 
     def _grid(self) -> np.ndarray:
         small = np.arange(1, 33)
-        big = np.unique(np.round(32 * 1.25 ** np.arange(1, 40)).astype(np.int64))
+        big = np.sort(np.round(32 * 1.25 ** np.arange(1, 40)).astype(np.int64))
+        big = big[np.concatenate(([True], big[1:] != big[:-1]))]  # np.unique's values (it imports numpy.ma)
         return np.concatenate([small, big[big > 32]]).astype(np.int64)
 
     def _build_table(self, rng: np.random.Generator) -> None:
@@ -238,25 +247,43 @@ class ExpertParallel:
             pop = pop * rng.lognormal(0.0, p.noise_sigma, size=pop.shape)
         pi = inclusion_probs(pop, self.top_k)  # (r, s, E)
         n = len(grid)
-        time_s = np.empty((r, n))
-        t_max = np.empty((r, n))
-        a_max = np.empty((r, n))
-        w_bytes = np.empty((r, n))
         choice_rng = np.random.default_rng(rng.integers(1 << 62))
-        for j, tokens in enumerate(grid):
-            counts = rng.binomial(int(tokens), pi)  # (r, s, E)
-            a = np.empty((r, s, self.ep))
-            t = np.empty((r, s, self.ep))
+        # every grid point's draws in one call: the same draws in the same order as one call per
+        # grid point (numpy fills the broadcast (grid, r, s, E) array in C order)
+        counts = rng.binomial(grid[:, None, None, None], pi)
+        if all(len(h) == 1 for hosts in self.hosts for h in hosts) and not self._loop_table:
+            # single-host experts: each row's loads are its own sums of integer counts (exact in
+            # any order), so all grid points go through gpu_loads at once, layer by layer
+            a = np.empty((n, r, s, self.ep))
+            t = np.empty((n, r, s, self.ep))
             for layer in range(s):
-                a[:, layer], t[:, layer] = gpu_loads(counts[:, layer], self.hosts[layer], self.ep,
-                                                     p.replica_choice, choice_rng)
+                a[:, :, layer], t[:, :, layer] = gpu_loads(counts[:, :, layer], self.hosts[layer], self.ep,
+                                                           p.replica_choice, choice_rng)
             tc = t * self._c
             tm = a * self._w + t * self._a
             gpu_s = np.sqrt(tc * tc + tm * tm)
-            time_s[:, j] = gpu_s.max(axis=-1).mean(axis=-1)
-            t_max[:, j] = t.max(axis=-1).mean(axis=-1)
-            a_max[:, j] = a.max(axis=-1).mean(axis=-1)
-            w_bytes[:, j] = a.sum(axis=-1).mean(axis=-1) * self.expert_bytes
+            time_s = gpu_s.max(axis=-1).mean(axis=-1).T
+            t_max = t.max(axis=-1).mean(axis=-1).T
+            a_max = a.max(axis=-1).mean(axis=-1).T
+            w_bytes = (a.sum(axis=-1).mean(axis=-1) * self.expert_bytes).T
+        else:  # replicated experts: their choice reads the batch (and may draw), one grid point at a time
+            time_s = np.empty((r, n))
+            t_max = np.empty((r, n))
+            a_max = np.empty((r, n))
+            w_bytes = np.empty((r, n))
+            for j in range(n):
+                a = np.empty((r, s, self.ep))
+                t = np.empty((r, s, self.ep))
+                for layer in range(s):
+                    a[:, layer], t[:, layer] = gpu_loads(counts[j, :, layer], self.hosts[layer], self.ep,
+                                                         p.replica_choice, choice_rng)
+                tc = t * self._c
+                tm = a * self._w + t * self._a
+                gpu_s = np.sqrt(tc * tc + tm * tm)
+                time_s[:, j] = gpu_s.max(axis=-1).mean(axis=-1)
+                t_max[:, j] = t.max(axis=-1).mean(axis=-1)
+                a_max[:, j] = a.max(axis=-1).mean(axis=-1)
+                w_bytes[:, j] = a.sum(axis=-1).mean(axis=-1) * self.expert_bytes
         self._grid_list = [int(x) for x in grid]
         self._time, self._tmax, self._amax, self._wbytes = (x.tolist() for x in (time_s, t_max, a_max, w_bytes))
 

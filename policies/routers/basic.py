@@ -48,9 +48,16 @@ _OUTSTANDING = attrgetter("num_outstanding")
 
 @ROUTERS.register("least_outstanding")
 class LeastOutstandingRouter(RouterBase):
-    """The replica with the fewest requests assigned and not yet done."""
+    """The replica with the fewest requests assigned and not yet done (the first of the fewest).
+
+    The cluster's own replica list keeps an index of outstanding counts updated at each
+    dispatch and finish (``least_outstanding()``, sim/engine/load_index.py: the same pick,
+    ties included); any other sequence of views is scanned."""
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
+        least = getattr(replicas, "least_outstanding", None)
+        if least is not None and replicas:
+            return least()
         return min(replicas, key=_OUTSTANDING)  # the first of the fewest, scanned in C
 
 

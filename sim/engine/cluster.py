@@ -21,6 +21,7 @@ from sim.engine.actions import apply_actions
 from sim.engine.clock import ARRIVAL, CONTROL, at
 from sim.engine.held_pool import HeldPool
 from sim.engine.lifecycle import ClusterLifecycleMixin
+from sim.engine.load_index import EntryViews
 from sim.engine.recorder import Recorder
 from sim.engine.replica import Replica
 from sim.engine.request import Request, State
@@ -92,7 +93,7 @@ class Cluster(ClusterLifecycleMixin):
             from sim.engine.multimodel import ModelHub
 
             self.models = ModelHub(self)
-        self.entry_views: list[ReplicaView] = []
+        self.entry_views: list[ReplicaView] = EntryViews()  # with an incremental least-outstanding index
         self.refresh_entry()
         if not self.entry_views:
             raise ConfigError("no pool with role 'mixed' or 'prefill' to receive requests", "cluster.pools")

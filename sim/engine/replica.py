@@ -113,6 +113,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         self.running: list[Request] = []         # admitted, in admission order
         self.swapped: deque[Request] = deque()   # KV in host memory
         self.num_outstanding = 0                 # assigned here and not yet done
+        self.load_index = None  # the router's index of outstanding counts holding this replica, told of each change
         self.num_pending_prefill_tokens = 0      # prompt tokens queued or mid-prefill (incremental)
         self.max_tokens = kv.max_tokens
         self.attention_saved_tokens = getattr(kv, "attention_saved_tokens", None)  # (decode requests) -> tokens
@@ -219,6 +220,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         req.state = State.QUEUED if reason is None else State.PREEMPTED
         self.waiting.append(req)
         self.num_outstanding += 1
+        if self.load_index is not None:  # sim/engine/load_index.py
+            self.load_index.moved(self)
         self.num_pending_prefill_tokens += req.remaining_prefill_tokens
         if self._on_enqueue is not None:
             self._on_enqueue(self.view, req.view)
@@ -257,6 +260,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         handle = self.kv.detach(req)
         req.state = State.MIGRATING
         self.num_outstanding -= 1
+        if self.load_index is not None:  # sim/engine/load_index.py
+            self.load_index.moved(self)
         self.recorder.visit_close(req, left, self.env.now)
         return handle
 
@@ -277,6 +282,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
             self.num_pending_prefill_tokens += req.remaining_prefill_tokens
         self.running.append(req)
         self.num_outstanding += 1
+        if self.load_index is not None:  # sim/engine/load_index.py
+            self.load_index.moved(self)
         self.wake()
 
     def reject(self, req: Request, reason: str) -> None:
@@ -286,6 +293,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         req.reject_reason = reason
         req.finish_s = self.env.now
         self.num_outstanding -= 1
+        if self.load_index is not None:  # sim/engine/load_index.py
+            self.load_index.moved(self)
         self.recorder.visit_close(req, "rejected", req.finish_s)
         self.recorder.on_done(req)
         if self.on_done is not None:
@@ -499,6 +508,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
         r.finish_s = end
         self.kv.free(r)
         self.num_outstanding -= 1
+        if self.load_index is not None:  # sim/engine/load_index.py
+            self.load_index.moved(self)
         self.recorder.visit_close(r, "finished", end)
         self.recorder.on_done(r)
         if self.on_done is not None:
