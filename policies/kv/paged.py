@@ -486,6 +486,32 @@ class PagedKVManager:
                 hi = mid
         return lo
 
+    def lookahead_steps(self, reqs: list[Request], slots: np.ndarray) -> int:
+        """How many leading rows of ``slots`` (speculative steps x ``reqs``: the KV slots each
+        request holds in that step, its computed tokens + 1 + its lookahead; row 0's are held
+        now) the requests can hold one after another, each holding no fewer blocks than in
+        the step before, with the blocks available now.
+
+        Within so many steps every call stepping makes (``allocate_each``, the lookahead
+        ``allocate``, ``trim`` of the rejected slots) succeeds, and since each request's
+        blocks only grow from step to step, the blocks it holds in a step, the counts and the
+        units evicted (always the oldest, as many as the growth needs beyond the free blocks)
+        are what one ``allocate`` to that step's slots gives: a speculative stretch may take
+        them late, in one call per request (sim/engine/spec_stretch.py). 1 when that is not
+        known (a subclass's own ``allocate``, ``allocate_each`` or ``trim``)."""
+        m = len(slots)
+        if m <= 1 or type(self).allocate is not PagedKVManager.allocate or not self.allocates_by_target \
+                or type(self).trim is not PagedKVManager.trim:
+            return min(m, 1)
+        n = len(reqs)
+        shared = np.fromiter((r.kv_shared_blocks for r in reqs), dtype=np.int64, count=n)
+        held = np.fromiter((r.kv_blocks for r in reqs), dtype=np.int64, count=n) + shared
+        hold = np.maximum(-(-slots[1:] // self.block_size), shared[None, :])  # steps 1.. (trimmed, then grown)
+        if (hold[0] < held).any():  # the first trim gives back blocks the stretch would not take again
+            return 1
+        growth = hold.sum(axis=1) - int(held.sum())  # non-decreasing: slots only grow
+        return 1 + int(np.searchsorted(growth, self.num_free + self.num_evictable, side="right"))
+
     def decode_holdings(self, reqs: list[Request]) -> tuple[np.ndarray, np.ndarray]:
         """(computed tokens, blocks held) of each of ``reqs`` now, for ``decode_usage`` later."""
         comp = np.fromiter((r.num_computed_tokens for r in reqs), dtype=np.int64, count=len(reqs))
