@@ -169,6 +169,7 @@ class SpecStretchMixin:
         manager can hold as one growth (``lookahead_steps``; 1 without it); ``cut_stretch`` may end
         it earlier. Returns the chunk step after the last one run."""
         env = self.env
+        running = list(running)  # the step's batch (a request joining mid-step waits for the next)
         steps, step_s, draft_s, accepted, before, computed0 = chunk
         m = steps - s0
         lookahead = getattr(self.kv, "lookahead_steps", None)
@@ -190,7 +191,7 @@ class SpecStretchMixin:
         self._st_reqs = self._spec = None
         s = s0 + last - 1  # the last step, as stepped (a request may finish)
         plan = StepPlan()
-        plan.decode = list(running)
+        plan.decode = running
         plan.decode_tokens = [k + 1] * len(running)
         plan.draft_s = draft_s[s]
         plan.spec_accepted = accepted[s]
