@@ -45,24 +45,26 @@ DRAW_BLOCK = 4096   # acceptance draws taken from the replica's rng at a time
 class SpecStretchMixin:
     """Acceptance draws drawn ahead, and speculative stretches; needs ``Replica``'s attributes."""
 
-    _accept_buf: list[float] | None = None  # draws of ``accept_rng`` taken ahead, in stream order
+    _accept_buf: np.ndarray | None = None   # draws of ``accept_rng`` taken ahead, in stream order
     _accept_pos = 0                         # the next unused one
     _spec_one_by_one = False                # the speculator has no ``stretch_k``: plain steps
     _spec: tuple | None = None              # (k, first chunk step, chunk) of the stretch in progress
 
     def _accept_draws(self, m: int) -> tuple[list[float], int]:
-        """The buffer and position of the next ``m`` acceptance draws, which are used up."""
+        """The next ``m`` acceptance draws, which are used up, as a list and the position of the
+        first (0)."""
         buf, pos = self._draws_ahead(m)
         self._accept_pos = pos + m
-        return buf, pos
+        return buf[pos:pos + m].tolist(), 0
 
-    def _draws_ahead(self, m: int) -> tuple[list[float], int]:
+    def _draws_ahead(self, m: int) -> tuple[np.ndarray, int]:
         """The buffer and position of the next ``m`` acceptance draws, not used up. The rng is
         read in blocks; its doubles come out in the same order as ``m`` at a time."""
         buf, pos = self._accept_buf, self._accept_pos
         if buf is None or pos + m > len(buf):
-            fresh = self.accept_rng.random(max(DRAW_BLOCK, m)).tolist()
-            buf = self._accept_buf = buf[pos:] + fresh if buf else fresh
+            fresh = self.accept_rng.random(max(DRAW_BLOCK, m))
+            buf = self._accept_buf = np.concatenate((buf[pos:], fresh)) if buf is not None and pos < len(buf) \
+                else fresh
             pos = self._accept_pos = 0
         return buf, pos
 
@@ -99,7 +101,7 @@ class SpecStretchMixin:
             return None
         need = m * n * k
         buf, pos = self._draws_ahead(need)  # each step uses up its own as it runs
-        draws = np.array(buf[pos:pos + need], dtype=np.float64).reshape(m, n, k)
+        draws = buf[pos:pos + need].reshape(m, n, k)
         # accepted drafts: the run of draws below the rate before the first rejection
         accepted = np.cumprod(draws < np.array(rates, dtype=np.float64)[None, :, None], axis=2).sum(axis=2)
         out = np.cumsum(accepted + 1, axis=0)  # tokens out after each step, uncapped
