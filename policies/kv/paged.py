@@ -503,14 +503,21 @@ class PagedKVManager:
         if m <= 1 or type(self).allocate is not PagedKVManager.allocate or not self.allocates_by_target \
                 or type(self).trim is not PagedKVManager.trim:
             return min(m, 1)
-        n = len(reqs)
-        shared = np.fromiter((r.kv_shared_blocks for r in reqs), dtype=np.int64, count=n)
-        held = np.fromiter((r.kv_blocks for r in reqs), dtype=np.int64, count=n) + shared
-        hold = np.maximum(-(-slots[1:] // self.block_size), shared[None, :])  # steps 1.. (trimmed, then grown)
-        if (hold[0] < held).any():  # the first trim gives back blocks the stretch would not take again
-            return 1
-        growth = hold.sum(axis=1) - int(held.sum())  # non-decreasing: slots only grow
-        return 1 + int(np.searchsorted(growth, self.num_free + self.num_evictable, side="right"))
+        bs = self.block_size
+        growth = held_sum = 0  # blocks taken by the last step, beyond those held now
+        for r, first, last in zip(reqs, slots[1].tolist(), slots[-1].tolist(), strict=True):
+            shared = r.kv_shared_blocks
+            held = r.kv_blocks + shared
+            if max(-(-first // bs), shared) < held:  # the first trim gives back blocks not taken again
+                return 1
+            growth += max(-(-last // bs), shared) - held
+            held_sum += held
+        available = self.num_free + self.num_evictable
+        if growth <= available:  # the growth only rises from step to step: all of them fit
+            return m
+        shared = np.fromiter((r.kv_shared_blocks for r in reqs), dtype=np.int64, count=len(reqs))
+        hold = np.maximum(-(-slots[1:] // bs), shared[None, :])  # steps 1.. (trimmed, then grown)
+        return 1 + int(np.searchsorted(hold.sum(axis=1) - held_sum, available, side="right"))
 
     def decode_holdings(self, reqs: list[Request]) -> tuple[np.ndarray, np.ndarray]:
         """(computed tokens, blocks held) of each of ``reqs`` now, for ``decode_usage`` later."""

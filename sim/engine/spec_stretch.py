@@ -1,4 +1,4 @@
-"""Speculative stretches: the steps of an unchanged speculating batch planned at once.
+"""Speculative stretches: the steps of an unchanged speculating batch planned at once, run as one event.
 
 Mixed into ``Replica`` (through ``SpeculationMixin``). Applies when the replica's
 ``spec_fast_forward`` holds (the engine's fast path on, a ``fast_forward_safe`` scheduler, a
@@ -6,30 +6,54 @@ speculator) and, at an iteration boundary, nothing waits, is swapped, paused, he
 the boundary, no step hook, held pool, swap copy or attention-saved tokens are in play, every
 running request decodes, the cost models price arrays (``decode_times_at_s`` /
 ``decode_times_grid_s``) and the speculator's ``stretch_k`` names the k every request proposes
-whatever the state (the replica drawing acceptance). Then, for up to ``CHUNK`` steps and at
-most until the first request finishes, the acceptance outcomes of every step are read at once
-off the replica's block of acceptance draws (``_accept_draws``: the same stream, in the same
-order, as drawing step by step), so every step's context is known, and the verify and draft
-passes of all the steps are priced as arrays. The steps then run one event each, as stepped:
-the scheduler's grow step (``allocate_each``, as the decode fast path forms it), the lookahead
-reservation, the wait, ``_account`` and ``_apply`` (the precomputed outcomes handed over as
-the plan's ``spec_accepted``), so tokens, KV, ITL gaps and finishes come out in the same order
-at the same times. Only the scheduler call, the proposal and the per-step pricing are skipped.
+whatever the state (the replica drawing acceptance). Then, for up to ``CHUNK`` steps (more for
+small batches, ``PLAN_DRAWS``) and at most until the first request finishes, the acceptance
+outcomes of every step are read at once off the replica's block of acceptance draws (the same
+stream, in the same order, as drawing step by step), so every step's context and tokens are
+known, and the verify and draft passes of all the steps are priced as arrays.
+
+The first step's KV is taken as stepped (``allocate_each``, then the lookahead ``allocate``
+per request; a refused slot runs that step as stepping runs it, k = 0 there, and re-plans).
+Then a *segment* of the planned steps runs as one event, as the decode fast path runs a
+decode stretch (sim/engine/fast_path.py, whose ``sync``, ``cut_stretch`` and ``wake`` serve
+both)::
+
+    plan:     | s0 | s1 | s2 | s3 | s4 |...| sL |   outcomes, times, tokens per step known
+    segment:  one wait to the end of sL (the KV manager's ``lookahead_steps`` bounds L)
+    sync():   steps ended before now applied (tokens, ITL, stats), KV held for the one in progress
+    cut:      an arrival (or a request joining or leaving) moves the wait to the end of the
+              step in progress; the rest is re-planned from the state at that boundary
+    end:      the steps before the last applied, the last one as stepped (_account, _apply:
+              finishes, forget, trim), then the next segment or plan
+
+Why exact. With nothing waiting under a ``fast_forward_safe`` scheduler the plan is every
+running request (the decode fast path's premise), ``stretch_k`` says the proposal is fixed,
+and the array pricing evaluates the scalar formulas' operations in their order; the end times
+are the same running sum (one add per step). Anything that could change the batch or read it
+mid-segment either cuts it (``wake``, ``at_next_boundary``, ``reserve_kv``) or syncs first
+(``sync`` by views, detach and controllers; a KV view's ``sync_kv`` is a full ``sync`` here), so
+it sees what stepping shows at that moment: the steps ended before now applied, the step in
+progress holding its lookahead slots. A step applied late does what ``_account`` and
+``_apply_speculative`` do, with the floats (busy, step and draft seconds) summed step by step in
+step order, the integer counts summed, and the ITL gaps (a request's first, one per step per
+request, a 0 per accepted token) booked in any order (the histogram's counts and exact sum do
+not depend on it); ``observe`` is told the outcomes step by step (``observe_steps``). KV: stepping
+takes each request's slots at each step and trims the rejected ones at its end; within
+``lookahead_steps`` steps each request's blocks only grow from step to step and all fit, so
+one ``allocate`` to the step's slots leaves the same blocks, counts and evicted units (see
+``PagedKVManager.lookahead_steps``); a KV manager without that answer runs one step per event.
+Step-log rows of the steps before a segment's last are written with nothing waiting and the
+whole batch running (``Recorder.on_planned_step``), as they were when those steps ended.
+
 A speculator without ``stretch_k`` (its proposal reads the state) still has its steps' plans
 formed without the scheduler call (``_spec_decode_step``), one step at a time.
-
-Why exact: with nothing waiting under a ``fast_forward_safe`` scheduler the plan is every
-running request (the decode fast path's premise), ``stretch_k`` says the proposal is fixed,
-the array pricing evaluates the scalar formulas' operations in their order, and a step that
-cannot follow the plan (a lookahead slot not granted) is run as stepping runs it (k = 0 for
-that request, drawn from the same buffer) and ends the stretch; any change at a boundary
-(arrival, boundary call, batch change) hands the boundary back to the ordinary loop or
-re-plans from the state as it is.
 """
 
 from __future__ import annotations
 
+from functools import reduce
 from itertools import accumulate
+from operator import add, sub
 
 import numpy as np
 
@@ -243,13 +267,10 @@ class SpecStretchMixin:
         n = len(reqs)
         cnt = i1 - i0
         emitted = (before[a1] - before[a0]).tolist()  # the stretch's last step is not among them
-        spec_s, busy_s, spec_draft_s = self.spec_step_s, self.busy_decode_s, self.spec_draft_s
-        for s in range(a0, a1):  # one add per step, in step order, as stepping adds them
-            t = step_s[s]
-            spec_s += t
-            busy_s += t
-            spec_draft_s += draft_s[s]
-        self.spec_step_s, self.busy_decode_s, self.spec_draft_s = spec_s, busy_s, spec_draft_s
+        times = step_s[a0:a1]  # one add per step, in step order, as stepping adds them
+        self.spec_step_s = reduce(add, times, self.spec_step_s)
+        self.busy_decode_s = reduce(add, times, self.busy_decode_s)
+        self.spec_draft_s = reduce(add, draft_s[a0:a1], self.spec_draft_s)
         self.num_steps += cnt
         self.batch_size_sum += n * cnt
         self.spec_decode_steps += n * cnt
@@ -261,7 +282,7 @@ class SpecStretchMixin:
         first_end, last_end = ends[i0], ends[i1 - 1]
         tail_max = 0.0
         if cnt > 1:
-            gaps = [ends[j + 1] - ends[j] for j in range(i0, i1 - 1)]
+            gaps = list(map(sub, ends[i0 + 1:i1], ends[i0:i1 - 1]))
             tail_max = max(gaps)
             recorder.itl_many(gaps, n)
         if total > n * cnt:  # the accepted tokens come out with their step's bonus token: gaps of 0
@@ -273,7 +294,7 @@ class SpecStretchMixin:
         itl_one = recorder.itl_one
         per_request = self.spec_by_request
         kv = self.kv
-        times = np.array(ends[i0:i1]) if recorder.record_token_times else None
+        token_ends = np.array(ends[i0:i1]) if recorder.record_token_times else None
         for j, r in enumerate(reqs):
             e = emitted[j]
             row = per_request.get(r.id)
@@ -291,8 +312,8 @@ class SpecStretchMixin:
                 gap = tail_max
             if gap > r.itl_max_s:
                 r.itl_max_s = gap
-            if times is not None and r.token_times is not None:
-                r.token_times.extend(np.repeat(times, [accepted[s][j] + 1 for s in range(a0, a1)]).tolist())
+            if token_ends is not None and r.token_times is not None:
+                r.token_times.extend(np.repeat(token_ends, [accepted[s][j] + 1 for s in range(a0, a1)]).tolist())
             r.num_computed_tokens += e
             r.num_output_tokens += e
             r.last_token_s = last_end

@@ -34,6 +34,24 @@ def _run(data: dict, fast: bool):
     return run_cluster(data)
 
 
+def _assert_same_runs(fast, slow, steps_log: bool) -> None:
+    """Request rows, token times, the step log (if recorded), every replica's speculation counters
+    and the ITL histogram: identical."""
+    pd.testing.assert_frame_equal(fast.recorder.requests_frame(), slow.recorder.requests_frame(), check_exact=True)
+    assert fast.recorder.token_times == slow.recorder.token_times
+    if steps_log:
+        pd.testing.assert_frame_equal(fast.recorder.steps_frame(), slow.recorder.steps_frame(), check_exact=True)
+    for a, b in zip(fast.replicas, slow.replicas, strict=True):
+        assert (a.num_steps, a.spec_proposed, a.spec_accepted, a.spec_emitted, a.spec_draft_s, a.spec_step_s,
+                a.busy_decode_s, a.spec_by_request) == \
+               (b.num_steps, b.spec_proposed, b.spec_accepted, b.spec_emitted, b.spec_draft_s, b.spec_step_s,
+                b.busy_decode_s, b.spec_by_request)
+        assert a.kv.num_used == b.kv.num_used == 0
+    assert fast.recorder.itl.mean_s() == slow.recorder.itl.mean_s()
+    assert fast.recorder.itl.percentiles((50, 90, 99)) == slow.recorder.itl.percentiles((50, 90, 99))
+    assert fast.recorder.itl.count == slow.recorder.itl.count
+
+
 @pytest.mark.parametrize("draft_model, num_blocks", [
     (None, None), ("Llama-3.2-1B", None), ("eagle", None),
     ("Llama-3.2-1B", 160),  # a small cache: lookahead slots refused, preemptions
@@ -45,17 +63,7 @@ def test_stretches_equal_stepping(draft_model, num_blocks, monkeypatch):
     data = _config(draft_model, num_blocks)
     fast, slow = _run(data, True), _run(data, False)
     assert planned  # the stretches ran
-    pd.testing.assert_frame_equal(fast.recorder.requests_frame(), slow.recorder.requests_frame(), check_exact=True)
-    assert fast.recorder.token_times == slow.recorder.token_times
-    pd.testing.assert_frame_equal(fast.recorder.steps_frame(), slow.recorder.steps_frame(), check_exact=True)
-    for a, b in zip(fast.replicas, slow.replicas, strict=True):
-        assert (a.num_steps, a.spec_proposed, a.spec_accepted, a.spec_emitted, a.spec_draft_s, a.spec_step_s,
-                a.busy_decode_s, a.spec_by_request) == \
-               (b.num_steps, b.spec_proposed, b.spec_accepted, b.spec_emitted, b.spec_draft_s, b.spec_step_s,
-                b.busy_decode_s, b.spec_by_request)
-        assert a.kv.num_used == b.kv.num_used == 0
-    assert fast.recorder.itl.mean_s() == slow.recorder.itl.mean_s()
-    assert fast.recorder.itl.count == slow.recorder.itl.count
+    _assert_same_runs(fast, slow, steps_log=True)
     if num_blocks is not None:  # the small cache did bind
         assert slow.recorder.requests_frame()["num_preemptions"].sum() > 0
 
@@ -114,15 +122,4 @@ def test_one_event_stretch_equals_stepping_under_cuts(extra, record_steps, monke
     if "controllers" not in extra:
         assert counts.get("sync_kv", 0) > 20, counts
     assert next(fast.env._eid) * 1.3 < next(slow.env._eid)  # fewer events: stretches ran as one
-    pd.testing.assert_frame_equal(fast.recorder.requests_frame(), slow.recorder.requests_frame(), check_exact=True)
-    assert fast.recorder.token_times == slow.recorder.token_times
-    if record_steps:
-        pd.testing.assert_frame_equal(fast.recorder.steps_frame(), slow.recorder.steps_frame(), check_exact=True)
-    for a, b in zip(fast.replicas, slow.replicas, strict=True):
-        assert (a.num_steps, a.spec_proposed, a.spec_accepted, a.spec_emitted, a.spec_draft_s, a.spec_step_s,
-                a.busy_decode_s, a.spec_by_request) == \
-               (b.num_steps, b.spec_proposed, b.spec_accepted, b.spec_emitted, b.spec_draft_s, b.spec_step_s,
-                b.busy_decode_s, b.spec_by_request)
-    assert fast.recorder.itl.mean_s() == slow.recorder.itl.mean_s()
-    assert fast.recorder.itl.percentiles((50, 90, 99)) == slow.recorder.itl.percentiles((50, 90, 99))
-    assert fast.recorder.itl.count == slow.recorder.itl.count
+    _assert_same_runs(fast, slow, steps_log=record_steps)
