@@ -150,14 +150,14 @@ class SpeculatorBase(PolicyBase):
     def observe(self, req: RequestView, proposed: int, accepted: int) -> None:
         """``req`` proposed ``proposed`` draft tokens and ``accepted`` of them were accepted."""
 
-    def observe_steps(self, requests: Sequence[RequestView], proposed: int, accepted: Sequence[Sequence[int]]) -> None:
-        """``observe`` for each step of a speculative stretch (``accepted[s][i]``: request i in
-        step s, all proposing ``proposed``), step by step in request order (engine use); nothing
-        to call when ``observe`` is this class's no-op."""
+    def observe_steps(self, requests: Sequence[RequestView], proposed: int, accepted: np.ndarray) -> None:
+        """``observe`` for each step of a speculative stretch (``accepted[s, i]``, an int array:
+        request i in step s, all proposing ``proposed``), step by step in request order (engine
+        use); nothing to call when ``observe`` is this class's no-op."""
         if type(self).observe is SpeculatorBase.observe:
             return
         observe = self.observe
-        for row in accepted:
+        for row in accepted.tolist():
             for req, a in zip(requests, row, strict=True):
                 observe(req, proposed, a)
 

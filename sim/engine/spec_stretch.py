@@ -71,6 +71,7 @@ class SpecStretchMixin:
 
     _accept_buf: np.ndarray | None = None   # draws of ``accept_rng`` taken ahead, in stream order
     _accept_pos = 0                         # the next unused one
+    _accept_runs: tuple | None = None       # (rate, ``_runs_below(rate)``) of the buffer as it is
     _spec_one_by_one = False                # the speculator has no ``stretch_k``: plain steps
     _spec: tuple | None = None              # (k, first chunk step, chunk) of the stretch in progress
 
@@ -90,7 +91,20 @@ class SpecStretchMixin:
             buf = self._accept_buf = np.concatenate((buf[pos:], fresh)) if buf is not None and pos < len(buf) \
                 else fresh
             pos = self._accept_pos = 0
+            self._accept_runs = None
         return buf, pos
+
+    def _runs_below(self, rate: float) -> np.ndarray:
+        """For each position of the draw buffer, how many draws from there on are below ``rate``
+        before the first that is not (to the buffer's end), computed once per buffer and rate: the
+        accepted drafts of a request proposing k from a position are this capped at k."""
+        runs = self._accept_runs
+        if runs is None or runs[0] != rate:
+            buf = self._accept_buf
+            where = np.arange(len(buf), dtype=np.int64)
+            rejected = np.where(buf < rate, len(buf), where)  # each rejection's own position
+            runs = self._accept_runs = (rate, np.minimum.accumulate(rejected[::-1])[::-1] - where)
+        return runs[1]
 
     def _boundary_clear(self) -> bool:
         """Nothing at this boundary that the ordinary loop must handle before a decode step."""
@@ -100,8 +114,8 @@ class SpecStretchMixin:
 
     def _plan_spec_chunk(self, reqs: list, k: int) -> tuple | None:
         """The next steps of ``reqs`` all proposing ``k``, up to ``CHUNK`` and at most through the
-        first finish: (steps, step seconds, draft seconds, accepted per step and request as
-        lists, tokens emitted before each step as an array, the requests' computed tokens now)."""
+        first finish: (steps, step seconds and draft seconds as lists, accepted drafts and tokens
+        emitted before each step per step and request, the requests' computed tokens now)."""
         spec = self.speculator
         n = len(reqs)
         computed = 0
@@ -125,12 +139,17 @@ class SpecStretchMixin:
             return None
         need = m * n * k
         buf, pos = self._draws_ahead(need)  # each step uses up its own as it runs
-        draws = buf[pos:pos + need].reshape(m, n, k)
         # accepted drafts: the run of draws below the rate before the first rejection
-        accepted = np.cumprod(draws < np.array(rates, dtype=np.float64)[None, :, None], axis=2).sum(axis=2)
+        if rates.count(rates[0]) == n:  # one rate: read off the buffer's runs, at each request's first draft
+            accepted = np.minimum(self._runs_below(rates[0])[pos:pos + need:k], k).reshape(m, n)
+        else:
+            draws = buf[pos:pos + need].reshape(m, n, k)
+            accepted = np.cumprod(draws < np.array(rates, dtype=np.float64)[None, :, None], axis=2).sum(axis=2)
         out = np.cumsum(accepted + 1, axis=0)  # tokens out after each step, uncapped
         finishing = (out >= np.array(lefts, dtype=np.int64)[None, :]).any(axis=1)
-        steps = int(finishing.argmax()) + 1 if finishing.any() else m
+        steps = int(finishing.argmax()) + 1
+        if not finishing[steps - 1]:
+            steps = m
         before = np.zeros((steps, n), dtype=np.int64)  # tokens out before each step
         before[1:] = out[:steps - 1]
         context = before.sum(axis=1) + computed  # the batch's computed tokens before each step
@@ -140,7 +159,7 @@ class SpecStretchMixin:
             self.spec_fast_forward = False
             return None
         # a step's time is its verify pass plus its drafts, one add, as stepping prices it
-        return (steps, (verify_s + draft_s).tolist(), draft_s.tolist(), accepted[:steps].tolist(), before,
+        return (steps, (verify_s + draft_s).tolist(), draft_s.tolist(), accepted[:steps], before,
                 np.array(computed0, dtype=np.int64))
 
     def _spec_stretch(self):
@@ -220,7 +239,7 @@ class SpecStretchMixin:
         plan.decode = running
         plan.decode_tokens = [k + 1] * len(running)
         plan.draft_s = draft_s[s]
-        plan.spec_accepted = accepted[s]
+        plan.spec_accepted = accepted[s].tolist()
         self._account(plan, step_s[s])
         self._apply(plan, ends[last - 1])
         return s + 1
@@ -313,7 +332,7 @@ class SpecStretchMixin:
             if gap > r.itl_max_s:
                 r.itl_max_s = gap
             if token_ends is not None and r.token_times is not None:
-                r.token_times.extend(np.repeat(token_ends, [accepted[s][j] + 1 for s in range(a0, a1)]).tolist())
+                r.token_times.extend(np.repeat(token_ends, accepted[a0:a1, j] + 1).tolist())
             r.num_computed_tokens += e
             r.num_output_tokens += e
             r.last_token_s = last_end
@@ -325,8 +344,8 @@ class SpecStretchMixin:
             observe_steps(views, k, accepted[a0:a1])
         else:  # a plug-in speculator: the outcomes, step by step, as stepping tells them
             observe = self.speculator.observe
-            for s in range(a0, a1):
-                for view, a in zip(views, accepted[s], strict=True):
+            for row in accepted[a0:a1].tolist():
+                for view, a in zip(views, row, strict=True):
                     observe(view, k, a)
 
     def _spec_decode_step(self):

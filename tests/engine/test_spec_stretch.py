@@ -123,3 +123,25 @@ def test_one_event_stretch_equals_stepping_under_cuts(extra, record_steps, monke
         assert counts.get("sync_kv", 0) > 20, counts
     assert next(fast.env._eid) * 1.3 < next(slow.env._eid)  # fewer events: stretches ran as one
     _assert_same_runs(fast, slow, steps_log=record_steps)
+
+
+def test_requests_with_their_own_acceptance_equal_stepping(monkeypatch):
+    """Per-request acceptance rates (a request's ``spec_acceptance``): outcomes drawn per request."""
+    from sim.engine.replica import Replica
+
+    enqueue = Replica.enqueue
+
+    def with_rate(self, req, reason=None):
+        if req.spec_acceptance is None:
+            req.spec_acceptance = (0.3, 0.6, 0.9)[req.id % 3]
+        enqueue(self, req, reason)
+
+    monkeypatch.setattr(Replica, "enqueue", with_rate)
+    data = _config("Llama-3.2-1B")
+    data["workload"]["num_requests"] = 60
+    fast, slow = _run(data, True), _run(data, False)
+    _assert_same_runs(fast, slow, steps_log=True)
+    rows = {rid: row for rep in fast.replicas for rid, row in rep.spec_by_request.items()}
+    share = [sum(rows[i][3] for i in rows if i % 3 == g) / sum(rows[i][2] for i in rows if i % 3 == g)
+             for g in range(3)]
+    assert share[0] < share[1] < share[2]  # each request's own rate was drawn against
