@@ -145,13 +145,16 @@ class SpecStretchMixin:
         else:
             draws = buf[pos:pos + need].reshape(m, n, k)
             accepted = np.cumprod(draws < np.array(rates, dtype=np.float64)[None, :, None], axis=2).sum(axis=2)
-        out = np.cumsum(accepted + 1, axis=0)  # tokens out after each step, uncapped
-        finishing = (out >= np.array(lefts, dtype=np.int64)[None, :]).any(axis=1)
-        steps = int(finishing.argmax()) + 1
-        if not finishing[steps - 1]:
-            steps = m
-        before = np.zeros((steps, n), dtype=np.int64)  # tokens out before each step
-        before[1:] = out[:steps - 1]
+        emit = accepted + 1
+        out = np.cumsum(emit, axis=0)  # tokens out after each step, uncapped (non-decreasing)
+        if n == 1:
+            steps = min(int(np.searchsorted(out[:, 0], lefts[0])) + 1, m)
+        else:
+            finishing = (out >= np.array(lefts, dtype=np.int64)[None, :]).any(axis=1)
+            steps = int(finishing.argmax()) + 1
+            if not finishing[steps - 1]:
+                steps = m
+        before = (out - emit)[:steps]  # tokens out before each step
         context = before.sum(axis=1) + computed  # the batch's computed tokens before each step
         verify_s = self.cost_model.decode_times_at_s(n, n * (k + 1), context + n * (k + 1))
         draft_s = spec.uniform_draft_times_at_s(n, context, k)
