@@ -202,7 +202,10 @@ class SpeculatorBase(PolicyBase):
     def stretch_k(self, rep: ReplicaView) -> int | None:
         """The k (> 0) every decoding request proposes in every step, whatever the state, when the
         replica draws acceptance and ``observe`` does not change later proposals: the replica may
-        then plan a batch's steps at once (sim/engine/spec_stretch.py). None (the default): no."""
+        then plan a batch's steps at once and run them as one event (sim/engine/spec_stretch.py),
+        telling ``observe`` the outcomes step by step when the steps are applied (at a sync or the
+        stretch's end), so such an ``observe`` must not read the requests' progress. None (the
+        default): no."""
         return None
 
     def uniform_draft_times_at_s(self, n: int, computed: np.ndarray, k: int) -> np.ndarray | None:
