@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,8 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
         window, out_tokens = _run_window(df), None
     else:
         df = recorder.requests_frame  # built when Result.requests is first read
+        if any(getattr(r, "speculator", None) is not None for r in cluster.replicas):
+            df = partial(_with_speculation_columns, recorder, cluster.replicas)
         window, out_tokens = cols.window(), cols.finished_output_tokens()
     extra = dict(workload.describe())
     extra.update(_energy_and_cost(cluster, df, window, out_tokens))
@@ -111,6 +114,11 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
                     cluster.action_log.frame)
     result.models = cluster.models  # multi-model state (sim.engine.serving_records reads it); None otherwise
     return result
+
+
+def _with_speculation_columns(recorder: Recorder, replicas: list) -> Any:
+    """The requests frame with its per-request speculation columns (``speculation_columns``)."""
+    return speculation_columns(recorder.requests_frame(), replicas)
 
 
 def _frontend_delay(cluster: Cluster, df: pd.DataFrame) -> None:

@@ -486,6 +486,39 @@ class PagedKVManager:
                 hi = mid
         return lo
 
+    def lookahead_steps(self, reqs: list[Request], slots: np.ndarray) -> int:
+        """How many leading rows of ``slots`` (speculative steps x ``reqs``: the KV slots each
+        request holds in that step, its computed tokens + 1 + its lookahead; row 0's are held
+        now) the requests can hold one after another, each holding no fewer blocks than in
+        the step before, with the blocks available now.
+
+        Within so many steps every call stepping makes (``allocate_each``, the lookahead
+        ``allocate``, ``trim`` of the rejected slots) succeeds, and since each request's
+        blocks only grow from step to step, the blocks it holds in a step, the counts and the
+        units evicted (always the oldest, as many as the growth needs beyond the free blocks)
+        are what one ``allocate`` to that step's slots gives: a speculative stretch may take
+        them late, in one call per request (sim/engine/spec_stretch.py). 1 when that is not
+        known (a subclass's own ``allocate``, ``allocate_each`` or ``trim``)."""
+        m = len(slots)
+        if m <= 1 or type(self).allocate is not PagedKVManager.allocate or not self.allocates_by_target \
+                or type(self).trim is not PagedKVManager.trim:
+            return min(m, 1)
+        bs = self.block_size
+        growth = held_sum = 0  # blocks taken by the last step, beyond those held now
+        for r, first, last in zip(reqs, slots[1].tolist(), slots[-1].tolist(), strict=True):
+            shared = r.kv_shared_blocks
+            held = r.kv_blocks + shared
+            if max(-(-first // bs), shared) < held:  # the first trim gives back blocks not taken again
+                return 1
+            growth += max(-(-last // bs), shared) - held
+            held_sum += held
+        available = self.num_free + self.num_evictable
+        if growth <= available:  # the growth only rises from step to step: all of them fit
+            return m
+        shared = np.fromiter((r.kv_shared_blocks for r in reqs), dtype=np.int64, count=len(reqs))
+        hold = np.maximum(-(-slots[1:] // bs), shared[None, :])  # steps 1.. (trimmed, then grown)
+        return 1 + int(np.searchsorted(hold.sum(axis=1) - held_sum, available, side="right"))
+
     def decode_holdings(self, reqs: list[Request]) -> tuple[np.ndarray, np.ndarray]:
         """(computed tokens, blocks held) of each of ``reqs`` now, for ``decode_usage`` later."""
         comp = np.fromiter((r.num_computed_tokens for r in reqs), dtype=np.int64, count=len(reqs))

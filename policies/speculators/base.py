@@ -150,6 +150,17 @@ class SpeculatorBase(PolicyBase):
     def observe(self, req: RequestView, proposed: int, accepted: int) -> None:
         """``req`` proposed ``proposed`` draft tokens and ``accepted`` of them were accepted."""
 
+    def observe_steps(self, requests: Sequence[RequestView], proposed: int, accepted: np.ndarray) -> None:
+        """``observe`` for each step of a speculative stretch (``accepted[s, i]``, an int array:
+        request i in step s, all proposing ``proposed``), step by step in request order (engine
+        use); nothing to call when ``observe`` is this class's no-op."""
+        if type(self).observe is SpeculatorBase.observe:
+            return
+        observe = self.observe
+        for row in accepted.tolist():
+            for req, a in zip(requests, row, strict=True):
+                observe(req, proposed, a)
+
     def forget(self, req: RequestView) -> None:
         """``req`` finished: drop what was kept for it (its drawn rate; engine use)."""
         self.truth.forget(req.id)
@@ -191,7 +202,10 @@ class SpeculatorBase(PolicyBase):
     def stretch_k(self, rep: ReplicaView) -> int | None:
         """The k (> 0) every decoding request proposes in every step, whatever the state, when the
         replica draws acceptance and ``observe`` does not change later proposals: the replica may
-        then plan a batch's steps at once (sim/engine/spec_stretch.py). None (the default): no."""
+        then plan a batch's steps at once and run them as one event (sim/engine/spec_stretch.py),
+        telling ``observe`` the outcomes step by step when the steps are applied (at a sync or the
+        stretch's end), so such an ``observe`` must not read the requests' progress. None (the
+        default): no."""
         return None
 
     def uniform_draft_times_at_s(self, n: int, computed: np.ndarray, k: int) -> np.ndarray | None:

@@ -187,6 +187,15 @@ class Recorder:
         s["num_waiting"].append(replica.num_waiting)
         s["num_running"].append(replica.num_running)
 
+    def on_planned_step(self, replica: Any, start_s: float, step_s: float, batch_size: int) -> None:
+        """Append the row of a decode step of a stretch, applied after its end and before the
+        stretch's last step: then nothing waited and the whole batch ran (an arrival or a
+        request joining ends a stretch after its step in progress)."""
+        self.on_step(replica, start_s, step_s, batch_size, 0, batch_size)
+        s = self._steps
+        s["num_waiting"][-1] = 0
+        s["num_running"][-1] = batch_size
+
     def on_stretch(self, replica: Any, start_s: float, ends: np.ndarray, batch_size: int,
                    kv_used: np.ndarray) -> None:
         """Append the rows of a fast-forwarded stretch, as if stepped one by one."""

@@ -3,7 +3,7 @@
 ``simulate`` needs the per-request table only for its summary; building it as a pandas
 DataFrame costs the pandas import (about 0.2 s) on every run. For a run with none of the
 features whose summary keys are computed on the frame (a serving-frontend delay,
-speculation, multi-model serving, two or more clients), ``RequestColumns`` holds the
+multi-model serving, two or more clients), ``RequestColumns`` holds the
 columns as numpy arrays sorted by id, with the derived latencies computed as
 ``Recorder.requests_frame`` computes them (the same float operations on the same values in
 the same order), so ``metrics.summarize_columns`` gives on them what it gives on that frame
@@ -25,8 +25,6 @@ def needs_frame(cluster: Any) -> bool:
     if cluster.models is not None:
         return True
     for rep in cluster.replicas:
-        if getattr(rep, "speculator", None) is not None:
-            return True
         if getattr(rep.cost_model, "request_overhead_s", 0.0):
             return True
     return False

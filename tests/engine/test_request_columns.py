@@ -37,11 +37,18 @@ def _agentic() -> dict:
     return data
 
 
+def _speculating() -> dict:
+    data = _synthetic()
+    data["cluster"]["pools"][0]["speculation"] = {"name": "fixed", "k": 3, "draft_model": "Llama-3.2-1B"}
+    return data
+
+
 CASES = {
     "rejections": _synthetic(),                                              # some never fit the KV cache
     "truncated": _synthetic(engine={"progress": False, "max_time_s": 3.0}),  # unfinished at the cut
     "none_finished": _synthetic(engine={"progress": False, "max_time_s": 0.05}),  # no run window at all
     "per_request_slos": _agentic(),                                          # deadlines and TTFT limits
+    "speculation": _speculating(),                   # per-request speculation columns added to the frame
 }
 
 
@@ -70,6 +77,8 @@ def test_column_summary_equals_frame_summary(case, monkeypatch):
         assert fast.summary["num_rejected"] > 0
     if case == "truncated":
         assert fast.summary["num_unfinished"] > 0
+    if case == "speculation":
+        assert fast.requests["spec_proposed_tokens"].sum() > 0
 
 
 def test_frames_are_built_when_read():
