@@ -15,10 +15,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from traces.rows import MonotoneClock, ReadContext, TraceRow, open_text, to_float, to_int
+from traces.rows import MAX_TOKENS, MonotoneClock, ReadContext, TraceRow, open_text, to_float, to_int
 
 BLOCK_TOKENS = 512
 KEYS = ("timestamp", "input_length", "output_length")
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> object:
+    """``json.loads(text)``. A line that is one JSON value from its first character, then at
+    most a line feed, is decoded without ``loads``'s wrapper (its two whitespace scans); any
+    other (leading whitespace, a BOM, CR LF, extra data, bad JSON) goes to ``json.loads``
+    itself, for its result or its error."""
+    try:
+        value, end = _raw_decode(text)
+    except json.JSONDecodeError:
+        return json.loads(text)
+    n = len(text)
+    if end == n or (end == n - 1 and text[end] == "\n"):
+        return value
+    return json.loads(text)
 
 
 def sniff(record: dict) -> bool:
@@ -31,24 +47,27 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
     clock = MonotoneClock()
     with open_text(ctx.path) as fh:
         for line, text in enumerate(fh, start=1):
-            if not text.strip():
+            if text.isspace():  # a line read from a file is never empty: this is ``not text.strip()``
                 continue
             try:
-                record = json.loads(text)
+                record = _loads(text)
             except json.JSONDecodeError as exc:
                 ctx.bad_row(line, f"invalid JSON: {exc.msg}")
                 continue
             if not isinstance(record, dict):
                 ctx.bad_row(line, "expected a JSON object")
                 continue
-            missing = [k for k in KEYS if k not in record]
-            if missing:
-                ctx.bad_row(line, f"missing key(s) {missing}")
+            if "timestamp" not in record or "input_length" not in record or "output_length" not in record:
+                ctx.bad_row(line, f"missing key(s) {[k for k in KEYS if k not in record]}")
                 continue
             try:
-                t = to_float(record["timestamp"], "timestamp") / 1000.0
-                n_in = to_int(record["input_length"], "input_length")
-                n_out = to_int(record["output_length"], "output_length")
+                # plain non-negative JSON ints (the usual record) pass without the converters' checks
+                t, n_in, n_out = record["timestamp"], record["input_length"], record["output_length"]
+                t = (float(t) if type(t) is int and t >= 0 else to_float(t, "timestamp")) / 1000.0
+                if not (type(n_in) is int and 0 <= n_in <= MAX_TOKENS):
+                    n_in = to_int(n_in, "input_length")
+                if not (type(n_out) is int and 0 <= n_out <= MAX_TOKENS):
+                    n_out = to_int(n_out, "output_length")
                 hashes = record.get("hash_ids")
                 if hashes is not None and not isinstance(hashes, list):
                     raise ValueError(f"hash_ids: expected a list, got {hashes!r}")

@@ -191,9 +191,13 @@ class PagedKVManager:
             - req.kv_shared_blocks
         if need <= 0:
             return 0
-        if need > self.num_free + self.num_evictable:
-            return None
-        self._take(need)
+        free = self.num_free
+        if need > free:  # ``_take``, inlined
+            if need > free + self.num_evictable:
+                return None
+            self._evict(need - free)
+        self.num_free -= need
+        self.num_used += need
         req.kv_blocks += need
         return need
 
@@ -205,9 +209,13 @@ class PagedKVManager:
         for r in reqs:
             need = -(-(r.num_computed_tokens + num_new_tokens) // bs) - r.kv_blocks - r.kv_shared_blocks
             if need > 0:
-                if need > self.num_free + self.num_evictable:
-                    return False
-                self._take(need)
+                free = self.num_free
+                if need > free:  # ``_take``, inlined
+                    if need > free + self.num_evictable:
+                        return False
+                    self._evict(need - free)
+                self.num_free -= need
+                self.num_used += need
                 r.kv_blocks += need
         return True
 
@@ -229,8 +237,11 @@ class PagedKVManager:
             if not self.allocate_each(reqs, num_new_tokens):
                 raise AssertionError("allocate_each failed within the blocks available")
             return True
-        for r, need in takers:  # ``allocate_each``'s steps for the takers alone (the others take nothing)
-            self._take(need)
+        # ``allocate_each``'s steps for the takers alone (the others take nothing), their takes as
+        # one: LRU eviction pops the oldest units until the blocks freed cover the need, so a run
+        # of takes evicts exactly the units one take of their sum does
+        self._take(total)
+        for r, need in takers:
             r.kv_blocks += need
         return True
 
@@ -255,10 +266,10 @@ class PagedKVManager:
         self.num_used += need
 
     def _evict(self, num_blocks: int) -> None:
-        lru, units = self._lru, self._units
+        popitem, units = self._lru.popitem, self._units
         freed = 0
         while freed < num_blocks:
-            key, blocks = lru.popitem(last=False)
+            key, blocks = popitem(False)  # the oldest (``last=False``, passed by position: cheaper)
             del units[key]
             freed += blocks
         self.num_evictable -= freed
@@ -270,18 +281,29 @@ class PagedKVManager:
         if keys:
             units, lru, anon = self._units, self._lru, self._anon
             released = evictable = 0
-            for key in reversed(keys):  # tail units become the oldest evictable
-                unit = units[key]
-                unit[0] -= 1
-                if unit[0] == 0:
-                    blocks = unit[1]
-                    released += blocks
-                    if anon and key in anon:  # a shared unit nobody can match again: free it
-                        del units[key]
-                        anon.discard(key)
-                    else:
+            if not anon:  # no anonymous unit exists: every released unit becomes evictable
+                for key in reversed(keys):  # tail units become the oldest evictable
+                    unit = units[key]
+                    refs = unit[0] - 1
+                    unit[0] = refs
+                    if not refs:
+                        blocks = unit[1]
                         evictable += blocks
                         lru[key] = blocks
+                released = evictable
+            else:
+                for key in reversed(keys):
+                    unit = units[key]
+                    unit[0] -= 1
+                    if unit[0] == 0:
+                        blocks = unit[1]
+                        released += blocks
+                        if key in anon:  # a shared unit nobody can match again: free it
+                            del units[key]
+                            anon.discard(key)
+                        else:
+                            evictable += blocks
+                            lru[key] = blocks
             self.num_used -= released
             self.num_evictable += evictable
             self.num_free += released - evictable
@@ -362,10 +384,12 @@ class PagedKVManager:
             return 0
         units = self._units
         hashes = req.prefix_hashes
+        if hashes[0] not in units:  # the usual answer where the chain was never seen: no copy, no loop
+            return 0
         full = req.input_tokens // req.prefix_block_tokens  # _full_units, inlined: routers ask every replica
         hits = 0
-        for key in hashes[:full] if full < len(hashes) else hashes:
-            if key not in units:
+        for key in hashes:  # the chain's first ``full`` units, up to the first not cached (no slice copy)
+            if hits == full or key not in units:
                 break
             hits += 1
         return hits * req.prefix_block_tokens
@@ -412,16 +436,17 @@ class PagedKVManager:
             return  # it references another request's blocks: its chain is not its own to cache
         unit_blocks = self._unit_blocks(req)
         units = self._units
-        private = req.kv_blocks
-        shared = 0
-        for key in req.prefix_hashes[len(held): self._full_units(req)]:
-            if key in units or private < unit_blocks:
+        start = len(held)
+        # the units its private blocks can fill, of the full units after those it references
+        stop = min(self._full_units(req), start + req.kv_blocks // unit_blocks)
+        append = held.append
+        for key in req.prefix_hashes[start:stop]:
+            if key in units:
                 break  # computed concurrently elsewhere: keep ours private, stop the chain
             units[key] = [1, unit_blocks]
-            private -= unit_blocks
-            shared += unit_blocks
-            held.append(key)
-        req.kv_blocks = private
+            append(key)
+        shared = (len(held) - start) * unit_blocks
+        req.kv_blocks -= shared
         req.kv_shared_blocks += shared
 
     def prefix_stats(self) -> tuple[int, int, int]:

@@ -224,3 +224,45 @@ def test_affordable_steps_matches_one_by_one(steps):
             break
         k += 1
     assert n == k
+
+
+def _lru_state(seed: int) -> tuple[PagedKVManager, list[Request]]:
+    """A cache whose LRU holds units of two sizes (2 and 4 blocks), few free blocks, and decodes
+    each at a block boundary (the next token needs a new block), all built from ``seed``."""
+    rng = np.random.default_rng(seed)
+    kv = make_kv(num_blocks=120)
+    for i in range(12):  # cached chains, released in an order the seed picks
+        unit = int(rng.choice([UNIT_TOKENS, 2 * UNIT_TOKENS]))
+        chain = tuple((seed, i, j) for j in range(int(rng.integers(1, 4))))
+        r = Request(i, 0.0, unit * len(chain) + 1, 50, prefix_hashes=chain, prefix_block_tokens=unit)
+        assert kv.allocate(r, r.input_tokens, match_prefix=True) is not None
+        r.num_computed_tokens = r.input_tokens
+        kv.commit_prefix(r)
+        kv.free(r)
+    decodes = []
+    for i in range(int(rng.integers(3, 9))):
+        r = make_req(100 + i, BLOCK * int(rng.integers(1, 4)))
+        assert kv.allocate(r, r.input_tokens) is not None
+        r.num_computed_tokens = r.input_tokens
+        decodes.append(r)
+    filler = make_req(99, BLOCK * (kv.num_free - int(rng.integers(0, 3))))
+    assert kv.allocate(filler, filler.input_tokens) is not None
+    return kv, decodes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_allocate_all_evicts_as_one_by_one(seed):
+    """``allocate_all`` takes its requests' blocks in one take: the same units evicted, in the
+    same LRU order, with the same counts, as ``allocate`` called for each in turn."""
+    kv_all, reqs_all = _lru_state(seed)
+    kv_one, reqs_one = _lru_state(seed)
+    assert kv_all.num_free < len(reqs_all) <= kv_all.num_available  # it must evict, and can
+    assert kv_all.allocate_all(reqs_all, 1)
+    for r in reqs_one:
+        assert kv_one.allocate(r, 1) is not None
+    assert list(kv_all._lru.items()) == list(kv_one._lru.items())
+    assert kv_all._units == kv_one._units
+    assert (kv_all.num_free, kv_all.num_used, kv_all.num_evictable) == \
+        (kv_one.num_free, kv_one.num_used, kv_one.num_evictable)
+    assert [r.kv_blocks for r in reqs_all] == [r.kv_blocks for r in reqs_one]
+    kv_all.check_invariants()
