@@ -142,8 +142,10 @@ class DecodeStretchMixin:
         after ``bound``; returns the iterations to run: up to that one (``at_least``), or all
         planned.
 
-        When every arrival comes to this replica, the next arrival time bounds where the
-        stretch will be cut, so pricing stops there instead of at the first finish. It is
+        When the cluster knows a time before which no arrival comes to this replica (the next
+        arrival's when every arrival comes here, or the arrival the router's picks ahead say is
+        this replica's next: ``Cluster.arrival_bound_s``), it bounds where the stretch will be
+        cut, so pricing stops there instead of at the first finish. It is
         exact for any bound: each iteration is priced by itself (the cost model's pure-decode
         times are per-step values of context), the ends are the same running sum, and a
         stretch that reaches its bound uncut goes on (``_stretch``), as one long stretch would.
