@@ -236,8 +236,12 @@ class DecodeStretchMixin:
                 gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]
                 tail_max = max(gaps)
             else:
-                arr = self._st_ends_arr
-                gaps = np.diff(arr[i0:done] if arr is not None else ends[i0:done])
+                arr = self._st_ends_arr  # np.diff's subtraction, without its Python wrapper
+                if arr is not None:
+                    gaps = arr[i0 + 1:done] - arr[i0:done - 1]
+                else:
+                    arr = np.array(ends[i0:done], dtype=np.float64)
+                    gaps = arr[1:] - arr[:-1]
                 tail_max = float(gaps.max())
             recorder.itl_many(gaps, len(reqs))
         record_tokens = ends[i0:done] if recorder.record_token_times else None
