@@ -371,7 +371,7 @@ class AnalyticCostModel(CostModel):
 
     def _long_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         """``_short_decode_run`` in numpy, for long runs: the same operations in the same order."""
-        ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
+        ctx = np.arange(context_tokens, context_tokens + num_steps * num_seqs, num_seqs, dtype=np.int64)
         return self._decode_at(num_seqs, ctx)
 
     def _decode_at(self, num_seqs: int, contexts: np.ndarray) -> np.ndarray:
@@ -379,8 +379,13 @@ class AnalyticCostModel(CostModel):
         (pp 1, no expert parallelism): the long run's operations in its order."""
         gemm, kv_write, adds = self._terms(num_seqs)
         tc = contexts * self._attn_dc
-        tm = contexts * self._kv_read + kv_write
-        t = gemm + np.sqrt(tc * tc + tm * tm)
+        tm = contexts * self._kv_read
+        tm += kv_write
+        tc *= tc  # in place: the same operations on the same values, fewer temporaries
+        tm *= tm
+        tc += tm
+        t = np.sqrt(tc)
+        t += gemm  # gemm + sqrt(...): addition commutes exactly
         for a in adds:
             t += a
         return t

@@ -30,6 +30,10 @@ class RoundRobinRouter(RouterBase):
         self._next += 1
         return target
 
+    def min_requests_before(self, replica: ReplicaView, replicas: Sequence[ReplicaView]) -> int:
+        """Exactly the requests routed before the cursor comes round to ``replica``."""
+        return (replicas.index(replica) - self._next) % len(replicas)
+
 
 @ROUTERS.register("random")
 class RandomRouter(RouterBase):

@@ -9,6 +9,7 @@ Controllers are periodic processes that act on the whole cluster (migration, sca
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -25,7 +26,7 @@ from sim.engine.load_index import EntryViews
 from sim.engine.recorder import Recorder
 from sim.engine.replica import Replica
 from sim.engine.request import Request, State
-from sim.engine.seams import BuildContext, Scheduler, is_oracle
+from sim.engine.seams import BuildContext, RouterBase, Scheduler, is_oracle
 from sim.engine.transfer import TransferService
 from sim.engine.views import ClusterView, PoolView, ReplicaView
 from sim.errors import ConfigError
@@ -52,6 +53,15 @@ def build_cost_model(pool: PoolConfig, where: str) -> Any:
         return pool.cost_model.build(pool.hardware)
     except ConfigError as exc:
         raise ConfigError(exc.message, f"{where}.{exc.where}" if exc.where else where, exc.file) from None
+
+
+def _picks_ahead(router: Any) -> Any:
+    """The router's ``min_requests_before``, or None where it keeps the default (which knows
+    nothing: its 0 would bound every replica's stretches by the next arrival anywhere)."""
+    method = getattr(type(router), "min_requests_before", None)
+    if method is None or method is RouterBase.min_requests_before:
+        return None
+    return router.min_requests_before
 
 
 class Cluster(ClusterLifecycleMixin):
@@ -99,6 +109,7 @@ class Cluster(ClusterLifecycleMixin):
             raise ConfigError("no pool with role 'mixed' or 'prefill' to receive requests", "cluster.pools")
         self.router = config.cluster.router.build(
             self.context(np.random.default_rng(router_seed), config.cluster.router.params, "cluster.router"))
+        self._picks_ahead = _picks_ahead(self.router)
         self.handoff = None
         if config.cluster.handoff is not None:
             spec = config.cluster.handoff
@@ -116,6 +127,7 @@ class Cluster(ClusterLifecycleMixin):
         self._num_scheduled = 0  # closed-loop arrivals scheduled but not yet dispatched
         self._stream: Iterator[Request] | None = None  # the open-loop arrival stream
         self._held: Request | None = None  # taken from the stream, waiting for its arrival time
+        self._ahead: deque[Request] = deque()  # taken from the stream after _held (peeked by arrival_bound_s)
         self.truncated = False  # the run stopped at engine.max_time_s with requests outstanding
         self.num_not_arrived = 0  # requests of the workload that had not arrived at the cut
         self.all_done = self.env.event()
@@ -206,16 +218,33 @@ class Cluster(ClusterLifecycleMixin):
         return replica
 
     def arrival_bound_s(self, rep: Replica) -> float | None:
-        """A time before which no new arrival can reach ``rep``, or None: the next open-loop
-        arrival's, while ``rep`` is the only replica the router sees (a replica bounds its
-        decode stretches' pricing with it: sim/engine/fast_path.py)."""
+        """A time before which no new arrival can reach ``rep``, or None (a replica bounds its
+        decode stretches' pricing with it: sim/engine/fast_path.py). While ``rep`` is the only
+        replica the router sees: the next open-loop arrival's. Among several, for a router that
+        tells ``min_requests_before`` (k) and while only it places requests on replicas that do
+        not change (no controllers, hand-off or models): the arrival time of the request k
+        places after the next one in the stream (infinity if the stream ends first), peeked into
+        ``_ahead`` (the stream alone draws from the workload rng, so taking requests early
+        changes no draw; they are dispatched in order at their times all the same)."""
         held = self._held
         if held is None or self._num_scheduled or self.models is not None:
             return None
         views = self.entry_views
-        if len(views) != 1 or views[0]._rep is not rep:
+        if len(views) == 1:
+            return held.arrival_s if views[0]._rep is rep else None
+        picks = self._picks_ahead
+        if picks is None or self.controllers or self.handoff is not None or rep.view not in views:
             return None
-        return held.arrival_s
+        k = picks(rep.view, views)
+        if not k:
+            return held.arrival_s
+        ahead = self._ahead
+        while len(ahead) < k:
+            req = next(self._stream, None)
+            if req is None:
+                return float("inf")
+            ahead.append(req)
+        return ahead[k - 1].arrival_s
 
     def wire_handoff(self, rep: Replica) -> None:
         """A hand-off acts on prefill replicas, or on the roles its ``source_roles`` names."""
@@ -252,6 +281,14 @@ class Cluster(ClusterLifecycleMixin):
         if held is not None:
             self._held = None
             self.dispatch(held)
+        ahead = self._ahead
+        while ahead:  # requests peeked ahead (arrival_bound_s), in stream order
+            req = ahead.popleft()
+            if req.arrival_s > env.now:
+                self._held = req
+                at(env, req.arrival_s, ARRIVAL).callbacks.append(self._arrivals)
+                return
+            self.dispatch(req)
         for req in self._stream:
             if req.arrival_s > env.now:
                 self._held = req
@@ -372,7 +409,7 @@ class Cluster(ClusterLifecycleMixin):
         """Requests the workload had not yet delivered at the cut: the one waiting for its arrival
         time, the closed-loop ones scheduled, and the rest of the open-loop stream, counted one by
         one without being simulated or kept (a streamed 10M-row trace stays bounded in memory)."""
-        count = self._num_scheduled + (self._held is not None)
+        count = self._num_scheduled + (self._held is not None) + len(self._ahead)
         if self._stream is not None and not self.arrivals_exhausted:
             count += sum(1 for _ in self._stream)
         return count

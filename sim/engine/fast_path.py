@@ -80,7 +80,6 @@ class DecodeStretchMixin:
             self._st_num, self._st_ctx, self._st_planned = len(reqs), context, n
             n = self._price_until(bound)
             ends = self._st_ends_list
-            self._st_ends_arr = None
         elif n <= LONG_STRETCH:
             times = self.cost_model.decode_step_times_list(len(reqs), context, n)
             times[0] += env.now
@@ -143,8 +142,10 @@ class DecodeStretchMixin:
         after ``bound``; returns the iterations to run: up to that one (``at_least``), or all
         planned.
 
-        When every arrival comes to this replica, the next arrival time bounds where the
-        stretch will be cut, so pricing stops there instead of at the first finish. It is
+        When the cluster knows a time before which no arrival comes to this replica (the next
+        arrival's when every arrival comes here, or the arrival the router's picks ahead say is
+        this replica's next: ``Cluster.arrival_bound_s``), it bounds where the stretch will be
+        cut, so pricing stops there instead of at the first finish. It is
         exact for any bound: each iteration is priced by itself (the cost model's pure-decode
         times are per-step values of context), the ends are the same running sum, and a
         stretch that reaches its bound uncut goes on (``_stretch``), as one long stretch would.
@@ -164,17 +165,29 @@ class DecodeStretchMixin:
                 last_s, left_s = ends[-1] - (ends[-2] if k > 1 else self._st_start), bound - ends[-1]
             else:
                 self._st_start = self.env.now
-                last_s, left_s = self._st_step_s, bound - self._st_start  # the last step priced here
+                # the last step priced here, maybe for another batch: a quarter more iterations
+                # than it says (pricing a few too many costs less than a second round)
+                last_s, left_s = 0.8 * self._st_step_s, bound - self._st_start
             # the iterations until the bound at the last step time (steps only grow), and two more
             count = planned - k
             if last_s > 0 and left_s < count * last_s:
                 count = min(count, max(int(left_s / last_s) + 2, at_least - k, 1))
             elif not last_s > 0 and not k:
                 count = min(count, BOUNDED_FIRST)
-            times = self.cost_model.decode_step_times_list(num, self._st_ctx + k * num, count)
-            self._st_step_s = times[-1]
-            times[0] += ends[-1] if k else self._st_start
-            ends.extend(accumulate(times))
+            if count <= LONG_STRETCH:
+                times = self.cost_model.decode_step_times_list(num, self._st_ctx + k * num, count)
+                self._st_step_s = times[-1]
+                times[0] += ends[-1] if k else self._st_start
+                ends.extend(accumulate(times))
+                self._st_ends_arr = None
+            else:  # in numpy, as a long unbounded stretch: the first chunk keeps its array (_advance)
+                times = np.array(self.cost_model.decode_step_times_s(num, self._st_ctx + k * num, count),
+                                 dtype=np.float64)
+                self._st_step_s = float(times[-1])
+                times[0] += ends[-1] if k else self._st_start
+                arr = np.cumsum(times)
+                self._st_ends_arr = None if k else arr
+                ends.extend(arr.tolist())
 
     def sync(self) -> None:
         """Bring a stretch's tokens and KV up to ``now`` (iterations ended strictly before)."""
@@ -223,8 +236,12 @@ class DecodeStretchMixin:
                 gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]
                 tail_max = max(gaps)
             else:
-                arr = self._st_ends_arr
-                gaps = np.diff(arr[i0:done] if arr is not None else ends[i0:done])
+                arr = self._st_ends_arr  # np.diff's subtraction, without its Python wrapper
+                if arr is not None:
+                    gaps = arr[i0 + 1:done] - arr[i0:done - 1]
+                else:
+                    arr = np.array(ends[i0:done], dtype=np.float64)
+                    gaps = arr[1:] - arr[:-1]
                 tail_max = float(gaps.max())
             recorder.itl_many(gaps, len(reqs))
         record_tokens = ends[i0:done] if recorder.record_token_times else None

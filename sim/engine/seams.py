@@ -86,7 +86,11 @@ def is_oracle(params: Any) -> bool:
 
 @runtime_checkable
 class Router(Protocol):
-    """Chooses the replica for an arriving request."""
+    """Chooses the replica for an arriving request.
+
+    Optional (``RouterBase`` has the default): ``min_requests_before(replica, replicas) -> int``,
+    a lower bound on how many further routed requests must come before ``route`` could pick
+    ``replica`` from ``replicas`` (0: the next one could go there)."""
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView | None: ...
 
@@ -274,6 +278,17 @@ class RouterBase(PolicyBase):
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView | None:
         raise NotImplementedError
+
+    def min_requests_before(self, replica: ReplicaView, replicas: Sequence[ReplicaView]) -> int:
+        """A LOWER bound on how many further requests routed over ``replicas`` (as they are now,
+        with this router's state as it is now) must come before ``route`` could pick ``replica``:
+        0 (the default, for a router that cannot tell) says the next one could go there. Never
+        more than the truth: the cluster bounds how far ahead a replica plans a decode stretch by
+        the arrival time of that many requests ahead in the arrival stream (an early bound only
+        costs a re-plan; results are exact either way: ``Cluster.arrival_bound_s``). The cluster
+        asks only routers that override this, and only while nothing but this router places
+        requests on ``replicas`` and they do not change (no controllers, hand-off or models)."""
+        return 0
 
 
 class ControllerBase(PolicyBase):

@@ -69,6 +69,7 @@ def test_bounded_stretches_change_nothing(scheduler, monkeypatch):
 def test_no_bound_with_several_entry_replicas():
     config = _config("vllm")
     config["cluster"]["pools"][0]["num_replicas"] = 2
+    config["cluster"]["router"] = "least_outstanding"  # round robin tells its picks ahead: test_router_lookahead.py
     seen = []
 
     def spy(cluster) -> None:
