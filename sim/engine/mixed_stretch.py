@@ -1,11 +1,13 @@
 """Mixed stretches: the chunked-prefill iterations of one prompt beside its decodes, run as one event.
 
-Mixed into ``Replica``. Applies when the replica has just formed a mixed iteration itself
-(sim/engine/mixed_plan.py: every running request decodes but one prompt P mid-prefill, the
-scheduler declaring ``mixed_chunk_budget``) and nothing else is in play at the boundary: no
-steps log (``record_steps``), no swap copy, step hook, hold or boundary callback, no
-attention-saved tokens, a paged-style KV manager (``allocates_by_target``, ``affordable_steps``,
-its own ``grow``), and every decode has its first token. Then the next iterations are known::
+Mixed into ``Replica``. Applies when the iteration about to be stepped is one prompt P's chunk
+beside every running decode (formed by the mixed fast plan, sim/engine/mixed_plan.py, or by the
+scheduler, e.g. the iteration that admits P), the scheduler declares ``mixed_chunk_budget``, P's
+prompt goes on after this chunk, and nothing else is in play at the boundary: no steps log
+(``record_steps``), nothing swapped or paused, no swap copy, step hook, hold or boundary
+callback, no attention-saved tokens, a paged-style KV manager (``allocates_by_target``,
+``affordable_steps``, its own ``grow``), and every decode has its first token. Then the
+iterations after it are known (each is the mixed fast plan of its boundary)::
 
     b = mixed_chunk_budget(D)                D decodes, a fixed number in the stretch
     iteration j: every decode one token; P a chunk of k_j = min(b, P's prompt left) tokens
@@ -20,10 +22,11 @@ by ``_advance`` (decode tokens, ITL, token times through the decode stretch's ow
 tokens, the pending-prefill count and the step statistics), the last through ``_account`` and
 ``_apply`` (P's first token and TTFT, finishes, hand-offs), as any stepped iteration.
 
-Why exact. With nothing else changing, each of these iterations is the mixed fast plan, which is
-the scheduler's own plan (the ``mixed_chunk_budget`` promise): the same decodes and chunk, priced
-by the same call with the same arguments, the end times the same running sum (one add per
-iteration). What could change the premise mid-stretch cuts it after the iteration in progress,
+Why exact. The first iteration is the plan as given; with nothing else changing, each after it is
+the mixed fast plan of its boundary, which is what stepping runs there (and the scheduler's own
+plan: the ``mixed_chunk_budget`` promise): the same decodes and chunk, priced by the same call
+with the same arguments, the end times the same running sum (one add per iteration). What could
+change the premise mid-stretch cuts it after the iteration in progress,
 as for a decode stretch (sim/engine/fast_path.py: ``wake`` on an arrival, a request attached, a
 KV reservation or a hold request; ``at_next_boundary``); what reads it syncs first: ``sync()``
 (views, detach, controllers) applies the iterations ended before now; ``sync_kv()`` (KV views)

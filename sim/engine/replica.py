@@ -77,7 +77,8 @@ def cost_model_layers(cost_model: Any) -> int:
     return int(n) if n else DEFAULT_NUM_LAYERS
 
 
-class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
+class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStretchMixin, PausableMixin,
+              ReplicaLifecycleMixin):
     """One model instance (one or more GPUs) with its queues and iteration loop."""
 
     def __init__(
