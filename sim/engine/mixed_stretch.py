@@ -95,11 +95,14 @@ class MixedStretchMixin:
         planned = 1 + (left // b if self.waiting else -(-left // b))  # with requests waiting: full chunks only
         num = len(decodes)
         context = num
+        fewest = planned + 1  # the fewest tokens a decode has left (more than planned: none finishes)
         for r in decodes:
             context += r.num_computed_tokens
             k = r.output_tokens - r.num_output_tokens
-            if k < planned:
-                planned = k
+            if k < fewest:
+                fewest = k
+        if fewest < planned:
+            planned = fewest
         if planned <= 1:
             return False
         cum = [0, k0]  # P's tokens through each iteration
@@ -123,6 +126,17 @@ class MixedStretchMixin:
         # one wait; ``cut_stretch`` moves it up to an earlier iteration end (without an interrupt)
         yield at(env, ends[m - 1])
         last = self._st_last
+        if last < fewest and self.on_prefilled is None and p.num_output_tokens + 1 < p.output_tokens:
+            # no decode finishes in the last iteration and P's prompt ending there calls nothing back
+            # (no hand-off; its first token is not its last): the decodes' last tokens go with the
+            # rest, in one pass, and P's prompt ends as ``_apply`` ends it
+            self._advance(last, last)
+            self._st_reqs = self._mx = None
+            if p.num_computed_tokens == p.input_tokens + p.num_output_tokens:
+                self.kv.commit_prefix(p)
+                p.state = _DECODE
+                self._emit(p, ends[last - 1])
+            return True
         self._advance(last - 1, last)
         self._st_reqs = self._mx = None
         final = StepPlan()  # the last iteration, as stepped
