@@ -18,8 +18,8 @@ Why exact: that is, call for call, what a declaring scheduler's ``schedule`` doe
 (the promise ``mixed_chunk_budget`` makes; with requests waiting it is kept only when the chunk
 takes all of b, or b <= 0: no budget is left to admit with, so the replica forms a plan only
 then), and the plan is then priced, waited for and applied
-by the replica's ordinary stepped path, one event per iteration, so token times, ITL gaps (in
-their order) and KV are those of the scheduler's own plan. Where the scheduler would do
+by the replica's ordinary stepped path (or a mixed stretch), so token times, ITL gaps and KV
+are those of the scheduler's own plan. Where the scheduler would do
 something else, the scheduler decides, from the same state: the decodes' KV not all available
 (``grow_decodes`` changed nothing: ``schedule`` is called), or the chunk's KV not available
 (the decodes already hold their blocks, and a second ``grow_decodes`` for them takes nothing
@@ -27,11 +27,11 @@ under ``allocates_by_target``; a failed ``grow`` takes nothing: ``schedule`` is 
 chooses whom to preempt as it would have). The conformance suite checks this path against
 stepping with the fast path off (tests/test_conformance.py, tests/engine/test_mixed_plan.py).
 
-Why one event per iteration still (no mixed *stretch*): a stepped iteration's decode gaps go to
-the ITL histogram's single-gap buffer at its end, in event order across replicas, and that
-buffer is summed in order (sim/engine/itl.py); writing a stretch's gaps later, or as weighted
-chunks, would reorder it and move ``itl_mean_s`` in its last bits whenever another replica
-writes in between. So the plan is formed cheaply, and the iteration is stepped as before.
+Stretches: a plan of this shape (whoever formed it) and the mixed iterations after it, while
+nothing changes, run as one event (sim/engine/mixed_stretch.py). What once kept them stepped, the
+ITL mean as an order-dependent float sum of gaps booked in event order across replicas, is gone:
+the histogram keeps an exact sum (``ExactSum``, sim/engine/itl.py), so its count, mean,
+percentiles and max are the same whatever order or grouping the gaps are booked in.
 """
 
 from __future__ import annotations

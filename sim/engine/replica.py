@@ -54,6 +54,7 @@ from sim.engine.clock import at
 from sim.engine.fast_path import DecodeStretchMixin
 from sim.engine.lifecycle import ReplicaLifecycleMixin
 from sim.engine.mixed_plan import mixed_budget_of, mixed_plan
+from sim.engine.mixed_stretch import MixedStretchMixin
 from sim.engine.ops import ReplicaOps
 from sim.engine.pausable import PausableMixin
 from sim.engine.plan import StepPlan
@@ -76,7 +77,8 @@ def cost_model_layers(cost_model: Any) -> int:
     return int(n) if n else DEFAULT_NUM_LAYERS
 
 
-class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableMixin, ReplicaLifecycleMixin):
+class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStretchMixin, PausableMixin,
+              ReplicaLifecycleMixin):
     """One model instance (one or more GPUs) with its queues and iteration loop."""
 
     def __init__(
@@ -371,6 +373,9 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, DecodeStretchMixin, PausableM
             if self.held_pool is not None:
                 yield from self._step_holding(plan)
                 continue
+            if self._mixed_budget is not None and self.fast_forward and plan.prefill \
+                    and (yield from self._mixed_stretch(plan)):
+                continue  # the mixed plan and the iterations after it, as one event (mixed_stretch.py)
             step_s = self._step_time(plan)
             end = env.now + step_s
             yield at(env, end)

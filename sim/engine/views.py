@@ -270,7 +270,7 @@ class ReplicaView:
     @property
     def pending_prefill_tokens(self) -> int:
         """Prompt tokens queued or mid-prefill here that still need computing (kept incrementally)."""
-        return self._rep.num_pending_prefill_tokens
+        return self._rep.pending_prefill_now()
 
     @property
     def has_paused(self) -> bool:

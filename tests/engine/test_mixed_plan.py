@@ -105,3 +105,89 @@ def test_chunk_without_room_falls_back_to_the_scheduler(monkeypatch):
     planned = run_cluster(copy.deepcopy(config), before_run=_scheduler_plans)
     _same_run(fast, planned)
     assert fast.recorder.itl.mean_s() == planned.recorder.itl.mean_s()
+
+
+# ---------------------------------------------------------------------------- mixed stretches
+
+def _no_mixed_stretch(cluster) -> None:
+    def off(plan):
+        return False
+        yield  # a generator that runs nothing: the iteration is stepped
+
+    for rep in cluster.replicas:
+        rep._mixed_stretch = off
+
+
+def _watching(seen: list):
+    """A before_run hook wrapping the router: at every arrival it reads each replica's KV view and
+    pending prefill tokens (mid-stretch reads: sync_kv, pending_prefill_now) and records them."""
+    def hook(cluster) -> None:
+        route = cluster.router.route
+
+        def watched(req, replicas):
+            seen.append([(r.kv.num_free_blocks, r.kv.num_used_blocks, r.pending_prefill_tokens) for r in replicas])
+            return route(req, replicas)
+
+        cluster.router.route = watched
+    return hook
+
+
+STRETCH_CASES = [
+    pytest.param({"name": "sarathi", "chunk_size": 256, "max_num_seqs": 64}, 20_000, "round_robin", id="sarathi"),
+    pytest.param({"name": "sarathi", "chunk_size": 512, "max_num_seqs": 64}, 700, "least_pending_tokens",
+                 id="sarathi-small-kv"),
+    pytest.param({"name": "splitfuse", "token_budget": 384}, 20_000, "least_pending_tokens", id="splitfuse")]
+
+
+@pytest.mark.parametrize("scheduler, num_blocks, router", STRETCH_CASES)
+def test_mixed_stretch_equals_stepping(scheduler, num_blocks, router, monkeypatch):
+    """Stretch on vs off vs stepping: requests, token times, ITL (count, max, exact mean), the
+    replicas' statistics, and every KV / pending-prefill view read at arrivals (mid-stretch)."""
+    import sim.engine.mixed_stretch as mixed_stretch_module
+
+    stats = {"stretches": 0, "cut": 0, "iterations": 0}
+    real = mixed_stretch_module.MixedStretchMixin._mixed_stretch
+
+    def counted(self, plan):
+        ran = yield from real(self, plan)
+        if ran:
+            stats["stretches"] += 1
+            stats["iterations"] += self._st_last
+            stats["cut"] += self._st_cut
+        return ran
+
+    config = _config(scheduler, num_blocks)
+    config["output"]["record_steps"] = False  # the steps log keeps mixed iterations stepped
+    config["cluster"]["router"] = router
+    config["workload"]["rate_rps"] = 20.0
+    runs = {}
+    for name, cfg, hook in [("fast", config, None), ("off", config, _no_mixed_stretch),
+                            ("stepped", {**config, "engine": {"progress": False, "fast_forward": False}}, None)]:
+        seen: list = []
+        if name == "fast":
+            monkeypatch.setattr(mixed_stretch_module.MixedStretchMixin, "_mixed_stretch", counted)
+        watch = _watching(seen)
+
+        def before(cluster, hook=hook, watch=watch):
+            watch(cluster)
+            if hook is not None:
+                hook(cluster)
+
+        runs[name] = (run_cluster(copy.deepcopy(cfg), before_run=before), seen)
+        monkeypatch.undo()
+    assert stats["stretches"] > 100 and stats["iterations"] > 2 * stats["stretches"] and stats["cut"] > 10
+    fast, seen_fast = runs["fast"]
+    for other in ("off", "stepped"):
+        run, seen = runs[other]
+        _same_run(fast, run)
+        assert fast.recorder.itl.mean_s() == run.recorder.itl.mean_s()
+        assert seen_fast == seen  # KV and pending-prefill views read mid-stretch as stepping shows them
+        for a, b in zip(fast.replicas, run.replicas, strict=True):  # busy decode seconds: a decode
+            # stretch adds its span, not its steps, so only the stretch-off run has them to the bit
+            assert (a.num_steps, a.batch_size_sum, a.busy_prefill_s) == \
+                (b.num_steps, b.batch_size_sum, b.busy_prefill_s)
+            assert other == "stepped" or a.busy_decode_s == b.busy_decode_s
+    frame = fast.recorder.requests_frame()
+    assert (frame["state"] == "finished").sum() > 300
+    if num_blocks < 1000:
+        assert frame["num_preemptions"].sum() > 0
