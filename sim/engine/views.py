@@ -269,8 +269,10 @@ class ReplicaView:
 
     @property
     def pending_prefill_tokens(self) -> int:
-        """Prompt tokens queued or mid-prefill here that still need computing (kept incrementally)."""
-        return self._rep.pending_prefill_now()
+        """Prompt tokens queued or mid-prefill here that still need computing (kept incrementally;
+        a mixed stretch in progress is synced first: ``MixedStretchMixin.pending_prefill_now``)."""
+        rep = self._rep
+        return rep.num_pending_prefill_tokens if rep._mx is None else rep.pending_prefill_now()
 
     @property
     def has_paused(self) -> bool:
