@@ -28,3 +28,21 @@ def run_cluster(config: SimulationConfig | dict, before_run: Callable[[Cluster],
         before_run(cluster)
     cluster.run()
     return cluster
+
+
+def unbounded(cluster: Cluster) -> None:
+    """``before_run`` hook: no replica's decode stretches are bounded by its next arrival."""
+    for rep in cluster.replicas:
+        rep.arrival_bound = None
+
+
+def assert_same_run(a: Cluster, b: Cluster) -> None:
+    """Two runs gave the same requests, token times, iterations and ITL (count, exact mean, max)."""
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a.recorder.requests_frame(), b.recorder.requests_frame(), check_exact=True)
+    assert a.recorder.token_times == b.recorder.token_times
+    assert sum(r.num_steps for r in a.replicas) == sum(r.num_steps for r in b.replicas)
+    assert a.recorder.itl.count == b.recorder.itl.count
+    assert a.recorder.itl.mean_s() == b.recorder.itl.mean_s()
+    assert a.recorder.itl.max_s == b.recorder.itl.max_s

@@ -45,6 +45,7 @@ from typing import Literal
 
 import numpy as np
 
+from sim.engine.monotone import last_within
 from sim.engine.request import Request
 from sim.engine.seams import BuildContext
 from sim.errors import ConfigError
@@ -502,14 +503,8 @@ class PagedKVManager:
 
         if blocks_needed(max_steps) <= available:
             return max_steps
-        lo, hi = 1, max_steps  # blocks_needed(lo) <= available < blocks_needed(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if blocks_needed(mid) <= available:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        # blocks_needed(1) <= available < blocks_needed(max_steps)
+        return last_within(blocks_needed, available, 1, max_steps)
 
     def lookahead_steps(self, reqs: list[Request], slots: np.ndarray) -> int:
         """How many leading rows of ``slots`` (speculative steps x ``reqs``: the KV slots each

@@ -48,6 +48,7 @@ from itertools import accumulate
 from operator import add
 
 from sim.engine.clock import at
+from sim.engine.monotone import last_within
 from sim.engine.plan import StepPlan
 from sim.engine.request import State
 
@@ -166,14 +167,8 @@ class MixedStretchMixin:
 
         if needed(planned - 1) <= available:
             return planned
-        lo, hi = 0, planned - 1  # needed(lo) <= available < needed(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if needed(mid) <= available:
-                lo = mid
-            else:
-                hi = mid
-        return lo + 1
+        # needed(0) <= available < needed(planned - 1)
+        return last_within(needed, available, 0, planned - 1) + 1
 
     def _mixed_kv(self, alloc: int) -> None:
         """Take the blocks of iterations [st_alloc, alloc): the decodes', then P's (by target)."""

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import copy
 
-import pandas as pd
 import pytest
 
 from sim.engine.fast_path import DecodeStretchMixin
 from sim.tools.bench import DATA
-from tests.cluster_run import run_cluster
+from tests.cluster_run import assert_same_run, run_cluster, unbounded
 
 
 def _config(scheduler: str, fast_forward: bool = True) -> dict:
@@ -27,18 +26,6 @@ def _config(scheduler: str, fast_forward: bool = True) -> dict:
     return {"seed": 3, "workload": workload, "cluster": {"router": "round_robin", "pools": [pool]},
             "output": {"record_token_times": True},
             "engine": {"progress": False, "fast_forward": fast_forward}}
-
-
-def _unbounded(cluster) -> None:
-    for rep in cluster.replicas:
-        rep.arrival_bound = None
-
-
-def _same_run(a, b) -> None:
-    pd.testing.assert_frame_equal(a.recorder.requests_frame(), b.recorder.requests_frame(), check_exact=True)
-    assert a.recorder.token_times == b.recorder.token_times
-    assert sum(r.num_steps for r in a.replicas) == sum(r.num_steps for r in b.replicas)
-    assert a.recorder.itl.count == b.recorder.itl.count
 
 
 @pytest.mark.parametrize("scheduler", ["vllm", "sarathi"])
@@ -54,14 +41,14 @@ def test_bounded_stretches_change_nothing(scheduler, monkeypatch):
     bounded = run_cluster(copy.deepcopy(_config(scheduler)))
     # stretches were bounded, and some went on past a bound (its arrival was rejected)
     assert calls["first"] > 100 and calls["extend"] > 0
-    whole = run_cluster(copy.deepcopy(_config(scheduler)), before_run=_unbounded)
+    whole = run_cluster(copy.deepcopy(_config(scheduler)), before_run=unbounded)
     stepped = run_cluster(copy.deepcopy(_config(scheduler, fast_forward=False)))
     frame = bounded.recorder.requests_frame()
     assert (frame["state"] == "rejected").any() and (frame["state"] == "finished").sum() > 100
-    _same_run(bounded, whole)
+    assert_same_run(bounded, whole)
     assert bounded.recorder.itl.mean_s() == whole.recorder.itl.mean_s()  # same gaps, same order
     assert bounded.recorder.itl.max_s == whole.recorder.itl.max_s
-    _same_run(bounded, stepped)
+    assert_same_run(bounded, stepped)
     # fewer events: a stretch ends where the next arrival cuts it, with no moved wait left behind
     assert next(bounded.env._eid) < next(whole.env._eid)
 

@@ -17,7 +17,7 @@ import pytest
 import sim.engine.replica as replica_module
 from sim.engine.mixed_plan import mixed_plan
 from sim.tools.bench import DATA
-from tests.cluster_run import run_cluster
+from tests.cluster_run import assert_same_run, run_cluster
 
 
 def _config(scheduler: dict, num_blocks: int, fast_forward: bool = True) -> dict:
@@ -34,14 +34,6 @@ def _config(scheduler: dict, num_blocks: int, fast_forward: bool = True) -> dict
 def _scheduler_plans(cluster) -> None:
     for rep in cluster.replicas:
         rep._mixed_budget = None
-
-
-def _same_run(a, b) -> None:
-    pd.testing.assert_frame_equal(a.recorder.requests_frame(), b.recorder.requests_frame(), check_exact=True)
-    assert a.recorder.token_times == b.recorder.token_times
-    assert sum(r.num_steps for r in a.replicas) == sum(r.num_steps for r in b.replicas)
-    assert a.recorder.itl.count == b.recorder.itl.count
-    assert a.recorder.itl.max_s == b.recorder.itl.max_s
 
 
 SCHEDULERS = [pytest.param({"name": "sarathi", "chunk_size": 256, "max_num_seqs": 64}, 20_000, id="sarathi"),
@@ -68,10 +60,10 @@ def test_mixed_plan_equals_scheduler_and_stepping(scheduler, num_blocks, monkeyp
     assert calls["plan"] > 500 and calls["waiting"] > 0  # it formed plans, also with requests waiting
     planned = run_cluster(copy.deepcopy(config), before_run=_scheduler_plans)
     stepped = run_cluster(copy.deepcopy(_config(scheduler, num_blocks, fast_forward=False)))
-    _same_run(fast, planned)
+    assert_same_run(fast, planned)
     assert fast.recorder.itl.mean_s() == planned.recorder.itl.mean_s()  # same gaps, same order
     pd.testing.assert_frame_equal(fast.recorder.steps_frame(), planned.recorder.steps_frame(), check_exact=True)
-    _same_run(fast, stepped)
+    assert_same_run(fast, stepped)
     frame = fast.recorder.requests_frame()
     assert (frame["state"] == "finished").sum() > 300
     if num_blocks < 1000:  # short of KV: requests were preempted
@@ -103,7 +95,7 @@ def test_chunk_without_room_falls_back_to_the_scheduler(monkeypatch):
     monkeypatch.undo()
     assert fallbacks  # the chunk's grow failed at least once, after the decodes took their blocks
     planned = run_cluster(copy.deepcopy(config), before_run=_scheduler_plans)
-    _same_run(fast, planned)
+    assert_same_run(fast, planned)
     assert fast.recorder.itl.mean_s() == planned.recorder.itl.mean_s()
 
 
@@ -179,7 +171,7 @@ def test_mixed_stretch_equals_stepping(scheduler, num_blocks, router, monkeypatc
     fast, seen_fast = runs["fast"]
     for other in ("off", "stepped"):
         run, seen = runs[other]
-        _same_run(fast, run)
+        assert_same_run(fast, run)
         assert fast.recorder.itl.mean_s() == run.recorder.itl.mean_s()
         assert seen_fast == seen  # KV and pending-prefill views read mid-stretch as stepping shows them
         for a, b in zip(fast.replicas, run.replicas, strict=True):  # busy decode seconds: a decode

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import copy
 
-import pandas as pd
 import pytest
 
 from sim.engine.replica import Replica
 from sim.tools.bench import DATA
-from tests.cluster_run import run_cluster
+from tests.cluster_run import assert_same_run, run_cluster, unbounded
 
 
 def _config(num_replicas: int = 3, fast_forward: bool = True, router: str = "round_robin") -> dict:
@@ -47,20 +46,6 @@ def _spy(log: list):
     return before_run
 
 
-def _unbounded(cluster) -> None:
-    for rep in cluster.replicas:
-        rep.arrival_bound = None
-
-
-def _same_run(a, b) -> None:
-    pd.testing.assert_frame_equal(a.recorder.requests_frame(), b.recorder.requests_frame(), check_exact=True)
-    assert a.recorder.token_times == b.recorder.token_times
-    assert sum(r.num_steps for r in a.replicas) == sum(r.num_steps for r in b.replicas)
-    assert a.recorder.itl.count == b.recorder.itl.count
-    assert a.recorder.itl.mean_s() == b.recorder.itl.mean_s()  # same gaps, same order
-    assert a.recorder.itl.max_s == b.recorder.itl.max_s
-
-
 def test_round_robin_bound_is_a_lower_bound_and_changes_nothing(monkeypatch):
     log: list = []
     enqueue = Replica.enqueue
@@ -87,10 +72,10 @@ def test_round_robin_bound_is_a_lower_bound_and_changes_nothing(monkeypatch):
     frame = bounded.recorder.requests_frame()
     assert (frame["state"] == "rejected").any() and (frame["state"] == "finished").sum() > 300
     monkeypatch.setattr(Replica, "enqueue", enqueue)
-    whole = run_cluster(copy.deepcopy(_config()), before_run=_unbounded)
+    whole = run_cluster(copy.deepcopy(_config()), before_run=unbounded)
     stepped = run_cluster(copy.deepcopy(_config(fast_forward=False)))
-    _same_run(bounded, whole)
-    _same_run(bounded, stepped)
+    assert_same_run(bounded, whole)
+    assert_same_run(bounded, stepped)
     assert next(bounded.env._eid) < next(whole.env._eid)  # fewer events: stretches end where cut
 
 
@@ -105,7 +90,7 @@ def test_truncated_run_counts_peeked_requests():
     config = _config()
     config["engine"]["max_time_s"] = 60.0
     bounded = run_cluster(copy.deepcopy(config))
-    whole = run_cluster(copy.deepcopy(config), before_run=_unbounded)
+    whole = run_cluster(copy.deepcopy(config), before_run=unbounded)
     assert bounded.truncated and bounded.num_not_arrived == whole.num_not_arrived > 0
     assert bounded.num_arrived + bounded.num_not_arrived == 400
-    _same_run(bounded, whole)
+    assert_same_run(bounded, whole)
