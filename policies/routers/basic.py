@@ -56,11 +56,16 @@ class LeastOutstandingRouter(RouterBase):
 
     The cluster's own replica list keeps an index of outstanding counts updated at each
     dispatch and finish (``least_outstanding()``, sim/engine/load_index.py: the same pick,
-    ties included); any other sequence of views is scanned."""
+    ties included) once it holds ``index_from`` replicas or more (below that a scan in C costs
+    less than the index's updates); any other sequence of views is scanned."""
+
+    # replicas from which the cluster's list is indexed rather than scanned: on the first 3,000
+    # requests the index ran 11M more instructions than the scan with 2 replicas and 16M fewer with 16
+    index_from = 8
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         least = getattr(replicas, "least_outstanding", None)
-        if least is not None and replicas:
+        if least is not None and len(replicas) >= self.index_from:
             return least()
         return min(replicas, key=_OUTSTANDING)  # the first of the fewest, scanned in C
 

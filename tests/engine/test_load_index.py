@@ -80,13 +80,14 @@ def test_released_index_stops_listening():
     assert views.least_outstanding()._rep is reps[1]
 
 
-def test_router_picks_as_a_scan_while_an_autoscaler_adds_and_drains():
+def test_router_picks_as_a_scan_while_an_autoscaler_adds_and_drains(monkeypatch):
+    monkeypatch.setattr(LeastOutstandingRouter, "index_from", 1)  # the index at every size (2..8 replicas)
     config = autoscale_config()
     arrival = config["workload"]["arrival"]
     arrival["durations_s"] = [30.0, 150.0, 200.0]
     rates = zip(arrival["rates_rps"], arrival["durations_s"], strict=True)
     config["workload"]["num_requests"] = int(sum(r * d for r, d in rates))
-    seen = {"routed": 0, "sizes": set()}
+    seen = {"routed": 0, "sizes": set(), "indexed": 0}
     route = LeastOutstandingRouter.route
 
     def checked(self, req, replicas):
@@ -95,6 +96,7 @@ def test_router_picks_as_a_scan_while_an_autoscaler_adds_and_drains():
         assert pick is min(replicas, key=lambda v: v.num_outstanding)
         seen["routed"] += 1
         seen["sizes"].add(len(replicas))
+        seen["indexed"] += replicas._index is not None
         return pick
 
     def wrap(cluster):
@@ -103,4 +105,5 @@ def test_router_picks_as_a_scan_while_an_autoscaler_adds_and_drains():
     cluster = run_cluster(config, wrap)
     assert seen["routed"] == config["workload"]["num_requests"]
     assert len(seen["sizes"]) >= 3  # replicas were added and drained while it routed
+    assert seen["indexed"] > seen["routed"] // 2  # the picks came from the index
     assert cluster.num_done == cluster.num_arrived
