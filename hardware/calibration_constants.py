@@ -111,6 +111,15 @@ VLLM_EAGER_LAYER_S = 150e-6
 VLLM_V05_ITERATION_S = 6.56e-3
 VLLM_V05_SEQ_S = 43.5e-6
 
+#: vLLM 0.4-0.5's engine loop, per sequence per step, measured where the batch is known (issue 17,
+#: fid3): solved by ``python -m hardware.fit_v05`` from the ``vllm_pr7117_h100`` and
+#: ``vllm_pr5399_h100`` calibration rows (benchmark_throughput of 1000 fixed 256/256 requests on H100,
+#: TP1 and TP8: 256 sequences running) so that their median signed error is zero; the per-step part
+#: is re-solved from the blog's light-load step (13 ms). ``vllm_v05`` and ``vllm_v05_offline`` use
+#: these; the blog-only pair above (batch of the profile assumed 256) stays the base of ``vllm_v06``.
+VLLM_V05_ENGINE_SEQ_S = 73.8e-6
+VLLM_V05_ENGINE_ITERATION_S = 6.53e-3
+
 #: vLLM 0.6 single-step: share of vLLM 0.5's per-step CPU cost that multi-step scheduling
 #: would amortise; solved by ``python -m hardware.fit_v05`` from the v0.6.0 blog's "+28%
 #: throughput from multi-step, Llama 70B on 4x H100" at the sgl-4 calibration setting.
@@ -128,7 +137,7 @@ VLLM_V05_OFFLINE_CPU_SHARE = 29.0 / (33.0 + 29.0)
 #: benchmark_latency 1000/50): the latency step from batch 32 to 64 (32,000 more prompt tokens,
 #: dominated by the experts' prefill GEMMs). Measured on Ampere only; applied to the 2024 vLLM
 #: stacks on every GPU (uncertain on Hopper, where Triton of 2024 had no wgmma path either).
-VLLM_FUSED_MOE_COMPUTE_FACTOR = 0.61
+VLLM_FUSED_MOE_COMPUTE_FACTOR = 0.63
 
 #: vLLM before its custom all-reduce (v0.3.0, 2024-01): every TP all-reduce went through NCCL
 #: (torch.distributed), costing this much per call beyond the NCCL algorithm's own time.
@@ -183,18 +192,20 @@ STACKS = {
     # with a prefill or a chunked-prefill piece run eagerly, at the eager per-layer cost of the
     # 2023 ``vllm`` stack (VLLM_EAGER_LAYER_S).
     "vllm_v05": StackOverheads(
-        iteration_s=VLLM_V05_ITERATION_S, layer_prefill_s=VLLM_EAGER_LAYER_S, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
-        seq_s=VLLM_V05_SEQ_S, request_s=0.0, moe_compute_factor=VLLM_FUSED_MOE_COMPUTE_FACTOR,
-        source="vllm_blog_v060 corpus source (vLLM 0.5.x CPU overhead on Llama-3-8B H100), "
-               "solved by python -m hardware.fit_v05",
+        iteration_s=VLLM_V05_ENGINE_ITERATION_S, layer_prefill_s=VLLM_EAGER_LAYER_S,
+        layer_decode_s=VLLM_V1_LAYER_DECODE_S, seq_s=VLLM_V05_ENGINE_SEQ_S, request_s=0.0,
+        moe_compute_factor=VLLM_FUSED_MOE_COMPUTE_FACTOR,
+        source="vllm_blog_v060 (light-load step) and vllm_pr7117_h100 / vllm_pr5399_h100 (per-sequence "
+               "cost at 256 running) corpus sources, solved by python -m hardware.fit_v05",
     ),
     # vLLM 0.4-0.5 run offline (benchmark_latency / benchmark_throughput: the LLM engine with no
     # API server in the process): vllm_v05 with the API server's share of the CPU cost removed.
     "vllm_v05_offline": StackOverheads(
-        iteration_s=VLLM_V05_OFFLINE_CPU_SHARE * VLLM_V05_ITERATION_S, layer_prefill_s=VLLM_EAGER_LAYER_S,
-        layer_decode_s=VLLM_V1_LAYER_DECODE_S, seq_s=VLLM_V05_OFFLINE_CPU_SHARE * VLLM_V05_SEQ_S,
+        iteration_s=VLLM_V05_OFFLINE_CPU_SHARE * VLLM_V05_ENGINE_ITERATION_S, layer_prefill_s=VLLM_EAGER_LAYER_S,
+        layer_decode_s=VLLM_V1_LAYER_DECODE_S, seq_s=VLLM_V05_ENGINE_SEQ_S,
         request_s=0.0, moe_compute_factor=VLLM_FUSED_MOE_COMPUTE_FACTOR,
-        source="vllm_v05 less the API server's share of its CPU time (v0.6.0 blog profile)",
+        source="vllm_v05 less the API server's share of its per-step CPU time (v0.6.0 blog profile); "
+               "the per-sequence cost as measured offline (vllm_pr7117_h100, vllm_pr5399_h100)",
     ),
     # vLLM 0.6 with its default single scheduler step: the v0.6.0 engine (API server in its own
     # process, async output processing: vllm_v1's fit) but scheduling and input preparation

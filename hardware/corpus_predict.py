@@ -108,8 +108,10 @@ def stack_for(row: dict[str, Any]) -> str:
 
 
 def _v05(row: dict[str, Any]) -> str:
-    """vLLM 0.4-0.5: static batches ran offline (benchmark_latency: no API server in the process)."""
-    return "vllm_v05_offline" if row.get("kind") == "static" else "vllm_v05"
+    """vLLM 0.4-0.5: static batches (benchmark_latency) and benchmark_throughput runs drive the engine
+    offline (no API server in the process)."""
+    offline = row.get("kind") == "static" or "benchmark_throughput" in (row.get("notes") or "")
+    return "vllm_v05_offline" if offline else "vllm_v05"
 
 
 def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +297,8 @@ def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:
     if metric == "out_tput":
         span = float(df["finish_s"].max() - df["arrival_s"].min())
         return float(df["num_output_tokens"].sum()) / span
+    if metric == "req_tput":  # benchmark_throughput's "requests/s": finished requests over the run
+        return len(df) / float(df["finish_s"].max() - df["arrival_s"].min())
     if metric == "median_itl_ms":
         # benchmark_serving: the median of every inter-token gap of every request (np.median over
         # the concatenated itls), i.e. the simulator's ITL histogram median; a stall for a prefill
