@@ -18,6 +18,11 @@ prediction:
 - ``offline`` / ``offline_fixed`` / ``online``: a whole simulation with servesim (one
   replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
   lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed``.
+- ``closed_loop``: an online concurrency sweep point: ``batch`` clients, each sending its next
+  request (``input_len`` / ``output_len`` tokens) when its previous one finishes, no think time
+  (servesim's ``closed_loop`` workload), ``num_prompts`` requests in all (unset: ``max(200, 20 x
+  clients)``, the source's request count being unstated). The clients' first requests (one wave at
+  t = 0, which the sources discard as warm-up) are left out of the medians.
 
 The engine and version pick the cost model's stack and the scheduler the engine used
 (``stack_for``, ``scheduler_for``); ``request_s`` of the stack (tokenisation, HTTP) is added
@@ -126,6 +131,11 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         # SGLang 0.3: prefill batches separate from decode batches, up to 16384 new prompt
         # tokens per prefill batch (max_prefill_tokens default); running set bounded by memory.
         return {"name": "vllm", "max_num_seqs": 4096, "max_num_batched_tokens": 16384}
+    if _v1_engine(row["engine_version"]):
+        # vLLM >= 0.8 runs the V1 engine by default: chunked prefill always on, running requests
+        # first, one token budget per step (8192 for the OpenAI server on >= 70 GiB GPUs, V1's
+        # usage-context default; the sources do not set it)
+        return {"name": "vllm_v1", "max_num_seqs": seqs, "max_num_batched_tokens": 8192}
     if row["engine_version"].startswith("0.5"):
         if "chunked prefill" in (row["notes"] or ""):
             # chunked prefill switched on (the source says so): vLLM 0.5's 512-token budget
@@ -137,6 +147,12 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
     # unless the source set --max-num-batched-tokens (its notes say so)
     budget = re.search(r"max-num-batched-tokens\s+(\d+)", row.get("notes") or "")
     return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": int(budget.group(1)) if budget else 4096}
+
+
+def _v1_engine(version: str) -> bool:
+    """A vLLM release whose default engine is V1 (0.8.0 of 2025-03 and later)."""
+    m = re.match(r"(\d+)\.(\d+)", version or "")
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (0, 8)
 
 
 def cost_model(row: dict[str, Any], stack: str | None = None, **overrides: Any) -> AnalyticCostModel:
@@ -278,12 +294,44 @@ def simulate_requests(row: dict[str, Any], requests: list[tuple[float, int, int]
     return df
 
 
+#: Requests a closed-loop point simulates when its source does not state the count: at least this
+#: many, and 20 per client (enough for stable medians after the first wave).
+CLOSED_LOOP_MIN_REQUESTS, CLOSED_LOOP_PER_CLIENT = 200, 20
+
+
+def closed_loop_requests(row: dict[str, Any]) -> int:
+    """Requests simulated for a ``closed_loop`` row (its ``num_prompts``, else the default above)."""
+    n = row["num_prompts"] or max(CLOSED_LOOP_MIN_REQUESTS, CLOSED_LOOP_PER_CLIENT * row["batch"])
+    return min(n, MAX_SIM_REQUESTS)
+
+
+def simulate_closed_loop(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> Any:
+    """Run servesim's ``closed_loop`` workload for a concurrency-sweep row: ``batch`` clients, no think
+    time, fixed lengths; returns the finished requests' frame without each client's first request."""
+    from sim.api import simulate
+
+    overrides = dict(overrides or {})
+    clients = row["batch"]
+    if not clients or not row["input_len"] or not row["output_len"]:
+        raise ValueError(f"corpus row {row['id']}: closed_loop needs batch (clients), input_len and output_len")
+    cfg = serving_config(row, "", overrides)
+    cfg["workload"] = {"name": "closed_loop", "num_users": clients, "num_requests": closed_loop_requests(row),
+                       "think_time_s": 0.0, "input_tokens": row["input_len"], "output_tokens": row["output_len"]}
+    result = simulate(cfg)
+    df = result.requests
+    df = df[(df["state"] == "finished") & (df["id"] >= clients)].copy()
+    df.attrs["itl_p50_s"] = float(result.summary["itl_p50_s"])
+    return df
+
+
 _SIM_CACHE: dict[tuple, Any] = {}
 
 
 def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
     keys = ("source", "engine", "engine_version", "device", "model", "tp", "weight_dtype", "kv_dtype",
             "kind", "input_len", "output_len", "num_prompts", "rate_rps", "max_num_seqs")
+    if row["kind"] == "closed_loop":
+        keys += ("batch",)  # the number of clients
     engine = (stack_for(row), repr(sorted(scheduler_for(row).items())))  # both can depend on the notes
     return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
@@ -292,7 +340,10 @@ def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:
     key = _serving_key(row, overrides)
     df = _SIM_CACHE.get(key)
     if df is None:
-        df = _SIM_CACHE[key] = simulate_requests(row, _requests(row), overrides)
+        if row["kind"] == "closed_loop":
+            df = _SIM_CACHE[key] = simulate_closed_loop(row, overrides)
+        else:
+            df = _SIM_CACHE[key] = simulate_requests(row, _requests(row), overrides)
     metric = row["metric"]
     if metric == "out_tput":
         span = float(df["finish_s"].max() - df["arrival_s"].min())
@@ -329,7 +380,7 @@ def predict(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> flo
         return _decode_step(row, overrides)
     if kind == "kernel":
         return _kernel(row, overrides)
-    if kind in ("offline", "offline_fixed", "online"):
+    if kind in ("offline", "offline_fixed", "online", "closed_loop"):
         return _serving(row, overrides)
     raise ValueError(f"corpus row {row['id']}: unknown kind {kind!r}")
 

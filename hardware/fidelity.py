@@ -64,7 +64,7 @@ def kind_group(row: dict[str, Any]) -> str:
         return "static batch"
     if row["kind"] in ("decode_step", "kernel"):
         return "operator"
-    if row["kind"] == "online":
+    if row["kind"] in ("online", "closed_loop"):  # Poisson serving and concurrency sweeps
         return "online"
     return "throughput"
 
