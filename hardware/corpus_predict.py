@@ -19,9 +19,10 @@ prediction:
   replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
   lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed``.
 - ``closed_loop``: an online concurrency sweep point: ``batch`` clients, each sending its next
-  request (``input_len`` / ``output_len`` tokens) when its previous one finishes, no think time
-  (servesim's ``closed_loop`` workload), ``num_prompts`` requests in all (unset: ``max(200, 20 x
-  clients)``, the source's request count being unstated). The clients' first requests (one wave at
+  request (``input_len`` / ``output_len`` tokens) when it sees its previous one finish (servesim's
+  ``closed_loop`` workload; the stack's frontend delay ``request_s`` is the think time),
+  ``num_prompts`` requests in all (unset: ``max(200, 20 x clients)``, the source's request count
+  being unstated). The clients' first requests (one wave at
   t = 0, which the sources discard as warm-up) are left out of the medians.
 
 The engine and version pick the cost model's stack and the scheduler the engine used
@@ -315,8 +316,14 @@ def simulate_closed_loop(row: dict[str, Any], overrides: dict[str, Any] | None =
     if not clients or not row["input_len"] or not row["output_len"]:
         raise ValueError(f"corpus row {row['id']}: closed_loop needs batch (clients), input_len and output_len")
     cfg = serving_config(row, "", overrides)
+    # the stack's per-request frontend delay (request_s) is added to TTFT and E2E after the run, so a
+    # client that sends when it sees its last token waits that long after the engine's finish: a
+    # fixed think time of request_s keeps each client's cycle at its measured E2E
+    stack = overrides.pop("stack", None)
+    frontend_s = cost_model(row, stack, **overrides).request_overhead_s
     cfg["workload"] = {"name": "closed_loop", "num_users": clients, "num_requests": closed_loop_requests(row),
-                       "think_time_s": 0.0, "input_tokens": row["input_len"], "output_tokens": row["output_len"]}
+                       "think_time_s": frontend_s, "think": "fixed",
+                       "input_tokens": row["input_len"], "output_tokens": row["output_len"]}
     result = simulate(cfg)
     df = result.requests
     df = df[(df["state"] == "finished") & (df["id"] >= clients)].copy()

@@ -53,6 +53,8 @@ QUESTIONS = (
      {"source": "oracle_mi300x", "metric": "latency_s", "kind": "static"}, "batch_tput"),
     ("which model and TP on H200 (TensorRT-LLM FP8, tokens/s/GPU)",
      {"source": "trtllm_h200_blog"}, False),
+    ("which concurrency: Llama-3.1-8B on H100 (vLLM 0.21 closed loop, median TPOT)",
+     {"source": "inferencebench_llama8b_h100", "metric": "median_tpot_ms"}, True),
 )
 
 
