@@ -47,7 +47,7 @@ ACT_BYTES = 2.0  # activations travel in bf16/fp16
 _SHORT_RUN_STEPS = 32  # decode runs up to this long are priced in Python floats, longer ones in numpy
 
 Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal", "vllm_v1", "sglang", "vllm_v05", "vllm_v06",
-                "vllm_v05_offline", "vllm_nccl"]
+                "vllm_v05_offline", "vllm_nccl", "vllm_v1_engine"]
 AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring"]
 
 

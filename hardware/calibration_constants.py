@@ -96,6 +96,16 @@ VLLM_V1_ITERATION_S = 3.0e-3
 VLLM_V1_LAYER_DECODE_S = 20e-6
 VLLM_V1_SEQ_S = 10e-6
 VLLM_V1_REQUEST_S = 90e-3  # edge of the fit grid: absorbs vLLM 0.6 multi-step (10) first-token delay
+#: vLLM >= 0.8, the V1 engine (issue 17, fid5): engine core in its own process, async scheduling,
+#: torch.compile + piecewise CUDA graphs, chunked prefill always on. ``VLLM_V1_ENGINE_ITERATION_S`` (per
+#: step) and ``VLLM_V1_ENGINE_REQUEST_S`` (per request: tokenise, detokenise, HTTP, engine-core IPC) are
+#: solved by ``python -m hardware.fit_v05`` (``hardware.fit_v1_engine``) from the
+#: ``inferencebench_marathon_h100`` calibration rows (vLLM 0.21.0 on H100, four models, 4 closed-loop
+#: clients): median signed error zero over the source's TPOT rows and over its TTFT rows. The per-sequence
+#: cost is NOT solved (no calibration row runs more than 4 sequences): ``VLLM_V1_SEQ_S`` is kept.
+VLLM_V1_ENGINE_ITERATION_S = 0.186e-3
+VLLM_V1_ENGINE_REQUEST_S = 18.5e-3
+VLLM_V1_ENGINE_SEQ_S = VLLM_V1_SEQ_S
 SGLANG_ITERATION_S = 2.0e-3
 SGLANG_LAYER_DECODE_S = 20e-6
 SGLANG_SEQ_S = 60e-6
@@ -171,10 +181,25 @@ STACKS = {
     # vLLM 0.6.0 on A100 TP1 and H100 TP4, offline and Poisson online); the other sources are
     # held out. Graph-captured decode leaves a small per-layer cost; sampling and bookkeeping
     # remain per sequence.
+    # NB: despite its name, ``vllm_v1`` is vLLM 0.6.0 with multi-step scheduling (10 steps): it is fitted on
+    # the sglang_vllm060 rows, and its 90 ms per-request delay is the multi-step first-token wait. It is
+    # kept for the configs and gates that use it; the V1 engine (vLLM >= 0.8) is ``vllm_v1_engine``.
     "vllm_v1": StackOverheads(
         iteration_s=VLLM_V1_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=VLLM_V1_LAYER_DECODE_S,
         seq_s=VLLM_V1_SEQ_S, request_s=VLLM_V1_REQUEST_S,
         source="sglang_vllm060 corpus source (vLLM 0.6.0 rows), fitted by hardware.fidelity --fit",
+    ),
+    # vLLM >= 0.8 (V1 engine, 2025-2026): the scheduler and the model runner in an engine-core process,
+    # tokenisation / detokenisation / HTTP in the API-server process, async scheduling overlapping the next
+    # step's scheduling with the current one's execution, torch.compile with piecewise CUDA graphs (V1's
+    # capture sizes cover steps up to 512 tokens, prefill pieces included, so steps with a prefill take the
+    # graphed per-layer cost too; longer prefill steps, compiled but not graphed, are priced the same:
+    # uncertain). Per-step and per-request costs solved from inferencebench_marathon_h100.
+    "vllm_v1_engine": StackOverheads(
+        iteration_s=VLLM_V1_ENGINE_ITERATION_S, layer_prefill_s=VLLM_V1_LAYER_DECODE_S,
+        layer_decode_s=VLLM_V1_LAYER_DECODE_S, seq_s=VLLM_V1_ENGINE_SEQ_S, request_s=VLLM_V1_ENGINE_REQUEST_S,
+        source="inferencebench_marathon_h100 corpus source (vLLM 0.21.0, H100, 4 clients), solved by "
+               "python -m hardware.fit_v05; per-sequence cost kept from vllm_v1 (not solved)",
     ),
     "sglang": StackOverheads(
         iteration_s=SGLANG_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=SGLANG_LAYER_DECODE_S,

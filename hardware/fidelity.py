@@ -29,7 +29,7 @@ from hardware import corpus_predict as cp
 CALIBRATION_SOURCES = frozenset({
     "hwmd_kernels", "hwmd_trtllm_perf", "hwmd_distserve", "hwmd_vllm_paper", "hwmd_sim_profile",
     "sglang_vllm060", "vllm_blog_v060", "vllm_pr3240_mixtral", "vllm_pr2192_allreduce",
-    "azure_nd_mi300x", "vllm_pr7117_h100", "vllm_pr5399_h100",
+    "azure_nd_mi300x", "vllm_pr7117_h100", "vllm_pr5399_h100", "inferencebench_marathon_h100",
 })
 BANDS = Path(__file__).parent / "corpus" / "error_bands.json"
 TARGET_MEDIAN, TARGET_WITHIN, WITHIN = 0.08, 0.90, 0.20

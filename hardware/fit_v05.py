@@ -49,6 +49,9 @@ and ``a`` re-solved from the blog's light-load step (``vblog-1``) at each trial 
 bound: the engine loop does the same per-sequence work with the API server in the process; the
 server's share is left in ``a``); the profile row becomes a check.
 
+The seventh (issue 17, fid5) is the ``vllm_v1_engine`` stack (vLLM >= 0.8): its per-step and per-request
+costs from the ``inferencebench_marathon_h100`` rows (``hardware.fit_v1_engine`` has the method).
+
 ``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
 
@@ -243,6 +246,13 @@ def main() -> int:
           f"(stored {cc.VLLM_V05_ENGINE_SEQ_S * 1e6:.1f} us); per-step a = {light_load_iteration_s(seq) * 1e3:.2f} ms "
           f"(stored {cc.VLLM_V05_ENGINE_ITERATION_S * 1e3:.2f} ms); the blog's 38% GPU share then holds at "
           f"batch {profile_batch(seq)}")
+    from hardware import fit_v1_engine
+
+    it_s, req_s = fit_v1_engine.solve()
+    print(f"vllm_v1_engine from {fit_v1_engine.SOURCE}: iteration_s = {it_s * 1e3:.3f} ms, request_s = "
+          f"{req_s * 1e3:.1f} ms (stored {cc.VLLM_V1_ENGINE_ITERATION_S * 1e3:.3f} ms, "
+          f"{cc.VLLM_V1_ENGINE_REQUEST_S * 1e3:.1f} ms); seq_s kept at "
+          f"{cc.VLLM_V1_ENGINE_SEQ_S * 1e6:.0f} us (not solved)")
     return 0
 
 

@@ -1,0 +1,71 @@
+"""Solve the ``vllm_v1_engine`` stack (vLLM >= 0.8, the V1 engine) from its calibration source.
+
+The ``inferencebench_marathon_h100`` rows of ``hardware/corpus/points.csv`` are vLLM 0.21.0 on H100
+(InferenceBench's multi-vendor marathon, 2026-05-18): Llama-3.1-8B, Qwen2.5-7B and Mistral-7B at TP 1
+and Llama-3.1-70B at TP 4, four closed-loop clients sending short chat prompts with ``max_tokens=128``;
+each model gives its median TTFT and median TPOT. Two constants are solved from them:
+
+- the per-step cost ``iteration_s`` (scheduling and input preparation not hidden by async scheduling,
+  sampling, the step's host-device synchronisation), so that the median signed error of the source's
+  four TPOT rows is zero;
+- the per-request delay ``request_s`` (the API server's tokenisation, detokenisation and HTTP, and the
+  request's trips to and from the engine-core process), added to TTFT and E2E and used as the clients'
+  think time, so that the median signed error of the four TTFT rows is zero.
+
+TPOT barely depends on ``request_s`` and TTFT depends on ``iteration_s`` (the prefill step's own cost),
+so the two are solved in turn (``ROUNDS`` times, each by bisection) starting from zero. The
+per-sequence cost is not solved: with at most four sequences running no calibration row separates it
+from the per-step cost; ``vllm_v1_engine`` keeps ``vllm_v1``'s (``VLLM_V1_SEQ_S``), an assumption the
+held-out concurrency sweeps (16 and 64 clients) check.
+
+``python -m hardware.fit_v05`` prints the solution beside the stored constants.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from hardware import corpus_predict as cp
+
+SOURCE = "inferencebench_marathon_h100"
+STACK = "vllm_v1_engine"
+ROUNDS = 3
+
+
+def rows(metric: str) -> list[dict[str, Any]]:
+    return [r for r in cp.load_corpus() if r["source"] == SOURCE and r["metric"] == metric]
+
+
+def overrides(iteration_s: float, request_s: float) -> dict[str, Any]:
+    return {"stack": STACK, "iteration_overhead_s": iteration_s, "request_overhead_s": request_s}
+
+
+def median_error(metric: str, iteration_s: float | None = None, request_s: float | None = None) -> float:
+    """Median signed error of the source's ``metric`` rows (stored constants where ``None``)."""
+    over: dict[str, Any] = {}
+    if iteration_s is not None:
+        over["iteration_overhead_s"] = iteration_s
+    if request_s is not None:
+        over["request_overhead_s"] = request_s
+    return statistics.median(cp.predict(r, over) / r["value"] - 1.0 for r in rows(metric))
+
+
+def _bisect(f, lo: float, hi: float, tol: float) -> float:
+    """Root of an increasing ``f`` on [lo, hi]."""
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if f(mid) < 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def solve(rounds: int = ROUNDS) -> tuple[float, float]:
+    """(iteration_s, request_s) with median signed error zero over the TPOT and the TTFT rows."""
+    it_s = req_s = 0.0
+    for _ in range(rounds):
+        it_s = _bisect(lambda a, r=req_s: median_error("median_tpot_ms", a, r), 0.0, 10e-3, 0.02e-3)
+        req_s = _bisect(lambda r, a=it_s: median_error("median_ttft_ms", a, r), 0.0, 100e-3, 0.1e-3)
+    return it_s, req_s
