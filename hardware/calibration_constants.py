@@ -102,7 +102,10 @@ VLLM_V1_REQUEST_S = 90e-3  # edge of the fit grid: absorbs vLLM 0.6 multi-step (
 #: solved by ``python -m hardware.fit_v05`` (``hardware.fit_v1_engine``) from the
 #: ``inferencebench_marathon_h100`` calibration rows (vLLM 0.21.0 on H100, four models, 4 closed-loop
 #: clients): median signed error zero over the source's TPOT rows and over its TTFT rows. The per-sequence
-#: cost is NOT solved (no calibration row runs more than 4 sequences): ``VLLM_V1_SEQ_S`` is kept.
+#: cost is NOT adopted: ``VLLM_V1_SEQ_S`` is kept. The marathon runs at most 4 sequences; the high-batch
+#: calibration run ``kvcached_h100_inf`` (vLLM 0.19.0, 500 requests at once) needs 46.7 us per sequence to
+#: match its throughput but then misses its own TPOT by +540% and TTFT by -87%: its requests reached the
+#: engine about 1 / throughput apart (a serial front end), a mechanism the stack does not have.
 VLLM_V1_ENGINE_ITERATION_S = 0.186e-3
 VLLM_V1_ENGINE_REQUEST_S = 18.5e-3
 VLLM_V1_ENGINE_SEQ_S = VLLM_V1_SEQ_S

@@ -17,7 +17,9 @@ prediction:
   roofline) or ``hbm_tbps`` (a streaming copy: the HBM bandwidth times the memory efficiency).
 - ``offline`` / ``offline_fixed`` / ``online``: a whole simulation with servesim (one
   replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
-  lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed``.
+  lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed`` and
+  ``online_fixed`` (Poisson at ``rate_rps`` with fixed lengths, e.g. ``vllm bench serve`` of the random
+  dataset).
 - ``closed_loop``: an online concurrency sweep point: ``batch`` clients, each sending its next
   request (``input_len`` / ``output_len`` tokens) when it sees its previous one finish (servesim's
   ``closed_loop`` workload; the stack's frontend delay ``request_s`` is the think time),
@@ -248,7 +250,7 @@ def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]
     realised = lengths_for(row)
     if realised is not None and row["kind"] == "offline":
         lengths = realised[:n]
-    elif row["kind"] == "offline_fixed":
+    elif row["kind"] in ("offline_fixed", "online_fixed"):
         lengths = np.array([[row["input_len"], row["output_len"]]] * n)
     else:
         pairs = sharegpt_pairs()
@@ -258,6 +260,13 @@ def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]
     else:
         arrivals = np.zeros(n)
     return [(float(a), int(i), int(o)) for a, (i, o) in zip(arrivals, lengths, strict=True)]
+
+
+def memory_share(row: dict[str, Any]) -> float:
+    """The GPU memory share the run's engine used: the source's ``--gpu-memory-utilization`` where its notes
+    state it, else vLLM's default 0.9."""
+    stated = re.search(r"gpu-memory-utilization\s+([0-9.]+)", row.get("notes") or "")
+    return float(stated.group(1)) if stated else 0.9
 
 
 def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +280,7 @@ def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, An
             "hardware": {"device": row["device"], "model": row["model"], "tp": row["tp"],
                          "weight_dtype": row["weight_dtype"], "kv_dtype": row["kv_dtype"]},
             "cost_model": cost, "scheduler": scheduler_for(row),
-            "kv": {"name": "paged", "block_size": 16, "gpu_memory_utilization": 0.9},
+            "kv": {"name": "paged", "block_size": 16, "gpu_memory_utilization": memory_share(row)},
         }]},
     }
 
@@ -341,7 +350,7 @@ def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
             "kind", "input_len", "output_len", "num_prompts", "rate_rps", "max_num_seqs")
     if row["kind"] == "closed_loop":
         keys += ("batch",)  # the number of clients
-    engine = (stack_for(row), repr(sorted(scheduler_for(row).items())))  # both can depend on the notes
+    engine = (stack_for(row), repr(sorted(scheduler_for(row).items())), memory_share(row))  # from the notes
     return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 
@@ -389,7 +398,7 @@ def predict(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> flo
         return _decode_step(row, overrides)
     if kind == "kernel":
         return _kernel(row, overrides)
-    if kind in ("offline", "offline_fixed", "online", "closed_loop"):
+    if kind in ("offline", "offline_fixed", "online", "online_fixed", "closed_loop"):
         return _serving(row, overrides)
     raise ValueError(f"corpus row {row['id']}: unknown kind {kind!r}")
 

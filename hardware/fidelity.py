@@ -30,6 +30,7 @@ CALIBRATION_SOURCES = frozenset({
     "hwmd_kernels", "hwmd_trtllm_perf", "hwmd_distserve", "hwmd_vllm_paper", "hwmd_sim_profile",
     "sglang_vllm060", "vllm_blog_v060", "vllm_pr3240_mixtral", "vllm_pr2192_allreduce",
     "azure_nd_mi300x", "vllm_pr7117_h100", "vllm_pr5399_h100", "inferencebench_marathon_h100",
+    "kvcached_h100_inf",
 })
 BANDS = Path(__file__).parent / "corpus" / "error_bands.json"
 TARGET_MEDIAN, TARGET_WITHIN, WITHIN = 0.08, 0.90, 0.20
@@ -66,7 +67,7 @@ def kind_group(row: dict[str, Any]) -> str:
         return "static batch"
     if row["kind"] in ("decode_step", "kernel"):
         return "operator"
-    if row["kind"] in ("online", "closed_loop"):  # Poisson serving and concurrency sweeps
+    if row["kind"] in ("online", "online_fixed", "closed_loop"):  # Poisson serving and concurrency sweeps
         return "online"
     return "throughput"
 

@@ -253,6 +253,11 @@ def main() -> int:
           f"{req_s * 1e3:.1f} ms (stored {cc.VLLM_V1_ENGINE_ITERATION_S * 1e3:.3f} ms, "
           f"{cc.VLLM_V1_ENGINE_REQUEST_S * 1e3:.1f} ms); seq_s kept at "
           f"{cc.VLLM_V1_ENGINE_SEQ_S * 1e6:.0f} us (not solved)")
+    seq_s = fit_v1_engine.solve_seq_s()
+    print(f"vllm_v1_engine per-sequence cost that reproduces {fit_v1_engine.SEQ_SOURCE}'s throughput: "
+          f"{seq_s * 1e6:.1f} us, NOT adopted: with it that run's median TPOT is "
+          f"{fit_v1_engine.seq_median_error(seq_s, 'median_tpot_ms'):+.0%} and median TTFT "
+          f"{fit_v1_engine.seq_median_error(seq_s, 'median_ttft_ms'):+.0%} (a serial front end, not an engine cost)")
     return 0
 
 

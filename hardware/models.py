@@ -254,6 +254,9 @@ _CATALOG: dict[str, ModelSpec] = {
         # into Qwen2.5-Math-7B / Qwen2.5-32B, so their config.json shapes.
         _dense("DeepSeek-R1-Distill-Qwen-7B", 28, 3584, 28, 4, 18944, 152064, qkv_bias=True),
         _dense("DeepSeek-R1-Distill-Qwen-32B", 64, 5120, 40, 8, 27648, 152064, qkv_bias=True),
+        # Not in section 3: corpus model (Qwen/Qwen3-0.6B config.json: 28 layers, 16 query / 8 KV heads of
+        # 128, q/k norms and no qkv bias, tied embeddings).
+        _dense("Qwen3-0.6B", 28, 1024, 16, 8, 3072, 151936, head_dim=128, tie_embeddings=True),
     )
 }
 

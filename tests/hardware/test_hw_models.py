@@ -20,6 +20,8 @@ KV_BF16 = {
     "Mistral-7B": 131_072, "OPT-66B": 2_359_296, "OPT-175B": 4_718_592,
     # reasoning models (not in section 3): the Qwen2.5-7B / 32B shapes they are distilled into
     "DeepSeek-R1-Distill-Qwen-7B": 57_344, "DeepSeek-R1-Distill-Qwen-32B": 262_144,
+    # corpus model (not in section 3): 2 x 28 layers x 8 KV heads x 128 x 2 bytes, Qwen/Qwen3-0.6B config.json
+    "Qwen3-0.6B": 114_688,
 }
 # (total, active) billions, section 3
 PARAMS_B = {
@@ -30,6 +32,7 @@ PARAMS_B = {
     # draft models (not in section 3): their model cards' counts, tied embeddings
     "Llama-3.2-1B": (1.24, 1.24), "Qwen2.5-0.5B": (0.494, 0.494),
     "Mistral-7B": (7.24, 7.24),  # its model card
+    "Qwen3-0.6B": (0.596, 0.596),  # its model card: 0.6B (0.44B non-embedding), tied embeddings
 }
 
 
