@@ -215,13 +215,13 @@ class DecodeStretchMixin:
         reqs = self._st_reqs
         if reqs is None:
             return
+        last, ends, now = self._st_last, self._st_ends_list, self.env._now  # ``now``'s attribute (read often)
+        if self._st_alloc >= last or ends[self._st_alloc - 1] >= now:
+            return  # the iteration in progress has its slot already: no KV to take (what the bisect says)
         if not getattr(self.kv, "allocates_by_target", False):
             self.sync()
             return
-        last, ends = self._st_last, self._st_ends_list
-        if self._st_alloc >= last or ends[self._st_alloc - 1] >= self.env.now:
-            return  # the iteration in progress has its slot already (the bisect below would say so)
-        alloc = min(bisect_left(ends, self.env.now, 0, last) + 1, last)
+        alloc = min(bisect_left(ends, now, 0, last) + 1, last)
         if alloc > self._st_alloc:  # as _advance allocates, from the same st_done
             if not self.kv.allocate_each(reqs, alloc - self._st_done):
                 raise AssertionError("a planned decode stretch ran out of KV")

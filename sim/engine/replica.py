@@ -198,6 +198,13 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         else:
             super().sync_kv()
 
+    def _advance(self, done: int, alloc: int) -> None:
+        """The stretch mixins' ``_advance``: a decode stretch's own at once, as ``sync_kv``."""
+        if self._spec is None and self._mx is None:
+            DecodeStretchMixin._advance(self, done, alloc)
+        else:
+            super()._advance(done, alloc)
+
     def pending_prefill_tokens_recount(self) -> int:
         """``num_pending_prefill_tokens`` recomputed from the queues (tests check they agree)."""
         total = 0
