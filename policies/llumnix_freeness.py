@@ -30,6 +30,9 @@ from collections.abc import Iterable
 
 from sim.engine.views import ReplicaView
 
+_INF = math.inf
+_NEG_INF = -math.inf
+
 
 def queued_demand_blocks(rep: ReplicaView, queued: str) -> tuple[int, int]:
     """(blocks, count) of the queued requests counted in ``rep``'s virtual usage: the head only
@@ -46,9 +49,11 @@ def queued_demand_blocks(rep: ReplicaView, queued: str) -> tuple[int, int]:
             return 0, 0
         return kv.blocks_for(head.context_tokens), 1
     blocks = kv.blocks_for(rep.pending_prefill_tokens)
-    for r in rep.swapped:
-        blocks += kv.blocks_for(r.context_tokens)
-    return blocks, len(rep.waiting) + len(rep.swapped)
+    swapped = rep.swapped
+    if swapped:
+        for r in swapped:
+            blocks += kv.blocks_for(r.context_tokens)
+    return blocks, len(rep.waiting) + len(swapped)
 
 
 def has_high_priority(rep: ReplicaView, high_priority_max: int | None) -> bool:
@@ -70,15 +75,44 @@ def usage_terms(rep: ReplicaView, queued: str = "head", headroom_blocks: float =
     return float(capacity), float(usage), rep.num_running + count
 
 
+def kv_capacity(rep: ReplicaView) -> int:
+    """M of an instance: its KV blocks less the watermark (fixed for the instance's life)."""
+    kv = rep.kv
+    return kv.num_blocks - kv.watermark_blocks
+
+
 def freeness(rep: ReplicaView, queued: str = "head", headroom_blocks: float = 0.0,
-             high_priority_max: int | None = None) -> float:
-    """Llumnix's freeness F of one instance: -inf while draining, +inf when it holds no request."""
+             high_priority_max: int | None = None, capacity: int | None = None) -> float:
+    """Llumnix's freeness F of one instance: -inf while draining, +inf when it holds no request.
+
+    ``usage_terms``' arithmetic with its reads in one pass (routers and the migration pairing
+    ask it of every instance at every arrival and tick): the batch first, so an instance with
+    no request is not asked for its KV. ``capacity``: ``kv_capacity(rep)``, if the caller keeps it."""
     if rep.lifecycle == "draining":
-        return -math.inf
-    capacity, usage, batch = usage_terms(rep, queued, headroom_blocks, high_priority_max)
+        return _NEG_INF
+    kv = rep.kv
+    if queued == "head":  # ``queued_demand_blocks``, head of line, inlined
+        swapped = rep.swapped
+        if swapped:
+            head = swapped[0]
+        else:
+            waiting = rep.waiting
+            head = waiting[0] if waiting else None
+        if head is None:
+            blocks = count = 0
+        else:
+            blocks, count = kv.blocks_for(head.context_tokens), 1
+    else:
+        blocks, count = queued_demand_blocks(rep, queued)
+    batch = rep.num_running + count
     if batch == 0:
-        return math.inf
-    return (capacity - usage) / batch
+        return _INF
+    usage = kv.num_used_blocks + blocks
+    if headroom_blocks and has_high_priority(rep, high_priority_max):
+        usage += headroom_blocks
+    if capacity is None:
+        capacity = kv.num_blocks - kv.watermark_blocks
+    return (float(capacity) - float(usage)) / batch
 
 
 def mean_freeness(reps: Iterable[ReplicaView], extra_capacity_blocks: float = 0.0, drop_capacity_blocks: float = 0.0,

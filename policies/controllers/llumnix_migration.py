@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from policies.llumnix_freeness import freeness, usage_terms
+from policies.llumnix_freeness import freeness, kv_capacity, usage_terms
 from sim.engine.seams import Action, BuildContext, ControllerBase, Migrate
 from sim.engine.views import ClusterView, ReplicaView, RequestView
 from sim.errors import ConfigError
@@ -71,6 +71,7 @@ class LlumnixMigration(ControllerBase):
         super().__init__(params, ctx)
         self.check_pool_names(params.pools, ctx)
         self.num_pairs = 0
+        self._capacity: dict[int, int] = {}  # replica id -> M (fixed per replica)
 
     def _f(self, rep: ReplicaView) -> float:
         p = self.params
@@ -81,8 +82,12 @@ class LlumnixMigration(ControllerBase):
         pools = self.params.pools or [p.name for p in cluster.pools if p.role in ("mixed", "decode")]
         actions: list[Action] = []
         limit = cluster.max_migrations_per_replica
+        p = self.params
+        f = self._f if p.high_priority_max is not None else None  # else no headroom: freeness itself
+        queued, caps = p.queued, self._capacity
         for name in pools:
-            free = [(self._f(r), r) for r in cluster.pool(name).replicas
+            free = [(freeness(r, queued, 0.0, None, caps.get(r.id) or self._cap(r)) if f is None else f(r), r)
+                    for r in cluster.pool(name).replicas
                     if r.lifecycle in ("active", "draining")
                     and (limit is None or cluster.num_migrations_at(r.id) < limit)]
             if len(free) < 2:
@@ -90,11 +95,22 @@ class LlumnixMigration(ControllerBase):
             actions.extend(self._pair(cluster, free))
         return actions
 
+    def _cap(self, rep: ReplicaView) -> int:
+        """M of ``rep``, kept (fixed per replica)."""
+        cap = self._capacity[rep.id] = kv_capacity(rep)
+        return cap
+
     def _pair(self, cluster: ClusterView, free: list[tuple[float, ReplicaView]]) -> list[Action]:
         p = self.params
         thr = p.migrate_out_threshold
-        srcs = sorted((x for x in free if x[0] < thr and x[1].num_running), key=lambda x: (x[0], x[1].id))
-        dsts = sorted((x for x in free if x[0] > thr and x[1].lifecycle == "active"), key=lambda x: (-x[0], x[1].id))
+        srcs = [x for x in free if x[0] < thr and x[1].num_running]
+        if not srcs:
+            return []  # no pair: nothing to sort (most ticks, at light or at saturating load)
+        dsts = [x for x in free if x[0] > thr and x[1].lifecycle == "active"]
+        if not dsts:
+            return []
+        srcs.sort(key=lambda x: (x[0], x[1].id))
+        dsts.sort(key=lambda x: (-x[0], x[1].id))
         actions: list[Action] = []
         for (f_src, src), (f_dst, dst) in zip(srcs, dsts, strict=False):
             req = self._choose(cluster, src, dst)

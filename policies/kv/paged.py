@@ -140,6 +140,15 @@ class PagedKVManager:
         """True if ``req``'s prompt (and generated tokens) could not be held even with every block free."""
         return self.blocks_for(req.input_tokens + req.num_output_tokens) > self.num_blocks - reserve_blocks
 
+    def admission_stable(self) -> bool:
+        """Whether, from now until blocks are released, while the only allocations are running
+        requests' growth, every answer an admission gets stays as it is or turns against it
+        (decode stretches with a blocked queue: sim/engine/blocked_stretch.py): no cached unit
+        can be evicted (none is evictable), so prefix hits and each request's blocks needed stay
+        the same while the blocks available only fall; and the allocation steps are these (a
+        subclass's own ``allocate`` or ``allocate_each`` may free or map blocks as it goes)."""
+        return not self.num_evictable and self.allocates_by_target and type(self).allocate is PagedKVManager.allocate
+
     def covered_tokens(self, req: Request) -> int:
         """Tokens of ``req`` that need no compute if it starts now: those already computed, or
         its cached prefix (at most all but one prompt token; the last one emits the first token)."""

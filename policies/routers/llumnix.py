@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.llumnix_freeness import freeness
+from policies.llumnix_freeness import freeness, kv_capacity
 from sim.engine.seams import BuildContext, RouterBase
 from sim.engine.views import ReplicaView, RequestView
 from sim.errors import ConfigError
@@ -56,6 +56,7 @@ class LlumnixRouter(RouterBase):
 
     def __init__(self, params: LlumnixRouterParams, ctx: BuildContext):
         super().__init__(params, ctx)
+        self._capacity: dict[int, int] = {}  # replica id -> M (fixed per replica)
 
     def headroom_blocks(self, rep: ReplicaView) -> float:
         p = self.params
@@ -65,9 +66,14 @@ class LlumnixRouter(RouterBase):
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         p = self.params
+        queued, high, caps = p.queued, p.high_priority_max, self._capacity
         best, best_f = replicas[0], None
         for rep in replicas:
-            f = freeness(rep, p.queued, self.headroom_blocks(rep), p.high_priority_max)
+            cap = caps.get(rep.id)
+            if cap is None:
+                cap = caps[rep.id] = kv_capacity(rep)
+            # ``headroom_blocks`` inlined where there is none (no high priorities)
+            f = freeness(rep, queued, 0.0 if high is None else self.headroom_blocks(rep), high, cap)
             if best_f is None or f > best_f:
                 best, best_f = rep, f
         return best

@@ -22,6 +22,14 @@ else only if ``grow`` returns None), and then, if nothing waits or the chunk too
 b <= 0), nothing more. The replica then forms that plan itself (sim/engine/mixed_plan.py). A
 subclass that changes ``schedule`` must check the promise still holds.
 
+``blocked_decode_safe = True`` (default False) promises: with nothing swapped or paused and every
+running request decoding, when ``schedule`` has decoded every running request one token each, in
+order, and changed nothing else (its waiting requests could not start), it forms that same plan
+at each next iteration while nothing arrives, finishes, joins or leaves, no KV is released and
+the KV manager's ``admission_stable()`` holds. The replica then runs those iterations as one
+stretch (sim/engine/blocked_stretch.py). It holds for a scheduler whose admission reads only the
+queue, the running count and the KV's answers, and that keeps no state of its own per iteration.
+
 Layer cuts and holds: ``wants_cut(view)`` (cut the preemptible step in progress when new work
 arrives), ``may_resume(view)`` (a cut step, or a hold for another replica's gang, may go
 on), ``holds_back(view)`` (waiting work stays queued, not rejected, while nothing runs).
@@ -55,6 +63,7 @@ class SchedulerBase(PolicyBase):
     fast_forward_safe = True
     mixed_chunk_budget = None  # (decodes) -> a prefill chunk's token budget: see the module docstring
     supports_swap = False  # brings swapped requests back (swap_in_waiting); else recompute only
+    blocked_decode_safe = False  # see the module docstring (sim/engine/blocked_stretch.py)
 
     def __init__(self, params: Any, ctx: BuildContext) -> None:
         super().__init__(params, ctx)
@@ -149,6 +158,12 @@ class SchedulerBase(PolicyBase):
         Returns (tokens used, whether anything was preempted)."""
         if phase == "decode" and budget is None:
             added = rep.grow_decodes(plan)  # all at once when no decode needs a preemption
+            if added is not None:
+                return added, False
+        elif phase == "all" and (budget is None or rep.num_running <= budget) and not rep.running_prefills_now():
+            # every running request decodes and one token each fits the budget: the loop below
+            # would grow each in order and add it, which ``grow_decodes`` does at once if all fit
+            added = rep.grow_decodes(plan)
             if added is not None:
                 return added, False
         used = 0

@@ -57,6 +57,8 @@ class SplitwiseScheduler(VllmV1Scheduler):
         self.deferrals: dict[int, int] = {}   # reference mode: times each request was passed over
         self.queued_key: dict[int, int] = {}  # a deferred decode's count when it was queued
         self.num_deferrals = 0
+        # reference mode counts a deferral per waiting prompt per iteration: no blocked stretches
+        self.blocked_decode_safe = params.mode == "chunked"
 
     def peek(self, rep: ReplicaView) -> RequestView:
         limit = self.params.max_preemptions

@@ -33,6 +33,9 @@ class VllmV1Scheduler(SchedulerBase):
     """Chunked-prefill scheduling under one token budget (vLLM v1)."""
 
     Params = VllmV1Params
+    # the running requests first, then admissions that read only the queue, the running count
+    # and the KV's answers, no state kept between iterations: see SchedulerBase's docstring
+    blocked_decode_safe = True
 
     def schedule(self, rep: ReplicaOps) -> StepPlan:
         p = self.params

@@ -312,7 +312,9 @@ class Cluster(ClusterLifecycleMixin):
         period = controller.period_s
         while True:
             yield at(env, env.now + period, CONTROL)
-            self.apply_actions(controller.act(self.view, env.now) or (), controller)
+            actions = controller.act(self.view, env.now)
+            if actions:  # most ticks ask for nothing: no log to look up
+                self.apply_actions(actions, controller)
 
     # ------------------------------------------------------------------ dispatch
     def dispatch(self, req: Request) -> None:

@@ -15,6 +15,7 @@ from itertools import accumulate
 
 import numpy as np
 
+from sim.engine.blocked_stretch import stepwise_busy_s
 from sim.engine.clock import at
 from sim.engine.plan import StepPlan
 from sim.engine.request import State
@@ -52,7 +53,10 @@ class DecodeStretchMixin:
         self._st_pre = (plan.decode, context, left)
         return plan
 
-    def _stretch(self, plan: StepPlan):
+    def _stretch(self, plan: StepPlan, stepwise_busy: bool = False):
+        """Run ``plan`` and the pure-decode iterations after it as one event. ``stepwise_busy``:
+        the busy time is summed step by step, as stepping sums it (a stretch in place of stepped
+        iterations, sim/engine/blocked_stretch.py); else as the span of the stretch."""
         env = self.env
         reqs = plan.decode
         # iterations that can run unchanged, and the context, in one pass over the batch (done
@@ -97,6 +101,7 @@ class DecodeStretchMixin:
         kv0 = None
         if self.recorder.steps is not None:  # what the per-iteration log needs to replay the stretch
             kv0 = (self.kv.num_used, *self.kv.decode_holdings(reqs))
+            waiting0 = self.num_waiting  # 0 but with a blocked queue, which stays as it is until the last step
         # one wait; ``cut_stretch`` moves it up to an earlier iteration end (without an interrupt)
         yield at(env, ends[n - 1])
         if bound is not None:  # no arrival cut it at the bound: the same stretch goes on
@@ -108,9 +113,13 @@ class DecodeStretchMixin:
         self._advance(last, last)
         self.num_steps += last
         self.batch_size_sum += last * len(reqs)
-        self.busy_decode_s += ends[last - 1] - start
+        if stepwise_busy:
+            self.busy_decode_s = stepwise_busy_s(self, self.busy_decode_s, len(reqs), context, last)
+        else:
+            self.busy_decode_s += ends[last - 1] - start
         if kv0 is not None:
-            self.recorder.on_stretch(self, start, np.array(ends[:last]), len(reqs), self._stretch_kv_used(kv0, last))
+            self.recorder.on_stretch(self, start, np.array(ends[:last]), len(reqs), self._stretch_kv_used(kv0, last),
+                                     waiting0)
         self._st_reqs = None
         # before the fewest tokens left are out nobody has finished (iterations add one token each)
         finished = [r for r in reqs if r.num_output_tokens >= r.output_tokens] if last >= left else None
@@ -206,10 +215,13 @@ class DecodeStretchMixin:
         reqs = self._st_reqs
         if reqs is None:
             return
+        last, ends, now = self._st_last, self._st_ends_list, self.env._now  # ``now``'s attribute (read often)
+        if self._st_alloc >= last or ends[self._st_alloc - 1] >= now:
+            return  # the iteration in progress has its slot already: no KV to take (what the bisect says)
         if not getattr(self.kv, "allocates_by_target", False):
             self.sync()
             return
-        alloc = min(bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1, self._st_last)
+        alloc = min(bisect_left(ends, now, 0, last) + 1, last)
         if alloc > self._st_alloc:  # as _advance allocates, from the same st_done
             if not self.kv.allocate_each(reqs, alloc - self._st_done):
                 raise AssertionError("a planned decode stretch ran out of KV")

@@ -197,8 +197,9 @@ class Recorder:
         s["num_running"][-1] = batch_size
 
     def on_stretch(self, replica: Any, start_s: float, ends: np.ndarray, batch_size: int,
-                   kv_used: np.ndarray) -> None:
-        """Append the rows of a fast-forwarded stretch, as if stepped one by one."""
+                   kv_used: np.ndarray, waiting_before: int = 0) -> None:
+        """Append the rows of a fast-forwarded stretch, as if stepped one by one; ``waiting_before``
+        requests waited through it (a blocked queue: sim/engine/blocked_stretch.py)."""
         starts = np.concatenate(([start_s], ends[:-1]))
         steps = ends - starts
         waiting_at_end = replica.num_waiting  # arrivals end a stretch, so only its last step sees any
@@ -206,7 +207,7 @@ class Recorder:
         for k in range(len(ends)):
             self.on_step(replica, float(starts[k]), float(steps[k]), batch_size, 0, batch_size)
             s["kv_blocks_used"][-1] = int(kv_used[k])
-            s["num_waiting"][-1] = waiting_at_end if k == len(ends) - 1 else 0
+            s["num_waiting"][-1] = waiting_at_end if k == len(ends) - 1 else waiting_before
             s["num_running"][-1] = batch_size if k < len(ends) - 1 else replica.num_running
 
     # ------------------------------------------------------------------ frames

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
+from sim.engine.blocked_stretch import blocked_decode, blocked_decode_of
 from sim.engine.clock import at
 from sim.engine.fast_path import DecodeStretchMixin
 from sim.engine.lifecycle import ReplicaLifecycleMixin
@@ -153,6 +154,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self.arrival_bound = None  # () -> time before which no new arrival reaches here, or None (cluster)
         self._st_step_s = 0.0      # the last decode step time priced for a bounded stretch
         self._mixed_budget = mixed_budget_of(scheduler)  # mixed iterations' fast plan (mixed_plan.py)
+        # decode stretches with a blocked queue (blocked_stretch.py): the scheduler's promise and the KV's answer
+        self.blocked_fast_forward = self.fast_forward and blocked_decode_of(scheduler, kv)
         # layer cuts and holds
         self.num_layers = cost_model_layers(cost_model)
         self.paused: StepPlan | None = None      # a cut plan waiting to resume here
@@ -186,6 +189,21 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
     @property
     def num_running(self) -> int:
         return len(self.running)
+
+    def sync_kv(self) -> None:
+        """The KV of the stretch in progress up to now (the stretch mixins' ``sync_kv``): a decode
+        stretch's own at once, without the speculative and mixed stretches' checks on the way."""
+        if self._spec is None and self._mx is None:
+            DecodeStretchMixin.sync_kv(self)
+        else:
+            super().sync_kv()
+
+    def _advance(self, done: int, alloc: int) -> None:
+        """The stretch mixins' ``_advance``: a decode stretch's own at once, as ``sync_kv``."""
+        if self._spec is None and self._mx is None:
+            DecodeStretchMixin._advance(self, done, alloc)
+        else:
+            super()._advance(done, alloc)
 
     def pending_prefill_tokens_recount(self) -> int:
         """``num_pending_prefill_tokens`` recomputed from the queues (tests check they agree)."""
@@ -259,6 +277,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         elif req in self.waiting:
             self.waiting.remove(req)
             self.num_pending_prefill_tokens -= req.remaining_prefill_tokens
+            if self._st_reqs is not None:  # a blocked queue's stretch: the queue it runs on changed
+                self.cut_stretch()
         handle = self.kv.detach(req)
         req.state = State.MIGRATING
         self.num_outstanding -= 1
@@ -344,8 +364,14 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
                     plan = mixed_plan(self, self._mixed_budget)
             elif self._mixed_budget is not None and self.fast_forward and not self.swapped and self.paused is None:
                 plan = mixed_plan(self, self._mixed_budget)  # something waits: a chunk filling the budget
+            blocked = False
             if plan is None:
-                plan = scheduler.schedule(self.ops)
+                if self.blocked_fast_forward and self.waiting:
+                    num_waiting, num_running = len(self.waiting), len(self.running)
+                    plan = scheduler.schedule(self.ops)
+                    blocked = blocked_decode(self, plan, num_waiting, num_running)  # blocked_stretch.py
+                else:
+                    plan = scheduler.schedule(self.ops)
             if not (plan.prefill or plan.decode) and self.paused is not None:
                 plan = self._unpause()  # nothing else can run: finish the paused work
             if not (plan.prefill or plan.decode):
@@ -365,10 +391,10 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             if plan.preemptible or plan.hold or plan.done_layers or plan.stop_at_layer is not None:
                 yield from self._run_cuttable(plan)
                 continue
-            if self.fast_forward and not self.waiting and not self.swapped and not plan.prefill \
+            if self.fast_forward and (not self.waiting or blocked) and not self.swapped and not plan.prefill \
                     and plan.decode_tokens is None and len(plan.decode) == len(self.running) \
                     and not self.pending_swap_bytes and self.paused is None and self.hold_request is None:
-                yield from self._stretch(plan)
+                yield from self._stretch(plan, blocked)
                 continue
             if self.held_pool is not None:
                 yield from self._step_holding(plan)

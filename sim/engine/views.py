@@ -163,14 +163,18 @@ class KVView:
     def num_used_blocks(self) -> int:
         """Blocks referenced by live requests (exact mid-stretch: the stretch's KV is brought up to
         now, its token counts are not; ``ReplicaView.sync`` before reading its requests)."""
-        self._rep.sync_kv()
-        return self._rep.kv.num_used
+        rep = self._rep
+        if rep._st_reqs is not None:  # a stretch in progress (no stretch: nothing to bring up)
+            rep.sync_kv()
+        return rep.kv.num_used
 
     @property
     def num_free_blocks(self) -> int:
         """Blocks an allocation could obtain now (free + evictable; exact mid-stretch, as above)."""
-        self._rep.sync_kv()
-        return self._rep.kv.num_available
+        rep = self._rep
+        if rep._st_reqs is not None:
+            rep.sync_kv()
+        return rep.kv.num_available
 
     @property
     def usage(self) -> float:
