@@ -108,9 +108,6 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self.speculator = speculator
         self.accept_rng = accept_rng
         self.fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False) and speculator is None
-        # the scheduler's decode-all plan formed by the replica (``_decode_all``), also where
-        # stretches are turned off later (streamed weights, a held pool): the scheduler's promise
-        self.plan_decodes = self.fast_forward
         # speculative stretches (sim/engine/spec_stretch.py): the same premise, with a speculator
         self.spec_fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False) \
             and speculator is not None
@@ -347,10 +344,6 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
                     plan = mixed_plan(self, self._mixed_budget)
             elif self._mixed_budget is not None and self.fast_forward and not self.swapped and self.paused is None:
                 plan = mixed_plan(self, self._mixed_budget)  # something waits: a chunk filling the budget
-            elif self.plan_decodes and not self.fast_forward and not self.waiting and not self.swapped \
-                    and self.paused is None:
-                plan = self._decode_all()  # stretches are off: the plan alone, stepped as usual
-                self._st_pre = None  # read only by decode stretches
             if plan is None:
                 plan = scheduler.schedule(self.ops)
             if not (plan.prefill or plan.decode) and self.paused is not None:
