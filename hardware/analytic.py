@@ -466,6 +466,9 @@ class AnalyticCostModel(CostModel):
         pairs = context_tokens if num_tokens == num_seqs else context_tokens * num_tokens / num_seqs
         tc = pairs * self._attn_dc
         tm = context_tokens * self._kv_read + kv_write
+        if len(adds) == 4:  # tp = 1: the same adds, left to right, unrolled
+            a0, a1, a2, a3 = adds
+            return gemm + math.sqrt(tc * tc + tm * tm) + a0 + a1 + a2 + a3
         t = gemm + math.sqrt(tc * tc + tm * tm)
         for a in adds:
             t = t + a

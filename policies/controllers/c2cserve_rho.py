@@ -80,6 +80,7 @@ class C2CServeRhoController(ControllerBase):
         super().__init__(params, ctx)
         self._gain: dict[int, float] = {}
         self._set: dict[int, tuple[float, int | None]] = {}
+        self._catalog: dict[tuple[str, str], Any] = {}  # (kind, name) -> catalog entry, looked up once
 
     @classmethod
     def example_config(cls) -> dict:
@@ -102,7 +103,9 @@ class C2CServeRhoController(ControllerBase):
                 busy[r.chip] = busy.get(r.chip, 0) + 1
         actions: list[Action] = []
         for r in reps:
-            dev = get_device(r.device)
+            dev = self._catalog.get(("device", r.device))
+            if dev is None:  # the catalog does not change during a run
+                dev = self._catalog["device", r.device] = get_device(r.device)
             link = dev.c2c_measured_gbps if dev.is_superchip else dev.host_link_measured_gbps
             n = max(1, busy.get(r.chip, 0) + (0 if (r.num_running or r.num_waiting) else 1))
             share = link / n if p.contention_aware else link
@@ -130,7 +133,10 @@ class C2CServeRhoController(ControllerBase):
 
     def _chunk(self, r: ReplicaView, dev: Any, rho: float, share_gbps: float) -> int:
         p = self.params
-        model = get_model((r.serving_model or r.model).partition("@")[0])
+        name = (r.serving_model or r.model).partition("@")[0]
+        model = self._catalog.get(("model", name))
+        if model is None:
+            model = self._catalog["model", name] = get_model(name)
         stream_s = rho * weight_bytes_read(model, "bf16", 1) / (share_gbps * 1e9)
         tokens_per_s = dev.bf16_tflops * 1e12 * cc.GEMM_COMPUTE_EFFICIENCY / (2.0 * model.num_active_params)
         chunk = int(max(0.0, p.high * p.tpot_slo_s - stream_s) * tokens_per_s) // 64 * 64

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Literal
 
 import numpy as np
@@ -110,6 +111,7 @@ class SpeculatorBase(PolicyBase):
                                   f"{sorted(ACCEPTANCE)} (or use acceptance: constant)", f"{ctx.where}.draft_model")
             mean, std = table[params.acceptance]
             dist = (mean, params.acceptance_std if params.acceptance_std is not None else std)
+        self._pass_memo: dict | bool | None = None  # replica id -> (n, context, draft passes): _draft_passes
         self.truth = AcceptanceModel(ctx.rng, params.acceptance_rate, dist, params.position_decay,
                                      params.confidence_correlation)
         if params.acceptance != "constant" or params.position_decay != 1.0:
@@ -245,17 +247,43 @@ class SpeculatorBase(PolicyBase):
         context = n + computed
         cost = self.draft_cost_model
         if cost is not None:
-            passes = cost.decode_step_times_list(n, context, k_max)
+            passes = self._draft_passes(rep, cost, n, context, k_max)
         elif self.eagle_fraction:
             target = self.ctx.cost_model
             passes = [target.step_time_s((), n, n, context + j * n) * self.eagle_fraction for j in range(k_max)]
         else:
             return out + [0.0] * k_max
-        total = 0.0
-        for t in passes:
-            total += t
-            out.append(total)
+        out.extend(accumulate(passes))  # the running sum, one add per pass left to right (0.0 + t0 is t0)
         return out
+
+    def _draft_passes(self, rep: ReplicaView, cost: Any, n: int, context: int, k_max: int) -> list[float]:
+        """``cost.decode_step_times_list(n, context, k_max)`` (the draft passes at contexts ``context
+        + j n``), reusing the passes this replica's previous call priced at the same contexts: a
+        decoding batch's next step starts a few tokens further on, so most of its passes were
+        priced one step before. Exact only for a model whose decode step time is a function of the
+        batch size and context alone: one that prices decode steps as arrays at any contexts
+        (``decode_times_grid_s`` not None, a bit-identical contract), and this speculator's own
+        instance (nothing else changes its state); otherwise every call prices all passes."""
+        memo = self._pass_memo
+        if memo is None:
+            pure = cost.decode_times_grid_s(1, np.zeros(1, dtype=np.int64)) is not None
+            memo = self._pass_memo = {} if pure else False
+        if memo is False:
+            return cost.decode_step_times_list(n, context, k_max)
+        last = memo.get(rep.id)
+        if last is not None and last[0] == n:
+            d, rem = divmod(context - last[1], n)
+            prev = last[2]
+            if not rem and 0 <= d < len(prev):
+                passes = prev[d:d + k_max]
+                m = k_max - len(passes)
+                if m > 0:
+                    passes += cost.decode_step_times_list(n, context + len(passes) * n, m)
+                memo[rep.id] = (n, context, passes)
+                return passes
+        passes = cost.decode_step_times_list(n, context, k_max)
+        memo[rep.id] = (n, context, passes)
+        return passes
 
     def _eagle_time_s(self, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         target = self.ctx.cost_model

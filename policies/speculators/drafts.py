@@ -52,6 +52,7 @@ ACCEPTANCE: dict[str, dict[str, tuple[float, float]]] = {
 DATASETS = ("chat", "code", "math", "summarization")
 MODEL_FREE = ("ngram",)  # draft_model names with no draft cost besides null
 _NORMAL = NormalDist()
+_ROOT2 = math.sqrt(2.0)
 
 
 def drafter_key(draft_model: str | None, target_model: str | None) -> str:
@@ -92,6 +93,7 @@ class AcceptanceModel:
         self._normals: list[float] = []
         self._at = 0
         self._thresholds: dict[float, float] = {}  # Phi^-1(p) by p
+        self._s = math.sqrt(1.0 - rho * rho) if rho < 1.0 else 0.0  # what ``confidences`` divides by
 
     def rate(self, rid: int, given: float | None = None) -> float:
         """Request ``rid``'s per-token rate (its own ``given`` one, else drawn once)."""
@@ -137,9 +139,7 @@ class AcceptanceModel:
         if at + 2 * len(rids) > len(normals):
             return [self.confidence(rid, j) for rid in rids]
         step, rates, thresholds = self._step, self._rate, self._thresholds
-        rho, decay, erf = self.rho, self.decay, math.erf
-        s = math.sqrt(1.0 - rho * rho)
-        root2 = math.sqrt(2.0)
+        rho, decay, erf, s, root2 = self.rho, self.decay, math.erf, self._s, _ROOT2
         certain = rho >= 1.0
         for rid in rids:
             toks = step.get(rid)
@@ -196,14 +196,15 @@ class AcceptanceModel:
             return 0
         rate = self.rate(rid, given)
         toks = self._step.pop(rid, ())
+        decay = self.decay
         n = 0
         for u, _c in toks[:k]:
-            if u >= self.p(rate, n):
+            if u >= (rate * decay ** n if decay != 1.0 else rate):  # ``p(rate, n)``
                 return n
             n += 1
         if n < k:
             for u in self.rng.random(k - n).tolist():
-                if u >= self.p(rate, n):
+                if u >= (rate * decay ** n if decay != 1.0 else rate):
                     return n
                 n += 1
         return n

@@ -84,61 +84,98 @@ class SpecServeSpeculator(SpeculatorBase):
         computed = 0  # the batch's context before this step's tokens (one pass, shared below)
         for r in requests:
             computed += r.num_computed_tokens
-        drafts = self.uniform_draft_times_s(rep, requests, p.max_k, computed)
+        max_k = p.max_k
+        drafts = self.uniform_draft_times_s(rep, requests, max_k, computed)
         self._drafts = (requests, drafts)
-        times: dict[int, float] = {}
         slo = p.tpot_slo_s
-        if type(self).target_step_s is SpeculatorBase.target_step_s:
-            verify = self.ctx.cost_model.verify_step_time_s
-
-            def target_s(tokens: int) -> float:  # SpeculatorBase.target_step_s, its sum done once
-                return verify(n, tokens, tokens + computed)
+        # times[j]: the step's time with j drafts each, drafts[j] + the verify pass of (j + 1) n
+        # tokens (SpeculatorBase.target_step_s with the batch's sum done once), in plain floats;
+        # goodput(j) = (expected + n) / times[j], -1 where j > 0 and the predicted TPOT is past the SLO
+        verify = self.ctx.cost_model.verify_step_time_s \
+            if type(self).target_step_s is SpeculatorBase.target_step_s else None
+        if verify is not None:
+            times = [drafts[0] + verify(n, n, n + computed), drafts[1] + verify(n, 2 * n, 2 * n + computed)]
         else:
-            def target_s(tokens: int) -> float:
-                return self.target_step_s(rep, requests, tokens)
-
-        def goodput(j: int, expected: float) -> float:
-            t = times.get(j)
-            if t is None:
-                t = times[j] = drafts[j] + target_s((j + 1) * n)
-            if j > 0 and t > slo * (1.0 + expected / n):  # predicted TPOT past the SLO
-                return -1.0
-            return (expected + n) / t
-
-        c0 = self.mean_confidence()
-        best = goodput(0, 0.0)
-        if goodput(1, n * c0) <= best:
+            times = [drafts[0] + self.target_step_s(rep, requests, n),
+                     drafts[1] + self.target_step_s(rep, requests, 2 * n)]
+        c0 = self.conf_sum / self.conf_count if self.conf_count else p.initial_confidence
+        best = (0.0 + n) / times[0]  # goodput(0)
+        expected = n * c0
+        t = times[1]
+        if t > slo * (1.0 + expected / n) or (expected + n) / t <= best:  # goodput(1) <= goodput(0)
             return [0] * n
-        cum = [1.0] * n      # P_ij at each request's last drafted token
-        chains: list[list[float]] = [[] for _ in range(n)]
+        if type(self).draft_confidences is SpeculatorBase.draft_confidences \
+                and type(self).draft_confidence is SpeculatorBase.draft_confidence:
+            draw, ids = self.truth.confidences, [r.id for r in requests]  # draft_confidences' own call
+        else:
+            draw, ids = self.draft_confidences, requests
         expected = 0.0
         k = 0
-        confidences = self.draft_confidences
-        for j in range(p.max_k):
-            if j > 0:
-                c0 = self.mean_confidence()
-                if goodput(j + 1, expected + c0 * sum(cum)) < best:
+        if n == 1:  # the loop below with a batch of one, in scalars (the same operations)
+            cum = 1.0
+            chain: list[float] = []
+            for j in range(max_k):
+                if j > 0:  # predicted goodput(j + 1) with the mean confidence; stop if it falls
+                    c0 = self.conf_sum / self.conf_count
+                    tokens = j + 2
+                    t = drafts[j + 1] + (verify(1, tokens, tokens + computed) if verify is not None
+                                         else self.target_step_s(rep, requests, tokens))
+                    times.append(t)
+                    e = expected + c0 * cum
+                    if t > slo * (1.0 + e / 1) or (e + 1) / t < best:
+                        break
+                c = draw(ids, j)[0]
+                cum *= c
+                chain.append(cum)
+                expected += cum
+                k = j + 1
+                t = times[k]
+                if t > slo * (1.0 + expected / 1):
                     break
-            seen = 0.0
-            for i, c in enumerate(confidences(requests, j)):
-                seen += c
-                cum[i] *= c
-                chains[i].append(cum[i])
-                expected += cum[i]
-            k = j + 1
-            g = goodput(k, expected)
-            if g < best:
-                break
-            best = g
-            self.conf_sum += seen
-            self.conf_count += n
+                g = (expected + 1) / t
+                if g < best:
+                    break
+                best = g
+                self.conf_sum += 0.0 + c
+                self.conf_count += 1
+            chains = [chain]
+        else:
+            cum_n = [1.0] * n  # P_ij at each request's last drafted token
+            chains = [[] for _ in range(n)]
+            for j in range(max_k):
+                if j > 0:
+                    c0 = self.conf_sum / self.conf_count
+                    tokens = (j + 2) * n
+                    t = drafts[j + 1] + (verify(n, tokens, tokens + computed) if verify is not None
+                                         else self.target_step_s(rep, requests, tokens))
+                    times.append(t)
+                    e = expected + c0 * sum(cum_n)
+                    if t > slo * (1.0 + e / n) or (e + n) / t < best:
+                        break
+                seen = 0.0
+                for i, c in enumerate(draw(ids, j)):
+                    seen += c
+                    x = cum_n[i] * c
+                    cum_n[i] = x
+                    chains[i].append(x)
+                    expected += x
+                k = j + 1
+                t = times[k]
+                if t > slo * (1.0 + expected / n):
+                    break
+                g = (expected + n) / t
+                if g < best:
+                    break
+                best = g
+                self.conf_sum += seen
+                self.conf_count += n
         self._drafted = k
         ks = [k] * n
         if k and p.trim_to_graph:
-            ks = self._trim(rep, requests, ks, chains, best, drafts[k])
+            ks = self._trim(rep, requests, ks, chains, best, drafts[k], computed)
         return ks
 
-    def _trim(self, rep, requests, ks, chains, best, draft_s):
+    def _trim(self, rep, requests, ks, chains, best, draft_s, computed):
         """Drop lowest-confidence tail tokens down to a CUDA-graph size; keep if goodput holds."""
         p = self.params
         total = sum(ks) + len(ks)
@@ -159,7 +196,11 @@ class SpecServeSpeculator(SpeculatorBase):
         for i, k in enumerate(trimmed):
             for t in range(k):
                 expected += chains[i][t]
-        t = draft_s + self.target_step_s(rep, requests, sum(trimmed) + len(trimmed))
+        tokens = sum(trimmed) + len(trimmed)
+        if type(self).target_step_s is SpeculatorBase.target_step_s:  # its sum done once
+            t = draft_s + self.ctx.cost_model.verify_step_time_s(len(ks), tokens, tokens + computed)
+        else:
+            t = draft_s + self.target_step_s(rep, requests, tokens)
         if t <= p.tpot_slo_s * (1.0 + expected / len(ks)) and (expected + len(ks)) / t >= best:
             return trimmed
         return ks

@@ -442,7 +442,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
                 step_s += self.cost_model.swap_time_s(self.pending_swap_bytes)
                 self.pending_swap_bytes = 0
             return step_s
-        chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill]
+        chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill] if plan.prefill else []
         decode = plan.decode
         if plan.decode_tokens is None:
             num_decode_tokens = len(decode)
@@ -455,7 +455,10 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             context += r.num_computed_tokens
         if self.attention_saved_tokens is not None:  # shared blocks attention does not re-read
             context -= self.attention_saved_tokens(decode)
-        step_s = self.cost_model.step_time_s(chunks, len(decode), num_decode_tokens, context)
+        if chunks or plan.decode_tokens is None:
+            step_s = self.cost_model.step_time_s(chunks, len(decode), num_decode_tokens, context)
+        else:  # a speculative verify pass: the same time (the seam's contract), in its faster form
+            step_s = self.cost_model.verify_step_time_s(len(decode), num_decode_tokens, context)
         if plan.draft_s:
             step_s += plan.draft_s
         if self.pending_swap_bytes:

@@ -352,18 +352,27 @@ class SpecStretchMixin:
                     observe(view, k, a)
 
     def _spec_decode_step(self):
-        """One speculative step of every running decode (a speculator whose proposals depend on
-        the state), its plan formed as the decode fast path forms it (``_decode_all``) instead of
-        by the scheduler, the rest as stepped. False, nothing done, when that does not hold."""
-        if not (self.running and self._boundary_clear()):
-            return False
-        plan = self._decode_all()
-        self._st_pre = None  # read only by decode stretches
-        if plan is None:
-            return False  # the scheduler decides whom to preempt (it sees the blocks taken)
-        self._speculate(plan)
-        yield from self._run_step(plan)
-        return True
+        """Speculative steps of every running decode (a speculator whose proposals depend on
+        the state), each plan formed as the decode fast path forms it (``_decode_all``) instead of
+        by the scheduler, the rest as stepped, one after another while the boundary stays clear
+        (what the loop would check between them). True if any step ran and the loop should start
+        over; False when a plan could not be formed (then the loop goes on as if no step had run
+        here: the boundary was clear, so its checks before this would have done nothing)."""
+        env = self.env
+        ran = False
+        while self.spec_fast_forward and self.running and self._boundary_clear():
+            plan = self._decode_all()
+            self._st_pre = None  # read only by decode stretches
+            if plan is None:
+                return False  # the scheduler decides whom to preempt (it sees the blocks taken)
+            self._speculate(plan)
+            step_s = self._step_time(plan)  # ``_run_step``, inlined
+            end = env.now + step_s
+            yield at(env, end)
+            self._account(plan, step_s)
+            self._apply(plan, end)
+            ran = True
+        return ran
 
     def _run_step(self, plan: StepPlan):
         """Price ``plan``, wait for its end, account and apply it (one stepped iteration)."""
