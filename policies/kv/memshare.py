@@ -151,6 +151,10 @@ class MemShareKVManager(PagedKVManager):
         if st is not None and req.state >= _FINISHED:
             del self._steps[req.id]
 
+    # no mixed stretches (sim/engine/mixed_stretch.py): a block mapping mid-stretch frees a block
+    # the paged answer does not foresee
+    affordable_chunked_steps = None
+
     def affordable_steps(self, reqs: list[Request], max_steps: int) -> int:
         """The paged answer, but no further than the first block mapping among ``reqs`` (a
         mapping frees a block; stepping would see it at once), so stretches stay exact."""

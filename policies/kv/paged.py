@@ -515,6 +515,31 @@ class PagedKVManager:
         # blocks_needed(1) <= available < blocks_needed(max_steps)
         return last_within(blocks_needed, available, 1, max_steps)
 
+    def affordable_chunked_steps(self, reqs: list[Request], chunked: Request, targets: list[int],
+                                 max_steps: int) -> int:
+        """How many iterations (1..max_steps) ``reqs`` (one token each) and ``chunked`` (a prompt
+        in chunks: ``targets[j + 1]`` tokens beyond its computed ones by the end of iteration j)
+        can all run with the blocks available now; the first iteration's blocks are held already
+        (the mixed stretch, sim/engine/mixed_stretch.py)."""
+        available = self.num_available
+        bs = self.block_size
+        c0 = chunked.num_computed_tokens
+        held = chunked.kv_blocks + chunked.kv_shared_blocks
+
+        def blocks_needed(j: int) -> int:  # blocks still to take for iterations 1..j
+            extra = -(-(c0 + targets[j + 1]) // bs) - held
+            total = extra if extra > 0 else 0
+            for r in reqs:
+                extra = -(-(r.num_computed_tokens + j + 1) // bs) - r.kv_blocks - r.kv_shared_blocks
+                if extra > 0:
+                    total += extra
+            return total
+
+        if blocks_needed(max_steps - 1) <= available:
+            return max_steps
+        # blocks_needed(0) <= available < blocks_needed(max_steps - 1)
+        return last_within(blocks_needed, available, 0, max_steps - 1) + 1
+
     def lookahead_steps(self, reqs: list[Request], slots: np.ndarray) -> int:
         """How many leading rows of ``slots`` (speculative steps x ``reqs``: the KV slots each
         request holds in that step, its computed tokens + 1 + its lookahead; row 0's are held

@@ -6,7 +6,7 @@ scheduler, e.g. the iteration that admits P), the scheduler declares ``mixed_chu
 prompt goes on after this chunk, and nothing else is in play at the boundary: no steps log
 (``record_steps``), nothing swapped or paused, no swap copy, step hook, hold or boundary
 callback, no attention-saved tokens, a paged-style KV manager (``allocates_by_target``,
-``affordable_steps``, its own ``grow``), and every decode has its first token. Then the
+``affordable_chunked_steps``, its own ``grow``), and every decode has its first token. Then the
 iterations after it are known (each is the mixed fast plan of its boundary)::
 
     b = mixed_chunk_budget(D)                D decodes, a fixed number in the stretch
@@ -48,7 +48,6 @@ from itertools import accumulate
 from operator import add
 
 from sim.engine.clock import at
-from sim.engine.monotone import last_within
 from sim.engine.plan import StepPlan
 from sim.engine.request import State
 
@@ -68,7 +67,7 @@ class MixedStretchMixin:
                 or self._at_boundary or self.attention_saved_tokens is not None:
             return None
         kv = self.kv
-        if not getattr(kv, "allocates_by_target", False) or getattr(kv, "affordable_steps", None) is None \
+        if not getattr(kv, "allocates_by_target", False) or getattr(kv, "affordable_chunked_steps", None) is None \
                 or "grow" in vars(kv):
             return None
         p, k0 = plan.prefill[0]
@@ -110,7 +109,7 @@ class MixedStretchMixin:
         for j in range(1, planned):
             rest = left - (cum[j] - k0)
             cum.append(cum[j] + (b if rest >= b else rest))
-        m = self._mixed_affordable(decodes, p, cum, planned)
+        m = self.kv.affordable_chunked_steps(decodes, p, cum, planned)
         if m <= 1:
             return False
         env = self.env
@@ -146,29 +145,6 @@ class MixedStretchMixin:
         self._account(final, times[last - 1])
         self._apply(final, ends[last - 1])
         return True
-
-    def _mixed_affordable(self, decodes: list, p, cum: list, planned: int) -> int:
-        """Iterations (1..planned) whose blocks, the decodes' (one token each) and P's (its
-        chunks), all fit the blocks available now; the first iteration's are held already."""
-        kv = self.kv
-        bs = kv.block_size
-        available = kv.num_available
-        c0 = p.num_computed_tokens
-        held_p = p.kv_blocks + p.kv_shared_blocks
-
-        def needed(j: int) -> int:  # blocks still to take for iterations 1..j
-            extra = -(-(c0 + cum[j + 1]) // bs) - held_p
-            total = extra if extra > 0 else 0
-            for r in decodes:
-                extra = -(-(r.num_computed_tokens + j + 1) // bs) - r.kv_blocks - r.kv_shared_blocks
-                if extra > 0:
-                    total += extra
-            return total
-
-        if needed(planned - 1) <= available:
-            return planned
-        # needed(0) <= available < needed(planned - 1)
-        return last_within(needed, available, 0, planned - 1) + 1
 
     def _mixed_kv(self, alloc: int) -> None:
         """Take the blocks of iterations [st_alloc, alloc): the decodes', then P's (by target)."""
