@@ -118,7 +118,8 @@ class DecodeStretchMixin:
             end = ends[last - 1]
             for r in finished:
                 self._finish(r, end)
-            self.running = [r for r in self.running if r.state < State.FINISHED]
+            return True  # ``running`` still holds them: see ``_stretches`` (sim/engine/thru_finish.py)
+        return False
 
     def cut_stretch(self) -> None:
         """End the stretch in progress after its iteration in progress (for new work or a

@@ -61,6 +61,7 @@ from sim.engine.plan import StepPlan
 from sim.engine.queue_ops import SchedulerOpsMixin
 from sim.engine.request import Request, State
 from sim.engine.speculation import SpeculationMixin
+from sim.engine.thru_finish import ThroughFinishMixin
 from sim.engine.views import ReplicaView
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def cost_model_layers(cost_model: Any) -> int:
 
 
 class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStretchMixin, PausableMixin,
-              ReplicaLifecycleMixin):
+              ReplicaLifecycleMixin, ThroughFinishMixin):
     """One model instance (one or more GPUs) with its queues and iteration loop."""
 
     def __init__(
@@ -368,7 +369,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             if self.fast_forward and not self.waiting and not self.swapped and not plan.prefill \
                     and plan.decode_tokens is None and len(plan.decode) == len(self.running) \
                     and not self.pending_swap_bytes and self.paused is None and self.hold_request is None:
-                yield from self._stretch(plan)
+                yield from self._stretches(plan)  # one or more, through finishes (thru_finish.py)
                 continue
             if self.held_pool is not None:
                 yield from self._step_holding(plan)

@@ -1,0 +1,141 @@
+"""Decode stretches that go on through a finish (sim/engine/thru_finish.py).
+
+Each case runs three ways: with the next stretch formed at the finish (the default), with it
+formed by the loop as before (``_decode_rest`` answering None), and stepped one iteration at a
+time. The first two must agree to the bit on everything the recorder and the replicas keep,
+including the order in which request rows and visits were recorded (a finish applied at the
+wrong time, or in another order among replicas, moves them); all three on what the conformance
+suite compares. Each case also checks the new path was taken many times, so it cannot pass idle.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.engine.cluster import Cluster
+from sim.engine.thru_finish import ThroughFinishMixin
+from sim.tools.bench import DATA
+from tests.cluster_run import assert_same_run, run_cluster, unbounded
+
+_LENGTHS = {"file": str(DATA / "sharegpt_8k_lengths_llama2_tokenizer.csv")}
+
+
+def _pool(num_replicas: int, scheduler: Any = "vllm", **kv: Any) -> dict:
+    return {"name": "main", "num_replicas": num_replicas,
+            "hardware": {"device": "H100-SXM", "model": "Llama-3-8B", "tp": 1}, "cost_model": "analytic",
+            "scheduler": scheduler, "kv": {"name": "paged", **kv}}
+
+
+def _config(workload: dict, pools: list, router: Any = "round_robin", **cluster: Any) -> dict:
+    return {"seed": 5, "workload": workload, "cluster": {"router": router, "pools": pools, **cluster},
+            "output": {"record_token_times": True, "record_steps": True},
+            "engine": {"progress": False}}
+
+
+def _synthetic(n: int, rate: float) -> dict:
+    return {"name": "synthetic", "num_requests": n, "rate_rps": rate, "lengths": _LENGTHS}
+
+
+_SESSIONS = {"name": "sessions", "num_sessions": 40, "rate_rps": 4.0, "turns": 2, "turns_max": 4,
+             "think_time_s": 0.5, "system_prompt_tokens": 256, "input_tokens": 200, "output_tokens": 96}
+
+CASES = {
+    # one replica: stretches bounded by the next arrival, finishes with nothing waiting
+    "one_replica": _config(_synthetic(400, 3.0), [_pool(1)]),
+    # round robin's picks ahead bound each of four replicas' stretches
+    "round_robin_4": _config(_synthetic(400, 8.0), [_pool(4)]),
+    # least outstanding reads every replica's count at each arrival (unbounded stretches)
+    "least_outstanding_4": _config(_synthetic(400, 8.0), [_pool(4)], router="least_outstanding"),
+    # small KV: finishes free blocks the next stretch counts on; shortfalls preempt
+    "small_kv": _config(_synthetic(300, 1.0), [_pool(1, num_blocks=1000)]),
+    # closed loop: a finish issues the session's next turn (on_done acts at the finish's time);
+    # prefix caching: a finish makes its units evictable, which later blocks evict
+    "sessions_prefix": _config(_SESSIONS, [_pool(2, enable_prefix_caching=True, num_blocks=500)],
+                               router="least_outstanding"),
+    # a controller reads the replicas at its ticks (between and at stretches' finishes)
+    "autoscaler": _config(_synthetic(300, 6.0), [_pool(2, scheduler="vllm_v1")], router="least_outstanding",
+                          controllers=[{"name": "reactive_autoscaler", "pools": ["main"], "min_replicas": 1,
+                                        "max_replicas": 3, "period_s": 0.37}]),
+}
+
+
+def _no_through(cluster: Cluster) -> None:
+    """``before_run`` hook: the loop forms every next stretch, as before this module."""
+    for rep in cluster.replicas:
+        rep._decode_rest = lambda rep=rep: ThroughFinishMixin._decode_rest(rep) and None
+
+
+def _counted(counts: list) -> Any:
+    def hook(cluster: Cluster) -> None:
+        for rep in cluster.replicas:
+            def counting(rep=rep):
+                batch = ThroughFinishMixin._decode_rest(rep)
+                counts.append(batch is not None)
+                return batch
+            rep._decode_rest = counting
+    return hook
+
+
+def _raw_order(cluster: Cluster) -> tuple:
+    rec = cluster.recorder
+    floats, ints, _objs = rec.request_columns()
+    return (list(ints["id"]), list(floats["finish_s"]), list(rec._v_request), list(rec._v_end), list(rec._v_left))
+
+
+def _replica_stats(cluster: Cluster) -> list:
+    return [(r.id, r.num_steps, r.batch_size_sum, r.busy_decode_s, r.busy_prefill_s, r.num_outstanding)
+            for r in cluster.replicas]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_through_finish_equals_the_loop_and_stepping(case):
+    config = CASES[case]
+    counts: list[bool] = []
+    thru = run_cluster(copy.deepcopy(config), before_run=_counted(counts))
+    assert sum(counts) >= 20, f"the next stretch was formed at a finish only {sum(counts)} times"
+    loop = run_cluster(copy.deepcopy(config), before_run=_no_through)
+    stepped_cfg = copy.deepcopy(config)
+    stepped_cfg["engine"]["fast_forward"] = False
+    stepped = run_cluster(stepped_cfg)
+    assert_same_run(thru, loop)
+    assert _raw_order(thru) == _raw_order(loop)  # rows and visits recorded in the same order, at the same times
+    assert _replica_stats(thru) == _replica_stats(loop)
+    pd.testing.assert_frame_equal(thru.recorder.steps_frame(), loop.recorder.steps_frame(), check_exact=True)
+    pd.testing.assert_frame_equal(thru.recorder.visits_frame(), loop.recorder.visits_frame(), check_exact=True)
+    assert next(thru.env._eid) == next(loop.env._eid)  # the same events: only the loop's round trip is saved
+    assert_same_run(thru, stepped)
+    assert _raw_order(thru)[:3] == _raw_order(stepped)[:3]
+    pd.testing.assert_frame_equal(thru.recorder.visits_frame(), stepped.recorder.visits_frame(), check_exact=True)
+    a, b = thru.recorder.steps_frame(), stepped.recorder.steps_frame()
+    assert len(a) == len(b)
+    for col in a.columns:  # a stretch's row times come from its end times: equal to 1e-12 s
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        assert (np.allclose(x, y, rtol=0, atol=1e-12) if x.dtype.kind == "f" else np.array_equal(x, y)), col
+
+
+def test_through_finish_unbounded_one_replica():
+    """One replica whose stretches are not bounded by the next arrival: an arrival cuts a stretch
+    formed at a finish just as one formed by the loop."""
+    config = CASES["one_replica"]
+    counts: list[bool] = []
+
+    def hook(cluster: Cluster) -> None:
+        unbounded(cluster)
+        _counted(counts)(cluster)
+
+    thru = run_cluster(copy.deepcopy(config), before_run=hook)
+    assert sum(counts) >= 20
+
+    def loop_hook(cluster: Cluster) -> None:
+        unbounded(cluster)
+        _no_through(cluster)
+
+    loop = run_cluster(copy.deepcopy(config), before_run=loop_hook)
+    assert_same_run(thru, loop)
+    assert _raw_order(thru) == _raw_order(loop)
+    assert _replica_stats(thru) == _replica_stats(loop)
