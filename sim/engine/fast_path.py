@@ -207,8 +207,8 @@ class DecodeStretchMixin:
         reqs = self._st_reqs
         if reqs is None:
             return
-        if not getattr(self.kv, "allocates_by_target", False):
-            self.sync()
+        if not getattr(self.kv, "allocates_by_target", False) or self._thru is not None:
+            self.sync()  # (a stretch through finishes: thru_finish.py, whose finishes free blocks)
             return
         alloc = min(bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1, self._st_last)
         if alloc > self._st_alloc:  # as _advance allocates, from the same st_done
@@ -218,6 +218,9 @@ class DecodeStretchMixin:
 
     def _advance(self, done: int, alloc: int) -> None:
         """Apply stretch iterations [st_done, done) and allocate KV for [st_alloc, alloc)."""
+        if alloc > self._thru_b:  # past a finish of a stretch that goes on through it (thru_finish.py)
+            self._thru_cross(done, alloc)
+            return
         reqs, kv = self._st_reqs, self.kv
         if alloc > self._st_alloc:
             # each r has computed (start + st_done) tokens; iteration i needs start + i + 1 slots

@@ -153,6 +153,9 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self._st_alloc = 0
         self.arrival_bound = None  # () -> time before which no new arrival reaches here, or None (cluster)
         self._st_step_s = 0.0      # the last decode step time priced for a bounded stretch
+        self._thru = None          # a stretch's finishes still to apply (sim/engine/thru_finish.py)
+        self._thru_b = 1 << 62     # the iteration its next one ends
+        self.thru_alone = None     # nothing but arrivals reads this replica (set by the cluster at start)
         self._mixed_budget = mixed_budget_of(scheduler)  # mixed iterations' fast plan (mixed_plan.py)
         # layer cuts and holds
         self.num_layers = cost_model_layers(cost_model)

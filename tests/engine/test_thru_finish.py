@@ -84,7 +84,8 @@ def _counted(counts: list) -> Any:
 def _raw_order(cluster: Cluster) -> tuple:
     rec = cluster.recorder
     floats, ints, _objs = rec.request_columns()
-    return (list(ints["id"]), list(floats["finish_s"]), list(rec._v_request), list(rec._v_end), list(rec._v_left))
+    return (list(ints["id"]), [t.hex() for t in floats["finish_s"]], list(rec._v_request),
+            [t.hex() for t in rec._v_end], list(rec._v_left))  # (hex: NaN equals NaN)
 
 
 def _replica_stats(cluster: Cluster) -> list:
@@ -139,3 +140,93 @@ def test_through_finish_unbounded_one_replica():
     assert_same_run(thru, loop)
     assert _raw_order(thru) == _raw_order(loop)
     assert _replica_stats(thru) == _replica_stats(loop)
+
+
+# ---------------------------------------------------------------------------- one wait through finishes
+
+def _alone(workload: dict, **kv: Any) -> dict:
+    config = _config(workload, [_pool(1, **kv)])
+    config["output"] = {"record_token_times": True}  # a per-iteration log keeps the stretches apart
+    return config
+
+
+ALONE = {
+    "one_replica": _alone(_synthetic(400, 3.0)),
+    "small_kv": _alone(_synthetic(300, 1.0), num_blocks=1000),
+    # some requests never fit: their arrival is rejected, and the stretch it bounded ends uncut
+    "rejected": _alone(_synthetic(300, 0.5), num_blocks=300),
+    # the run stops at a time limit mid-stretch: finishes before it are recorded as finished
+    "truncated": _alone(_synthetic(400, 3.0)) | {"engine": {"progress": False, "max_time_s": 60.0}},
+}
+
+
+def _observing(seen: list, crossings: list | None = None) -> Any:
+    """``before_run`` hook: record what the router can read of the replica at every arrival (and
+    count the finishes applied by a stretch that went on through them)."""
+    def hook(cluster: Cluster) -> None:
+        route = cluster.router.route
+
+        def observed(req, replicas):
+            for v in replicas:
+                v.sync()
+                seen.append((cluster.env.now, v.num_outstanding, v.num_running, v.kv.num_used_blocks,
+                             v.kv.num_free_blocks, tuple((r.id, r.num_output_tokens, int(r.state)) for r in v.running),
+                             cluster.num_done, cluster.recorder.num_done))
+            return route(req, replicas)
+        cluster.router.route = observed
+        if crossings is not None:
+            for rep in cluster.replicas:
+                def counting(done, alloc, rep=rep):
+                    crossings.append(rep.env.now)
+                    return ThroughFinishMixin._thru_cross(rep, done, alloc)
+                rep._thru_cross = counting
+    return hook
+
+
+@pytest.mark.parametrize("case", list(ALONE))
+def test_one_wait_through_finishes(case):
+    config = ALONE[case]
+    seen_thru, seen_loop, seen_step, crossings = [], [], [], []
+    thru = run_cluster(copy.deepcopy(config), before_run=_observing(seen_thru, crossings))
+    assert len(crossings) >= 10, f"a stretch went on through finishes only {len(crossings)} times"
+    assert thru.replicas[0].thru_alone
+
+    def off(cluster: Cluster) -> None:
+        for rep in cluster.replicas:
+            rep.thru_alone = False
+        _observing(seen_loop)(cluster)
+
+    loop = run_cluster(copy.deepcopy(config), before_run=off)
+    stepped_cfg = copy.deepcopy(config)
+    stepped_cfg["engine"]["fast_forward"] = False
+    stepped = run_cluster(stepped_cfg, before_run=_observing(seen_step))
+    assert_same_run(thru, loop)
+    assert _raw_order(thru) == _raw_order(loop)
+    assert _replica_stats(thru) == _replica_stats(loop)  # busy_decode_s to the bit: the same sums in order
+    pd.testing.assert_frame_equal(thru.recorder.visits_frame(), loop.recorder.visits_frame(), check_exact=True)
+    assert seen_thru == seen_loop  # every arrival saw the finishes before it applied, and no later ones
+    assert next(thru.env._eid) < next(loop.env._eid)  # fewer events: one wait through the finishes
+    if case == "truncated":  # a stretch cut by the time limit never counts its iterations (as before)
+        pd.testing.assert_frame_equal(thru.recorder.requests_frame(), stepped.recorder.requests_frame(),
+                                      check_exact=True)
+        assert thru.recorder.token_times == stepped.recorder.token_times
+    else:
+        assert_same_run(thru, stepped)
+    assert _raw_order(thru)[:3] == _raw_order(stepped)[:3]
+    assert seen_thru == seen_step
+    frame = thru.recorder.requests_frame()
+    if case == "rejected":
+        assert (frame["state"] == "rejected").sum() > 0
+    if case == "truncated":
+        assert thru.truncated and (frame["state"] == "unfinished").sum() > 0
+
+
+def test_not_alone_no_wait_through():
+    """Several replicas, a controller, a predictor or a per-iteration log: finishes are applied
+    by the process at their time (the next stretch formed there, ``_decode_rest``), never late."""
+    for config in (CASES["round_robin_4"], CASES["autoscaler"], CASES["one_replica"]):
+        cluster = run_cluster(copy.deepcopy(config))
+        assert not any(rep.thru_alone for rep in cluster.replicas)
+    config = copy.deepcopy(ALONE["one_replica"])
+    config["cluster"]["predictor"] = {"name": "noisy", "sigma": 0.5}
+    assert not run_cluster(config).replicas[0].thru_alone
