@@ -272,7 +272,7 @@ class Cluster(ClusterLifecycleMixin):
         for rep in self.replicas:
             if rep.thru_alone is None:
                 rep.thru_alone = alone
-            self._thru_sync |= bool(rep.thru_alone)
+            self._thru_sync |= bool(rep.thru_alone) and rep.fast_forward
         if getattr(self.workload, "closed_loop", False):
             for req in self.workload.initial_requests(self.workload_rng):
                 self._schedule_arrival(req)

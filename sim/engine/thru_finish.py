@@ -1,29 +1,46 @@
-"""Decode stretches that go on through a finish, in the same wake-up (issue 21).
+"""Decode stretches that go on through a finish (issue 21).
 
-A decode stretch (sim/engine/fast_path.py) ends at the first finish among its requests. Its
-finishes are applied there, at the end of their iteration (KV freed, recorder rows, load index,
-``on_done``), by the replica's own process, as stepping applies them. What the loop then does
-when nothing waits is fixed: under a ``fast_forward_safe`` scheduler it forms the plan itself
-(``_decode_all``: every running request decodes, one token each) and runs it as a new stretch.
-``_decode_rest`` does exactly that at once, without going round the loop::
+A decode stretch (sim/engine/fast_path.py) ends at the first finish among its requests; its
+finishes are applied at the end of their iteration (KV freed, recorder rows, load index,
+``on_done``) and, when nothing waits, the loop forms the next plan itself (``_decode_all``:
+every running request decodes, one token each, under a ``fast_forward_safe`` scheduler) and runs
+it as a new stretch for the smaller batch. This module skips that round trip in two ways.
 
-    stretch 1 (B requests) | r finishes  -> _finish(r, end)   (same code, same moment)
-                           | _decode_rest: survivors, their context and tokens left (one pass),
-                           |   the loop's own checks, allocate_each(survivors, 1)
-    stretch 2 (B-1)        | priced for the smaller batch from the same end time ...
+1. ``_decode_rest`` (every replica): at the finish, in the same process step, it forms the plan
+   the loop would form: the survivors, their context and tokens left in one pass, the loop's own
+   checks (nothing waiting, swapped, paused or held, no boundary call, no swap copy pending,
+   every survivor decoding), ``allocate_each(survivors, 1)``. Nothing is applied early or late:
+   the finishes are applied by the same code at the same event, the next stretch is planned on
+   the same state with the same KV calls in the same order, and the checks run after the
+   finishes, so whatever an ``on_done`` listener did (a request enqueued, a boundary call, a hold)
+   is seen. It needs a KV manager that allocates by target (a failed ``allocate_each`` keeps the
+   blocks taken before the failing request and changes nothing else, so the loop's own
+   ``_decode_all`` repeats it without effect); any other goes round the loop.
 
-Why it is exact: it applies nothing early or late. The finishes are applied by the same code at
-the same event as before; the next stretch is planned at that moment on the same state, with
-the same KV calls in the same order as the loop's ``_decode_all`` would make. It goes on only
-where the loop would reach ``_stretch`` with that plan: nothing waiting, swapped, paused or held,
-no call queued for the boundary (``at_next_boundary``), no swap copy pending, every survivor
-decoding and a block for each. Anything an ``on_done`` listener did in the meantime (a request
-enqueued, a boundary call, a hold) is seen by those checks, since they run after the finishes.
-It also needs a KV manager that allocates by target (``allocates_by_target``: a failed
-``allocate_each`` keeps the blocks taken before the failing request and changes nothing else,
-so the loop's own ``_decode_all`` repeats it without effect); any other manager goes round the
-loop as before. Anyone who reads the replica in between sees what stepping would show, because
-nothing is deferred: views sync stretches as they always did.
+2. ``_thru_stretch`` (a replica alone, ``thru_alone``: the cluster's only replica, no controllers,
+   hand-off, multi-model pools, predictor, closed-loop workload or per-iteration log, so nothing
+   but the arrivals can read it): the stretch and the ones ``_decode_rest`` would form after each
+   finish, up to the iteration the next arrival falls in (``arrival_bound``), are priced at once
+   and run as ONE wait::
+
+       | B requests ... | r1 done | B-1 requests ... | r2, r3 done | B-3 requests ...|<- arrival
+       one event at the end of the iteration the arrival falls in (or sooner, ``cut_stretch``)
+
+   The finishes in between are applied when the stretch is synced (``_thru_cross`` inside
+   ``_advance``): by the cluster before it routes each arrival and before it records the
+   unfinished at a time limit, by any view or ``cut_stretch``, and at the stretch's end; each
+   stretch's iterations first, then its finishes with their own end time, then the next
+   stretch's requests, in the order stepping applies them, so KV blocks, LRU evictions, ITL,
+   token times, statistics and the recorder's rows (in their order) are the same. Nobody can
+   tell they were applied late: the arrival is the first to look, the cluster's ``on_done`` only
+   counts (the last finish, which may end the run, always ends a stretch, at its time). The
+   scheduler's decision at each finish is ``_decode_all``'s, since nothing can arrive before the
+   bound; the KV is counted as if no request finished (``affordable_steps`` of the whole batch
+   up to the last iteration, fewer if it says so): finishes only give blocks back
+   (``finishes_give_back``: the paged manager's own ``free`` and ``affordable_steps``), so every
+   ``allocate_each`` stepping would make in between succeeds. Each iteration is priced by itself,
+   for its own batch and context, the end times are one running sum, and each stretch's busy time
+   is added as ``_stretch`` adds it, so the numbers are the bits ``_stretch`` gives.
 """
 
 from __future__ import annotations

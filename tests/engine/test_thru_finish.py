@@ -155,6 +155,9 @@ ALONE = {
     "small_kv": _alone(_synthetic(300, 1.0), num_blocks=1000),
     # some requests never fit: their arrival is rejected, and the stretch it bounded ends uncut
     "rejected": _alone(_synthetic(300, 0.5), num_blocks=300),
+    # prefix caching: a finish makes its prompt's units evictable, and later blocks evict them
+    "prefix_cache": _alone({"name": "trace", "path": str(DATA / "mooncake_conversation_trace.jsonl"),
+                            "max_requests": 250}, enable_prefix_caching=True, num_blocks=4000),
     # the run stops at a time limit mid-stretch: finishes before it are recorded as finished
     "truncated": _alone(_synthetic(400, 3.0)) | {"engine": {"progress": False, "max_time_s": 60.0}},
 }
