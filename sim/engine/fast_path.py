@@ -118,7 +118,7 @@ class DecodeStretchMixin:
             end = ends[last - 1]
             for r in finished:
                 self._finish(r, end)
-            return True  # ``running`` still holds them: see ``_stretches`` (sim/engine/thru_finish.py)
+            return True  # ``running`` still holds them: the loop's ``_decode_rest`` (sim/engine/thru_finish.py)
         return False
 
     def cut_stretch(self) -> None:

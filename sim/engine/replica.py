@@ -372,7 +372,11 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             if self.fast_forward and not self.waiting and not self.swapped and not plan.prefill \
                     and plan.decode_tokens is None and len(plan.decode) == len(self.running) \
                     and not self.pending_swap_bytes and self.paused is None and self.hold_request is None:
-                yield from self._stretches(plan)  # one or more, through finishes (thru_finish.py)
+                stretch = self._thru_stretch if self.thru_alone else self._stretch
+                while (yield from stretch(plan)):  # ended at finishes: the next one at once (thru_finish.py)
+                    plan.decode = self._decode_rest()
+                    if plan.decode is None:
+                        break
                 continue
             if self.held_pool is not None:
                 yield from self._step_holding(plan)

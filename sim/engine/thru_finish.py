@@ -53,32 +53,19 @@ _NO_LIMIT = 1 << 62  # as fast_path: no request's tokens left reach this
 
 
 class ThroughFinishMixin:
-    """``_stretches``: decode stretches one after another; needs ``Replica``'s attributes."""
-
-    def _stretches(self, plan: StepPlan):
-        """Run ``plan`` as a decode stretch (``_stretch``, or ``_thru_stretch`` where it applies),
-        then, while it ended at finishes and the loop would run the survivors as the next stretch,
-        that one, in the same process step."""
-        while True:
-            went = (yield from self._thru_stretch(plan.decode)) if self.thru_alone else None
-            if went is None:
-                went = yield from self._stretch(plan)
-            if not went:
-                return
-            batch = self._decode_rest()
-            if batch is None:
-                return
-            plan.decode = batch
+    """``_decode_rest`` and ``_thru_stretch`` (the replica's loop calls them); needs ``Replica``'s attributes."""
 
     # ------------------------------------------------------------------ through finishes, one wait
-    def _thru_stretch(self, reqs: list):
-        """The decode stretch of ``reqs`` and the stretches ``_decode_rest`` would form after each
-        of its finishes before the next arrival, as one wait (see the module docstring); None at
-        once (nothing changed) where ``_stretch`` runs it instead. True if it ended at finishes."""
+    def _thru_stretch(self, plan: StepPlan):
+        """The decode stretch of ``plan`` and the stretches ``_decode_rest`` would form after each
+        of its finishes before the next arrival, as one wait (see the module docstring), or
+        ``_stretch(plan)`` where that does not apply. True if it ended at finishes (``running``
+        still holds them, as after ``_stretch``)."""
+        reqs = plan.decode
         bound = self.arrival_bound() if self.arrival_bound is not None else None
         kv = self.kv
         if bound is None or self.attention_saved_tokens is not None or not getattr(kv, "finishes_give_back", False):
-            return None
+            return (yield from self._stretch(plan))
         pre = self._st_pre
         if pre is not None and pre[0] is reqs:
             context, left = pre[1], pre[2]
@@ -90,7 +77,7 @@ class ThroughFinishMixin:
                 if k < left:
                     left = k
         if kv.affordable_steps(reqs, left) < left:
-            return None  # blocks run out before the first finish: ``_stretch``'s own case
+            return (yield from self._stretch(plan))  # blocks run out before the first finish: its own case
         self._st_pre = None
         env = self.env
         # price stretch after stretch, each for the requests still running, until the one the
