@@ -53,10 +53,12 @@ CASES = {
     "least_outstanding_4": _config(_synthetic(400, 8.0), [_pool(4)], router="least_outstanding"),
     # small KV: finishes free blocks the next stretch counts on; shortfalls preempt
     "small_kv": _config(_synthetic(300, 1.0), [_pool(1, num_blocks=1000)]),
-    # closed loop: a finish issues the session's next turn (on_done acts at the finish's time);
-    # prefix caching: a finish makes its units evictable, which later blocks evict
+    # prefix caching over sessions: a finish makes its units evictable, which later blocks evict
     "sessions_prefix": _config(_SESSIONS, [_pool(2, enable_prefix_caching=True, num_blocks=500)],
                                router="least_outstanding"),
+    # closed loop: a finish issues its user's next request (on_done acts at the finish's time)
+    "closed_loop": _config({"name": "closed_loop", "num_users": 12, "num_requests": 300, "think_time_s": 0.3,
+                            "lengths": _LENGTHS}, [_pool(1)]),
     # a controller reads the replicas at its ticks (between and at stretches' finishes)
     "autoscaler": _config(_synthetic(300, 6.0), [_pool(2, scheduler="vllm_v1")], router="least_outstanding",
                           controllers=[{"name": "reactive_autoscaler", "pools": ["main"], "min_replicas": 1,
@@ -225,11 +227,22 @@ def test_one_wait_through_finishes(case):
 
 
 def test_not_alone_no_wait_through():
-    """Several replicas, a controller, a predictor or a per-iteration log: finishes are applied
-    by the process at their time (the next stretch formed there, ``_decode_rest``), never late."""
-    for config in (CASES["round_robin_4"], CASES["autoscaler"], CASES["one_replica"]):
-        cluster = run_cluster(copy.deepcopy(config))
-        assert not any(rep.thru_alone for rep in cluster.replicas)
-    config = copy.deepcopy(ALONE["one_replica"])
-    config["cluster"]["predictor"] = {"name": "noisy", "sigma": 0.5}
-    assert not run_cluster(config).replicas[0].thru_alone
+    """Where something but the arrivals could read the replica or act at a finish's time (another
+    replica, a controller, a predictor, a closed loop) or a per-iteration log is kept, finishes
+    are applied by the process at their time (the next stretch formed there, ``_decode_rest``)."""
+    base = ALONE["one_replica"]
+    assert run_cluster(copy.deepcopy(base)).replicas[0].thru_alone
+    changes = {
+        "two replicas": lambda c: c["cluster"]["pools"][0].update(num_replicas=2),
+        "controller": lambda c: c["cluster"].update(controllers=[
+            {"name": "reactive_autoscaler", "pools": ["main"], "min_replicas": 1, "max_replicas": 1}]),
+        "predictor": lambda c: c["cluster"].update(predictor={"name": "noisy", "sigma": 0.5}),
+        "closed loop": lambda c: c.update(workload=copy.deepcopy(CASES["closed_loop"]["workload"])),
+        "steps log": lambda c: c["output"].update(record_steps=True),
+    }
+    for what, change in changes.items():
+        config = copy.deepcopy(base)
+        config["workload"]["num_requests"] = 60
+        change(config)
+        cluster = run_cluster(config)
+        assert not any(rep.thru_alone for rep in cluster.replicas), what
