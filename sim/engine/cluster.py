@@ -330,7 +330,7 @@ class Cluster(ClusterLifecycleMixin):
         """Route an arriving request to a replica, or reject it with a reason."""
         if self._thru_sync:  # finishes a stretch went on through are applied before the router reads
             for rep in self.replicas:
-                rep.sync()
+                rep.sync_finishes()
         self.num_arrived += 1
         if self.recorder.record_token_times:
             req.token_times = []

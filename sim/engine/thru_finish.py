@@ -46,6 +46,7 @@ it as a new stretch for the smaller batch. This module skips that round trip in 
 from __future__ import annotations
 
 from sim.engine.clock import at
+from sim.engine.fast_path import DecodeStretchMixin
 from sim.engine.plan import StepPlan
 from sim.engine.request import State
 
@@ -134,14 +135,23 @@ class ThroughFinishMixin:
             self._finish(r, end)
         return bool(finished)
 
+    def sync_finishes(self) -> None:
+        """``sync()`` if a stretch going on through finishes has one before now still to apply
+        (the cluster calls this before it routes an arrival: what the router reads without a
+        sync, e.g. ``num_outstanding``, is then as stepping shows it)."""
+        b = self._thru_b
+        if b < _NO_LIMIT and self._st_ends_list[b - 1] < self.env.now:
+            self.sync()
+
     def _thru_cross(self, done: int, alloc: int) -> None:
         """``_advance(done, alloc)`` across the finishes of a ``_thru_stretch`` before them: each
         stretch's iterations applied, its statistics counted and its finishes applied with their
         end time, as ``_stretch`` ends; then the next stretch's requests go on."""
         ends = self._st_ends_list
+        advance = DecodeStretchMixin._advance  # a decode stretch's own (no mixed or speculative stretch runs)
         while alloc > self._thru_b:
             b = self._thru_b
-            self._advance(b, b)
+            advance(self, b, b)
             batch, a = self._st_reqs, self._thru_a
             self.num_steps += b - a
             self.batch_size_sum += (b - a) * len(batch)
@@ -155,7 +165,7 @@ class ThroughFinishMixin:
             self._st_reqs, self._st_done, self._st_alloc = rest, b, b
             self._thru_a, self._thru_start = b, end
             self._thru_b = self._thru[-1][0] if self._thru else _NO_LIMIT
-        self._advance(done, alloc)
+        advance(self, done, alloc)
 
     def _decode_rest(self) -> list | None:
         """Drop the finished from ``running``; return the next stretch's batch if the loop would
