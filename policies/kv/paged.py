@@ -109,6 +109,10 @@ class PagedKVManager:
         # allocate_each(reqs, n) gives each request blocks for its computed + n tokens, nothing
         # else: a fast-path stretch may take its blocks before its tokens are counted (sync_kv)
         self.allocates_by_target = type(self).allocate_each is PagedKVManager.allocate_each
+        # a finish only gives blocks back (free) and ``affordable_steps`` only reads: a decode
+        # stretch may count on the blocks available now for iterations after a finish (thru_finish.py)
+        self.finishes_give_back = self.allocates_by_target and type(self).free is PagedKVManager.free \
+            and type(self).affordable_steps is PagedKVManager.affordable_steps
 
     # ------------------------------------------------------------------ questions
     def blocks_for(self, num_tokens: int) -> int:

@@ -129,6 +129,7 @@ class Cluster(ClusterLifecycleMixin):
         self._held: Request | None = None  # taken from the stream, waiting for its arrival time
         self._ahead: deque[Request] = deque()  # taken from the stream after _held (peeked by arrival_bound_s)
         self.truncated = False  # the run stopped at engine.max_time_s with requests outstanding
+        self._thru_sync = False  # a replica's stretches may go on through finishes: sync before routing (start)
         self.num_not_arrived = 0  # requests of the workload that had not arrived at the cut
         self.all_done = self.env.event()
         self._show_progress = config.engine.progress and sys.stderr.isatty()
@@ -262,6 +263,16 @@ class Cluster(ClusterLifecycleMixin):
     # ------------------------------------------------------------------ processes
     def start(self) -> None:
         """Start the arrival process and the controllers."""
+        # one replica that nothing but the arrivals reads (and each syncs it first, ``dispatch``):
+        # its decode stretches may go on through finishes in one wait (sim/engine/thru_finish.py)
+        alone = (len(self.replicas) == 1 and not self.controllers and self.handoff is None and self.models is None
+                 and self.predictor is None and not getattr(self.workload, "closed_loop", False)
+                 and self.recorder.steps is None)
+        self._thru_sync = False
+        for rep in self.replicas:
+            if rep.thru_alone is None:
+                rep.thru_alone = alone
+            self._thru_sync |= bool(rep.thru_alone) and rep.fast_forward
         if getattr(self.workload, "closed_loop", False):
             for req in self.workload.initial_requests(self.workload_rng):
                 self._schedule_arrival(req)
@@ -319,6 +330,9 @@ class Cluster(ClusterLifecycleMixin):
     # ------------------------------------------------------------------ dispatch
     def dispatch(self, req: Request) -> None:
         """Route an arriving request to a replica, or reject it with a reason."""
+        if self._thru_sync:  # finishes a stretch went on through are applied before the router reads
+            for rep in self.replicas:
+                rep.sync_finishes()
         self.num_arrived += 1
         if self.recorder.record_token_times:
             req.token_times = []
@@ -434,6 +448,8 @@ class Cluster(ClusterLifecycleMixin):
         return live
 
     def _record_unfinished(self) -> None:
+        for rep in self.replicas:  # finishes before now, also those of a stretch gone on through them
+            rep.sync()
         self.recorder.close_visits(self.env.now)
         for req in self.live_requests():
             self.recorder.on_done(req)

@@ -127,7 +127,8 @@ class DecodeStretchMixin:
             end = ends[last - 1]
             for r in finished:
                 self._finish(r, end)
-            self.running = [r for r in self.running if r.state < State.FINISHED]
+            return True  # ``running`` still holds them: the loop's ``_decode_rest`` (sim/engine/thru_finish.py)
+        return False
 
     def cut_stretch(self) -> None:
         """End the stretch in progress after its iteration in progress (for new work or a
@@ -218,8 +219,8 @@ class DecodeStretchMixin:
         last, ends, now = self._st_last, self._st_ends_list, self.env._now  # ``now``'s attribute (read often)
         if self._st_alloc >= last or ends[self._st_alloc - 1] >= now:
             return  # the iteration in progress has its slot already: no KV to take (what the bisect says)
-        if not getattr(self.kv, "allocates_by_target", False):
-            self.sync()
+        if not getattr(self.kv, "allocates_by_target", False) or self._thru is not None:
+            self.sync()  # (a stretch through finishes: thru_finish.py, whose finishes free blocks)
             return
         alloc = min(bisect_left(ends, now, 0, last) + 1, last)
         if alloc > self._st_alloc:  # as _advance allocates, from the same st_done
@@ -229,6 +230,9 @@ class DecodeStretchMixin:
 
     def _advance(self, done: int, alloc: int) -> None:
         """Apply stretch iterations [st_done, done) and allocate KV for [st_alloc, alloc)."""
+        if alloc > self._thru_b:  # past a finish of a stretch that goes on through it (thru_finish.py)
+            self._thru_cross(done, alloc)
+            return
         reqs, kv = self._st_reqs, self.kv
         if alloc > self._st_alloc:
             # each r has computed (start + st_done) tokens; iteration i needs start + i + 1 slots

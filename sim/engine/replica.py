@@ -62,6 +62,7 @@ from sim.engine.plan import StepPlan
 from sim.engine.queue_ops import SchedulerOpsMixin
 from sim.engine.request import Request, State
 from sim.engine.speculation import SpeculationMixin
+from sim.engine.thru_finish import ThroughFinishMixin
 from sim.engine.views import ReplicaView
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def cost_model_layers(cost_model: Any) -> int:
 
 
 class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStretchMixin, PausableMixin,
-              ReplicaLifecycleMixin):
+              ReplicaLifecycleMixin, ThroughFinishMixin):
     """One model instance (one or more GPUs) with its queues and iteration loop."""
 
     def __init__(
@@ -153,6 +154,9 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self._st_alloc = 0
         self.arrival_bound = None  # () -> time before which no new arrival reaches here, or None (cluster)
         self._st_step_s = 0.0      # the last decode step time priced for a bounded stretch
+        self._thru = None          # a stretch's finishes still to apply (sim/engine/thru_finish.py)
+        self._thru_b = 1 << 62     # the iteration its next one ends
+        self.thru_alone = None     # nothing but arrivals reads this replica (set by the cluster at start)
         self._mixed_budget = mixed_budget_of(scheduler)  # mixed iterations' fast plan (mixed_plan.py)
         # decode stretches with a blocked queue (blocked_stretch.py): the scheduler's promise and the KV's answer
         self.blocked_fast_forward = self.fast_forward and blocked_decode_of(scheduler, kv)
@@ -394,7 +398,15 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             if self.fast_forward and (not self.waiting or blocked) and not self.swapped and not plan.prefill \
                     and plan.decode_tokens is None and len(plan.decode) == len(self.running) \
                     and not self.pending_swap_bytes and self.paused is None and self.hold_request is None:
-                yield from self._stretch(plan, blocked)
+                if blocked:  # a blocked queue (blocked_stretch.py): one stretch, then the scheduler
+                    if (yield from self._stretch(plan, True)):
+                        self._decode_rest()  # drops the finished from ``running`` (None: requests wait)
+                    continue
+                stretch = self._thru_stretch if self.thru_alone else self._stretch
+                while (yield from stretch(plan)):  # ended at finishes: the next one at once (thru_finish.py)
+                    plan.decode = self._decode_rest()
+                    if plan.decode is None:
+                        break
                 continue
             if self.held_pool is not None:
                 yield from self._step_holding(plan)
