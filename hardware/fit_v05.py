@@ -166,14 +166,9 @@ def solve_cdna3_fp8_factor(tol: float = 0.005) -> float:
     def median_error(f: float) -> float:
         return statistics.median(cp.predict(r, {"fp8_compute_factor": f}) / r["value"] - 1.0 for r in rows)
 
-    lo, hi = 0.05, 1.0  # predicted throughput grows with the factor
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        if median_error(mid) < 0.0:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    from hardware.fit_v1_engine import bisect_root
+
+    return bisect_root(median_error, 0.05, 1.0, tol)  # predicted throughput grows with the factor
 
 
 ENGINE_SOURCES = ("vllm_pr7117_h100", "vllm_pr5399_h100")

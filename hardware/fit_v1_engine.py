@@ -51,8 +51,8 @@ def median_error(metric: str, iteration_s: float | None = None, request_s: float
     return statistics.median(cp.predict(r, over) / r["value"] - 1.0 for r in rows(metric))
 
 
-def _bisect(f, lo: float, hi: float, tol: float) -> float:
-    """Root of an increasing ``f`` on [lo, hi]."""
+def bisect_root(f, lo: float, hi: float, tol: float) -> float:
+    """Root of an increasing ``f`` on [lo, hi], to ``tol`` (the fits of hardware/fit_v05.py too)."""
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
         if f(mid) < 0.0:
@@ -66,8 +66,8 @@ def solve(rounds: int = ROUNDS) -> tuple[float, float]:
     """(iteration_s, request_s) with median signed error zero over the TPOT and the TTFT rows."""
     it_s = req_s = 0.0
     for _ in range(rounds):
-        it_s = _bisect(lambda a, r=req_s: median_error("median_tpot_ms", a, r), 0.0, 10e-3, 0.02e-3)
-        req_s = _bisect(lambda r, a=it_s: median_error("median_ttft_ms", a, r), 0.0, 100e-3, 0.1e-3)
+        it_s = bisect_root(lambda a, r=req_s: median_error("median_tpot_ms", a, r), 0.0, 10e-3, 0.02e-3)
+        req_s = bisect_root(lambda r, a=it_s: median_error("median_ttft_ms", a, r), 0.0, 100e-3, 0.1e-3)
     return it_s, req_s
 
 
@@ -90,4 +90,4 @@ def seq_median_error(seq_s: float, metric: str = "req_tput") -> float:
 
 def solve_seq_s(tol: float = 0.5e-6) -> float:
     """Per-sequence cost with median signed error zero over the high-batch run's throughput rows."""
-    return _bisect(lambda b: -seq_median_error(b), 0.0, 400e-6, tol)  # throughput falls as the cost grows
+    return bisect_root(lambda b: -seq_median_error(b), 0.0, 400e-6, tol)  # throughput falls as the cost grows
