@@ -51,7 +51,7 @@ def test_solved_constants_reproduce_their_calibration_rows():
     for r in fit_v1_engine.rows("median_tpot_ms") + fit_v1_engine.rows("median_ttft_ms"):
         assert abs(cp.predict(r) / r["value"] - 1.0) < 0.30
     # and the stored constants are what the solver finds (one round from the stored request cost)
-    it_s = fit_v1_engine._bisect(lambda a: fit_v1_engine.median_error("median_tpot_ms", a, None),
+    it_s = fit_v1_engine.bisect_root(lambda a: fit_v1_engine.median_error("median_tpot_ms", a, None),
                                  0.0, 2e-3, 0.02e-3)
     assert abs(it_s - cc.VLLM_V1_ENGINE_ITERATION_S) < 0.05e-3
     # a wrong per-request cost would miss the TTFT rows: the solve is not vacuous
