@@ -91,11 +91,11 @@ def stack_for(row: dict[str, Any]) -> str:
     if engine == "sglang":
         return "sglang"
     if engine == "vllm":
+        if _v1_engine(version):
+            return "vllm_v1_engine"  # the V1 engine, vLLM's default from 0.8.0 (2025-03)
         parts = version.split(".")
         if len(parts) >= 2 and parts[0] == "0" and parts[1].isdigit():
             minor = int(parts[1])
-            if minor >= 8:
-                return "vllm_v1_engine"  # the V1 engine, vLLM's default from 0.8.0 (2025-03)
             if minor == 7:
                 return "vllm_v1"
             if minor == 6:

@@ -29,16 +29,11 @@ from typing import Any
 from hardware import corpus_predict as cp
 
 SOURCE = "inferencebench_marathon_h100"
-STACK = "vllm_v1_engine"
 ROUNDS = 3
 
 
 def rows(metric: str) -> list[dict[str, Any]]:
     return [r for r in cp.load_corpus() if r["source"] == SOURCE and r["metric"] == metric]
-
-
-def overrides(iteration_s: float, request_s: float) -> dict[str, Any]:
-    return {"stack": STACK, "iteration_overhead_s": iteration_s, "request_overhead_s": request_s}
 
 
 def median_error(metric: str, iteration_s: float | None = None, request_s: float | None = None) -> float:

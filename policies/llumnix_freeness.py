@@ -63,22 +63,22 @@ def has_high_priority(rep: ReplicaView, high_priority_max: int | None) -> bool:
     return any(r.priority <= high_priority_max for r in rep.running)
 
 
+def kv_capacity(rep: ReplicaView) -> int:
+    """M of an instance: its KV blocks less the watermark (fixed for the instance's life)."""
+    kv = rep.kv
+    return kv.num_blocks - kv.watermark_blocks
+
+
 def usage_terms(rep: ReplicaView, queued: str = "head", headroom_blocks: float = 0.0,
                 high_priority_max: int | None = None) -> tuple[float, float, int]:
     """(M, total virtual usage, B) of one instance (see the module docstring)."""
     kv = rep.kv
-    capacity = kv.num_blocks - kv.watermark_blocks
+    capacity = kv_capacity(rep)
     blocks, count = queued_demand_blocks(rep, queued)
     usage = kv.num_used_blocks + blocks
     if headroom_blocks and has_high_priority(rep, high_priority_max):
         usage += headroom_blocks
     return float(capacity), float(usage), rep.num_running + count
-
-
-def kv_capacity(rep: ReplicaView) -> int:
-    """M of an instance: its KV blocks less the watermark (fixed for the instance's life)."""
-    kv = rep.kv
-    return kv.num_blocks - kv.watermark_blocks
 
 
 def freeness(rep: ReplicaView, queued: str = "head", headroom_blocks: float = 0.0,
@@ -111,7 +111,7 @@ def freeness(rep: ReplicaView, queued: str = "head", headroom_blocks: float = 0.
     if headroom_blocks and has_high_priority(rep, high_priority_max):
         usage += headroom_blocks
     if capacity is None:
-        capacity = kv.num_blocks - kv.watermark_blocks
+        capacity = kv_capacity(rep)
     return (float(capacity) - float(usage)) / batch
 
 

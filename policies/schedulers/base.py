@@ -156,13 +156,11 @@ class SchedulerBase(PolicyBase):
         """Schedule running requests in order: decodes 1 token, prefills a chunk of at most
         ``budget`` tokens. ``phase`` limits it to 'decode' or 'prefill' requests.
         Returns (tokens used, whether anything was preempted)."""
-        if phase == "decode" and budget is None:
-            added = rep.grow_decodes(plan)  # all at once when no decode needs a preemption
-            if added is not None:
-                return added, False
-        elif phase == "all" and (budget is None or rep.num_running <= budget) and not rep.running_prefills_now():
-            # every running request decodes and one token each fits the budget: the loop below
-            # would grow each in order and add it, which ``grow_decodes`` does at once if all fit
+        # the decodes alone with no budget, or every running request decoding with one token each
+        # within the budget: the loop below would grow each in order and add it, which
+        # ``grow_decodes`` does at once when no decode needs a preemption
+        if (phase == "decode" and budget is None) or (
+                phase == "all" and (budget is None or rep.num_running <= budget) and not rep.running_prefills_now()):
             added = rep.grow_decodes(plan)
             if added is not None:
                 return added, False

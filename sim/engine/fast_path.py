@@ -26,6 +26,18 @@ _INF = float("inf")
 _NO_LIMIT = 1 << 62  # no request's tokens left reach this
 
 
+def context_and_left(reqs: list) -> tuple[int, int]:
+    """A decode batch's context with one more token each (its size plus the computed tokens) and
+    the fewest output tokens any of it has left, in one pass."""
+    context, left = len(reqs), _NO_LIMIT
+    for r in reqs:
+        context += r.num_computed_tokens
+        k = r.output_tokens - r.num_output_tokens
+        if k < left:
+            left = k
+    return context, left
+
+
 class DecodeStretchMixin:
     """Fast-forwarding of decode stretches; needs the attributes ``Replica`` sets."""
 
@@ -65,13 +77,7 @@ class DecodeStretchMixin:
         if pre is not None and pre[0] is reqs:
             context, left = pre[1], pre[2]
         else:
-            context = len(reqs)
-            left = reqs[0].output_tokens - reqs[0].num_output_tokens
-            for r in reqs:
-                context += r.num_computed_tokens
-                k = r.output_tokens - r.num_output_tokens
-                if k < left:
-                    left = k
+            context, left = context_and_left(reqs)
         n = self.kv.affordable_steps(reqs, left)  # until the first finish and while KV lasts
         if self.attention_saved_tokens is not None:  # constant in a stretch (no block maps mid-stretch)
             context -= self.attention_saved_tokens(reqs)
@@ -216,17 +222,25 @@ class DecodeStretchMixin:
         reqs = self._st_reqs
         if reqs is None:
             return
-        last, ends, now = self._st_last, self._st_ends_list, self.env._now  # ``now``'s attribute (read often)
-        if self._st_alloc >= last or ends[self._st_alloc - 1] >= now:
-            return  # the iteration in progress has its slot already: no KV to take (what the bisect says)
+        alloc = self._alloc_due()
+        if not alloc:
+            return
         if not getattr(self.kv, "allocates_by_target", False) or self._thru is not None:
             self.sync()  # (a stretch through finishes: thru_finish.py, whose finishes free blocks)
             return
-        alloc = min(bisect_left(ends, now, 0, last) + 1, last)
-        if alloc > self._st_alloc:  # as _advance allocates, from the same st_done
-            if not self.kv.allocate_each(reqs, alloc - self._st_done):
-                raise AssertionError("a planned decode stretch ran out of KV")
-            self._st_alloc = alloc
+        # as _advance allocates, from the same st_done
+        if not self.kv.allocate_each(reqs, alloc - self._st_done):
+            raise AssertionError("a planned decode stretch ran out of KV")
+        self._st_alloc = alloc
+
+    def _alloc_due(self) -> int:
+        """The iteration through which a stretch in progress must hold its KV now (the one in
+        progress, plus one), or 0 when the blocks it holds already cover it (``sync_kv`` of a
+        decode or a mixed stretch)."""
+        last, ends, now = self._st_last, self._st_ends_list, self.env._now  # ``now``'s attribute (read often)
+        if self._st_alloc >= last or ends[self._st_alloc - 1] >= now:
+            return 0  # the iteration in progress has its slot already (what the bisect would say)
+        return min(bisect_left(ends, now, 0, last) + 1, last)
 
     def _advance(self, done: int, alloc: int) -> None:
         """Apply stretch iterations [st_done, done) and allocate KV for [st_alloc, alloc)."""

@@ -42,7 +42,6 @@ stretch ends no later than planned, and the next boundary plans from the state a
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from functools import reduce
 from itertools import accumulate
 from operator import add
@@ -184,8 +183,8 @@ class MixedStretchMixin:
         if self._mx is None:
             super().sync_kv()
             return
-        alloc = min(bisect_left(self._st_ends_list, self.env.now, 0, self._st_last) + 1, self._st_last)
-        if alloc > self._st_alloc:
+        alloc = self._alloc_due()
+        if alloc:
             self._mixed_kv(alloc)
 
     def pending_prefill_now(self) -> int:

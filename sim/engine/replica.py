@@ -52,7 +52,7 @@ import simpy
 
 from sim.engine.blocked_stretch import blocked_decode, blocked_decode_of
 from sim.engine.clock import at
-from sim.engine.fast_path import DecodeStretchMixin
+from sim.engine.fast_path import _NO_LIMIT, DecodeStretchMixin
 from sim.engine.lifecycle import ReplicaLifecycleMixin
 from sim.engine.mixed_plan import mixed_budget_of, mixed_plan
 from sim.engine.mixed_stretch import MixedStretchMixin
@@ -155,7 +155,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self.arrival_bound = None  # () -> time before which no new arrival reaches here, or None (cluster)
         self._st_step_s = 0.0      # the last decode step time priced for a bounded stretch
         self._thru = None          # a stretch's finishes still to apply (sim/engine/thru_finish.py)
-        self._thru_b = 1 << 62     # the iteration its next one ends
+        self._thru_b = _NO_LIMIT   # the iteration its next one ends
         self.thru_alone = None     # nothing but arrivals reads this replica (set by the cluster at start)
         self._mixed_budget = mixed_budget_of(scheduler)  # mixed iterations' fast plan (mixed_plan.py)
         # decode stretches with a blocked queue (blocked_stretch.py): the scheduler's promise and the KV's answer
@@ -544,6 +544,31 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             r.token_times.append(end)
         r.last_token_s = end
         r.num_output_tokens += 1
+        if r.num_output_tokens >= r.output_tokens:
+            self._finish(r, end)
+            return True
+        return False
+
+    def _emit_many(self, r: Request, end: float, n: int) -> bool:
+        """``_emit(r, end)`` ``n`` times (``n`` at most ``r``'s tokens left, so only the last can
+        finish), at once where ``r`` has its first token: the first after its gap, the others at
+        the same end (gaps of 0; a speculative step's accepted tokens). True if it finished."""
+        if n <= 0 or r.first_token_s is None:
+            finished = False
+            for _ in range(n):
+                finished = self._emit(r, end)
+            return finished
+        gap = end - r.last_token_s
+        if gap > r.itl_max_s:
+            r.itl_max_s = gap
+        itl_one = self.recorder.itl_one
+        itl_one(gap)
+        for _ in range(n - 1):
+            itl_one(0.0)
+        if r.token_times is not None:
+            r.token_times.extend([end] * n)
+        r.last_token_s = end
+        r.num_output_tokens += n
         if r.num_output_tokens >= r.output_tokens:
             self._finish(r, end)
             return True

@@ -61,8 +61,7 @@ class SpeculationMixin(SpecStretchMixin):
         self.spec_draft_s += plan.draft_s
         per_request = self.spec_by_request
         forget = getattr(spec, "forget", None)  # a plug-in speculator may not have it
-        emit_one = self._emit
-        itl_one = self.recorder.itl_one
+        emit_many = self._emit_many
         steps = proposed = num_accepted = emitted = 0  # added to the replica's counters at the end
         for i, (r, t) in enumerate(zip(plan.decode, plan.decode_tokens, strict=True)):
             k = t - 1
@@ -93,26 +92,7 @@ class SpeculationMixin(SpecStretchMixin):
                 row[3] += accepted
                 row[4] += emit
             r.num_computed_tokens += emit
-            finished = False
-            if emit > 0 and r.first_token_s is not None:
-                # ``_emit`` for the emit tokens, at once: the first after its gap, the accepted ones
-                # at the same end (gaps of 0); only the last can finish (emit <= tokens left)
-                gap = end - r.last_token_s
-                if gap > r.itl_max_s:
-                    r.itl_max_s = gap
-                itl_one(gap)
-                for _ in range(emit - 1):
-                    itl_one(0.0)
-                if r.token_times is not None:
-                    r.token_times.extend([end] * emit)
-                r.last_token_s = end
-                r.num_output_tokens += emit
-                if r.num_output_tokens >= r.output_tokens:
-                    self._finish(r, end)
-                    finished = True
-            else:
-                for _ in range(emit):
-                    finished = emit_one(r, end)
+            finished = emit_many(r, end, emit)  # emit <= tokens left
             if k > 0:
                 spec.observe(r.view, k, accepted)
                 if not finished:

@@ -46,11 +46,9 @@ it as a new stretch for the smaller batch. This module skips that round trip in 
 from __future__ import annotations
 
 from sim.engine.clock import at
-from sim.engine.fast_path import DecodeStretchMixin
+from sim.engine.fast_path import _NO_LIMIT, DecodeStretchMixin, context_and_left
 from sim.engine.plan import StepPlan
 from sim.engine.request import State
-
-_NO_LIMIT = 1 << 62  # as fast_path: no request's tokens left reach this
 
 
 class ThroughFinishMixin:
@@ -71,12 +69,7 @@ class ThroughFinishMixin:
         if pre is not None and pre[0] is reqs:
             context, left = pre[1], pre[2]
         else:
-            context, left = len(reqs), _NO_LIMIT
-            for r in reqs:
-                context += r.num_computed_tokens
-                k = r.output_tokens - r.num_output_tokens
-                if k < left:
-                    left = k
+            context, left = context_and_left(reqs)
         if kv.affordable_steps(reqs, left) < left:
             return (yield from self._stretch(plan))  # blocks run out before the first finish: its own case
         self._st_pre = None
