@@ -6,8 +6,11 @@ Three candidate mechanisms were named; none has a public calibration measurement
 none is modelled. This script only shows how each would move the held-out rows if it were, with
 trial values that are NOT solved from anything and NOT adopted:
 
-- ``cpu x k``: the ``vllm_v05`` stack's per-step and per-sequence CPU costs times ``k`` (a slower
-  host CPU); rows of the A100 host.
+- ``cpu x k``: the row's stack's per-step and per-sequence CPU costs times ``k`` (a slower host
+  CPU); rows on A100 hosts. The same trial is shown on the other A100 rows of the corpus: the held-out
+  ``vllm_rfc3130_a100`` (offline, another lab) and the calibration rows measured on A100 hosts
+  (``vllm_pr3240_mixtral``, IBM's host; SGLang's vLLM 0.6.0 rows of ``sglang_vllm060``), which a
+  factor tied to "A100" would have to fit as well.
 - ``dequant +d``: the GEMMs of FP8 checkpoints on a GPU without FP8 tensor cores (weight-only FP8
   Marlin, W8A16) cost ``1 + d`` times their BF16-rate compute (``gemm_compute_efficiency / (1+d)``;
   applied to the FP8 rows on A100 only; it also slows the 16-bit head and attention a little).
@@ -40,10 +43,10 @@ from hardware import calibration_constants as cc  # noqa: E402
 from hardware import corpus_predict as cp  # noqa: E402
 
 
-def cpu_trial(k: float) -> dict[str, float]:
-    """vllm_v05's CPU costs times ``k``."""
-    return {"iteration_overhead_s": k * cc.VLLM_V05_ENGINE_ITERATION_S,
-            "seq_overhead_s": k * cc.VLLM_V05_ENGINE_SEQ_S}
+def cpu_trial(k: float, stack: str = "vllm_v05") -> dict[str, float]:
+    """The stack's per-step and per-sequence CPU costs times ``k``."""
+    st = cc.STACKS[stack]
+    return {"iteration_overhead_s": k * st.iteration_s, "seq_overhead_s": k * st.seq_s}
 
 
 def dequant_trial(d: float) -> dict[str, float]:
@@ -54,7 +57,8 @@ def dequant_trial(d: float) -> dict[str, float]:
 def trials_for(row: dict) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     if row["device"].startswith("A100"):
-        out.update({"cpu x2": cpu_trial(2.0), "cpu x2.5": cpu_trial(2.5)})
+        stack = cp.stack_for(row)
+        out.update({"cpu x2": cpu_trial(2.0, stack), "cpu x2.5": cpu_trial(2.5, stack)})
         if row["weight_dtype"] == "fp8":
             out.update({"dequant +0.5": dequant_trial(0.5), "dequant +1": dequant_trial(1.0)})
     if row["model"].startswith("Mixtral"):
@@ -95,20 +99,26 @@ def main(argv: list[str] | None = None) -> int:
             and r["id"][-1] in "ab" and (r["device"].startswith("A100") or r["model"].startswith("Mixtral"))]
     if args.quick:
         rows = [r for r in rows if r["tp"] in (1, 8)]
+    others = {"vllm_rfc3130_a100", "vllm_pr3240_mixtral", "sglang_vllm060"}
+    rows += [r for r in cp.load_corpus() if r["source"] in others and r["device"].startswith("A100")
+             and cp.stack_for(r).startswith("vllm")]
     errs: dict[str, list[float]] = {}
     print(f"{'row':9s} {'device':9s} {'model':13s} tp {'dtype':4s} {'metric':14s} {'measured':>9s} "
           f"{'stored':>8s}  trial settings (signed error)")
     for r in rows:
+        lam = r["source"] == "lambda_vllm"
         base = cp.predict(r) / r["value"] - 1.0
-        errs.setdefault("stored", []).append(abs(base))
+        if lam:
+            errs.setdefault("stored", []).append(abs(base))
         cells = []
         for name, ov in trials_for(r).items():
             e = cp.predict(r, ov) / r["value"] - 1.0
-            errs.setdefault(name, []).append(abs(e))
+            if lam:
+                errs.setdefault(name, []).append(abs(e))
             cells.append(f"{name} {e:+.1%}")
         print(f"{r['id']:9s} {r['device']:9s} {r['model']:13s} {r['tp']:2d} {r['weight_dtype']:4s} "
               f"{r['metric']:14s} {r['value']:9.2f} {base:+8.1%}  " + ", ".join(cells))
-    print("median |error| over the rows each setting applies to: "
+    print("median |error| over the lambda_vllm rows each setting applies to: "
           + ", ".join(f"{k} {statistics.median(v):.1%} (n={len(v)})" for k, v in errs.items()))
     moe_kernel_check()
     return 0

@@ -36,3 +36,10 @@ def test_cpu_trial_closes_the_a100_floor_and_dequant_does_not_at_tp8():
 
 def test_moe_kernel_check_uses_the_printed_figures():
     assert sens.MOE_KERNEL_H100_TP2[2] == (1024, 833.72)
+
+
+def test_a_host_factor_tied_to_a100_contradicts_the_a100_calibration_rows():
+    row = _row("sgl-10")  # vLLM 0.6.0 (vllm_v1) on SGLang's A100 host, median TPOT: in-sample within 7%
+    stored = cp.predict(row) / row["value"] - 1.0
+    trial = cp.predict(row, sens.cpu_trial(2.0, cp.stack_for(row))) / row["value"] - 1.0
+    assert abs(stored) < 0.1 and trial > 0.25
