@@ -150,6 +150,9 @@ VLLM_V05_OFFLINE_CPU_SHARE = 29.0 / (33.0 + 29.0)
 #: benchmark_latency 1000/50): the latency step from batch 32 to 64 (32,000 more prompt tokens,
 #: dominated by the experts' prefill GEMMs). Measured on Ampere only; applied to the 2024 vLLM
 #: stacks on every GPU (uncertain on Hopper, where Triton of 2024 had no wgmma path either).
+#: Cross-check, not a fit: vllm-project/vllm#24700's H100 kernel times (a 2025 build, Mixtral TP 2,
+#: tuned config) reach 0.60 / 0.67 of the dense efficiency at 1024 / 1536 tokens
+#: (``experiments/v05_mechanism_sensitivity.py``; README (l)).
 VLLM_FUSED_MOE_COMPUTE_FACTOR = 0.63
 
 #: vLLM before its custom all-reduce (v0.3.0, 2024-01): every TP all-reduce went through NCCL
