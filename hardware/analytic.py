@@ -85,6 +85,13 @@ class AnalyticParams:
                                              "the routed-expert (grouped) GEMMs reach (default: the stack's)")
     allreduce_call_overhead_s: float | None = param(None, ge=0, doc="per TP all-reduce call on top of the "
                                                     "algorithm's time (default: the stack's)")
+    frontend_request_s: float | None = param(None, ge=0, doc="serving front end: service time per request of "
+                                             "each serial server before the replica's queue (default: the "
+                                             "stack's; 0: no front end; sim/engine/frontend.py)")
+    frontend_token_s: float | None = param(None, ge=0, doc="serving front end: service time per prompt token "
+                                           "(default: the stack's)")
+    frontend_servers: int | None = param(None, ge=1, doc="serving front end: parallel FIFO servers per replica "
+                                         "(vLLM's --api-server-count; default: the stack's)")
     swap_call_overhead_s: float = param(0.0, ge=0, doc="per copy call when swapping paged KV: one call per "
                                         "block, layer and K/V (FastSwitch); 0 = bytes only (e.g. 5e-6)")
     quantized_embeddings: bool = param(False, doc="true: an FP8/INT8/INT4 checkpoint's embeddings and LM head "
@@ -150,6 +157,9 @@ class AnalyticCostModel(CostModel):
             p, stack = apply_stack_file(p, stack)
         self.params = p
         self.request_overhead_s = stack.request_s if p.request_overhead_s is None else p.request_overhead_s
+        self.frontend_request_s = stack.frontend_request_s if p.frontend_request_s is None else p.frontend_request_s
+        self.frontend_token_s = stack.frontend_token_s if p.frontend_token_s is None else p.frontend_token_s
+        self.frontend_servers = stack.frontend_servers if p.frontend_servers is None else p.frontend_servers
         self.hardware = hardware
         self.device: DeviceSpec = get_device(hardware.device, "hardware.device")
         self.model: ModelSpec = get_model(hardware.model, "hardware.model")

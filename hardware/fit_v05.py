@@ -50,7 +50,9 @@ bound: the engine loop does the same per-sequence work with the API server in th
 server's share is left in ``a``); the profile row becomes a check.
 
 The seventh (issue 17, fid5) is the ``vllm_v1_engine`` stack (vLLM >= 0.8): its per-step and per-request
-costs from the ``inferencebench_marathon_h100`` rows (``hardware.fit_v1_engine`` has the method).
+costs from the ``inferencebench_marathon_h100`` rows (``hardware.fit_v1_engine`` has the method); since
+fid7 jointly with its serial front end (from ``kvcached_h100_inf``'s throughput) and per-sequence cost
+(from that run's TPOT): ``hardware.fit_v1_engine.solve_joint``.
 
 ``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
@@ -243,16 +245,22 @@ def main() -> int:
           f"batch {profile_batch(seq)}")
     from hardware import fit_v1_engine
 
-    it_s, req_s = fit_v1_engine.solve()
-    print(f"vllm_v1_engine from {fit_v1_engine.SOURCE}: iteration_s = {it_s * 1e3:.3f} ms, request_s = "
-          f"{req_s * 1e3:.1f} ms (stored {cc.VLLM_V1_ENGINE_ITERATION_S * 1e3:.3f} ms, "
-          f"{cc.VLLM_V1_ENGINE_REQUEST_S * 1e3:.1f} ms); seq_s kept at "
-          f"{cc.VLLM_V1_ENGINE_SEQ_S * 1e6:.0f} us (not solved)")
-    seq_s = fit_v1_engine.solve_seq_s()
-    print(f"vllm_v1_engine per-sequence cost that reproduces {fit_v1_engine.SEQ_SOURCE}'s throughput: "
-          f"{seq_s * 1e6:.1f} us, NOT adopted: with it that run's median TPOT is "
-          f"{fit_v1_engine.seq_median_error(seq_s, 'median_tpot_ms'):+.0%} and median TTFT "
-          f"{fit_v1_engine.seq_median_error(seq_s, 'median_ttft_ms'):+.0%} (a serial front end, not an engine cost)")
+    it_s, req_s, fe_s, seq_s = fit_v1_engine.solve_joint()
+    print(f"vllm_v1_engine jointly from {fit_v1_engine.SOURCE} and {fit_v1_engine.SEQ_SOURCE}: iteration_s = "
+          f"{it_s * 1e3:.3f} ms, request_s = {req_s * 1e3:.2f} ms, frontend_request_s = {fe_s * 1e3:.2f} ms, "
+          f"seq_s = {seq_s * 1e6:.1f} us (stored {cc.VLLM_V1_ENGINE_ITERATION_S * 1e3:.3f} ms, "
+          f"{cc.VLLM_V1_ENGINE_REQUEST_S * 1e3:.2f} ms, {cc.VLLM_V1_ENGINE_FRONTEND_S * 1e3:.2f} ms, "
+          f"{cc.VLLM_V1_ENGINE_SEQ_S * 1e6:.1f} us)")
+    over = fit_v1_engine.joint_overrides(it_s, req_s, fe_s, seq_s)
+    print(f"  with it {fit_v1_engine.SEQ_SOURCE}'s median TTFT (solved from no constant) is "
+          f"{fit_v1_engine.source_median_error(fit_v1_engine.SEQ_SOURCE, 'median_ttft_ms', over):+.1%}")
+    fe0 = {"frontend_request_s": 0.0, "seq_overhead_s": cc.VLLM_V1_SEQ_S, "iteration_overhead_s": 0.186e-3,
+           "request_overhead_s": 18.5e-3}
+    seq0 = fit_v1_engine.solve_seq_s_with(fe0)
+    print(f"  without a front end (fid5's constants) the per-sequence cost that reproduces "
+          f"{fit_v1_engine.SEQ_SOURCE}'s throughput is {seq0 * 1e6:.1f} us, and with it that run's median TPOT is "
+          f"{fit_v1_engine.seq_median_error(seq0, 'median_tpot_ms', fe0):+.0%}, median TTFT "
+          f"{fit_v1_engine.seq_median_error(seq0, 'median_ttft_ms', fe0):+.0%} (not adopted in fid5)")
     return 0
 
 

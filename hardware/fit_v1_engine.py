@@ -67,10 +67,10 @@ def solve(rounds: int = ROUNDS) -> tuple[float, float]:
 
 
 #: The high-batch run of the calibration (kvcached's H100 check of vanilla vLLM 0.19.0: 500 fixed 512/128
-#: requests at once). The split rule has its request throughput solve the per-sequence cost; the solution
-#: is printed but NOT adopted: the same run's TTFT (median 2.9 s) and TPOT (5.7 ms) show that its requests
+#: requests at once). fid5's split rule had its request throughput solve the per-sequence cost; that
+#: solution was NOT adopted: the same run's TTFT (median 2.9 s) and TPOT (5.7 ms) show that its requests
 #: reached the engine a few at a time (about 1 / throughput apart: a serial front end), which no
-#: per-sequence engine cost reproduces (see README (j)).
+#: per-sequence engine cost reproduces (see README (j)). fid7 models that front end (``solve_joint``).
 SEQ_SOURCE = "kvcached_h100_inf"
 
 
@@ -78,11 +78,66 @@ def seq_rows(metric: str = "req_tput") -> list[dict[str, Any]]:
     return [r for r in cp.load_corpus() if r["source"] == SEQ_SOURCE and r["metric"] == metric]
 
 
-def seq_median_error(seq_s: float, metric: str = "req_tput") -> float:
-    """Median signed error of the high-batch run's ``metric`` rows with per-sequence cost ``seq_s``."""
-    return statistics.median(cp.predict(r, {"seq_overhead_s": seq_s}) / r["value"] - 1.0 for r in seq_rows(metric))
+def seq_median_error(seq_s: float, metric: str = "req_tput", over: dict[str, Any] | None = None) -> float:
+    """Median signed error of the high-batch run's ``metric`` rows with per-sequence cost ``seq_s`` (and
+    the cost-model overrides ``over``)."""
+    o = dict(over or {}, seq_overhead_s=seq_s)
+    return statistics.median(cp.predict(r, o) / r["value"] - 1.0 for r in seq_rows(metric))
 
 
 def solve_seq_s(tol: float = 0.5e-6) -> float:
     """Per-sequence cost with median signed error zero over the high-batch run's throughput rows."""
-    return bisect_root(lambda b: -seq_median_error(b), 0.0, 400e-6, tol)  # throughput falls as the cost grows
+    return solve_seq_s_with(None, tol)
+
+
+def solve_seq_s_with(over: dict[str, Any] | None, tol: float = 0.5e-6) -> float:
+    """``solve_seq_s`` with the cost-model overrides ``over`` (fid5's solve: ``over`` without a front end)."""
+    return bisect_root(lambda b: -seq_median_error(b, "req_tput", over), 0.0, 400e-6, tol)  # throughput falls
+
+
+# ---------------------------------------------------------------- fid7: the serial front end, jointly
+
+#: Rounds of the joint solve (each solves the four constants in turn, by bisection).
+JOINT_ROUNDS = 4
+
+
+def source_median_error(source: str, metric: str, over: dict[str, Any]) -> float:
+    """Median signed error of ``source``'s ``metric`` rows with cost-model overrides ``over``."""
+    rows_ = [r for r in cp.load_corpus() if r["source"] == source and r["metric"] == metric]
+    return statistics.median(cp.predict(r, over) / r["value"] - 1.0 for r in rows_)
+
+
+def joint_overrides(it_s: float, req_s: float, fe_s: float, seq_s: float) -> dict[str, Any]:
+    return {"iteration_overhead_s": it_s, "request_overhead_s": req_s, "frontend_request_s": fe_s,
+            "seq_overhead_s": seq_s}
+
+
+def solve_joint(rounds: int = JOINT_ROUNDS, solve_seq: bool = True,
+                seq_start: float | None = None) -> tuple[float, float, float, float]:
+    """(iteration_s, request_s, frontend_request_s, seq_s) of ``vllm_v1_engine``, solved in turn:
+
+    - ``frontend_request_s`` (one serial front-end server per replica) so that the median signed error
+      of ``kvcached_h100_inf``'s request throughput rows is zero (500 requests at once: the front end
+      releases one request per service time, so the run's throughput is about 1 / service);
+    - ``seq_s`` (per sequence per step; only where ``solve_seq``) so that the same run's median TPOT rows
+      have median signed error zero (with the front end, about 70 sequences run, not 500);
+    - ``iteration_s`` and ``request_s`` from the marathon's TPOT and TTFT rows as ``solve`` does, now with
+      the front end's service time in every request's TTFT (4 clients rarely queue in it).
+
+    The same run's median TTFT rows are solved from no constant: they check the front end."""
+    from hardware import calibration_constants as cc
+
+    it_s, req_s = cc.VLLM_V1_ENGINE_ITERATION_S, cc.VLLM_V1_ENGINE_REQUEST_S
+    seq_s = cc.VLLM_V1_SEQ_S if seq_start is None else seq_start
+    fe_s = 0.0
+    for _ in range(rounds):
+        fe_s = bisect_root(lambda f: -source_median_error(SEQ_SOURCE, "req_tput", joint_overrides(it_s, req_s, f, seq_s)),
+                           0.0, 50e-3, 0.005e-3)
+        if solve_seq:
+            seq_s = bisect_root(lambda b: source_median_error(SEQ_SOURCE, "median_tpot_ms",
+                                                              joint_overrides(it_s, req_s, fe_s, b)), 0.0, 400e-6, 0.2e-6)
+        it_s = bisect_root(lambda a: source_median_error(SOURCE, "median_tpot_ms", joint_overrides(a, req_s, fe_s, seq_s)),
+                           0.0, 10e-3, 0.005e-3)
+        req_s = bisect_root(lambda r: source_median_error(SOURCE, "median_ttft_ms", joint_overrides(it_s, r, fe_s, seq_s)),
+                            0.0, 100e-3, 0.05e-3)
+    return it_s, req_s, fe_s, seq_s

@@ -6,7 +6,8 @@ efficiencies, so a user's own measurements become a cost-model setting::
     cost_model: {name: analytic, stack: vllm_v1, stack_file: my_cluster_stack.yaml}
 
 Keys (all optional except ``base_stack``): ``base_stack`` (the stack it starts from),
-``iteration_s``, ``layer_prefill_s``, ``layer_decode_s``, ``seq_s``, ``request_s`` (seconds),
+``iteration_s``, ``layer_prefill_s``, ``layer_decode_s``, ``seq_s``, ``request_s``,
+``frontend_request_s``, ``frontend_token_s`` (seconds), ``frontend_servers`` (an integer >= 1),
 ``memory_efficiency``, ``gemm_compute_efficiency`` (shares in (0, 1]); other keys (such as
 ``fitted_to`` and ``errors``) are notes and ignored.
 """
@@ -23,7 +24,8 @@ import yaml
 from hardware import calibration_constants as cc
 from sim.errors import ConfigError
 
-OVERHEADS = ("iteration_s", "layer_prefill_s", "layer_decode_s", "seq_s", "request_s")
+OVERHEADS = ("iteration_s", "layer_prefill_s", "layer_decode_s", "seq_s", "request_s", "frontend_request_s",
+             "frontend_token_s")
 EFFICIENCIES = ("memory_efficiency", "gemm_compute_efficiency")
 
 
@@ -49,6 +51,10 @@ def read_stack_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"must be a finite number >= 0, got {v!r}", f"{where}.{key}")
         if key in EFFICIENCIES and not 0 < v <= 1:
             raise ConfigError(f"must be in (0, 1], got {v!r}", f"{where}.{key}")
+    if "frontend_servers" in data:
+        v = data["frontend_servers"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"must be an integer >= 1, got {v!r}", f"{where}.frontend_servers")
     return data
 
 
@@ -58,6 +64,8 @@ def apply_stack_file(params: Any, stack: cc.StackOverheads) -> tuple[Any, cc.Sta
     base = cc.STACKS[data.get("base_stack", cc.DEFAULT_STACK)]
     stack = dataclasses.replace(base, **{k: float(data[k]) for k in OVERHEADS if k in data},
                                 source=f"stack file {params.stack_file}")
+    if "frontend_servers" in data:
+        stack = dataclasses.replace(stack, frontend_servers=int(data["frontend_servers"]))
     effs = {k: float(data[k]) for k in EFFICIENCIES if k in data}
     return (dataclasses.replace(params, **effs) if effs else params), stack
 
@@ -67,6 +75,7 @@ def write_stack_file(path: str | Path, base_stack: str, values: dict[str, float]
     base = cc.STACKS[base_stack]
     data: dict[str, Any] = {"base_stack": base_stack}
     data.update({k: float(getattr(base, k)) for k in OVERHEADS})
+    data["frontend_servers"] = int(base.frontend_servers)
     data.update({k: float(v) for k, v in values.items()})
     data.update(notes)
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))

@@ -93,6 +93,10 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     extra = dict(workload.describe())
     extra.update(_energy_and_cost(cluster, df, window, out_tokens))
     extra.update(cluster.transfer.summary())
+    if cluster.frontends:  # what the replicas' serving front ends added (sim/engine/frontend.py)
+        from sim.engine.frontend import frontend_summary
+
+        extra.update(frontend_summary(cluster.frontends))
     if cols is None:
         extra.update(fairness_summary(df))  # fair_* keys, only with two or more clients
     if cluster.models is not None:

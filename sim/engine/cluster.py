@@ -20,6 +20,7 @@ import simpy
 from sim.config import PoolConfig, SimulationConfig
 from sim.engine.actions import apply_actions
 from sim.engine.clock import ARRIVAL, CONTROL, at
+from sim.engine.frontend import make_frontend
 from sim.engine.held_pool import HeldPool
 from sim.engine.lifecycle import ClusterLifecycleMixin
 from sim.engine.load_index import EntryViews
@@ -93,6 +94,7 @@ class Cluster(ClusterLifecycleMixin):
         self.pools: list[Pool] = []
         self.replicas: list[Replica] = []
         self.replica_by_id: dict[int, Replica] = {}
+        self.frontends: dict = {}  # replica id -> its serving front end (sim/engine/frontend.py), if its stack has one
         self._next_replica_id = 0
         for i, pool_cfg in enumerate(config.cluster.pools):
             self.pools.append(self._build_pool(pool_cfg, f"cluster.pools[{i}]"))
@@ -215,6 +217,9 @@ class Cluster(ClusterLifecycleMixin):
             replica.hold_pool(pool.held)
         self.replicas.append(replica)
         self.replica_by_id[rid] = replica
+        frontend = make_frontend(self.env, pool.cost_model, partial(self._frontend_release, replica))
+        if frontend is not None:
+            self.frontends[rid] = frontend
         pool.replicas.append(replica)
         return replica
 
@@ -226,7 +231,16 @@ class Cluster(ClusterLifecycleMixin):
         not change (no controllers, hand-off or models): the arrival time of the request k
         places after the next one in the stream (infinity if the stream ends first), peeked into
         ``_ahead`` (the stream alone draws from the workload rng, so taking requests early
-        changes no draw; they are dispatched in order at their times all the same)."""
+        changes no draw; they are dispatched in order at their times all the same). A replica
+        with a serving front end: the earlier of that bound and its front end's next release
+        (a request routed later reaches it no earlier than it is routed)."""
+        if self.frontends and rep.id in self.frontends:
+            bound = self._arrival_bound_s(rep)
+            release = self.frontends[rep.id].next_release_s()
+            return bound if bound is None or release is None or bound <= release else release
+        return self._arrival_bound_s(rep)
+
+    def _arrival_bound_s(self, rep: Replica) -> float | None:
         held = self._held
         if held is None or self._num_scheduled or self.models is not None:
             return None
@@ -352,7 +366,19 @@ class Cluster(ClusterLifecycleMixin):
         if not target.fits(req):
             self.reject(req, "exceeds_kv_capacity")
             return
+        if self.frontends and target.id in self.frontends:
+            self.frontends[target.id].admit(req, self.env.now)  # reaches the replica at its release
+            return
         target.enqueue(req)
+
+    def _frontend_release(self, rep: Replica, req: Request) -> None:
+        """A request leaves ``rep``'s front end: onto its queue, or rejected if the replica is gone."""
+        if rep.lifecycle == "removed":
+            self.reject(req, "replica_removed")
+            return
+        if self._thru_sync:  # as at dispatch: finishes a stretch went on through are applied first
+            rep.sync_finishes()
+        rep.enqueue(req)
 
     def _dispatch_model(self, req: Request) -> None:
         """Multi-model dispatch: the router chooses among the replicas serving the request's model."""
@@ -445,6 +471,8 @@ class Cluster(ClusterLifecycleMixin):
         live.extend(self.transfer.live_requests())
         if self.models is not None:
             live.extend(self.models.live_requests())
+        for frontend in self.frontends.values():  # routed, not yet on their replica's queue
+            live.extend(frontend.requests())
         return live
 
     def _record_unfinished(self) -> None:

@@ -45,6 +45,7 @@ FIT_PARAMS = {
     "memory_efficiency": ("memory_efficiency", "memory_efficiency", 0.05, 1.0),
     "gemm_compute_efficiency": ("gemm_compute_efficiency", "gemm_compute_efficiency", 0.05, 1.0),
     "request_overhead_s": ("request_overhead_s", "request_s", 0.0, 1.0),
+    "frontend_request_s": ("frontend_request_s", "frontend_request_s", 0.0, 0.1),  # serial front end
 }
 DEFAULT_FIT = ("iteration_overhead_s", "memory_efficiency", "request_overhead_s")
 
@@ -214,7 +215,8 @@ def fit(config: dict[str, Any], result: dict[str, Any], names: tuple[str, ...] =
     start = {"iteration_overhead_s": stack.iteration_s, "layer_overhead_decode_s": stack.layer_decode_s,
              "seq_overhead_s": stack.seq_s, "request_overhead_s": _request_overhead(cost),
              "memory_efficiency": defaults.memory_efficiency,
-             "gemm_compute_efficiency": defaults.gemm_compute_efficiency}
+             "gemm_compute_efficiency": defaults.gemm_compute_efficiency,
+             "frontend_request_s": stack.frontend_request_s}
     cur = {n: float(cost.get(FIT_PARAMS[n][0], start[n])) for n in names}
 
     def run(values: dict[str, float]) -> dict[str, dict[str, float]]:
