@@ -12,8 +12,9 @@ def test_stack_exists_and_differs_from_the_vllm060_multi_step_fit():
     v1e, v06ms = cc.STACKS["vllm_v1_engine"], cc.STACKS["vllm_v1"]
     assert v1e.request_s < 0.5 * v06ms.request_s  # no multi-step first-token wait
     assert v1e.iteration_s < v06ms.iteration_s
-    assert v1e.seq_s == cc.VLLM_V1_SEQ_S  # not solved: kept, and said so
-    assert "inferencebench_marathon_h100" in v1e.source
+    assert v1e.seq_s == cc.VLLM_V1_ENGINE_SEQ_S  # fid7: solved from kvcached_h100_inf's TPOT
+    assert v1e.frontend_request_s == cc.VLLM_V1_ENGINE_FRONTEND_S > 0 and v1e.frontend_servers == 1
+    assert "inferencebench_marathon_h100" in v1e.source and "kvcached_h100_inf" in v1e.source
 
 
 def test_v1_engine_releases_map_to_it_and_older_ones_do_not():
@@ -46,7 +47,9 @@ def test_solved_constants_reproduce_their_calibration_rows():
     assert "inferencebench_marathon_h100" in fid.CALIBRATION_SOURCES
     for metric in ("median_tpot_ms", "median_ttft_ms"):
         assert len(fit_v1_engine.rows(metric)) == 4
-        assert abs(fit_v1_engine.median_error(metric)) < 0.01  # solved: median signed error zero
+        # solved: median signed error zero, or at the jump that straddles it (fid7: the TTFT median jumps
+        # from -1.0% to +9.1% at request_s = 7.305 ms, a closed-loop arrival crossing a step boundary)
+        assert abs(fit_v1_engine.median_error(metric)) < 0.015
     # every row of the source within 30% (TTFT of Mistral-7B, whose outputs stop early, is the worst)
     for r in fit_v1_engine.rows("median_tpot_ms") + fit_v1_engine.rows("median_ttft_ms"):
         assert abs(cp.predict(r) / r["value"] - 1.0) < 0.30
@@ -68,10 +71,11 @@ def test_online_fixed_rows_replay_fixed_lengths_at_poisson_arrivals_and_the_stat
     assert fid.kind_group(row) == "online" and "kvcached_h100_r16" not in fid.CALIBRATION_SOURCES
 
 
-def test_high_batch_run_solves_a_per_sequence_cost_that_is_not_adopted():
+def test_high_batch_run_without_a_front_end_solves_a_per_sequence_cost_that_misses_its_tpot():
+    # fid5's solve (no front end, fid5's constants): it reproduces the throughput but not the same run's
+    # TPOT, which is why fid5 did not adopt it and fid7 models the serial front end instead
     assert fit_v1_engine.SEQ_SOURCE in fid.CALIBRATION_SOURCES
-    seq_s = fit_v1_engine.solve_seq_s(tol=2e-6)
-    assert abs(fit_v1_engine.seq_median_error(seq_s)) < 0.03  # the solve reproduces the throughput ...
-    # ... but not the same run's TPOT: the cost that limits it is not per sequence in the engine
-    assert fit_v1_engine.seq_median_error(seq_s, "median_tpot_ms") > 1.0
-    assert cc.VLLM_V1_ENGINE_SEQ_S == cc.VLLM_V1_SEQ_S < seq_s
+    fe0 = {"frontend_request_s": 0.0, "iteration_overhead_s": 0.186e-3, "request_overhead_s": 18.5e-3}
+    seq_s = fit_v1_engine.solve_seq_s_with(fe0, tol=2e-6)
+    assert abs(fit_v1_engine.seq_median_error(seq_s, "req_tput", fe0)) < 0.03
+    assert fit_v1_engine.seq_median_error(seq_s, "median_tpot_ms", fe0) > 1.0
