@@ -254,8 +254,8 @@ def main() -> int:
     over = fit_v1_engine.joint_overrides(it_s, req_s, fe_s, seq_s)
     print(f"  with it {fit_v1_engine.SEQ_SOURCE}'s median TTFT (solved from no constant) is "
           f"{fit_v1_engine.source_median_error(fit_v1_engine.SEQ_SOURCE, 'median_ttft_ms', over):+.1%}")
-    fe0 = {"frontend_request_s": 0.0, "seq_overhead_s": cc.VLLM_V1_SEQ_S, "iteration_overhead_s": 0.186e-3,
-           "request_overhead_s": 18.5e-3}
+    fe0 = {"frontend_request_s": 0.0, "seq_overhead_s": cc.VLLM_V1_SEQ_S,
+           "iteration_overhead_s": fit_v1_engine.FID5_ITERATION_S, "request_overhead_s": fit_v1_engine.FID5_REQUEST_S}
     seq0 = fit_v1_engine.solve_seq_s_with(fe0)
     print(f"  without a front end (fid5's constants) the per-sequence cost that reproduces "
           f"{fit_v1_engine.SEQ_SOURCE}'s throughput is {seq0 * 1e6:.1f} us, and with it that run's median TPOT is "

@@ -13,10 +13,12 @@ each model gives its median TTFT and median TPOT. Two constants are solved from 
   think time, so that the median signed error of the four TTFT rows is zero.
 
 TPOT barely depends on ``request_s`` and TTFT depends on ``iteration_s`` (the prefill step's own cost),
-so the two are solved in turn (``ROUNDS`` times, each by bisection) starting from zero. The
-per-sequence cost is not solved: with at most four sequences running no calibration row separates it
-from the per-step cost; ``vllm_v1_engine`` keeps ``vllm_v1``'s (``VLLM_V1_SEQ_S``), an assumption the
-held-out concurrency sweeps (16 and 64 clients) check.
+so the two are solved in turn (``ROUNDS`` times, each by bisection) starting from zero. With at most
+four sequences running no marathon row separates the per-sequence cost from the per-step cost; fid5 kept
+``vllm_v1``'s. Since fid7 the stack has a serial serving front end (``sim/engine/frontend.py``), and
+``solve_joint`` solves four constants in turn: the front end's service time from ``kvcached_h100_inf``'s
+request throughput, the per-sequence cost from that run's median TPOT, and the two above from the
+marathon (whose TTFT now holds the front end's service time too).
 
 ``python -m hardware.fit_v05`` prints the solution beside the stored constants.
 """
@@ -99,6 +101,10 @@ def solve_seq_s_with(over: dict[str, Any] | None, tol: float = 0.5e-6) -> float:
 
 #: Rounds of the joint solve (each solves the four constants in turn, by bisection).
 JOINT_ROUNDS = 4
+#: Where the joint solve starts: fid5's solution without a front end (per-step, per-request cost), so that
+#: its result does not depend on the stored constants (the TTFT medians jump, so the start matters at
+#: the 0.05 ms level).
+FID5_ITERATION_S, FID5_REQUEST_S = 0.186e-3, 18.5e-3
 
 
 def source_median_error(source: str, metric: str, over: dict[str, Any]) -> float:
@@ -127,17 +133,17 @@ def solve_joint(rounds: int = JOINT_ROUNDS, solve_seq: bool = True,
     The same run's median TTFT rows are solved from no constant: they check the front end."""
     from hardware import calibration_constants as cc
 
-    it_s, req_s = cc.VLLM_V1_ENGINE_ITERATION_S, cc.VLLM_V1_ENGINE_REQUEST_S
-    seq_s = cc.VLLM_V1_SEQ_S if seq_start is None else seq_start
-    fe_s = 0.0
+    cur = {"it_s": FID5_ITERATION_S, "req_s": FID5_REQUEST_S, "fe_s": 0.0,  # from fid5's solution
+           "seq_s": cc.VLLM_V1_SEQ_S if seq_start is None else seq_start}
+
+    def err(source: str, metric: str, name: str, sign: float = 1.0):
+        """Signed median error of ``source``'s ``metric`` as a function of the constant ``name``."""
+        return lambda x: sign * source_median_error(source, metric, joint_overrides(**{**cur, name: x}))
+
     for _ in range(rounds):
-        fe_s = bisect_root(lambda f: -source_median_error(SEQ_SOURCE, "req_tput", joint_overrides(it_s, req_s, f, seq_s)),
-                           0.0, 50e-3, 0.005e-3)
+        cur["fe_s"] = bisect_root(err(SEQ_SOURCE, "req_tput", "fe_s", -1.0), 0.0, 50e-3, 0.005e-3)
         if solve_seq:
-            seq_s = bisect_root(lambda b: source_median_error(SEQ_SOURCE, "median_tpot_ms",
-                                                              joint_overrides(it_s, req_s, fe_s, b)), 0.0, 400e-6, 0.2e-6)
-        it_s = bisect_root(lambda a: source_median_error(SOURCE, "median_tpot_ms", joint_overrides(a, req_s, fe_s, seq_s)),
-                           0.0, 10e-3, 0.005e-3)
-        req_s = bisect_root(lambda r: source_median_error(SOURCE, "median_ttft_ms", joint_overrides(it_s, r, fe_s, seq_s)),
-                            0.0, 100e-3, 0.05e-3)
-    return it_s, req_s, fe_s, seq_s
+            cur["seq_s"] = bisect_root(err(SEQ_SOURCE, "median_tpot_ms", "seq_s"), 0.0, 400e-6, 0.2e-6)
+        cur["it_s"] = bisect_root(err(SOURCE, "median_tpot_ms", "it_s"), 0.0, 10e-3, 0.005e-3)
+        cur["req_s"] = bisect_root(err(SOURCE, "median_ttft_ms", "req_s"), 0.0, 100e-3, 0.05e-3)
+    return cur["it_s"], cur["req_s"], cur["fe_s"], cur["seq_s"]

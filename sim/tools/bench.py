@@ -175,6 +175,10 @@ SCENARIOS: dict[str, Any] = {
                                                "least_outstanding"),
     "c2cserve-mig": c2cserve_config,
     "azure-conv-16-cacheopt": lambda: cacheopt_config(16),
+    "azure-conv-4-v1-frontend": lambda: _config(  # fid7: vllm_v1_engine's serial front end queues (25x rate)
+        {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"), "rate_scale": 25.0},
+        _pool(4, hardware={"device": "H100-SXM", "model": "Qwen3-0.6B", "tp": 1},
+              cost_model={"name": "analytic", "stack": "vllm_v1_engine"}), "least_outstanding"),
 }
 LONG = ("synthetic-1m-128",)  # run only with --all or by name
 SCALING_SIZES = (10_000, 100_000, 1_000_000)

@@ -134,3 +134,23 @@ def test_requests_in_the_front_end_at_a_cut_are_unfinished(tmp_path):
     assert (unfinished["first_replica"] == -1).sum() >= 1  # still in the front end
     assert s["num_completed"] + s.get("num_rejected", 0) + len(unfinished) + s["num_not_arrived"] \
         == s["num_workload_requests"] == 120
+
+
+def test_stack_file_and_yaml_set_the_front_end(tmp_path):
+    from hardware.analytic import AnalyticCostModel, AnalyticParams
+    from hardware.stack_file import read_stack_file, write_stack_file
+    from sim.config import HardwareConfig
+    from sim.errors import ConfigError
+
+    hw = HardwareConfig(device="H100-SXM", model="Llama-3-8B", tp=1)
+    path = tmp_path / "stack.yaml"
+    write_stack_file(path, "vllm_v1_engine", {"frontend_request_s": 0.004}, {"fitted_to": "test"})
+    cm = AnalyticCostModel(AnalyticParams(stack="trtllm", stack_file=str(path)), hw)
+    assert cm.frontend_request_s == 0.004 and cm.frontend_servers == 1
+    assert AnalyticCostModel(AnalyticParams(stack="trtllm"), hw).frontend_request_s == 0.0  # off elsewhere
+    cm = AnalyticCostModel(AnalyticParams(stack="vllm_v1_engine", frontend_servers=4), hw)
+    assert cm.frontend_servers == 4 and cm.frontend_request_s > 0
+    path.write_text("base_stack: vllm_v1_engine\nfrontend_servers: 0\n")
+    with pytest.raises(ConfigError) as exc:
+        read_stack_file(path)
+    assert exc.value.where == "cost_model.stack_file.frontend_servers"
