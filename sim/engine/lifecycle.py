@@ -159,7 +159,7 @@ class ClusterLifecycleMixin:
         rep = self.live_replica(replica_id)
         if rep.lifecycle != "draining":
             raise ActionError(f"replica {replica_id} is {rep.lifecycle}: drain it first")
-        if not rep.is_drained:
+        if not rep.is_drained or self._in_frontend(rep):
             raise ActionError(f"replica {replica_id} still has work or KV")
         rep.mark_removed()
         self.refresh_entry()
@@ -168,10 +168,15 @@ class ClusterLifecycleMixin:
         self._drain_checks.discard(rep.id)
         if rep.lifecycle != "draining":
             return
-        if rep.is_drained:
+        if rep.is_drained and not self._in_frontend(rep):
             self.remove_replica(rep.id)
         elif rep.is_empty:  # only KV in transit keeps it: look again shortly
             self._check_drained_soon(rep, DRAIN_POLL_S)
+
+    def _in_frontend(self, rep: Replica) -> bool:
+        """Requests routed to ``rep`` are still in its serving front end (sim/engine/frontend.py)."""
+        frontend = getattr(self, "frontends", {}).get(rep.id)
+        return frontend is not None and frontend.next_release_s() is not None
 
     def _check_drained_soon(self, rep: Replica, delay_s: float = 0.0) -> None:
         """Check ``rep`` once the current event is through (its queues are settled by then)."""

@@ -154,3 +154,27 @@ def test_stack_file_and_yaml_set_the_front_end(tmp_path):
     with pytest.raises(ConfigError) as exc:
         read_stack_file(path)
     assert exc.value.where == "cost_model.stack_file.frontend_servers"
+
+
+def test_a_draining_replica_waits_for_its_front_end(tmp_path):
+    from sim.engine.clock import CONTROL, at
+    from tests.cluster_run import run_cluster
+
+    # a 1 s service, longer than any request's time in the engine: the drained replica's engine empties
+    # between two releases of its front end, which must not let it leave with requests still in it
+    cfg, _ = _config(tmp_path, fe_s=1.0)
+    cfg["cluster"]["router"] = "round_robin"
+    cfg["cluster"]["pools"][0]["num_replicas"] = 2
+    seen = {}
+
+    def drain_soon(cluster):
+        def drain(_e):
+            seen["queued"] = len(cluster.frontends[1].requests())
+            cluster.drain_replica(1)
+        at(cluster.env, 0.1, CONTROL).callbacks.append(drain)
+
+    cluster = run_cluster(cfg, drain_soon)
+    df = cluster.recorder.requests_frame()
+    assert seen["queued"] > 0  # requests were in its front end when it was drained ...
+    assert (df["state"] == "finished").all() and len(df) == 120  # ... and all were served, none lost
+    assert cluster.replica_by_id[1].lifecycle == "removed"
