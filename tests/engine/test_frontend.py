@@ -178,3 +178,13 @@ def test_a_draining_replica_waits_for_its_front_end(tmp_path):
     assert seen["queued"] > 0  # requests were in its front end when it was drained ...
     assert (df["state"] == "finished").all() and len(df) == 120  # ... and all were served, none lost
     assert cluster.replica_by_id[1].lifecycle == "removed"
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_the_arrival_bound_with_a_front_end_changes_no_result(tmp_path, replicas):
+    from tests.cluster_run import assert_same_run, run_cluster, unbounded
+
+    cfg, _ = _config(tmp_path, fe_s=0.005, servers=2, gap=0.002)
+    cfg["cluster"]["router"] = "round_robin"  # tells min_requests_before: bounded stretches on several replicas
+    cfg["cluster"]["pools"][0]["num_replicas"] = replicas
+    assert_same_run(run_cluster(cfg), run_cluster(cfg, unbounded))
