@@ -74,13 +74,13 @@ class MixedStretchMixin:
         if p.remaining_prefill_tokens <= k0 or len(plan.decode) != len(running) - 1 or p.state == _DECODE:
             return None  # its prompt ends in this iteration, or the batch is not all the running decodes
         decodes = [r for r in running if r.state == _DECODE]  # as ``mixed_plan`` lists them
-        if len(decodes) != len(plan.decode) or p not in running:
-            return None
+        if len(decodes) != len(plan.decode) or p not in running or (self._mixed_last and running[-1] is not p):
+            return None  # not the batch, or (``mixed_prefill_last``) a request behind P: see mixed_plan.py
         for r in decodes:
             if r.first_token_s is None:
                 return None
         b = self._mixed_budget(len(decodes))
-        return (decodes, p, k0, b) if b > 0 else None
+        return (decodes, p, k0, b) if b is not None and b > 0 else None
 
     def _mixed_stretch(self, plan: StepPlan):
         """Run ``plan`` (one prompt's chunk beside every running decode) and the mixed iterations
