@@ -6,7 +6,9 @@ scheduler, e.g. the iteration that admits P), the scheduler declares ``mixed_chu
 prompt goes on after this chunk, and nothing else is in play at the boundary: no steps log
 (``record_steps``), nothing swapped or paused, no swap copy, step hook, hold or boundary
 callback, no attention-saved tokens, a paged-style KV manager (``allocates_by_target``,
-``affordable_chunked_steps``, its own ``grow``), and every decode has its first token. Then the
+``affordable_chunked_steps``, its own ``grow``), every decode has its first token, and, for a
+scheduler that declares ``mixed_prefill_last`` (vLLM v1), P is the last running request (nothing
+joins behind it mid-stretch without cutting it: ``attach_running`` and ``enqueue`` wake). Then the
 iterations after it are known (each is the mixed fast plan of its boundary)::
 
     b = mixed_chunk_budget(D)                D decodes, a fixed number in the stretch
