@@ -270,7 +270,6 @@ class Cluster(ClusterLifecycleMixin):
                  and self.recorder.steps is None)
         self._thru_sync = False
         for rep in self.replicas:
-            rep.run_until = self.config.engine.max_time_s  # (sim/engine/head_stretch.py)
             if rep.thru_alone is None:
                 rep.thru_alone = alone
             self._thru_sync |= bool(rep.thru_alone) and rep.fast_forward

@@ -41,8 +41,6 @@ def context_and_left(reqs: list) -> tuple[int, int]:
 class DecodeStretchMixin:
     """Fast-forwarding of decode stretches; needs the attributes ``Replica`` sets."""
 
-    _st_from: float | None = None  # a bounded stretch's start when not now (sim/engine/head_stretch.py)
-
     def _decode_all(self) -> StepPlan | None:
         """The plan a ``fast_forward_safe`` scheduler forms when nothing waits and every
         running request decodes: all of them, one token each. None if that does not hold or
@@ -182,7 +180,7 @@ class DecodeStretchMixin:
                     return planned
                 last_s, left_s = ends[-1] - (ends[-2] if k > 1 else self._st_start), bound - ends[-1]
             else:
-                self._st_start = self.env.now if self._st_from is None else self._st_from  # (head_stretch.py)
+                self._st_start = self.env.now
                 # the last step priced here, maybe for another batch: a quarter more iterations
                 # than it says (pricing a few too many costs less than a second round)
                 last_s, left_s = 0.8 * self._st_step_s, bound - self._st_start

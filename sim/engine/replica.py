@@ -53,7 +53,6 @@ import simpy
 from sim.engine.blocked_stretch import blocked_decode, blocked_decode_of
 from sim.engine.clock import at
 from sim.engine.fast_path import _NO_LIMIT, DecodeStretchMixin
-from sim.engine.head_stretch import HeadStretchMixin
 from sim.engine.lifecycle import ReplicaLifecycleMixin
 from sim.engine.mixed_plan import mixed_budget_of, mixed_last_of, mixed_plan
 from sim.engine.mixed_stretch import MixedStretchMixin
@@ -81,7 +80,7 @@ def cost_model_layers(cost_model: Any) -> int:
 
 
 class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStretchMixin, PausableMixin,
-              ReplicaLifecycleMixin, ThroughFinishMixin, HeadStretchMixin):
+              ReplicaLifecycleMixin, ThroughFinishMixin):
     """One model instance (one or more GPUs) with its queues and iteration loop."""
 
     def __init__(
@@ -418,8 +417,6 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
                 continue  # the mixed plan and the iterations after it, as one event (mixed_stretch.py)
             step_s = self._step_time(plan)
             end = env.now + step_s
-            if self.thru_alone and self.fast_forward and (yield from self._head_stretch(plan, step_s, end)):
-                continue  # this iteration and the decode stretch after it, as one wait (head_stretch.py)
             yield at(env, end)
             if self.step_wait is not None:  # the iteration also waits for a copy (streamed weights)
                 wait, self.step_wait = self.step_wait, None

@@ -55,20 +55,15 @@ class ThroughFinishMixin:
     """``_decode_rest`` and ``_thru_stretch`` (the replica's loop calls them); needs ``Replica``'s attributes."""
 
     # ------------------------------------------------------------------ through finishes, one wait
-    def _thru_stretch(self, plan: StepPlan, start: float | None = None):
+    def _thru_stretch(self, plan: StepPlan):
         """The decode stretch of ``plan`` and the stretches ``_decode_rest`` would form after each
         of its finishes before the next arrival, as one wait (see the module docstring), or
         ``_stretch(plan)`` where that does not apply. True if it ended at finishes (``running``
-        still holds them, as after ``_stretch``). ``start``: the stretch starts then, not now
-        (after a head iteration applied early, sim/engine/head_stretch.py; a fallback to
-        ``_stretch`` first waits for it)."""
+        still holds them, as after ``_stretch``)."""
         reqs = plan.decode
         bound = self.arrival_bound() if self.arrival_bound is not None else None
         kv = self.kv
-        env = self.env
         if bound is None or self.attention_saved_tokens is not None or not getattr(kv, "finishes_give_back", False):
-            if start is not None:
-                yield at(env, start)
             return (yield from self._stretch(plan))
         pre = self._st_pre
         if pre is not None and pre[0] is reqs:
@@ -76,11 +71,9 @@ class ThroughFinishMixin:
         else:
             context, left = context_and_left(reqs)
         if kv.affordable_steps(reqs, left) < left:
-            if start is not None:
-                yield at(env, start)
             return (yield from self._stretch(plan))  # blocks run out before the first finish: its own case
         self._st_pre = None
-        self._st_from = start  # where ``_price_until`` starts pricing (None: now)
+        env = self.env
         # price stretch after stretch, each for the requests still running, until the one the
         # next arrival falls in (bisecting the end times as ``_price_until`` does)
         ends = self._st_ends_list = []
@@ -114,13 +107,12 @@ class ThroughFinishMixin:
                 last = fits
                 while cuts and cuts[-1][0] >= last:
                     cuts.pop()
-        self._st_from = None
         self._st_ends_arr = None if cuts else self._st_ends_arr
         self._st_reqs, self._st_last, self._st_done, self._st_alloc = reqs, last, 0, 1
         self._st_cut = False
         self._thru = cuts[::-1]  # popped from the end, in order
         self._thru_b = cuts[0][0] if cuts else _NO_LIMIT
-        self._thru_a, self._thru_start = 0, env.now if start is None else start
+        self._thru_a, self._thru_start = 0, env.now
         yield at(env, ends[last - 1])
         last = self._st_last
         self._advance(last, last)  # through every finish before ``last`` (``_thru_cross``)
