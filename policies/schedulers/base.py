@@ -20,7 +20,10 @@ returns None), then gives the prefilling request a chunk of min(its remaining pr
 through ``grow`` when b = ``mixed_chunk_budget(decodes added)`` is positive (doing something
 else only if ``grow`` returns None), and then, if nothing waits or the chunk took all of b (or
 b <= 0), nothing more. The replica then forms that plan itself (sim/engine/mixed_plan.py). A
-subclass that changes ``schedule`` must check the promise still holds.
+subclass that changes ``schedule`` must check the promise still holds. A None budget says the
+promise does not hold with that many decodes. ``mixed_prefill_last = True`` (default False)
+narrows it to the states where the prompt mid-prefill is the last running request (a scheduler
+that walks ``running`` in order under one budget: a decode behind the prompt would wait on it).
 
 ``blocked_decode_safe = True`` (default False) promises: with nothing swapped or paused and every
 running request decoding, when ``schedule`` has decoded every running request one token each, in
@@ -62,6 +65,7 @@ class SchedulerBase(PolicyBase):
 
     fast_forward_safe = True
     mixed_chunk_budget = None  # (decodes) -> a prefill chunk's token budget: see the module docstring
+    mixed_prefill_last = False  # the mixed promise holds only with the prompt last in ``running``
     supports_swap = False  # brings swapped requests back (swap_in_waiting); else recompute only
     blocked_decode_safe = False  # see the module docstring (sim/engine/blocked_stretch.py)
 

@@ -59,6 +59,8 @@ class SplitwiseScheduler(VllmV1Scheduler):
         self.num_deferrals = 0
         # reference mode counts a deferral per waiting prompt per iteration: no blocked stretches
         self.blocked_decode_safe = params.mode == "chunked"
+        if params.mode != "chunked":  # whole prompts and deferrals: not vLLM v1's mixed iterations
+            self.mixed_chunk_budget = None
 
     def peek(self, rep: ReplicaView) -> RequestView:
         limit = self.params.max_preemptions

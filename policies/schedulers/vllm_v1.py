@@ -36,6 +36,20 @@ class VllmV1Scheduler(SchedulerBase):
     # the running requests first, then admissions that read only the queue, the running count
     # and the KV's answers, no state kept between iterations: see SchedulerBase's docstring
     blocked_decode_safe = True
+    # the mixed plan's promise, only while the prompt mid-prefill is the last running request:
+    # ``schedule_running`` walks ``running`` in order, so a decode behind the prompt would get its
+    # token only if the chunk left budget (an attached request, or an admission behind a capped chunk)
+    mixed_prefill_last = True
+
+    def mixed_chunk_budget(self, num_decodes: int) -> int | None:
+        """The budget a running prompt's chunk gets after ``num_decodes`` decodes ahead of it
+        (``SchedulerBase``'s mixed promise, with ``mixed_prefill_last``): ``schedule_running``
+        gives each decode one token, then the prompt min(its rest, the budget left), and
+        ``admit_waiting`` admits nothing when no budget is left (it checks the budget before
+        it rejects or admits). None past the budget: ``schedule_running`` then stops decoding
+        there, so not every decode gets its token."""
+        budget = self.params.max_num_batched_tokens
+        return budget - num_decodes if num_decodes <= budget else None
 
     def schedule(self, rep: ReplicaOps) -> StepPlan:
         p = self.params

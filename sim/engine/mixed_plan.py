@@ -27,6 +27,13 @@ under ``allocates_by_target``; a failed ``grow`` takes nothing: ``schedule`` is 
 chooses whom to preempt as it would have). The conformance suite checks this path against
 stepping with the fast path off (tests/test_conformance.py, tests/engine/test_mixed_plan.py).
 
+Running order: a scheduler that walks ``running`` in order under one token budget (vLLM v1)
+keeps the promise only while the prompt mid-prefill is the last running request (a decode
+behind it gets its token only if the chunk left budget); it declares ``mixed_prefill_last``, and
+the plan (and a mixed stretch) is formed only in that order. Its ``mixed_chunk_budget`` may
+return None for a number of decodes at which the promise does not hold (more decodes than its
+budget: the ones past it wait); the scheduler then plans.
+
 Stretches: a plan of this shape (whoever formed it) and the mixed iterations after it, while
 nothing changes, run as one event (sim/engine/mixed_stretch.py). What once kept them stepped, the
 ITL mean as an order-dependent float sum of gaps booked in event order across replicas, is gone:
@@ -52,6 +59,11 @@ def mixed_budget_of(scheduler: Any) -> Any:
     return getattr(scheduler, "mixed_chunk_budget", None)
 
 
+def mixed_last_of(scheduler: Any) -> bool:
+    """The scheduler's ``mixed_prefill_last``: its promise holds only while the prompt is last."""
+    return bool(getattr(scheduler, "mixed_prefill_last", False))
+
+
 def mixed_plan(rep: Replica, chunk_budget: Any) -> StepPlan | None:
     """The declaring scheduler's plan when every running request but one decodes (see the
     module docstring); None, with nothing changed, when the running set is not of that shape.
@@ -65,8 +77,12 @@ def mixed_plan(rep: Replica, chunk_budget: Any) -> StepPlan | None:
         return None  # no prompt in flight, or two: the scheduler splits the budget
     prefill = running[-1]  # the newest, mostly
     if prefill.state == _DECODE:
+        if rep._mixed_last:
+            return None  # a decode behind the prompt: its token depends on the chunk (``mixed_prefill_last``)
         prefill = next(r for r in running if r.state != _DECODE)
     room = chunk_budget(len(decodes))
+    if room is None:
+        return None  # the promise does not hold with this many decodes: the scheduler plans
     k = prefill.remaining_prefill_tokens
     if k >= room:
         k = room  # the whole budget: nothing waiting is admitted

@@ -6,7 +6,9 @@ scheduler, e.g. the iteration that admits P), the scheduler declares ``mixed_chu
 prompt goes on after this chunk, and nothing else is in play at the boundary: no steps log
 (``record_steps``), nothing swapped or paused, no swap copy, step hook, hold or boundary
 callback, no attention-saved tokens, a paged-style KV manager (``allocates_by_target``,
-``affordable_chunked_steps``, its own ``grow``), and every decode has its first token. Then the
+``affordable_chunked_steps``, its own ``grow``), every decode has its first token, and, for a
+scheduler that declares ``mixed_prefill_last`` (vLLM v1), P is the last running request (nothing
+joins behind it mid-stretch without cutting it: ``attach_running`` and ``enqueue`` wake). Then the
 iterations after it are known (each is the mixed fast plan of its boundary)::
 
     b = mixed_chunk_budget(D)                D decodes, a fixed number in the stretch
@@ -74,13 +76,13 @@ class MixedStretchMixin:
         if p.remaining_prefill_tokens <= k0 or len(plan.decode) != len(running) - 1 or p.state == _DECODE:
             return None  # its prompt ends in this iteration, or the batch is not all the running decodes
         decodes = [r for r in running if r.state == _DECODE]  # as ``mixed_plan`` lists them
-        if len(decodes) != len(plan.decode) or p not in running:
-            return None
+        if len(decodes) != len(plan.decode) or p not in running or (self._mixed_last and running[-1] is not p):
+            return None  # not the batch, or (``mixed_prefill_last``) a request behind P: see mixed_plan.py
         for r in decodes:
             if r.first_token_s is None:
                 return None
         b = self._mixed_budget(len(decodes))
-        return (decodes, p, k0, b) if b > 0 else None
+        return (decodes, p, k0, b) if b is not None and b > 0 else None
 
     def _mixed_stretch(self, plan: StepPlan):
         """Run ``plan`` (one prompt's chunk beside every running decode) and the mixed iterations

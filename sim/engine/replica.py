@@ -54,7 +54,7 @@ from sim.engine.blocked_stretch import blocked_decode, blocked_decode_of
 from sim.engine.clock import at
 from sim.engine.fast_path import _NO_LIMIT, DecodeStretchMixin
 from sim.engine.lifecycle import ReplicaLifecycleMixin
-from sim.engine.mixed_plan import mixed_budget_of, mixed_plan
+from sim.engine.mixed_plan import mixed_budget_of, mixed_last_of, mixed_plan
 from sim.engine.mixed_stretch import MixedStretchMixin
 from sim.engine.ops import ReplicaOps
 from sim.engine.pausable import PausableMixin
@@ -158,6 +158,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self._thru_b = _NO_LIMIT   # the iteration its next one ends
         self.thru_alone = None     # nothing but arrivals reads this replica (set by the cluster at start)
         self._mixed_budget = mixed_budget_of(scheduler)  # mixed iterations' fast plan (mixed_plan.py)
+        self._mixed_last = mixed_last_of(scheduler)      # ... only while the prompt is the last running
         # decode stretches with a blocked queue (blocked_stretch.py): the scheduler's promise and the KV's answer
         self.blocked_fast_forward = self.fast_forward and blocked_decode_of(scheduler, kv)
         # layer cuts and holds
