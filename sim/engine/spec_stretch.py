@@ -114,10 +114,12 @@ class SpecStretchMixin:
 
     def _plan_spec_chunk(self, reqs: list, k: int) -> tuple | None:
         """The next steps of ``reqs`` all proposing ``k``, up to ``CHUNK`` and at most through the
-        first finish: (steps, step seconds and draft seconds as lists, accepted drafts and tokens
-        emitted before each step per step and request, the requests' computed tokens now)."""
+        first finish: (steps, step seconds and draft seconds as lists, accepted drafts, tokens
+        emitted before each step and the KV slots held in each step, per step and request)."""
         spec = self.speculator
         n = len(reqs)
+        if n == 1:
+            return self._plan_spec_chunk_one(reqs[0], k)
         computed = 0
         left_min = None
         lefts = []
@@ -163,7 +165,37 @@ class SpecStretchMixin:
             return None
         # a step's time is its verify pass plus its drafts, one add, as stepping prices it
         return (steps, (verify_s + draft_s).tolist(), draft_s.tolist(), accepted[:steps], before,
-                np.array(computed0, dtype=np.int64))
+                np.array(computed0, dtype=np.int64)[None, :] + before + (1 + k))
+
+    def _plan_spec_chunk_one(self, r, k: int) -> tuple | None:
+        """``_plan_spec_chunk`` of a batch of one request (most batches of a lightly loaded
+        replica): the same arrays from the same operations on them, with fewer passes (one rate,
+        one column)."""
+        if r.state != State.DECODE:
+            return None
+        left = r.output_tokens - r.num_output_tokens
+        m = min(max(CHUNK, PLAN_DRAWS // k), left)
+        if m <= 0:
+            return None
+        rate = r.spec_acceptance if r.spec_acceptance is not None else self.speculator.acceptance_rate(r.view)
+        need = m * k
+        pos = self._draws_ahead(need)[1]  # each step uses up its own as it runs
+        accepted = np.minimum(self._runs_below(rate)[pos:pos + need:k], k)
+        emit = accepted + 1
+        out = emit.cumsum()  # tokens out after each step, uncapped (non-decreasing)
+        steps = int(out.searchsorted(left)) + 1
+        if steps > m:
+            steps = m
+        before = out[:steps] - emit[:steps]  # tokens out before each step
+        computed = r.num_computed_tokens  # the batch's computed tokens before each step: before + this
+        verify_s = self.cost_model.decode_times_at_s(1, k + 1, before + (computed + k + 1))
+        draft_s = self.speculator.uniform_draft_times_at_s(1, before + computed, k)
+        if verify_s is None or draft_s is None:  # not priceable as arrays: never
+            self.spec_fast_forward = False
+            return None
+        before = before.reshape(steps, 1)
+        return (steps, (verify_s + draft_s).tolist(), draft_s.tolist(), accepted[:steps].reshape(steps, 1),
+                before, before + (computed + 1 + k))
 
     def _spec_stretch(self):
         """Run speculative steps of an unchanged batch as planned chunks (see the module
@@ -218,11 +250,11 @@ class SpecStretchMixin:
         it earlier. Returns the chunk step after the last one run."""
         env = self.env
         running = list(running)  # the step's batch (a request joining mid-step waits for the next)
-        steps, step_s, draft_s, accepted, before, computed0 = chunk
+        steps, step_s, draft_s, accepted, _, slots = chunk
         m = steps - s0
         lookahead = getattr(self.kv, "lookahead_steps", None)
         if m > 1 and lookahead is not None and all(r.first_token_s is not None for r in running):
-            m = lookahead(running, computed0[None, :] + before[s0:] + (1 + k))
+            m = lookahead(running, slots[s0:])
         elif m > 1:
             m = 1
         times = step_s[s0:s0 + m]
