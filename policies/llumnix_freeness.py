@@ -136,8 +136,13 @@ def freeness_bounds(rep: ReplicaView, queued: str = "head", headroom_blocks: flo
             blocks = count = 0
         else:
             blocks, count = kv.blocks_for(head.context_tokens), 1
-    else:
-        blocks, count = queued_demand_blocks(rep, queued)
+    else:  # ``queued_demand_blocks``, every queued request, inlined
+        blocks = kv.blocks_for(rep.pending_prefill_tokens)
+        swapped = rep.swapped
+        if swapped:
+            for r in swapped:
+                blocks += kv.blocks_for(r.context_tokens)
+        count = rep.num_waiting  # len(waiting) + len(swapped)
     batch = rep.num_running + count
     if batch == 0:
         return _INF, _INF
