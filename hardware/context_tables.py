@@ -24,6 +24,7 @@ import numpy as np
 MIN_SIZE = 4096   # contexts a table covers at first (grown by doubling)
 SPAN = 1 << 16    # largest context a table covers, + 1
 ENTRIES = 1 << 21  # prices held by all tables together (16 MB)
+_max, _min = np.maximum.reduce, np.minimum.reduce
 
 
 class ContextTables:
@@ -44,7 +45,7 @@ class ContextTables:
         if contexts.dtype.kind != "i" or not contexts.size:
             return None
         tab = self._tabs.get(key)
-        hi = int(contexts.max())
+        hi = int(_max(contexts, None))  # ``contexts.max()`` without its Python wrapper
         if tab is None or hi >= len(tab):
             old = 0 if tab is None else len(tab)
             size = max(MIN_SIZE, 2 * old)
@@ -55,6 +56,6 @@ class ContextTables:
             tab = build(np.arange(size, dtype=np.int64))
             self._tabs[key] = tab
             self._entries += size - old
-        if int(contexts.min()) < 0:
+        if _min(contexts, None) < 0:
             return None
         return tab[contexts]
