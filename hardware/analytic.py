@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hardware import calibration_constants as cc
+from hardware.context_tables import ContextTables
 from hardware.devices import GIB, DeviceSpec, get_device
 from hardware.links import allreduce_time_s
 from hardware.models import ModelSpec, dtype_bytes, get_model
@@ -177,6 +178,7 @@ class AnalyticCostModel(CostModel):
         self._ar_call_s = stack.allreduce_call_s if p.allreduce_call_overhead_s is None else p.allreduce_call_overhead_s
         self._fold_constants(lo_prefill, lo_decode)
         self._decode_terms: dict[Any, tuple[float, float, tuple[float, ...]]] = {}  # batch size (and tokens) -> terms
+        self._tables = ContextTables()  # decode / verify prices per context (hardware/context_tables.py)
         self._ep: ExpertParallel | None = None
         self._remote_moe_bytes = 0.0
         if p.moe_layers == "remote" and self._moe:  # an attention pool: its MoE layers run elsewhere
@@ -301,6 +303,7 @@ class AnalyticCostModel(CostModel):
         self._weight_scale = scale
         self._dense_w, self._expert_w, self._moe_fixed_w, self._head_w = (b * scale for b in base)
         self._decode_terms.clear()
+        self._tables.clear()
 
     def _affine(self, fn: Any, per_token: float) -> tuple[float, float]:
         """(latency, seconds per token) of an all-reduce time that is affine in bytes."""
@@ -414,6 +417,12 @@ class AnalyticCostModel(CostModel):
             return None
         if num_tokens <= 0:
             return np.zeros(np.shape(contexts), dtype=np.float64)
+        times = self._tables.lookup(("at", num_seqs, num_tokens), contexts,
+                                    lambda c: self._verify_at(num_seqs, num_tokens, c))
+        return self._verify_at(num_seqs, num_tokens, contexts) if times is None else times
+
+    def _verify_at(self, num_seqs: int, num_tokens: int, contexts: np.ndarray) -> np.ndarray:
+        """``decode_times_at_s`` computed (``_total`` on the array)."""
         return np.asarray(self._total(num_tokens, 0, 0.0, 0, num_seqs, num_tokens, contexts, sqrt=np.sqrt),
                           dtype=np.float64)
 
@@ -425,10 +434,34 @@ class AnalyticCostModel(CostModel):
             return None
         if num_seqs <= 0:
             return np.zeros(np.shape(contexts), dtype=np.float64)
+        times = self._tables.lookup(("grid", num_seqs), contexts, lambda c: self._grid_at(num_seqs, c))
+        return self._grid_at(num_seqs, contexts) if times is None else times
+
+    def _grid_at(self, num_seqs: int, contexts: np.ndarray) -> np.ndarray:
+        """``decode_times_grid_s`` computed."""
         if self.pp != 1:
             return np.asarray(self._total(num_seqs, 0, 0.0, 0, num_seqs, num_seqs, contexts, sqrt=np.sqrt),
                               dtype=np.float64)
         return self._decode_at(num_seqs, contexts)
+
+    def decode_run_sums_s(self, num_seqs: int, contexts: np.ndarray, num_steps: int) -> np.ndarray | None:
+        """For each int context c of ``contexts``, the summed times of a pure-decode run of
+        ``num_steps`` steps from c (``decode_times_grid_s`` at c, c + n, ... added left to right),
+        bit-identical to summing the grid's columns; memoised per context. None with expert
+        parallelism."""
+        if self._ep is not None:
+            return None
+        if num_seqs <= 0 or num_steps <= 0:
+            return np.zeros(np.shape(contexts), dtype=np.float64)
+        times = self._tables.lookup(("run", num_seqs, num_steps), contexts,
+                                    lambda c: self._run_sums(num_seqs, c, num_steps))
+        return self._run_sums(num_seqs, contexts, num_steps) if times is None else times
+
+    def _run_sums(self, num_seqs: int, contexts: np.ndarray, num_steps: int) -> np.ndarray:
+        total = self.decode_times_grid_s(num_seqs, contexts).copy()
+        for j in range(1, num_steps):
+            total += self.decode_times_grid_s(num_seqs, contexts + j * num_seqs)
+        return total
 
     def _short_decode_run(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         return np.array(self._short_decode_list(num_seqs, context_tokens, num_steps), dtype=np.float64)

@@ -115,6 +115,48 @@ def freeness(rep: ReplicaView, queued: str = "head", headroom_blocks: float = 0.
     return (float(capacity) - float(usage)) / batch
 
 
+def freeness_bounds(rep: ReplicaView, queued: str = "head", headroom_blocks: float = 0.0,
+                    high_priority_max: int | None = None, capacity: int | None = None) -> tuple[float, float]:
+    """(lo, hi) with lo <= ``freeness(rep, ...)`` <= hi, from the KV view's cheap bounds on the
+    blocks in use (``used_blocks_bounds``: exact, lo == hi, but mid-stretch), without bringing a
+    stretch in progress up to now: ``freeness``' arithmetic on each bound (rounding is monotone,
+    so the exact value lies between). For a caller that only compares F with a threshold, or
+    looks for the largest: where the bounds decide, the exact reads are not needed."""
+    if rep.lifecycle == "draining":
+        return _NEG_INF, _NEG_INF
+    kv = rep.kv
+    if queued == "head":  # as ``freeness``
+        swapped = rep.swapped
+        if swapped:
+            head = swapped[0]
+        else:
+            waiting = rep.waiting
+            head = waiting[0] if waiting else None
+        if head is None:
+            blocks = count = 0
+        else:
+            blocks, count = kv.blocks_for(head.context_tokens), 1
+    else:  # ``queued_demand_blocks``, every queued request, inlined
+        blocks = kv.blocks_for(rep.pending_prefill_tokens)
+        swapped = rep.swapped
+        if swapped:
+            for r in swapped:
+                blocks += kv.blocks_for(r.context_tokens)
+        count = rep.num_waiting  # len(waiting) + len(swapped)
+    batch = rep.num_running + count
+    if batch == 0:
+        return _INF, _INF
+    lo, hi = kv.used_blocks_bounds()
+    usage_lo, usage_hi = lo + blocks, hi + blocks
+    if headroom_blocks and has_high_priority(rep, high_priority_max):
+        usage_lo += headroom_blocks
+        usage_hi += headroom_blocks
+    if capacity is None:
+        capacity = kv_capacity(rep)
+    cap = float(capacity)
+    return (cap - float(usage_hi)) / batch, (cap - float(usage_lo)) / batch
+
+
 def mean_freeness(reps: Iterable[ReplicaView], extra_capacity_blocks: float = 0.0, drop_capacity_blocks: float = 0.0,
                   queued: str = "all") -> float:
     """Freeness of a pool taken as one instance (Llumnix's ``avg_load`` scaling metric): summed

@@ -79,6 +79,20 @@ class CostModel:
         bit for bit, or None (the default) if the model cannot price them as an array."""
         return None
 
+    def decode_run_sums_s(self, num_seqs: int, contexts: np.ndarray, num_steps: int) -> np.ndarray | None:
+        """For each int context c of ``contexts`` (1-d), the times of a pure-decode run of
+        ``num_steps`` steps from c (``decode_times_grid_s`` at c, c + n, ..., c + (num_steps - 1) n)
+        added left to right, or None if the grid is None; a model may memoise it."""
+        if num_steps <= 0:
+            return np.zeros(len(contexts), dtype=np.float64)
+        times = self.decode_times_grid_s(num_seqs, contexts[:, None] + num_seqs * np.arange(num_steps, dtype=np.int64))
+        if times is None:
+            return None
+        total = times[:, 0].copy()
+        for j in range(1, num_steps):
+            total += times[:, j]
+        return total
+
     def kv_capacity_bytes(self, gpu_memory_utilization: float) -> float:
         """Bytes left for KV on the whole replica after weights, activations and reserves."""
         raise NotImplementedError

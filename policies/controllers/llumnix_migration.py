@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from policies.llumnix_freeness import freeness, kv_capacity, usage_terms
+from policies.llumnix_freeness import freeness, freeness_bounds, kv_capacity, usage_terms
 from sim.engine.seams import Action, BuildContext, ControllerBase, Migrate
 from sim.engine.views import ClusterView, ReplicaView, RequestView
 from sim.errors import ConfigError
@@ -86,14 +86,37 @@ class LlumnixMigration(ControllerBase):
         f = self._f if p.high_priority_max is not None else None  # else no headroom: freeness itself
         queued, caps = p.queued, self._capacity
         for name in pools:
-            free = [(freeness(r, queued, 0.0, None, caps.get(r.id) or self._cap(r)) if f is None else f(r), r)
-                    for r in cluster.pool(name).replicas
+            reps = [r for r in cluster.pool(name).replicas
                     if r.lifecycle in ("active", "draining")
                     and (limit is None or cluster.num_migrations_at(r.id) < limit)]
-            if len(free) < 2:
+            if len(reps) < 2 or not self._may_pair(reps):
                 continue
+            free = [(freeness(r, queued, 0.0, None, caps.get(r.id) or self._cap(r)) if f is None else f(r), r)
+                    for r in reps]
             actions.extend(self._pair(cluster, free))
         return actions
+
+    def _may_pair(self, reps: list[ReplicaView]) -> bool:
+        """False when the freeness bounds prove ``_pair`` finds no source or no destination
+        among ``reps`` (most ticks): then no instance's KV needs bringing up to now."""
+        p = self.params
+        thr, high, queued = p.migrate_out_threshold, p.high_priority_max, p.queued
+        caps = self._capacity
+        src = dst = False
+        for r in reps:
+            if src and r.lifecycle != "active":
+                continue  # can be neither a destination nor tell more
+            headroom = p.priority_headroom_fraction * r.kv.num_blocks if high is not None else 0.0
+            lo, hi = freeness_bounds(r, queued, headroom, high, caps.get(r.id) or self._cap(r))
+            if not src and lo < thr and r.num_running:
+                if dst:
+                    return True
+                src = True
+            if not dst and hi > thr and r.lifecycle == "active":
+                if src:
+                    return True
+                dst = True
+        return False
 
     def _cap(self, rep: ReplicaView) -> int:
         """M of ``rep``, kept (fixed per replica)."""

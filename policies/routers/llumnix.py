@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.llumnix_freeness import freeness, kv_capacity
+from policies.llumnix_freeness import freeness, freeness_bounds, kv_capacity
 from sim.engine.seams import BuildContext, RouterBase
 from sim.engine.views import ReplicaView, RequestView
 from sim.errors import ConfigError
@@ -67,13 +67,25 @@ class LlumnixRouter(RouterBase):
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         p = self.params
         queued, high, caps = p.queued, p.high_priority_max, self._capacity
-        best, best_f = replicas[0], None
+        # bounds first (no instance's KV brought up to now): only an instance whose upper bound
+        # reaches the largest lower bound can have the largest F; those get their exact F, in order
+        bounds = []
+        floor = None
         for rep in replicas:
             cap = caps.get(rep.id)
             if cap is None:
                 cap = caps[rep.id] = kv_capacity(rep)
             # ``headroom_blocks`` inlined where there is none (no high priorities)
-            f = freeness(rep, queued, 0.0 if high is None else self.headroom_blocks(rep), high, cap)
+            headroom = 0.0 if high is None else self.headroom_blocks(rep)
+            lo, hi = freeness_bounds(rep, queued, headroom, high, cap)
+            bounds.append((rep, lo, hi, headroom, cap))
+            if floor is None or lo > floor:
+                floor = lo
+        best, best_f = replicas[0], None
+        for rep, lo, hi, headroom, cap in bounds:
+            if hi < floor:
+                continue  # F <= hi < some instance's F: not the freest
+            f = lo if lo == hi else freeness(rep, queued, headroom, high, cap)
             if best_f is None or f > best_f:
                 best, best_f = rep, f
         return best

@@ -217,20 +217,19 @@ class SpeculatorBase(PolicyBase):
         if type(self).draft_time_s is not SpeculatorBase.draft_time_s or k <= 0 or n <= 0:
             return None
         cost = self.draft_cost_model
-        if cost is None:
-            if not self.eagle_fraction:
-                return np.zeros(len(computed), dtype=np.float64)
-            # pass j: every request drafts over its context + j + 1 tokens
-            contexts = computed[:, None] + n * np.arange(1, k + 1, dtype=np.int64)
-            times = self.ctx.cost_model.decode_times_at_s(n, n, contexts)
-        else:
-            times = cost.decode_times_grid_s(n, (computed + n)[:, None] + n * np.arange(k, dtype=np.int64))
+        if cost is not None:  # pass j at the summed context + n (j + 1): a k-step decode run, summed in order
+            return cost.decode_run_sums_s(n, computed + n, k)
+        if not self.eagle_fraction:
+            return np.zeros(len(computed), dtype=np.float64)
+        # pass j: every request drafts over its context + j + 1 tokens
+        contexts = computed[:, None] + n * np.arange(1, k + 1, dtype=np.int64)
+        times = self.ctx.cost_model.decode_times_at_s(n, n, contexts)
         if times is None:
             return None
         total = times[:, 0].copy()  # passes summed in order, as ``draft_time_s`` sums them
         for j in range(1, k):
             total += times[:, j]
-        return total * self.eagle_fraction if cost is None else total
+        return total * self.eagle_fraction
 
     def uniform_draft_times_s(self, rep: ReplicaView, requests: Sequence[RequestView], k_max: int,
                               computed: int | None = None) -> list[float]:

@@ -44,6 +44,7 @@ Every request-count the routers read is kept incrementally: ``num_pending_prefil
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -202,6 +203,31 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             DecodeStretchMixin.sync_kv(self)
         else:
             super().sync_kv()
+
+    def kv_used_bounds(self) -> tuple[int, int]:
+        """(lo, hi): the KV blocks in use now (``sync_kv`` then ``kv.num_used``) lie in [lo, hi],
+        found without bringing a stretch in progress up to now where that is cheap: with no
+        stretch, or a decode stretch whose KV is up to date, lo == hi exactly; a decode stretch
+        (not through finishes) under a KV manager that allocates by target holds ``kv.num_used``
+        now and takes at most ceil(d / block size) more blocks per request by the iteration in
+        progress, d iterations past those it holds (each request's blocks follow its tokens);
+        any other stretch is synced (exact). For a policy that compares a load with a threshold:
+        not reading the KV leaves the replica as it is (a stretch takes its blocks when it is
+        next synced or ends, as when nobody looks)."""
+        kv = self.kv
+        reqs = self._st_reqs
+        if reqs is not None:
+            if self._spec is None and self._mx is None and self._thru is None \
+                    and getattr(kv, "allocates_by_target", False):
+                used = kv.num_used
+                held, last, ends = self._st_alloc, self._st_last, self._st_ends_list  # ``_alloc_due``, inlined
+                if held >= last or ends[held - 1] >= self.env._now:
+                    return used, used
+                alloc = min(bisect_left(ends, self.env._now, 0, last) + 1, last)
+                return used, used + len(reqs) * -(-(alloc - held) // kv.block_size)
+            self.sync_kv()
+        used = kv.num_used
+        return used, used
 
     def _advance(self, done: int, alloc: int) -> None:
         """The stretch mixins' ``_advance``: a decode stretch's own at once, as ``sync_kv``."""

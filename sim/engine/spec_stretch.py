@@ -64,6 +64,8 @@ from sim.engine.request import State
 CHUNK = 64          # steps planned at once, at least (re-planned from the state when used up) ...
 PLAN_DRAWS = 4096   # ... or as many as need this many acceptance draws
 DRAW_BLOCK = 4096   # acceptance draws taken from the replica's rng at a time
+SUM_IN_PYTHON = 32  # steps whose seconds a late apply sums in Python floats (more: in numpy)
+_max = np.maximum.reduce
 
 
 class SpecStretchMixin:
@@ -74,6 +76,7 @@ class SpecStretchMixin:
     _accept_runs: tuple | None = None       # (rate, ``_runs_below(rate)``) of the buffer as it is
     _spec_one_by_one = False                # the speculator has no ``stretch_k``: plain steps
     _spec: tuple | None = None              # (k, first chunk step, chunk) of the stretch in progress
+    _spec_ends: np.ndarray | None = None    # its step ends as an array (long segments), else None
 
     def _accept_draws(self, m: int) -> tuple[list[float], int]:
         """The next ``m`` acceptance draws, which are used up, as a list and the position of the
@@ -114,10 +117,12 @@ class SpecStretchMixin:
 
     def _plan_spec_chunk(self, reqs: list, k: int) -> tuple | None:
         """The next steps of ``reqs`` all proposing ``k``, up to ``CHUNK`` and at most through the
-        first finish: (steps, step seconds and draft seconds as lists, accepted drafts and tokens
-        emitted before each step per step and request, the requests' computed tokens now)."""
+        first finish: (steps, step seconds and draft seconds as lists, accepted drafts, tokens
+        emitted before each step and the KV slots held in each step, per step and request)."""
         spec = self.speculator
         n = len(reqs)
+        if n == 1:
+            return self._plan_spec_chunk_one(reqs[0], k)
         computed = 0
         left_min = None
         lefts = []
@@ -162,8 +167,40 @@ class SpecStretchMixin:
             self.spec_fast_forward = False
             return None
         # a step's time is its verify pass plus its drafts, one add, as stepping prices it
-        return (steps, (verify_s + draft_s).tolist(), draft_s.tolist(), accepted[:steps], before,
-                np.array(computed0, dtype=np.int64))
+        step_s = verify_s + draft_s
+        return (steps, step_s.tolist(), draft_s.tolist(), accepted[:steps], before,
+                np.array(computed0, dtype=np.int64)[None, :] + before + (1 + k), step_s, draft_s)
+
+    def _plan_spec_chunk_one(self, r, k: int) -> tuple | None:
+        """``_plan_spec_chunk`` of a batch of one request (most batches of a lightly loaded
+        replica): the same arrays from the same operations on them, with fewer passes (one rate,
+        one column)."""
+        if r.state != State.DECODE:
+            return None
+        left = r.output_tokens - r.num_output_tokens
+        m = min(max(CHUNK, PLAN_DRAWS // k), left)
+        if m <= 0:
+            return None
+        rate = r.spec_acceptance if r.spec_acceptance is not None else self.speculator.acceptance_rate(r.view)
+        need = m * k
+        pos = self._draws_ahead(need)[1]  # each step uses up its own as it runs
+        accepted = np.minimum(self._runs_below(rate)[pos:pos + need:k], k)
+        emit = accepted + 1
+        out = emit.cumsum()  # tokens out after each step, uncapped (non-decreasing)
+        steps = int(out.searchsorted(left)) + 1
+        if steps > m:
+            steps = m
+        before = out[:steps] - emit[:steps]  # tokens out before each step
+        computed = r.num_computed_tokens  # the batch's computed tokens before each step: before + this
+        verify_s = self.cost_model.decode_times_at_s(1, k + 1, before + (computed + k + 1))
+        draft_s = self.speculator.uniform_draft_times_at_s(1, before + computed, k)
+        if verify_s is None or draft_s is None:  # not priceable as arrays: never
+            self.spec_fast_forward = False
+            return None
+        before = before.reshape(steps, 1)
+        step_s = verify_s + draft_s
+        return (steps, step_s.tolist(), draft_s.tolist(), accepted[:steps].reshape(steps, 1),
+                before, before + (computed + 1 + k), step_s, draft_s)
 
     def _spec_stretch(self):
         """Run speculative steps of an unchanged batch as planned chunks (see the module
@@ -218,16 +255,23 @@ class SpecStretchMixin:
         it earlier. Returns the chunk step after the last one run."""
         env = self.env
         running = list(running)  # the step's batch (a request joining mid-step waits for the next)
-        steps, step_s, draft_s, accepted, before, computed0 = chunk
+        steps, step_s, draft_s, accepted, _, slots = chunk[:6]
         m = steps - s0
         lookahead = getattr(self.kv, "lookahead_steps", None)
         if m > 1 and lookahead is not None and all(r.first_token_s is not None for r in running):
-            m = lookahead(running, computed0[None, :] + before[s0:] + (1 + k))
+            m = lookahead(running, slots[s0:])
         elif m > 1:
             m = 1
-        times = step_s[s0:s0 + m]
-        times[0] += env.now
-        ends = list(accumulate(times))
+        if m <= SUM_IN_PYTHON:
+            times = step_s[s0:s0 + m]
+            times[0] += env.now
+            ends = list(accumulate(times))
+            self._spec_ends = None
+        else:  # numpy's cumsum: the same running sum, one add per step left to right
+            times = chunk[6][s0:s0 + m].copy()
+            times[0] += env.now
+            arr = self._spec_ends = times.cumsum()
+            ends = arr.tolist()
         self._st_reqs, self._st_ends_list = running, ends
         self._st_last, self._st_done, self._st_cut = m, 0, False
         self._spec = (k, s0, chunk)
@@ -283,16 +327,25 @@ class SpecStretchMixin:
         histogram's gaps (the first per request, then one per step per request and one 0 per
         accepted token) are order-free."""
         k, s0, chunk = self._spec
-        _, step_s, draft_s, accepted, before, _ = chunk
+        _, step_s, draft_s, accepted, before, _, step_arr, draft_arr = chunk
         a0, a1 = s0 + i0, s0 + i1
         reqs, ends, recorder = self._st_reqs, self._st_ends_list, self.recorder
         n = len(reqs)
         cnt = i1 - i0
         emitted = (before[a1] - before[a0]).tolist()  # the stretch's last step is not among them
-        times = step_s[a0:a1]  # one add per step, in step order, as stepping adds them
-        self.spec_step_s = reduce(add, times, self.spec_step_s)
-        self.busy_decode_s = reduce(add, times, self.busy_decode_s)
-        self.spec_draft_s = reduce(add, draft_s[a0:a1], self.spec_draft_s)
+        # one add per step, in step order, as stepping adds them: a few in Python floats, many as
+        # one sequential accumulate (each column's running sum, left to right: the same roundings)
+        if cnt <= SUM_IN_PYTHON:
+            times = step_s[a0:a1]
+            self.spec_step_s = reduce(add, times, self.spec_step_s)
+            self.busy_decode_s = reduce(add, times, self.busy_decode_s)
+            self.spec_draft_s = reduce(add, draft_s[a0:a1], self.spec_draft_s)
+        else:
+            block = np.empty((cnt + 1, 3), dtype=np.float64)
+            block[0] = (self.spec_step_s, self.busy_decode_s, self.spec_draft_s)
+            block[1:, 0] = block[1:, 1] = step_arr[a0:a1]
+            block[1:, 2] = draft_arr[a0:a1]
+            self.spec_step_s, self.busy_decode_s, self.spec_draft_s = np.add.accumulate(block, axis=0)[-1].tolist()
         self.num_steps += cnt
         self.batch_size_sum += n * cnt
         self.spec_decode_steps += n * cnt
@@ -304,8 +357,13 @@ class SpecStretchMixin:
         first_end, last_end = ends[i0], ends[i1 - 1]
         tail_max = 0.0
         if cnt > 1:
-            gaps = list(map(sub, ends[i0 + 1:i1], ends[i0:i1 - 1]))
-            tail_max = max(gaps)
+            arr = self._spec_ends
+            if arr is None or cnt <= SUM_IN_PYTHON:
+                gaps = list(map(sub, ends[i0 + 1:i1], ends[i0:i1 - 1]))
+                tail_max = max(gaps)
+            else:  # the same differences, in numpy
+                gaps = arr[i0 + 1:i1] - arr[i0:i1 - 1]
+                tail_max = float(_max(gaps, None))
             recorder.itl_many(gaps, n)
         if total > n * cnt:  # the accepted tokens come out with their step's bonus token: gaps of 0
             recorder.itl_weighted(0.0, total - n * cnt)

@@ -168,6 +168,17 @@ class KVView:
             rep.sync_kv()
         return rep.kv.num_used
 
+    def used_blocks_bounds(self) -> tuple[int, int]:
+        """(lo, hi) with lo <= ``num_used_blocks`` <= hi now, without bringing a stretch in
+        progress up to now where a bound is cheap (lo == hi when exact; ``Replica.kv_used_bounds``):
+        for a policy that only compares a load with a threshold, reading ``num_used_blocks`` where
+        the bounds do not decide."""
+        rep = self._rep
+        if rep._st_reqs is None:  # no stretch in progress: exact as it stands
+            used = rep.kv.num_used
+            return used, used
+        return rep.kv_used_bounds()
+
     @property
     def num_free_blocks(self) -> int:
         """Blocks an allocation could obtain now (free + evictable; exact mid-stretch, as above)."""

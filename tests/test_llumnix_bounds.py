@@ -1,0 +1,53 @@
+"""Llumnix's freeness bounds (read without bringing a stretch's KV up to now): the exact freeness
+lies between them at every tick and arrival, mid-stretch ones included, and routing and
+migration that decide from them where they can give the same run as reading every instance."""
+
+from __future__ import annotations
+
+import math
+
+from policies.controllers import llumnix_migration
+from policies.llumnix_freeness import freeness, freeness_bounds
+from policies.routers import llumnix as llumnix_router
+from sim import simulate
+from sim.tools.bench import SCENARIOS
+
+
+def _config(num_requests: int) -> dict:
+    cfg = SCENARIOS["azure-conv-16-llumnix"]()
+    cfg["workload"]["max_requests"] = num_requests
+    return cfg
+
+
+def test_exact_freeness_within_bounds(monkeypatch):
+    seen = {"reads": 0, "open": 0}
+    may_pair = llumnix_migration.LlumnixMigration._may_pair
+
+    def checked(self, reps):
+        for r in reps:
+            lo, hi = freeness_bounds(r, self.params.queued)
+            f = freeness(r, self.params.queued)  # syncs: allowed at any moment
+            assert lo <= f <= hi or (math.isinf(f) and lo == hi == f)
+            seen["reads"] += 1
+            seen["open"] += lo < hi
+        return may_pair(self, reps)
+
+    monkeypatch.setattr(llumnix_migration.LlumnixMigration, "_may_pair", checked)
+    simulate(_config(400))
+    assert seen["reads"] > 1000 and seen["open"] > 10  # mid-stretch bounds were exercised
+
+
+def test_bounds_leave_the_run_unchanged(monkeypatch):
+    fast = simulate(_config(1500))
+
+    def undecided(*args, **kwargs):
+        return -math.inf, math.inf  # nothing decided by bounds: every instance read exactly
+
+    monkeypatch.setattr(llumnix_migration, "freeness_bounds", undecided)
+    monkeypatch.setattr(llumnix_router, "freeness_bounds", undecided)
+    slow = simulate(_config(1500))
+    drop = ("wall_s",)
+    assert {k: v for k, v in fast.summary.items() if k not in drop and v == v} == \
+        {k: v for k, v in slow.summary.items() if k not in drop and v == v}
+    assert fast.requests.equals(slow.requests)
+    assert fast.summary["num_migrations"] > 0
