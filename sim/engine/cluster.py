@@ -367,13 +367,22 @@ class Cluster(ClusterLifecycleMixin):
             self.reject(req, "exceeds_kv_capacity")
             return
         if self.frontends and target.id in self.frontends:
-            self.frontends[target.id].admit(req, self.env.now)  # reaches the replica at its release
+            # outstanding at the replica from now (``num_outstanding``: assigned here, not yet done), as a
+            # load balancer in front of the server counts it; on its queue at its release
+            target.num_outstanding += 1
+            if target.load_index is not None:
+                target.load_index.moved(target)
+            self.frontends[target.id].admit(req, self.env.now)
             return
         target.enqueue(req)
 
     def _frontend_release(self, rep: Replica, req: Request) -> None:
-        """A request leaves ``rep``'s front end: onto its queue, or rejected if the replica is gone."""
+        """A request leaves ``rep``'s front end: onto its queue (``enqueue`` counts it outstanding again),
+        or rejected if the replica is gone."""
+        rep.num_outstanding -= 1
         if rep.lifecycle == "removed":
+            if rep.load_index is not None:
+                rep.load_index.moved(rep)
             self.reject(req, "replica_removed")
             return
         if self._thru_sync:  # as at dispatch: finishes a stretch went on through are applied first

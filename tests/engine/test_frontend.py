@@ -188,3 +188,16 @@ def test_the_arrival_bound_with_a_front_end_changes_no_result(tmp_path, replicas
     cfg["cluster"]["router"] = "round_robin"  # tells min_requests_before: bounded stretches on several replicas
     cfg["cluster"]["pools"][0]["num_replicas"] = replicas
     assert_same_run(run_cluster(cfg), run_cluster(cfg, unbounded))
+
+
+def test_a_load_balancer_counts_requests_in_the_front_end(tmp_path):
+    # a burst routed by least_outstanding to 4 replicas with a slow front end: while the requests wait
+    # in the front ends they are outstanding at their replica (assigned there, not yet done), so the
+    # burst spreads evenly; counted only once on the replica's queue, all would go to the first
+    cfg, _ = _config(tmp_path, fe_s=0.05, n=40, gap=1e-6)
+    cfg["cluster"]["router"] = "least_outstanding"
+    cfg["cluster"]["pools"][0]["num_replicas"] = 4
+    res = simulate(cfg)
+    counts = res.requests["first_replica"].value_counts().sort_index().tolist()
+    assert counts == [10, 10, 10, 10]
+    assert res.summary["num_completed"] == 40
