@@ -72,6 +72,12 @@ def mixed_plan(rep: Replica, chunk_budget: Any) -> StepPlan | None:
     if not getattr(rep.kv, "allocates_by_target", False):  # read here: a model switch may rebuild the KV
         return None
     running = rep.running
+    if rep._mixed_last:  # the prompt must be last: what returns None below, told in O(1) first
+        if not running or running[-1].state == _DECODE:
+            return None
+        room = chunk_budget(len(running) - 1)  # the room the shape checked below gives
+        if room is None or (rep.waiting and running[-1].remaining_prefill_tokens < room):
+            return None
     decodes = [r for r in running if r.state == _DECODE]  # the list ``grow_decodes`` makes
     if len(decodes) != len(running) - 1:
         return None  # no prompt in flight, or two: the scheduler splits the budget
