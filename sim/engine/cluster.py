@@ -366,15 +366,22 @@ class Cluster(ClusterLifecycleMixin):
         if not target.fits(req):
             self.reject(req, "exceeds_kv_capacity")
             return
-        if self.frontends and target.id in self.frontends:
-            # outstanding at the replica from now (``num_outstanding``: assigned here, not yet done), as a
-            # load balancer in front of the server counts it; on its queue at its release
-            target.num_outstanding += 1
-            if target.load_index is not None:
-                target.load_index.moved(target)
-            self.frontends[target.id].admit(req, self.env.now)
+        if self.frontends and self._to_frontend(target, req):
             return
         target.enqueue(req)
+
+    def _to_frontend(self, rep: Replica, req: Request) -> bool:
+        """Hand ``req`` to ``rep``'s serving front end, if it has one (sim/engine/frontend.py): outstanding
+        at the replica from now (``num_outstanding``: assigned there, not yet done, as a load balancer in
+        front of the server counts it), on its queue at its release (``_frontend_release``)."""
+        frontend = self.frontends.get(rep.id)
+        if frontend is None:
+            return False
+        rep.num_outstanding += 1
+        if rep.load_index is not None:
+            rep.load_index.moved(rep)
+        frontend.admit(req, self.env.now)
+        return True
 
     def _frontend_release(self, rep: Replica, req: Request) -> None:
         """A request leaves ``rep``'s front end: onto its queue (``enqueue`` counts it outstanding again),
@@ -387,7 +394,10 @@ class Cluster(ClusterLifecycleMixin):
             return
         if self._thru_sync:  # as at dispatch: finishes a stretch went on through are applied first
             rep.sync_finishes()
-        rep.enqueue(req)
+        if self.models is not None:
+            self.models.enqueue(rep, req)  # multi-model: on the model's queue, switching models as at dispatch
+        else:
+            rep.enqueue(req)
 
     def _dispatch_model(self, req: Request) -> None:
         """Multi-model dispatch: the router chooses among the replicas serving the request's model."""
@@ -398,6 +408,8 @@ class Cluster(ClusterLifecycleMixin):
         target = self.router.route(req.view, views) if views else None
         if target is None:
             self.reject(req, "router_rejected")
+            return
+        if self.frontends and self._to_frontend(target._rep, req):
             return
         self.models.enqueue(target._rep, req)
 

@@ -13,6 +13,10 @@ free times are a heap, so each request costs one push and one timed event, no pr
 cost model gives the stage (``frontend_request_s``, ``frontend_token_s``, ``frontend_servers``:
 ``hardware.calibration_constants.StackOverheads``); with a service time of 0 there is no front
 end and no event (``make_frontend`` returns None), so runs of every other stack are unchanged.
+
+A request in a front end is outstanding at its replica from its routing (``num_outstanding``, as a
+load balancer counts in-flight requests); at its release it goes onto the replica's queue, or, in a
+multi-model pool, onto its model's queue (sim/engine/multimodel.py) as dispatch would have put it.
 """
 
 from __future__ import annotations

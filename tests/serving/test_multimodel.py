@@ -175,3 +175,17 @@ def test_replicas_added_and_drained_at_run_time_serve_every_model_request():
     assert (df["state"] == "finished").all() and len(df) == 880
     assert res.summary["num_replicas_peak"] > 1 and (res.actions["kind"] == "drain_replica").any()
     assert df["replica"].nunique() > 1
+
+
+def test_a_serving_front_end_sits_before_the_model_queues(tmp_path):
+    # a burst of 6 requests at once through a one-server front end of 50 ms per request: each reaches
+    # the model queues 50 ms after the one before, so the k-th first token comes after (k + 1) x 50 ms
+    wl = trace(tmp_path, [(0.0, m) for m in ["Qwen2.5-0.5B", "Llama-3.2-1B"] * 3])
+    res = simulate(make_config(workload=wl))
+    cost = {"name": "analytic", "stack": "trtllm", "frontend_request_s": 0.05}
+    fe = simulate(make_config(workload=wl, cost_model=cost))
+    assert fe.summary["frontend_requests"] == 6 and fe.summary["num_completed"] == 6
+    ttft = fe.requests.sort_values("ttft_s")["ttft_s"].to_numpy()
+    for k, t in enumerate(ttft):
+        assert t >= (k + 1) * 0.05
+    assert "frontend_requests" not in res.summary
