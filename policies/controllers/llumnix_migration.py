@@ -75,8 +75,7 @@ class LlumnixMigration(ControllerBase):
 
     def _f(self, rep: ReplicaView) -> float:
         p = self.params
-        headroom = p.priority_headroom_fraction * rep.kv.num_blocks if p.high_priority_max is not None else 0.0
-        return freeness(rep, p.queued, headroom, p.high_priority_max)
+        return freeness(rep, p.queued, self._headroom(rep), p.high_priority_max)
 
     def act(self, cluster: ClusterView, now_s: float) -> list[Action]:
         pools = self.params.pools or [p.name for p in cluster.pools if p.role in ("mixed", "decode")]
@@ -106,8 +105,8 @@ class LlumnixMigration(ControllerBase):
         for r in reps:
             if src and r.lifecycle != "active":
                 continue  # can be neither a destination nor tell more
-            headroom = p.priority_headroom_fraction * r.kv.num_blocks if high is not None else 0.0
-            lo, hi = freeness_bounds(r, queued, headroom, high, caps.get(r.id) or self._cap(r))
+            lo, hi = freeness_bounds(r, queued, self._headroom(r) if high is not None else 0.0, high,
+                                     caps.get(r.id) or self._cap(r))
             if not src and lo < thr and r.num_running:
                 if dst:
                     return True
@@ -117,6 +116,11 @@ class LlumnixMigration(ControllerBase):
                     return True
                 dst = True
         return False
+
+    def _headroom(self, rep: ReplicaView) -> float:
+        """The headroom blocks of ``rep`` in its freeness (0 without high priorities)."""
+        p = self.params
+        return p.priority_headroom_fraction * rep.kv.num_blocks if p.high_priority_max is not None else 0.0
 
     def _cap(self, rep: ReplicaView) -> int:
         """M of ``rep``, kept (fixed per replica)."""
@@ -178,8 +182,7 @@ class LlumnixMigration(ControllerBase):
 
     def _terms(self, rep: ReplicaView) -> tuple[float, float, int]:
         p = self.params
-        headroom = p.priority_headroom_fraction * rep.kv.num_blocks if p.high_priority_max is not None else 0.0
-        return usage_terms(rep, p.queued, headroom, p.high_priority_max)
+        return usage_terms(rep, p.queued, self._headroom(rep), p.high_priority_max)
 
     @classmethod
     def example_config(cls) -> dict:

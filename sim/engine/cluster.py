@@ -387,9 +387,9 @@ class Cluster(ClusterLifecycleMixin):
         """A request leaves ``rep``'s front end: onto its queue (``enqueue`` counts it outstanding again),
         or rejected if the replica is gone."""
         rep.num_outstanding -= 1
+        if rep.load_index is not None:
+            rep.load_index.moved(rep)
         if rep.lifecycle == "removed":
-            if rep.load_index is not None:
-                rep.load_index.moved(rep)
             self.reject(req, "replica_removed")
             return
         if self._thru_sync:  # as at dispatch: finishes a stretch went on through are applied first

@@ -47,13 +47,14 @@ class FrontEnd:
         self.release_cb = release_cb  # (request) -> None, called at its release time
 
     def service_s(self, input_tokens: int) -> float:
+        """Seconds a server is held by a request of ``input_tokens`` prompt tokens."""
         return self.request_s + self.token_s * input_tokens
 
     def admit(self, req: Any, now: float) -> float:
         """Take ``req`` at ``now``; schedule its release (returned) to the replica."""
         free = self._free
         start = free[0] if free[0] > now else now
-        service = self.request_s + self.token_s * req.input_tokens
+        service = self.service_s(req.input_tokens)
         release = start + service
         heapreplace(free, release)
         wait = start - now
