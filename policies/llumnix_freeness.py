@@ -124,29 +124,11 @@ def freeness_bounds(rep: ReplicaView, queued: str = "head", headroom_blocks: flo
     looks for the largest: where the bounds decide, the exact reads are not needed."""
     if rep.lifecycle == "draining":
         return _NEG_INF, _NEG_INF
-    kv = rep.kv
-    if queued == "head":  # as ``freeness``
-        swapped = rep.swapped
-        if swapped:
-            head = swapped[0]
-        else:
-            waiting = rep.waiting
-            head = waiting[0] if waiting else None
-        if head is None:
-            blocks = count = 0
-        else:
-            blocks, count = kv.blocks_for(head.context_tokens), 1
-    else:  # ``queued_demand_blocks``, every queued request, inlined
-        blocks = kv.blocks_for(rep.pending_prefill_tokens)
-        swapped = rep.swapped
-        if swapped:
-            for r in swapped:
-                blocks += kv.blocks_for(r.context_tokens)
-        count = rep.num_waiting  # len(waiting) + len(swapped)
-    batch = rep.num_running + count
-    if batch == 0:
+    terms = rep.kv_demand_bounds(queued == "head")  # ``queued_demand_blocks`` and the KV bounds in one read
+    if terms is None:
         return _INF, _INF
-    lo, hi = kv.used_blocks_bounds()
+    num_running, count, blocks, lo, hi = terms
+    batch = num_running + count
     usage_lo, usage_hi = lo + blocks, hi + blocks
     if headroom_blocks and has_high_priority(rep, high_priority_max):
         usage_lo += headroom_blocks

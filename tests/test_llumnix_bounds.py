@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 
 from policies.controllers import llumnix_migration
-from policies.llumnix_freeness import freeness, freeness_bounds
+from policies.llumnix_freeness import freeness, freeness_bounds, queued_demand_blocks
 from policies.routers import llumnix as llumnix_router
 from sim import simulate
+from sim.engine.views import ReplicaView
 from sim.tools.bench import SCENARIOS
 
 
@@ -43,11 +44,40 @@ def test_bounds_leave_the_run_unchanged(monkeypatch):
     def undecided(*args, **kwargs):
         return -math.inf, math.inf  # nothing decided by bounds: every instance read exactly
 
+    demand_bounds = ReplicaView.kv_demand_bounds
+
+    def wide(self, head_only):  # the bounds the router and the migration tick read themselves
+        terms = demand_bounds(self, head_only)
+        return None if terms is None else (*terms[:3], -10**9, 10**9)
+
     monkeypatch.setattr(llumnix_migration, "freeness_bounds", undecided)
     monkeypatch.setattr(llumnix_router, "freeness_bounds", undecided)
+    monkeypatch.setattr(ReplicaView, "kv_demand_bounds", wide)
     slow = simulate(_config(1500))
     drop = ("wall_s",)
     assert {k: v for k, v in fast.summary.items() if k not in drop and v == v} == \
         {k: v for k, v in slow.summary.items() if k not in drop and v == v}
     assert fast.requests.equals(slow.requests)
     assert fast.summary["num_migrations"] > 0
+
+
+def test_kv_demand_bounds_agree_with_the_views(monkeypatch):
+    seen = {"reads": 0}
+    may_pair = llumnix_migration.LlumnixMigration._may_pair
+
+    def checked(self, reps):
+        for r in reps:
+            for queued in ("head", "all"):
+                terms = r.kv_demand_bounds(queued == "head")
+                blocks, count = queued_demand_blocks(r, queued)
+                if terms is None:
+                    assert r.num_running == count == 0
+                    continue
+                assert terms[:3] == (r.num_running, count, blocks)
+                assert terms[3:] == r.kv.used_blocks_bounds()
+                seen["reads"] += 1
+        return may_pair(self, reps)
+
+    monkeypatch.setattr(llumnix_migration.LlumnixMigration, "_may_pair", checked)
+    simulate(_config(400))
+    assert seen["reads"] > 1000

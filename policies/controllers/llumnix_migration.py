@@ -99,14 +99,48 @@ class LlumnixMigration(ControllerBase):
         """False when the freeness bounds prove ``_pair`` finds no source or no destination
         among ``reps`` (most ticks): then no instance's KV needs bringing up to now."""
         p = self.params
+        if p.high_priority_max is not None:
+            return self._may_pair_headroom(reps)
+        # ``freeness_bounds`` without headroom, inlined (every instance at every tick)
+        thr, head_only, caps = p.migrate_out_threshold, p.queued == "head", self._capacity
+        src = dst = False
+        for r in reps:
+            if r.lifecycle != "active":  # draining: F = -inf, a source if it runs anything
+                if not src and r.num_running:
+                    if dst:
+                        return True
+                    src = True
+                continue
+            terms = r.kv_demand_bounds(head_only)
+            if terms is None:  # F = +inf: a destination
+                if not dst:
+                    if src:
+                        return True
+                    dst = True
+                continue
+            num_running, count, blocks, lo, hi = terms
+            cap = float(caps.get(r.id) or self._cap(r))
+            batch = num_running + count
+            if not src and num_running and (cap - float(hi + blocks)) / batch < thr:
+                if dst:
+                    return True
+                src = True
+            if not dst and (cap - float(lo + blocks)) / batch > thr:
+                if src:
+                    return True
+                dst = True
+        return False
+
+    def _may_pair_headroom(self, reps: list[ReplicaView]) -> bool:
+        """``_may_pair`` with a priority headroom, through ``freeness_bounds``."""
+        p = self.params
         thr, high, queued = p.migrate_out_threshold, p.high_priority_max, p.queued
         caps = self._capacity
         src = dst = False
         for r in reps:
             if src and r.lifecycle != "active":
                 continue  # can be neither a destination nor tell more
-            lo, hi = freeness_bounds(r, queued, self._headroom(r) if high is not None else 0.0, high,
-                                     caps.get(r.id) or self._cap(r))
+            lo, hi = freeness_bounds(r, queued, self._headroom(r), high, caps.get(r.id) or self._cap(r))
             if not src and lo < thr and r.num_running:
                 if dst:
                     return True

@@ -22,6 +22,7 @@ Defaults:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ from sim.engine.views import ReplicaView, RequestView
 from sim.errors import ConfigError
 from sim.registry import ROUTERS
 from sim.schema import param
+
+_INF = math.inf
+_NEG_INF = -math.inf
 
 
 @dataclass
@@ -71,13 +75,23 @@ class LlumnixRouter(RouterBase):
         # reaches the largest lower bound can have the largest F; those get their exact F, in order
         bounds = []
         floor = None
+        head_only = queued == "head"
         for rep in replicas:
             cap = caps.get(rep.id)
             if cap is None:
                 cap = caps[rep.id] = kv_capacity(rep)
-            # ``headroom_blocks`` inlined where there is none (no high priorities)
-            headroom = 0.0 if high is None else self.headroom_blocks(rep)
-            lo, hi = freeness_bounds(rep, queued, headroom, high, cap)
+            if high is None:  # ``freeness_bounds`` without headroom, inlined (every instance, every arrival)
+                headroom = 0.0
+                terms = None if rep.lifecycle == "draining" else rep.kv_demand_bounds(head_only)
+                if terms is None:  # draining: -inf; holding no request: +inf
+                    lo = hi = _NEG_INF if rep.lifecycle == "draining" else _INF
+                else:
+                    num_running, count, blocks, used_lo, used_hi = terms
+                    batch = num_running + count
+                    lo, hi = (cap - float(used_hi + blocks)) / batch, (cap - float(used_lo + blocks)) / batch
+            else:
+                headroom = self.headroom_blocks(rep)
+                lo, hi = freeness_bounds(rep, queued, headroom, high, cap)
             bounds.append((rep, lo, hi, headroom, cap))
             if floor is None or lo > floor:
                 floor = lo

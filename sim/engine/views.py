@@ -289,6 +289,40 @@ class ReplicaView:
         rep = self._rep
         return rep.num_pending_prefill_tokens if rep._mx is None else rep.pending_prefill_now()
 
+    def kv_demand_bounds(self, head_only: bool) -> tuple[int, int, int, int, int] | None:
+        """(running, queued counted, queued blocks, lo, hi) in one read, or None while the replica
+        holds no request (its KV not read): the terms of a load that counts queued demand in KV
+        blocks (Llumnix's virtual usage). ``head_only``: the queue's head alone (swapped requests
+        first, as they resume first), its context's blocks; else every queued request, the prompt
+        tokens still to compute as blocks (``pending_prefill_tokens``) plus each swapped request's
+        blocks. lo <= ``kv.num_used_blocks`` <= hi as ``KVView.used_blocks_bounds`` gives them
+        (a stretch in progress not brought up to now where a bound is cheap)."""
+        rep = self._rep
+        kv = rep.kv
+        swapped = rep.swapped
+        num_running = len(rep.running)
+        if head_only:
+            if swapped:
+                count, blocks = 1, kv.blocks_for(swapped[0].context_tokens)
+            elif rep.waiting:
+                count, blocks = 1, kv.blocks_for(rep.waiting[0].context_tokens)
+            elif not num_running:
+                return None
+            else:
+                count = blocks = 0
+        else:
+            count = len(rep.waiting) + len(swapped)
+            if not (count or num_running):
+                return None
+            blocks = kv.blocks_for(rep.num_pending_prefill_tokens if rep._mx is None else rep.pending_prefill_now())
+            for r in swapped:
+                blocks += kv.blocks_for(r.context_tokens)
+        if rep._st_reqs is None:  # no stretch in progress: exact as it stands
+            used = kv.num_used
+            return num_running, count, blocks, used, used
+        lo, hi = rep.kv_used_bounds()
+        return num_running, count, blocks, lo, hi
+
     @property
     def has_paused(self) -> bool:
         """Whether an iteration cut at a layer boundary waits to resume here."""
