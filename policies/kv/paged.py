@@ -505,6 +505,10 @@ class PagedKVManager:
             return max_steps
         available = self.num_available
         bs = self.block_size
+        # each request holds its step-0 slot (computed + 1 tokens), so steps 1..k-1 take at most
+        # ceil((k - 1) / bs) more blocks each: where that many fit, so do all (no pass over reqs)
+        if len(reqs) * -(-(max_steps - 1) // bs) <= available:
+            return max_steps
 
         def blocks_needed(k: int) -> int:  # blocks for steps 1..k-1 (step 0 is allocated)
             total = 0
