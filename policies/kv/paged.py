@@ -543,6 +543,12 @@ class PagedKVManager:
                     total += extra
             return total
 
+        # the decodes hold their iteration-0 slots (computed + 1), so iterations 1..j take at most
+        # ceil(j / bs) more blocks each: where that many fit with the prompt's, so do all
+        j = max_steps - 1
+        extra = -(-(c0 + targets[j + 1]) // bs) - held
+        if (extra if extra > 0 else 0) + len(reqs) * -(-j // bs) <= available:
+            return max_steps
         if blocks_needed(max_steps - 1) <= available:
             return max_steps
         # blocks_needed(0) <= available < blocks_needed(max_steps - 1)
