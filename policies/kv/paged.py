@@ -505,6 +505,10 @@ class PagedKVManager:
             return max_steps
         available = self.num_available
         bs = self.block_size
+        # each request holds its step-0 slot (computed + 1 tokens), so steps 1..k-1 take at most
+        # ceil((k - 1) / bs) more blocks each: where that many fit, so do all (no pass over reqs)
+        if len(reqs) * -(-(max_steps - 1) // bs) <= available:
+            return max_steps
 
         def blocks_needed(k: int) -> int:  # blocks for steps 1..k-1 (step 0 is allocated)
             total = 0
@@ -539,6 +543,12 @@ class PagedKVManager:
                     total += extra
             return total
 
+        # the decodes hold their iteration-0 slots (computed + 1), so iterations 1..j take at most
+        # ceil(j / bs) more blocks each: where that many fit with the prompt's, so do all
+        j = max_steps - 1
+        extra = -(-(c0 + targets[j + 1]) // bs) - held
+        if (extra if extra > 0 else 0) + len(reqs) * -(-j // bs) <= available:
+            return max_steps
         if blocks_needed(max_steps - 1) <= available:
             return max_steps
         # blocks_needed(0) <= available < blocks_needed(max_steps - 1)

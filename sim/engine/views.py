@@ -216,8 +216,10 @@ class KVView:
 
     def cached_prefix_tokens(self, req: RequestView) -> int:
         """Prompt tokens of ``req`` this replica's prefix cache holds now (exact mid-stretch, as above)."""
-        self._rep.sync_kv()
-        return self._rep.kv.cached_prefix_tokens(req._r)
+        rep = self._rep
+        if rep._st_reqs is not None:  # a stretch in progress (no stretch: nothing to bring up)
+            rep.sync_kv()
+        return rep.kv.cached_prefix_tokens(req._r)
 
     def never_fits(self, req: RequestView, reserve_blocks: int = 0) -> bool:
         """True if ``req``'s prompt could not be admitted even with every block free."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -266,3 +266,73 @@ def test_allocate_all_evicts_as_one_by_one(seed):
         (kv_one.num_free, kv_one.num_used, kv_one.num_evictable)
     assert [r.kv_blocks for r in reqs_all] == [r.kv_blocks for r in reqs_one]
     kv_all.check_invariants()
+
+
+def _affordable_by_pass(kv: PagedKVManager, reqs: list[Request], max_steps: int) -> int:
+    """``affordable_steps`` as a pass over the batch for every k (no shortcut)."""
+    best = 1
+    for k in range(1, max_steps + 1):
+        need = 0
+        for r in reqs:
+            extra = -(-(r.num_computed_tokens + k) // kv.block_size) - r.kv_blocks - r.kv_shared_blocks
+            need += max(extra, 0)
+        if need <= kv.num_available:
+            best = k
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(computed=st.lists(st.integers(0, 5).map(lambda j: BLOCK * j + BLOCK - 1) | st.integers(1, 90),
+                        min_size=1, max_size=6),
+       max_steps=st.integers(1, 120), taken=st.integers(0, 127))
+def test_affordable_steps_shortcut_matches_a_pass_over_the_batch(computed, max_steps, taken):
+    """The O(1) bound in ``affordable_steps`` (each request holds its step-0 slot, so k steps take
+    at most ceil((k - 1) / block) more blocks each) answers what a pass over the batch answers."""
+    kv = make_kv(num_blocks=128, prefix=False)
+    reqs = []
+    for i, c in enumerate(computed):
+        r = make_req(i, c + 1)
+        if kv.allocate(r, c + 1) is None:  # the step-0 slot (computed + 1 tokens) held
+            break
+        r.num_computed_tokens = c
+        reqs.append(r)
+    if not reqs:
+        return
+    filler = make_req(99, 1)
+    if kv.allocate(filler, min(taken, kv.num_available) * BLOCK) is None:
+        return
+    assert kv.affordable_steps(reqs, max_steps) == _affordable_by_pass(kv, reqs, max_steps)
+
+
+@settings(max_examples=400, deadline=None)
+@given(computed=st.lists(st.integers(0, 5).map(lambda j: BLOCK * j + BLOCK - 1) | st.integers(1, 90),
+                        min_size=0, max_size=5),
+       chunks=st.lists(st.integers(1, 64), min_size=1, max_size=40), taken=st.integers(0, 127))
+def test_affordable_chunked_steps_shortcut_matches_a_pass_over_the_batch(computed, chunks, taken):
+    """The O(1) bound in ``affordable_chunked_steps`` (decodes holding their iteration-0 slots)
+    answers what the pass over the batch answers at every iteration count."""
+    kv = make_kv(num_blocks=128, prefix=False)
+    targets = [0, *np.cumsum(chunks).tolist()]
+    max_steps = len(chunks)
+    prompt = make_req(50, targets[-1] + 1)
+    if kv.allocate(prompt, targets[1]) is None:  # its iteration-0 chunk held
+        return
+    reqs = []
+    for i, c in enumerate(computed):
+        r = make_req(i, c + 1)
+        if kv.allocate(r, c + 1) is None:
+            break
+        r.num_computed_tokens = c
+        reqs.append(r)
+    filler = make_req(99, 1)
+    if kv.allocate(filler, min(taken, kv.num_available) * BLOCK) is None:
+        return
+
+    def need(j: int) -> int:
+        total = max(-(-targets[j + 1] // BLOCK) - prompt.kv_blocks, 0)
+        for r in reqs:
+            total += max(-(-(r.num_computed_tokens + j + 1) // BLOCK) - r.kv_blocks, 0)
+        return total
+
+    expected = 1 + max((j for j in range(max_steps) if need(j) <= kv.num_available), default=0)
+    assert kv.affordable_chunked_steps(reqs, prompt, targets, max_steps) == expected
