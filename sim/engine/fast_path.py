@@ -136,11 +136,22 @@ class DecodeStretchMixin:
             return True  # ``running`` still holds them: the loop's ``_decode_rest`` (sim/engine/thru_finish.py)
         return False
 
-    def cut_stretch(self) -> None:
+    def cut_stretch(self, lazy: bool = False) -> None:
         """End the stretch in progress after its iteration in progress (for new work or a
         request leaving): its last iteration moves up and the waiting process is woken at its
-        end instead (the event it waited for is dropped, as an interrupt would drop it)."""
-        self.sync()
+        end instead (the event it waited for is dropped, as an interrupt would drop it).
+
+        The stretch is synced first, unless ``lazy`` (a request queued: ``Replica.enqueue``) and it
+        is a decode stretch: then its iterations before now are applied at its end, with the rest,
+        in one ``_advance`` (the same calls on the same values: the KV through the iteration in
+        progress, each request's tokens and gaps, which nothing reads in between without a
+        ``sync`` or ``sync_kv`` of its own); only the finishes of a stretch through finishes that
+        ended before now are applied now (``sync_finishes``), since they change what the cluster
+        counts."""
+        if lazy and self._spec is None and self._mx is None:
+            self.sync_finishes()
+        else:
+            self.sync()
         self._st_cut = True
         ends = self._st_ends_list
         new_last = min(self._st_last, bisect_left(ends, self.env.now, 0, self._st_last) + 1)
