@@ -233,6 +233,17 @@ class PagedKVManager:
                 r.kv_blocks += need
         return True
 
+    def take_grown(self, num_blocks: int) -> bool:
+        """Take ``num_blocks`` for requests whose ``kv_blocks`` the caller has raised by that many
+        in all, each to hold its computed + n tokens (``allocate_each(reqs, n)``'s steps, with the
+        boundary crossings found in a pass of the caller's own): the takes as one, as in
+        ``allocate_all`` (LRU eviction pops the same oldest units); False if they cannot be had
+        (the caller's stretch then has no plan to go on with)."""
+        if num_blocks > self.num_free + self.num_evictable:
+            return False
+        self._take(num_blocks)
+        return True
+
     def allocate_all(self, reqs: list[Request], num_new_tokens: int) -> bool:
         """``allocate(r, num_new_tokens)`` for each of ``reqs`` in order if their blocks, summed,
         are available now (True: each succeeds, as it would one by one); else False and nothing

@@ -136,11 +136,22 @@ class DecodeStretchMixin:
             return True  # ``running`` still holds them: the loop's ``_decode_rest`` (sim/engine/thru_finish.py)
         return False
 
-    def cut_stretch(self) -> None:
+    def cut_stretch(self, lazy: bool = False) -> None:
         """End the stretch in progress after its iteration in progress (for new work or a
         request leaving): its last iteration moves up and the waiting process is woken at its
-        end instead (the event it waited for is dropped, as an interrupt would drop it)."""
-        self.sync()
+        end instead (the event it waited for is dropped, as an interrupt would drop it).
+
+        The stretch is synced first, unless ``lazy`` (a request queued: ``Replica.enqueue``) and it
+        is a decode stretch: then its iterations before now are applied at its end, with the rest,
+        in one ``_advance`` (the same calls on the same values: the KV through the iteration in
+        progress, each request's tokens and gaps, which nothing reads in between without a
+        ``sync`` or ``sync_kv`` of its own); only the finishes of a stretch through finishes that
+        ended before now are applied now (``sync_finishes``), since they change what the cluster
+        counts."""
+        if lazy and self._spec is None and self._mx is None:
+            self.sync_finishes()
+        else:
+            self.sync()
         self._st_cut = True
         ends = self._st_ends_list
         new_last = min(self._st_last, bisect_left(ends, self.env.now, 0, self._st_last) + 1)
@@ -248,34 +259,22 @@ class DecodeStretchMixin:
             self._thru_cross(done, alloc)
             return
         reqs, kv = self._st_reqs, self.kv
+        i0 = self._st_done
+        recorder = self.recorder
+        record_tokens = self._st_ends_list[i0:done] if recorder.record_token_times and done > i0 else None
+        grow = 0  # with the token counts, in one pass: tokens beyond the computed each request's KV takes
         if alloc > self._st_alloc:
             # each r has computed (start + st_done) tokens; iteration i needs start + i + 1 slots
-            if not kv.allocate_each(reqs, alloc - self._st_done):
+            if done > i0 and record_tokens is None and getattr(kv, "allocates_by_target", False):
+                grow = alloc - i0  # ``allocate_each(reqs, grow)``'s steps, request by request, below
+            elif not kv.allocate_each(reqs, alloc - i0):
                 raise AssertionError("a planned decode stretch ran out of KV")
             self._st_alloc = alloc
-        i0 = self._st_done
         if done <= i0:
             return
         ends = self._st_ends_list
         steps = done - i0
         first_end = ends[i0]
-        recorder = self.recorder
-        tail_max = 0.0
-        if steps > 1:
-            if steps <= 32:  # a few: Python floats round each difference as np.diff would
-                gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]
-                tail_max = max(gaps)
-            else:
-                arr = self._st_ends_arr  # np.diff's subtraction, without its Python wrapper
-                if arr is not None:
-                    gaps = arr[i0 + 1:done] - arr[i0:done - 1]
-                else:
-                    arr = np.array(ends[i0:done], dtype=np.float64)
-                    gaps = arr[1:] - arr[:-1]
-                tail_max = float(gaps.max())
-            recorder.itl_many(gaps, len(reqs))
-        record_tokens = ends[i0:done] if recorder.record_token_times else None
-        last_end = ends[done - 1]
         prev = reqs[0].last_token_s
         together = i0 > 0
         if record_tokens is None and not together:
@@ -284,13 +283,53 @@ class DecodeStretchMixin:
                 if r.last_token_s != prev:
                     together = False
                     break
-        if record_tokens is None and together:
-            # common case: every request's last token came out together, so all first gaps are
-            # equal (always so after a stretch's first iteration: its tokens come out together)
-            gap = first_end - prev
-            recorder.itl_weighted(gap, len(reqs))
-            if tail_max > gap:
-                gap = tail_max
+        together = together and record_tokens is None
+        # common case: every request's last token came out together, so all first gaps are
+        # equal (always so after a stretch's first iteration: its tokens come out together)
+        if together and 1 < steps <= 32:  # the first gap and the others, all of the batch's weight, in one
+            gaps = [first_end - prev]
+            gaps.extend([ends[k + 1] - ends[k] for k in range(i0, done - 1)])  # rounded as np.diff would
+            gap = max(gaps)
+            recorder.itl_many(gaps, len(reqs))
+        else:
+            tail_max = 0.0
+            if steps > 1:
+                if steps <= 32:  # a few: Python floats round each difference as np.diff would
+                    gaps = [ends[k + 1] - ends[k] for k in range(i0, done - 1)]
+                    tail_max = max(gaps)
+                else:
+                    arr = self._st_ends_arr  # np.diff's subtraction, without its Python wrapper
+                    if arr is not None:
+                        gaps = arr[i0 + 1:done] - arr[i0:done - 1]
+                    else:
+                        arr = np.array(ends[i0:done], dtype=np.float64)
+                        gaps = arr[1:] - arr[:-1]
+                    tail_max = float(gaps.max())
+                recorder.itl_many(gaps, len(reqs))
+            if together:
+                gap = first_end - prev
+                recorder.itl_weighted(gap, len(reqs))
+                if tail_max > gap:
+                    gap = tail_max
+        last_end = ends[done - 1]
+        if together:
+            if grow:
+                bs, taken = kv.block_size, 0
+                for r in reqs:
+                    if gap > r.itl_max_s:
+                        r.itl_max_s = gap
+                    c = r.num_computed_tokens
+                    need = -(-(c + grow) // bs) - r.kv_blocks - r.kv_shared_blocks
+                    if need > 0:
+                        r.kv_blocks += need
+                        taken += need
+                    r.num_computed_tokens = c + steps
+                    r.num_output_tokens += steps
+                    r.last_token_s = last_end
+                if taken and not kv.take_grown(taken):
+                    raise AssertionError("a planned decode stretch ran out of KV")
+                self._st_done = done
+                return
             for r in reqs:
                 if gap > r.itl_max_s:
                     r.itl_max_s = gap
@@ -299,6 +338,8 @@ class DecodeStretchMixin:
                 r.last_token_s = last_end
             self._st_done = done
             return
+        if grow and not kv.allocate_each(reqs, grow):
+            raise AssertionError("a planned decode stretch ran out of KV")
         itl_one = recorder.itl_one
         for r in reqs:
             gap = first_end - r.last_token_s

@@ -276,18 +276,20 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self.num_pending_prefill_tokens += req.remaining_prefill_tokens
         if self._on_enqueue is not None:
             self._on_enqueue(self.view, req.view)
-        self.wake()
+        self.wake(True)
 
-    def wake(self) -> None:
+    def wake(self, queued: bool = False) -> None:
         """New work: start the loop if idle, end a stretch after the iteration in progress, or
-        (if the scheduler wants to) cut a layer-cuttable iteration at its next layer boundary."""
+        (if the scheduler wants to) cut a layer-cuttable iteration at its next layer boundary.
+        ``queued``: the work is a request put on the waiting queue (``enqueue``), which nothing
+        reads before the stretch ends, so a decode stretch is cut without a sync (``cut_stretch``)."""
         if self._idle is not None:
             if not (self.waiting or self.running or self.swapped or self.hold_request is not None):
                 return  # only KV was reserved: nothing to run yet
             idle, self._idle = self._idle, None
             idle.succeed()
         elif self._st_reqs is not None:
-            self.cut_stretch()
+            self.cut_stretch(queued)
         elif self._cur is not None:
             if self.scheduler.wants_cut(self.view):
                 self.request_cut()

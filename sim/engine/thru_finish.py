@@ -86,18 +86,21 @@ class ThroughFinishMixin:
             last = self._price_until(bound, a + 1)
             if last < b or ends[b - 1] >= bound:
                 break
-            rest = [r for r in batch if r.output_tokens - r.num_output_tokens > b]
+            # the survivors, their context and fewest tokens left (counted from the stretch's start), in one pass
+            rest, computed, fewest = [], 0, _NO_LIMIT
+            for r in batch:
+                k = r.output_tokens - r.num_output_tokens
+                if k > b:
+                    rest.append(r)
+                    computed += r.num_computed_tokens
+                    if k < fewest:
+                        fewest = k
             if not rest:
                 last = b
                 break
             cuts.append((b, rest))
             batch, a = rest, b
-            context, b = len(rest), _NO_LIMIT
-            for r in rest:
-                context += r.num_computed_tokens + a
-                k = r.output_tokens - r.num_output_tokens
-                if k < b:
-                    b = k
+            context, b = computed + len(rest) * (1 + a), fewest  # one more token each, a iterations in
         if last > left:
             # every iteration up to ``last`` fits the blocks available now even if no request
             # finished (finishes only give blocks back): so does each ``allocate_each`` stepping

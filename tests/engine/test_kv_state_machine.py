@@ -336,3 +336,28 @@ def test_affordable_chunked_steps_shortcut_matches_a_pass_over_the_batch(compute
 
     expected = 1 + max((j for j in range(max_steps) if need(j) <= kv.num_available), default=0)
     assert kv.affordable_chunked_steps(reqs, prompt, targets, max_steps) == expected
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_take_grown_evicts_as_allocate_each(seed):
+    """A decode stretch's ``_advance`` finds each request's blocks in its own pass, raises
+    ``kv_blocks`` and calls ``take_grown`` with the sum: the same units evicted, in the same LRU
+    order, with the same counts, as ``allocate_each``; and False, with no room for the sum."""
+    kv_sum, reqs_sum = _lru_state(seed)
+    kv_each, reqs_each = _lru_state(seed)
+    assert kv_sum.num_free < len(reqs_sum) <= kv_sum.num_available  # it must evict, and can
+    taken = 0
+    for r in reqs_sum:
+        need = kv_sum.blocks_needed(r, 1)
+        r.kv_blocks += need
+        taken += need
+    assert kv_sum.take_grown(taken)
+    assert kv_each.allocate_each(reqs_each, 1)
+    assert list(kv_sum._lru.items()) == list(kv_each._lru.items())
+    assert kv_sum._units == kv_each._units
+    assert (kv_sum.num_free, kv_sum.num_used, kv_sum.num_evictable) == \
+        (kv_each.num_free, kv_each.num_used, kv_each.num_evictable)
+    assert [r.kv_blocks for r in reqs_sum] == [r.kv_blocks for r in reqs_each]
+    kv_sum.check_invariants()
+    assert not kv_sum.take_grown(kv_sum.num_available + 1)
+    kv_sum.check_invariants()
