@@ -15,6 +15,7 @@ import argparse
 import cProfile
 import json
 import pstats
+import re
 import sys
 from typing import Any
 
@@ -85,8 +86,9 @@ def profile_scenario(name: str, top: int = 6) -> dict[str, Any]:
 
 def _label(key: tuple[str, int, str]) -> str:
     filename, _line, func = key
-    if filename == "~":
-        return func.strip("<>")
+    if filename == "~":  # "<method 'tolist' of 'numpy.ndarray' objects>", "<built-in method builtins.len>"
+        m = re.fullmatch(r"<method '(\w+)' of '([\w.]+)' objects>", func)
+        return f"{m.group(2)}.{m.group(1)}" if m else func.strip("<>").removeprefix("built-in method ")
     module = filename.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py")
     return f"{module}.{func}"
 
