@@ -111,6 +111,9 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self.speculator = speculator
         self.accept_rng = accept_rng
         self.fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False) and speculator is None
+        # the replica forms a pure-decode plan itself (``_decode_all``: the scheduler's, by its promise),
+        # kept where stretches are off because iterations depend on more than the batch (streamed weights)
+        self.fast_plan = self.fast_forward
         # speculative stretches (sim/engine/spec_stretch.py): the same premise, with a speculator
         self.spec_fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False) \
             and speculator is not None
@@ -391,9 +394,9 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             plan = None
             if self.paused is not None and scheduler.may_resume(self.view):
                 plan = self._unpause()
-            elif self.fast_forward and not self.waiting and not self.swapped and self.paused is None:
+            elif self.fast_plan and not self.waiting and not self.swapped and self.paused is None:
                 plan = self._decode_all()
-                if plan is None and self._mixed_budget is not None:
+                if plan is None and self._mixed_budget is not None and self.fast_forward:
                     plan = mixed_plan(self, self._mixed_budget)
             elif self._mixed_budget is not None and self.fast_forward and not self.swapped and self.paused is None:
                 plan = mixed_plan(self, self._mixed_budget)  # something waits: a chunk filling the budget
@@ -459,7 +462,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
     def hold_pool(self, held: Any) -> None:
         """Run every iteration's held part on ``held`` (sim/engine/held_pool.py); no stretches."""
         self.held_pool = held
-        self.fast_forward = False
+        self.fast_forward = self.fast_plan = False
 
     def _step_holding(self, plan: StepPlan):
         """This replica's own part of the iteration, then the held pool's part (queued, shared)."""
