@@ -488,18 +488,27 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
             return step_s
         chunks = [(n, r.num_computed_tokens) for r, n in plan.prefill] if plan.prefill else []
         decode = plan.decode
-        if plan.decode_tokens is None:
+        pre, self._st_pre = self._st_pre, None
+        if pre is not None and pre[0] is decode and plan.decode_tokens is None:  # ``_decode_all``'s: counted then
             num_decode_tokens = len(decode)
-        elif plan.verify_tokens is not None:
-            num_decode_tokens = sum(plan.verify_tokens)
+            context = pre[1]
         else:
-            num_decode_tokens = sum(plan.decode_tokens)
-        context = num_decode_tokens
-        for r in decode:
-            context += r.num_computed_tokens
+            if plan.decode_tokens is None:
+                num_decode_tokens = len(decode)
+            elif plan.verify_tokens is not None:
+                num_decode_tokens = sum(plan.verify_tokens)
+            else:
+                num_decode_tokens = sum(plan.decode_tokens)
+            context = num_decode_tokens
+            for r in decode:
+                context += r.num_computed_tokens
         if self.attention_saved_tokens is not None:  # shared blocks attention does not re-read
             context -= self.attention_saved_tokens(decode)
-        if chunks or plan.decode_tokens is None:
+        if not chunks and plan.decode_tokens is None:  # a pure decode: the same time, in its faster form
+            verify = getattr(self.cost_model, "verify_step_time_s", None)
+            step_s = self.cost_model.step_time_s(chunks, len(decode), num_decode_tokens, context) \
+                if verify is None else verify(len(decode), num_decode_tokens, context)
+        elif chunks or plan.decode_tokens is None:
             step_s = self.cost_model.step_time_s(chunks, len(decode), num_decode_tokens, context)
         else:  # a speculative verify pass: the same time (the seam's contract), in its faster form
             step_s = self.cost_model.verify_step_time_s(len(decode), num_decode_tokens, context)
