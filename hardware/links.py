@@ -211,19 +211,20 @@ class SharedLink:
 
     def transfer(self, env: Any, num_bytes: float, on_done: Any = None) -> Any:
         """Start moving ``num_bytes``; returns an event to ``yield`` on."""
-        if self._env is None:
+        if env is not self._env:
+            if self._env is not None:
+                raise ValueError("a SharedLink belongs to one simpy.Environment")
             self._env = env
-        elif env is not self._env:
-            raise ValueError("a SharedLink belongs to one simpy.Environment")
         now = env._now
-        if self._check_s <= now:
+        check_s = self._check_s
+        if check_s <= now:
             self._sync(now)
+            check_s = self._check_s
         seq = self._seq = self._seq + 1
         join_s = now + self.spec.latency_s
         if num_bytes > 0:
             done = _Done(env, self)
             t = done.callbacks.transfer = _Transfer(num_bytes, done, now, join_s, seq, on_done)
-            check_s = self._check_s
             if self._joining or join_s > check_s or (join_s == check_s and not self._before_check(t)):
                 self._joining.append(t)  # after the next check, which it does not move
             else:
@@ -248,7 +249,7 @@ class SharedLink:
 
     def _join(self, t: _Transfer) -> None:
         """``t`` joins the pool: the others drain up to its join at the old share, then re-plan
-        (the smallest remaining found in the same pass)."""
+        (the smallest remaining found in the same pass; ``_plan_check`` inlined)."""
         now = t.join_s
         active = self._active
         bw = self.bytes_per_s
@@ -261,7 +262,10 @@ class SharedLink:
                     least = a.remaining_bytes
         self._last_s = now
         active.append(t)
-        self._plan_check(now, least)
+        seq = self._seq = self._seq + 1
+        self._check_from_s = now
+        self._check_seq = seq
+        self._check_s = now + max(0.0, least / (bw / len(active)))
 
     def _sync(self, now: float) -> None:
         """Apply every check due by ``now`` and the joins that follow each."""
@@ -273,29 +277,47 @@ class SharedLink:
 
     def _check(self, now: float) -> None:
         """Drain up to ``now``; transfers within rounding of empty are done; re-plan (the
-        smallest remaining of the others found in the same pass)."""
+        smallest remaining of the others found in the same pass; ``_plan_check`` inlined)."""
         active = self._active
         bw = self.bytes_per_s
-        moved = (now - self._last_s) * bw / len(active)
+        n = len(active)
+        moved = (now - self._last_s) * bw / n
         self._last_s = now
         # done when the rest would drain within a few ulps of the clock: later than that the
         # check could not move time forward and the link would spin at `now`
-        slack = 4 * math.ulp(now) * (bw / len(active))
-        finished = None
-        least = _INF
-        for a in active:
-            a.remaining_bytes -= moved
-            r = a.remaining_bytes
+        slack = 4 * math.ulp(now) * (bw / n)
+        if n == 1:  # alone (the common case): the loop below, unrolled
+            a = active[0]
+            r = a.remaining_bytes = a.remaining_bytes - moved
             if r <= a.tol or r <= slack:
-                if finished is None:
-                    finished = [a]
-                else:
-                    finished.append(a)
-            elif r < least:
+                finished = active
+                active = self._active = []
+            else:
+                finished = None
+        else:
+            finished = None
+            least = _INF
+            for a in active:
+                a.remaining_bytes -= moved
+                r = a.remaining_bytes
+                if r <= a.tol or r <= slack:
+                    if finished is None:
+                        finished = [a]
+                    else:
+                        finished.append(a)
+                elif r < least:
+                    least = r
+            if finished is not None:
+                active = self._active = [a for a in active if a not in finished]
+        seq = self._seq = self._seq + 1
+        self._check_from_s = now
+        self._check_seq = seq
+        if not active:
+            self._check_s = _INF
+        else:
+            if n == 1:
                 least = r
-        if finished is not None:
-            active = self._active = [a for a in active if a not in finished]
-        self._plan_check(now, least)
+            self._check_s = now + max(0.0, least / (bw / len(active)))
         if finished is None:
             return
         for t in finished:
