@@ -97,6 +97,8 @@ class ModelState:
         self.copying: str | None = None  # the model a background copy into HBM is for
         self.idle_since: float | None = None
         self.num_switches = 0
+        self.priced_by: Any = None  # the cost model the stream last set a weight-read scale on ...
+        self.priced_scale = 1.0     # ... and that scale (weight_stream.py: set again only on a change)
 
     @property
     def next_model(self) -> str | None:

@@ -22,24 +22,31 @@ class WeightStreamMixin:
     def _stream(self, rep: Replica, plan: Any) -> Any:
         """Before an iteration of a streaming replica: price HBM's share of the weight reads and
         start the stream of the rest over the chip's link; the iteration waits for both."""
-        st, pm = rep.models, self.pools[rep.pool]
+        st = rep.models
         rho = st.rho
         cm = rep.cost_model
-        tokens = plan.num_prefill_tokens + (len(plan.decode) if plan.decode_tokens is None
-                                            else sum(plan.decode_tokens))
         if plan.preemptible or plan.hold or plan.done_layers or plan.stop_at_layer is not None:
+            st.priced_by = None  # a scale of its own: set again for the next plain iteration
             if hasattr(cm, "set_weight_read_scale"):
                 share = st.chip.host.bytes_per_s / (1 + st.chip.host.num_active)
-                hbm = pm.device.hbm_gbps * 1e9 * getattr(cm.params, "memory_efficiency", 1.0)
+                hbm = self.pools[rep.pool].device.hbm_gbps * 1e9 * getattr(cm.params, "memory_efficiency", 1.0)
                 cm.set_weight_read_scale(max(rho * hbm / share, 1.0 - rho))
             return None
-        set_scale = getattr(cm, "set_weight_read_scale", None)
-        if set_scale is not None:
-            set_scale(1.0 - rho)
+        scale = 1.0 - rho
+        if st.priced_by is not cm or st.priced_scale != scale:  # else set already (no effect)
+            set_scale = getattr(cm, "set_weight_read_scale", None)
+            if set_scale is not None:
+                set_scale(scale)
+            st.priced_by, st.priced_scale = cm, scale
         if rho <= 0.0:
             return None
-        num_bytes = rho * pm.bytes_read(rep.hardware.model, tokens)
-        return self.transfer.copy(num_bytes, st.chip.host, st.chip.stream_row)
+        tokens = plan.num_prefill_tokens + (len(plan.decode) if plan.decode_tokens is None
+                                            else sum(plan.decode_tokens))
+        num_bytes = rho * self.pools[rep.pool].bytes_read(rep.hardware.model, tokens)
+        tr, chip = self.transfer, st.chip  # ``TransferService.copy``, inlined (once per iteration)
+        tr.num_copies += 1
+        tr.copy_bytes += num_bytes
+        return chip.host.transfer(self.env, num_bytes, chip.stream_row)
 
     def set_rho(self, rep: Replica, rho: float) -> None:
         """Set a streaming replica's rho target (clamped to its model's floor); a lower target
