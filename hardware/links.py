@@ -101,6 +101,7 @@ class _Transfer:
 
 
 _INF = float("inf")
+_new = object.__new__
 _NORMAL = 1  # SimPy's priority of a timeout or a triggered event
 
 
@@ -223,8 +224,12 @@ class SharedLink:
         seq = self._seq = self._seq + 1
         join_s = now + self.spec.latency_s
         if num_bytes > 0:
-            done = _Done(env, self)
-            t = done.callbacks.transfer = _Transfer(num_bytes, done, now, join_s, seq, on_done)
+            done = _new(_Done)  # ``_Done(env, self)`` without its ``__init__`` call (once per transfer)
+            done.env = env
+            waiters = done.callbacks = _Waiters()
+            waiters.link = self
+            done._value = PENDING
+            t = waiters.transfer = _Transfer(num_bytes, done, now, join_s, seq, on_done)
             if self._joining or join_s > check_s or (join_s == check_s and not self._before_check(t)):
                 self._joining.append(t)  # after the next check, which it does not move
             else:

@@ -447,7 +447,7 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
                     and (yield from self._mixed_stretch(plan)):
                 continue  # the mixed plan and the iterations after it, as one event (mixed_stretch.py)
             step_s = self._step_time(plan)
-            end = env.now + step_s
+            end = env._now + step_s
             yield at(env, end)
             if self.step_wait is not None:  # the iteration also waits for a copy (streamed weights)
                 wait, self.step_wait = self.step_wait, None
