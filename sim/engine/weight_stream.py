@@ -23,7 +23,7 @@ class WeightStreamMixin:
         """Before an iteration of a streaming replica: price HBM's share of the weight reads and
         start the stream of the rest over the chip's link; the iteration waits for both."""
         st = rep.models
-        rho = st.rho
+        rho = max(st.rho_target, 1.0 - st.hbm_fraction)  # ``st.rho``, inlined
         cm = rep.cost_model
         if plan.preemptible or plan.hold or plan.done_layers or plan.stop_at_layer is not None:
             st.priced_by = None  # a scale of its own: set again for the next plain iteration
@@ -42,7 +42,11 @@ class WeightStreamMixin:
             return None
         tokens = plan.num_prefill_tokens + (len(plan.decode) if plan.decode_tokens is None
                                             else sum(plan.decode_tokens))
-        num_bytes = rho * self.pools[rep.pool].bytes_read(rep.hardware.model, tokens)
+        key = (rep.pool, rep.hardware.model, tokens)
+        read = self._read_at.get(key)  # ``PoolModels.bytes_read``, memoised here without its call
+        if read is None:
+            read = self._read_at[key] = self.pools[rep.pool].bytes_read(rep.hardware.model, tokens)
+        num_bytes = rho * read
         tr, chip = self.transfer, st.chip  # ``TransferService.copy``, inlined (once per iteration)
         tr.num_copies += 1
         tr.copy_bytes += num_bytes
