@@ -81,11 +81,7 @@ class SplitwiseScheduler(VllmV1Scheduler):
         cap, seqs = p.max_num_batched_tokens, p.max_num_seqs
         running = rep.running_now()
         if not rep.waiting and not self.queued_key and len(running) <= seqs and len(running) <= cap:
-            # the common step: every decode fits, nobody is passed over (at once where no decode
-            # needs a preemption: what the loop does then)
-            if rep.grow_decodes(plan) is not None:
-                return plan
-            for req in running:
+            for req in running:  # the common step: every decode fits, nobody is passed over
                 if req.is_decoding and self.grow_or_preempt(rep, req, 1, plan):
                     plan.add_decode(req)
             return plan
