@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import Any
 
 from policies.schedulers.base import SchedulerBase
@@ -147,11 +146,9 @@ class VTCState:
         if n:
             return
         fresh, self.fresh_for = self.fresh_for == req.id, None
-        queued = self.queued
-        # whether another client has a queued request, counted in C (most arrivals find none)
-        if len(queued) - list(queued.values()).count(0) - (1 if queued[client] else 0) <= 0:
+        others = [k for k, q in self.queued.items() if q and k != client]
+        if not others:
             return
-        others = [k for k, q in queued.items() if q and k != client]
         if not fresh:  # the router settled them for this very arrival: nothing has run since
             self.settle()
         low = min(self.counters[k] for k in others)
@@ -266,11 +263,11 @@ class VTCScheduler(SchedulerBase):
         used = 0
         predictor = self.ctx.predictor if p.length_predicted else None
         heads = {}
-        queues = self.queues
-        for client in compress(queues, map(bool, queues.values())):  # the non-empty queues, picked in C
-            h = self._head(rep, client)
-            if h is not None:
-                heads[client] = h
+        for client, q in self.queues.items():
+            if q:
+                h = self._head(rep, client)
+                if h is not None:
+                    heads[client] = h
         if len(heads) > 1:  # the order depends on the counters: bring them up to now
             state.settle()
         while heads:
