@@ -12,7 +12,7 @@ import numpy as np
 
 from sim.config import SimulationConfig, from_dict, load_config
 from sim.engine.cluster import Cluster
-from sim.engine.fairness import fairness_summary
+from sim.engine.fairness import FairRows, fairness_summary
 from sim.engine.metrics import speculation_columns, summarize, summarize_columns
 from sim.engine.recorder import Recorder
 from sim.engine.request_columns import RequestColumns, needs_frame
@@ -77,8 +77,6 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
     cols = None
     if not needs_frame(cluster):
         cols = RequestColumns(recorder)
-        if cols.num_clients() >= 2:  # fairness keys are computed on the frame
-            cols = None
     if cols is None:
         df = recorder.requests_frame()
         _frontend_delay(cluster, df)
@@ -99,6 +97,8 @@ def simulate(config: SimulationConfig | dict | str | Path, overrides: list[str] 
         extra.update(frontend_summary(cluster.frontends))
     if cols is None:
         extra.update(fairness_summary(df))  # fair_* keys, only with two or more clients
+    elif cols.num_clients() >= 2:
+        extra.update(fairness_summary(FairRows.of_columns(cols)))
     if cluster.models is not None:
         from sim.engine.serving_records import summary as serving_summary
 

@@ -54,7 +54,7 @@ class VTCRouter(RouterBase):
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         if not self.params.vtc_order:
-            return min(replicas, key=lambda r: (r.pending_prefill_tokens, r.num_outstanding, r.id))
+            return _least_pending(replicas)
         client = req.client if req.client is not None else ANON
         shared = self.ctx.shared
         states: dict[str, VTCState | None] = {}
@@ -67,6 +67,9 @@ class VTCRouter(RouterBase):
                     state.settle()
                     state.fresh_for = req.id
                     mine[r.pool] = state.lifted(client)
+
+        if not mine:  # nothing queued anywhere: every ``ahead`` is 0
+            return _least_pending(replicas)
 
         def key(r: ReplicaView) -> tuple:
             c = mine.get(r.pool)
@@ -85,3 +88,21 @@ class VTCRouter(RouterBase):
         data["workload"]["transforms"] = [
             {"name": "assign_clients", "num_clients": 8, "weights": [7, 1, 1, 1, 1, 1, 1, 1]}]
         return data
+
+
+def _least_pending(replicas: Sequence[ReplicaView]) -> ReplicaView:
+    """``min(replicas, key=lambda r: (r.pending_prefill_tokens, r.num_outstanding, r.id))`` in one
+    pass that reads ``num_outstanding`` only on a tie of pending tokens (ids are unique)."""
+    best = replicas[0]
+    best_pending, best_out = best.pending_prefill_tokens, None
+    for r in replicas[1:]:
+        pending = r.pending_prefill_tokens
+        if pending < best_pending:
+            best, best_pending, best_out = r, pending, None
+        elif pending == best_pending:
+            if best_out is None:
+                best_out = best.num_outstanding
+            out = r.num_outstanding
+            if out < best_out or (out == best_out and r.id < best.id):
+                best, best_out = r, out
+    return best

@@ -168,12 +168,15 @@ class SchedulerBase(PolicyBase):
             added = rep.grow_decodes(plan)
             if added is not None:
                 return added, False
-        used = 0
+        used = i = 0
+        if phase == "all":
+            # the decodes ahead of the first prefill, one token each, at once where they all fit the
+            # budget and the KV: what the loop below does for them when none needs a preemption
+            used = i = rep.grow_leading_decodes(plan, budget)
         preempted = False
         # a snapshot; preemption only ever removes its tail (prefill phase: only the prefills)
         running = rep.running_prefills_now() if phase == "prefill" else rep.running_now()
         n = len(running)
-        i = 0
         want_decode = phase != "prefill"
         want_prefill = phase != "decode"
         grow, add_decode, add_prefill = rep.grow, plan.add_decode, plan.add_prefill  # hot loop: bound once

@@ -273,7 +273,10 @@ class VTCScheduler(SchedulerBase):
         while heads:
             if (used >= budget and not p.whole_prompt) or rep.num_running >= p.max_num_seqs:
                 return
-            client = min(heads, key=lambda k: (state.counter(k), heads[k].arrival_s, heads[k].id))
+            if len(heads) == 1:
+                client = next(iter(heads))
+            else:
+                client = min(heads, key=lambda k: (state.counter(k), heads[k].arrival_s, heads[k].id))
             req = heads[client]
             if rep.kv.never_fits(req):
                 rep.reject(req, "exceeds_kv_capacity")

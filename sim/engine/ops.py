@@ -6,6 +6,7 @@ whole state change (queues, KV, counters) done by the replica itself::
     admit(req, max_tokens)      waiting -> running: prefix match, KV check, allocate (None: no room)
     grow(req, tokens)           KV for tokens of a running request (None: no room)
     grow_decodes(plan)          one token of KV for every running decode, all or none, into the plan
+    grow_leading_decodes(plan, max_num)   the same for the decodes ahead of the first prefill
     preempt(req, mode)          running -> waiting (recompute: KV freed) | swapped (KV to host)
     swap_in(req)                swapped -> running (False: no room)
     reject(req, reason)         waiting/swapped -> rejected, with a reason
@@ -53,6 +54,21 @@ class ReplicaOps(ReplicaView):
         the number added, or None, with nothing changed, unless they all fit at once (the
         caller then goes one by one and preempts where needed)."""
         return self._rep.op_grow_decodes(plan)
+
+    def grow_leading_decodes(self, plan: StepPlan, max_num: int | None) -> int:
+        """``grow_decodes`` for the running decodes ahead of the first running request that is not
+        decoding (at most ``max_num`` of them; None: no cap): the number added, or 0, with nothing
+        changed, unless they all fit at once (the caller then goes one by one)."""
+        running = self._rep.running
+        decode = _DECODE
+        n = 0
+        for r in running:
+            if r.state != decode:
+                break
+            n += 1
+        if not n or (max_num is not None and n > max_num):
+            return 0
+        return self._rep.op_grow_decodes(plan, running[:n]) or 0
 
     def admit(self, req: RequestView, max_tokens: int | None = None, *, reserve_blocks: int = 0,
               whole: bool = False, reserve_tokens: int = 0) -> int | None:

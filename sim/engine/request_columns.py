@@ -3,7 +3,7 @@
 ``simulate`` needs the per-request table only for its summary; building it as a pandas
 DataFrame costs the pandas import (about 0.2 s) on every run. For a run with none of the
 features whose summary keys are computed on the frame (a serving-frontend delay,
-multi-model serving, two or more clients), ``RequestColumns`` holds the
+multi-model serving), ``RequestColumns`` holds the
 columns as numpy arrays sorted by id, with the derived latencies computed as
 ``Recorder.requests_frame`` computes them (the same float operations on the same values in
 the same order), so ``metrics.summarize_columns`` gives on them what it gives on that frame
@@ -47,12 +47,16 @@ class RequestColumns:
 
         self.state = [objs["state"][i] for i in order.tolist()]
         self.reject_reason = [objs["reject_reason"][i] for i in order.tolist()] if self.n else []
-        self.clients = objs["client"]
+        self.clients = objs["client"]  # in the recorder's order (num_clients needs no other)
+        self.client = [self.clients[i] for i in order.tolist()] if self.n else []
         self.finished = np.fromiter((s == "finished" for s in self.state), dtype=bool, count=self.n)
         self.arrival_s = floats("arrival_s")
         self.finish_s = floats("finish_s")
         first_token = floats("first_token_s")
+        self.first_token_s = first_token
+        self.first_scheduled_s = floats("first_scheduled_s")
         self.input_tokens = ints("input_tokens")
+        self.output_tokens = ints("output_tokens")
         self.num_output_tokens = ints("num_output_tokens")
         self.num_preemptions = ints("num_preemptions")
         self.ttft_slo_s = floats("ttft_slo_s")
@@ -61,7 +65,7 @@ class RequestColumns:
         # derived as requests_frame derives them
         self.ttft_s = first_token - self.arrival_s
         e2e = self.finish_s - self.arrival_s
-        self.queueing_s = floats("first_scheduled_s") - self.arrival_s
+        self.queueing_s = self.first_scheduled_s - self.arrival_s
         n_out = self.num_output_tokens
         denom = np.where(n_out > 1, (n_out - 1).astype(np.float64), _NAN)
         tpot = (self.finish_s - first_token) / denom

@@ -18,6 +18,7 @@ A policy whose parameter block says ``oracle: true`` reads it with ``ctx.output_
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -307,7 +308,8 @@ class ReplicaView:
             if swapped:
                 count, blocks = 1, kv.blocks_for(swapped[0].context_tokens)
             elif rep.waiting:
-                count, blocks = 1, kv.blocks_for(rep.waiting[0].context_tokens)
+                head = rep.waiting[0]  # its ``context_tokens``, inlined
+                count, blocks = 1, kv.blocks_for(head.input_tokens + head.num_output_tokens)
             elif not num_running:
                 return None
             else:
@@ -319,9 +321,21 @@ class ReplicaView:
             blocks = kv.blocks_for(rep.num_pending_prefill_tokens if rep._mx is None else rep.pending_prefill_now())
             for r in swapped:
                 blocks += kv.blocks_for(r.context_tokens)
-        if rep._st_reqs is None:  # no stretch in progress: exact as it stands
+        reqs = rep._st_reqs
+        if reqs is None:  # no stretch in progress: exact as it stands
             used = kv.num_used
             return num_running, count, blocks, used, used
+        if rep._spec is None and rep._mx is None and rep._thru is None \
+                and getattr(kv, "allocates_by_target", False):
+            # ``Replica.kv_used_bounds`` of a decode stretch, inlined (Llumnix reads every instance
+            # at every arrival and every migration tick)
+            used = kv.num_used
+            held, last, ends = rep._st_alloc, rep._st_last, rep._st_ends_list
+            now = rep.env._now
+            if held >= last or ends[held - 1] >= now:
+                return num_running, count, blocks, used, used
+            alloc = min(bisect_left(ends, now, 0, last) + 1, last)
+            return num_running, count, blocks, used, used + len(reqs) * -(-(alloc - held) // kv.block_size)
         lo, hi = rep.kv_used_bounds()
         return num_running, count, blocks, lo, hi
 

@@ -43,12 +43,22 @@ def _speculating() -> dict:
     return data
 
 
+def _clients(**engine) -> dict:
+    data = _synthetic(engine={"progress": False, **engine})
+    data["workload"]["transforms"] = [{"name": "assign_clients", "num_clients": 5, "rate_dist": "lognormal"}]
+    data["cluster"]["router"] = "vtc"
+    data["cluster"]["pools"][0]["scheduler"] = "vtc"
+    return data
+
+
 CASES = {
     "rejections": _synthetic(),                                              # some never fit the KV cache
     "truncated": _synthetic(engine={"progress": False, "max_time_s": 3.0}),  # unfinished at the cut
     "none_finished": _synthetic(engine={"progress": False, "max_time_s": 0.05}),  # no run window at all
     "per_request_slos": _agentic(),                                          # deadlines and TTFT limits
     "speculation": _speculating(),                   # per-request speculation columns added to the frame
+    "clients": _clients(),                                     # fair_* keys from the columns (FairRows)
+    "clients_truncated": _clients(max_time_s=3.0),             # ... with unscheduled and unfinished rows
 }
 
 
@@ -79,6 +89,10 @@ def test_column_summary_equals_frame_summary(case, monkeypatch):
         assert fast.summary["num_unfinished"] > 0
     if case == "speculation":
         assert fast.requests["spec_proposed_tokens"].sum() > 0
+    if case == "clients":
+        assert fast.summary["fair_num_clients"] == 5 and fast.summary["fair_service_diff_max"] > 0
+    if case == "clients_truncated":
+        assert fast.summary["fair_num_clients"] == 5 and fast.summary["num_unfinished"] > 0
 
 
 def test_frames_are_built_when_read():
