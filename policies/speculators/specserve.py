@@ -283,7 +283,10 @@ class SpecServeSpeculator(SpeculatorBase):
 
     def draft_time_s(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         """Every request drafted the batch's k tokens (trimmed ones were drafted, then dropped)."""
-        k = max(self._drafted, max(ks, default=0))
+        k = self._drafted
+        for k_i in ks:
+            if k_i > k:
+                k = k_i
         if not k:
             return 0.0
         cached, drafts = self._drafts

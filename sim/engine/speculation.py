@@ -51,7 +51,9 @@ class SpeculationMixin(SpecStretchMixin):
         plan.draft_s = spec.draft_time_s(self.view, views, ks)
         draw = getattr(spec, "accepted_tokens", None)
         if draw is not None:
-            accepted = draw(views, ks, [r.spec_acceptance for r in plan.decode])
+            decode = plan.decode
+            accepted = draw(views, ks, [decode[0].spec_acceptance] if len(decode) == 1
+                            else [r.spec_acceptance for r in decode])
             if accepted is not None:
                 plan.spec_accepted = accepted
                 plan.verify_tokens = spec.verify_tokens(self.view, views, ks, accepted)
