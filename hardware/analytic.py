@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hardware import calibration_constants as cc
-from hardware.context_tables import ContextTables
+from hardware.context_tables import MIN_SIZE, SPAN, ContextTables
 from hardware.devices import GIB, DeviceSpec, get_device
 from hardware.links import allreduce_time_s
 from hardware.models import ModelSpec, dtype_bytes, get_model
@@ -179,6 +179,7 @@ class AnalyticCostModel(CostModel):
         self._fold_constants(lo_prefill, lo_decode)
         self._decode_terms: dict[Any, tuple[float, float, tuple[float, ...]]] = {}  # batch size (and tokens) -> terms
         self._tables = ContextTables()  # decode / verify prices per context (hardware/context_tables.py)
+        self._rows: dict[Any, list] = {}  # the same prices as Python lists: ``decode_row_s``, ``verify_rows_s``
         self._ep: ExpertParallel | None = None
         self._remote_moe_bytes = 0.0
         if p.moe_layers == "remote" and self._moe:  # an attention pool: its MoE layers run elsewhere
@@ -304,6 +305,7 @@ class AnalyticCostModel(CostModel):
         self._dense_w, self._expert_w, self._moe_fixed_w, self._head_w = (b * scale for b in base)
         self._decode_terms.clear()
         self._tables.clear()
+        self._rows.clear()
 
     def _affine(self, fn: Any, per_token: float) -> tuple[float, float]:
         """(latency, seconds per token) of an all-reduce time that is affine in bytes."""
@@ -456,6 +458,35 @@ class AnalyticCostModel(CostModel):
         times = self._tables.lookup(("run", num_seqs, num_steps), contexts,
                                     lambda c: self._run_sums(num_seqs, c, num_steps))
         return self._run_sums(num_seqs, contexts, num_steps) if times is None else times
+
+    def decode_row_s(self, num_seqs: int, max_context: int) -> list[float] | None:
+        """``decode_times_grid_s(num_seqs, np.arange(size)).tolist()`` for a size > ``max_context``
+        (a policy pricing a few passes at a time reads them off by index; valid until its next
+        call); None with expert parallelism, past ``context_tables.SPAN`` or without a batch."""
+        row = self._rows.get(num_seqs)
+        if row is not None and max_context < len(row):
+            return row
+        if self._ep is not None or num_seqs <= 0 or max_context >= SPAN:
+            return None
+        row = self._rows[num_seqs] = self._grid_at(num_seqs, np.arange(_row_size(max_context), dtype=np.int64)).tolist()
+        return row
+
+    def verify_rows_s(self, num_seqs: int, max_tokens: int, max_context: int) -> list[list[float]] | None:
+        """Verify passes as Python lists: ``rows[t][c]`` is ``verify_step_time_s(num_seqs, t, c)``
+        (``decode_times_at_s``'s prices) for t in 1..``max_tokens`` and every c <= ``max_context``
+        (rows are longer); valid until the caller's next call. None with expert parallelism or
+        past ``context_tables.SPAN``."""
+        key = ("verify", num_seqs)
+        rows = self._rows.get(key)
+        if rows is not None and max_tokens < len(rows) and max_context < len(rows[1]):
+            return rows
+        if self._ep is not None or num_seqs <= 0 or max_tokens <= 0 or max_context >= SPAN:
+            return None
+        size = _row_size(max_context if rows is None else max(max_context, len(rows[1])))
+        contexts = np.arange(size, dtype=np.int64)
+        rows = [[]] + [self._verify_at(num_seqs, t, contexts).tolist() for t in range(1, max_tokens + 1)]
+        self._rows[key] = rows
+        return rows
 
     def _run_sums(self, num_seqs: int, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         total = self.decode_times_grid_s(num_seqs, contexts).copy()
@@ -697,3 +728,11 @@ class AnalyticCostModel(CostModel):
         if self.params.price_per_gpu_hour is not None:
             return self.params.price_per_gpu_hour
         return self.device.price_per_gpu_hour
+
+
+def _row_size(max_context: int) -> int:
+    """The length of a price row covering contexts 0..``max_context``: ``MIN_SIZE`` doubled."""
+    size = MIN_SIZE
+    while size <= max_context:
+        size *= 2
+    return size

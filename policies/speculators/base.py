@@ -112,6 +112,8 @@ class SpeculatorBase(PolicyBase):
             mean, std = table[params.acceptance]
             dist = (mean, params.acceptance_std if params.acceptance_std is not None else std)
         self._pass_memo: dict | bool | None = None  # replica id -> (n, context, draft passes): _draft_passes
+        # the draft model's pure-decode prices by context as a list, where it has them (analytic)
+        self._draft_row = getattr(self.draft_cost_model, "decode_row_s", None)
         self.truth = AcceptanceModel(ctx.rng, params.acceptance_rate, dist, params.position_decay,
                                      params.confidence_correlation)
         if params.acceptance != "constant" or params.position_decay != 1.0:
@@ -142,6 +144,8 @@ class SpeculatorBase(PolicyBase):
         if not self.own_draws:
             return None
         truth = self.truth
+        if len(requests) == 1 and len(ks) == 1 and len(given) == 1:
+            return [truth.accepted(requests[0].id, ks[0], given[0])]
         return [truth.accepted(r.id, k, g) for r, k, g in zip(requests, ks, given, strict=True)]
 
     def verify_tokens(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int],
@@ -246,7 +250,10 @@ class SpeculatorBase(PolicyBase):
         context = n + computed
         cost = self.draft_cost_model
         if cost is not None:
-            passes = self._draft_passes(rep, cost, n, context, k_max)
+            row = self._draft_row(1, context + k_max) if n == 1 and self._draft_row is not None else None
+            # a batch of one: its passes at contexts context .. context + k_max - 1, read off the row
+            passes = row[context:context + k_max] if row is not None \
+                else self._draft_passes(rep, cost, n, context, k_max)
         elif self.eagle_fraction:
             target = self.ctx.cost_model
             passes = [target.step_time_s((), n, n, context + j * n) * self.eagle_fraction for j in range(k_max)]

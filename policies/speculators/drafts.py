@@ -172,6 +172,36 @@ class AcceptanceModel:
         self._at = at
         return out + [self.confidence(rid, j) for rid in rids[len(out):]]
 
+    def confidence_one(self, rid: int, j: int) -> float:
+        """``confidences([rid], j)[0]`` (the same draws in the same order), for a batch of one."""
+        at = self._at
+        normals = self._normals
+        toks = self._step.get(rid)
+        if at + 2 > len(normals) or (len(toks) != j if toks is not None else j):
+            return self.confidence(rid, j)
+        if toks is None:
+            toks = self._step[rid] = []
+        rate = self._rate.get(rid)
+        if rate is None:
+            rate = self.rate(rid)
+        decay = self.decay
+        p = rate * decay ** j if decay != 1.0 else rate
+        z = normals[at]
+        e = normals[at + 1]
+        self._at = at + 2
+        u = 0.5 * (1.0 + math.erf(z / _ROOT2))
+        rho = self.rho
+        if p <= 0.0 or p >= 1.0 or rho >= 1.0:
+            c = 1.0 if u < p else 0.0
+        else:
+            t = self._thresholds.get(p)
+            if t is None:
+                t = self._threshold(p)
+            s = self._s
+            c = 0.5 * (1.0 + math.erf(((t - rho * (rho * z + s * e)) / s) / _ROOT2))
+        toks.append((u, c))
+        return c
+
     def _normal(self) -> float:
         """The next standard normal of the speculator's stream (drawn in blocks)."""
         if self._at >= len(self._normals):

@@ -70,6 +70,12 @@ class SpecServeSpeculator(SpeculatorBase):
         self.conf_count = 0
         self._drafted = 0  # draft passes run in the latest proposal (trimmed tokens included)
         self._drafts: tuple = (None, [])  # (requests, draft times by k) of the latest proposal
+        cls = type(self)
+        # a batch of one is proposed by ``_propose_one`` where the base class draws and prices
+        self._one_fast = cls.target_step_s is SpeculatorBase.target_step_s \
+            and cls.draft_confidences is SpeculatorBase.draft_confidences \
+            and cls.draft_confidence is SpeculatorBase.draft_confidence
+        self._verify_rows = getattr(ctx.cost_model, "verify_rows_s", None)
 
     def mean_confidence(self) -> float:
         """Running mean of the confidences seen (the prior until then)."""
@@ -87,6 +93,8 @@ class SpecServeSpeculator(SpeculatorBase):
         max_k = p.max_k
         drafts = self.uniform_draft_times_s(rep, requests, max_k, computed)
         self._drafts = (requests, drafts)
+        if n == 1 and self._one_fast:
+            return self._propose_one(requests[0].id, drafts, computed)
         slo = p.tpot_slo_s
         # times[j]: the step's time with j drafts each, drafts[j] + the verify pass of (j + 1) n
         # tokens (SpeculatorBase.target_step_s with the batch's sum done once), in plain floats;
@@ -175,6 +183,74 @@ class SpecServeSpeculator(SpeculatorBase):
             ks = self._trim(rep, requests, ks, chains, best, drafts[k], computed)
         return ks
 
+    def _propose_one(self, rid: int, drafts: list[float], computed: int) -> list[int]:
+        """``propose`` for a batch of one request (most steps of a lightly loaded replica) with
+        the base class's confidences and verify pricing: the same operations on the same values
+        (``x / 1`` is ``x``, ``0.0 + c`` is ``c`` for a confidence), each verify pass priced once
+        (``verified[t]``: t tokens; the trim's is one of the drafting loop's) and the running
+        mean's sums kept in locals until the end."""
+        p = self.params
+        slo, max_k = p.tpot_slo_s, p.max_k
+        verify = self.ctx.cost_model.verify_step_time_s
+        # the verify passes' prices read off the cost model's rows where it has them (the same floats)
+        rows = self._verify_rows(1, max_k + 1, max_k + 1 + computed) if self._verify_rows is not None else None
+        if rows is not None:
+            verified = [0.0, rows[1][1 + computed], rows[2][2 + computed]]
+        else:
+            verified = [0.0, verify(1, 1, 1 + computed), verify(1, 2, 2 + computed)]
+        times = [drafts[0] + verified[1], drafts[1] + verified[2]]
+        conf_sum, conf_count = self.conf_sum, self.conf_count
+        c0 = conf_sum / conf_count if conf_count else p.initial_confidence
+        best = 1.0 / times[0]  # goodput(0)
+        t = times[1]
+        if t > slo * (1.0 + c0) or (c0 + 1) / t <= best:  # goodput(1) <= goodput(0)
+            return [0]
+        draw = self.truth.confidence_one
+        expected = 0.0
+        cum = 1.0
+        chain: list[float] = []
+        k = 0
+        for j in range(max_k):
+            if j > 0:  # predicted goodput(j + 1) with the mean confidence; stop if it falls
+                tokens = j + 2
+                v = rows[tokens][tokens + computed] if rows is not None else verify(1, tokens, tokens + computed)
+                verified.append(v)
+                t = drafts[j + 1] + v
+                times.append(t)
+                e = expected + conf_sum / conf_count * cum
+                if t > slo * (1.0 + e) or (e + 1) / t < best:
+                    break
+            c = draw(rid, j)
+            cum *= c
+            chain.append(cum)
+            expected += cum
+            k = j + 1
+            t = times[k]
+            if t > slo * (1.0 + expected):
+                break
+            g = (expected + 1) / t
+            if g < best:
+                break
+            best = g
+            conf_sum += c
+            conf_count += 1
+        self.conf_sum, self.conf_count = conf_sum, conf_count
+        self._drafted = k
+        if not k or not p.trim_to_graph:
+            return [k]
+        # ``_trim`` of one request: its tail drops to the graph size (sizes 1, 2, 4, ... up to 32)
+        total = k + 1
+        kept = graph_size_at_most(total, p.graph_alignment_tokens) - 1
+        if kept >= k:
+            return [k]
+        expected = 0.0
+        for t in range(kept):
+            expected += chain[t]
+        t = drafts[k] + verified[kept + 1]
+        if t <= slo * (1.0 + expected) and (expected + 1) / t >= best:
+            return [kept]
+        return [k]
+
     def _trim(self, rep, requests, ks, chains, best, draft_s, computed):
         """Drop lowest-confidence tail tokens down to a CUDA-graph size; keep if goodput holds."""
         p = self.params
@@ -207,7 +283,10 @@ class SpecServeSpeculator(SpeculatorBase):
 
     def draft_time_s(self, rep: ReplicaView, requests: Sequence[RequestView], ks: Sequence[int]) -> float:
         """Every request drafted the batch's k tokens (trimmed ones were drafted, then dropped)."""
-        k = max(self._drafted, max(ks, default=0))
+        k = self._drafted
+        for k_i in ks:
+            if k_i > k:
+                k = k_i
         if not k:
             return 0.0
         cached, drafts = self._drafts

@@ -68,6 +68,14 @@ SUM_IN_PYTHON = 32  # steps whose seconds a late apply sums in Python floats (mo
 _max = np.maximum.reduce
 
 
+def _chunk_lists(chunk: list) -> tuple[list[float], list[float]]:
+    """A planned chunk's step and draft seconds as lists, taken from its arrays once, when first
+    read (a long segment sums them in numpy and reads only its last step's)."""
+    if chunk[1] is None:
+        chunk[1], chunk[2] = chunk[6].tolist(), chunk[7].tolist()
+    return chunk[1], chunk[2]
+
+
 class SpecStretchMixin:
     """Acceptance draws drawn ahead, and speculative stretches; needs ``Replica``'s attributes."""
 
@@ -115,10 +123,11 @@ class SpecStretchMixin:
                     or self.hold_request is not None or self.held_pool is not None or self.pending_swap_bytes
                     or self.step_hook is not None or self.attention_saved_tokens is not None)
 
-    def _plan_spec_chunk(self, reqs: list, k: int) -> tuple | None:
+    def _plan_spec_chunk(self, reqs: list, k: int) -> list | None:
         """The next steps of ``reqs`` all proposing ``k``, up to ``CHUNK`` and at most through the
-        first finish: (steps, step seconds and draft seconds as lists, accepted drafts, tokens
-        emitted before each step and the KV slots held in each step, per step and request)."""
+        first finish: [steps, step seconds and draft seconds as lists (None until
+        ``_chunk_lists`` takes them), accepted drafts, tokens emitted before each step and the KV
+        slots held in each step, per step and request, then the step and draft seconds as arrays]."""
         spec = self.speculator
         n = len(reqs)
         if n == 1:
@@ -168,10 +177,10 @@ class SpecStretchMixin:
             return None
         # a step's time is its verify pass plus its drafts, one add, as stepping prices it
         step_s = verify_s + draft_s
-        return (steps, step_s.tolist(), draft_s.tolist(), accepted[:steps], before,
-                np.array(computed0, dtype=np.int64)[None, :] + before + (1 + k), step_s, draft_s)
+        return [steps, None, None, accepted[:steps], before,
+                np.array(computed0, dtype=np.int64)[None, :] + before + (1 + k), step_s, draft_s]
 
-    def _plan_spec_chunk_one(self, r, k: int) -> tuple | None:
+    def _plan_spec_chunk_one(self, r, k: int) -> list | None:
         """``_plan_spec_chunk`` of a batch of one request (most batches of a lightly loaded
         replica): the same arrays from the same operations on them, with fewer passes (one rate,
         one column)."""
@@ -192,15 +201,15 @@ class SpecStretchMixin:
             steps = m
         before = out[:steps] - emit[:steps]  # tokens out before each step
         computed = r.num_computed_tokens  # the batch's computed tokens before each step: before + this
-        verify_s = self.cost_model.decode_times_at_s(1, k + 1, before + (computed + k + 1))
+        slots = before + (computed + k + 1)  # the verify passes' contexts are the slots held in each step
+        verify_s = self.cost_model.decode_times_at_s(1, k + 1, slots)
         draft_s = self.speculator.uniform_draft_times_at_s(1, before + computed, k)
         if verify_s is None or draft_s is None:  # not priceable as arrays: never
             self.spec_fast_forward = False
             return None
-        before = before.reshape(steps, 1)
         step_s = verify_s + draft_s
-        return (steps, step_s.tolist(), draft_s.tolist(), accepted[:steps].reshape(steps, 1),
-                before, before + (computed + 1 + k), step_s, draft_s)
+        return [steps, None, None, accepted[:steps].reshape(steps, 1),
+                before.reshape(steps, 1), slots.reshape(steps, 1), step_s, draft_s]
 
     def _spec_stretch(self):
         """Run speculative steps of an unchanged batch as planned chunks (see the module
@@ -249,21 +258,26 @@ class SpecStretchMixin:
                     break
         return ran
 
-    def _spec_segment(self, running: list, k: int, chunk: tuple, s0: int):
+    def _spec_segment(self, running: list, k: int, chunk: list, s0: int):
         """Steps ``s0``.. of ``chunk`` (step ``s0``'s KV allocated) as one event, as many as the KV
         manager can hold as one growth (``lookahead_steps``; 1 without it); ``cut_stretch`` may end
         it earlier. Returns the chunk step after the last one run."""
         env = self.env
         running = list(running)  # the step's batch (a request joining mid-step waits for the next)
-        steps, step_s, draft_s, accepted, _, slots = chunk[:6]
+        steps, _, _, accepted, _, slots, step_arr, draft_arr = chunk
         m = steps - s0
         lookahead = getattr(self.kv, "lookahead_steps", None)
-        if m > 1 and lookahead is not None and all(r.first_token_s is not None for r in running):
-            m = lookahead(running, slots[s0:])
+        if m > 1 and lookahead is not None:
+            for r in running:
+                if r.first_token_s is None:  # one step, as before
+                    m = 1
+                    break
+            else:
+                m = lookahead(running, slots[s0:])
         elif m > 1:
             m = 1
         if m <= SUM_IN_PYTHON:
-            times = step_s[s0:s0 + m]
+            times = _chunk_lists(chunk)[0][s0:s0 + m]
             times[0] += env.now
             ends = list(accumulate(times))
             self._spec_ends = None
@@ -285,9 +299,9 @@ class SpecStretchMixin:
         plan = StepPlan()
         plan.decode = running
         plan.decode_tokens = [k + 1] * len(running)
-        plan.draft_s = draft_s[s]
+        plan.draft_s = float(draft_arr[s])  # the list's float, without the list
         plan.spec_accepted = accepted[s].tolist()
-        self._account(plan, step_s[s])
+        self._account(plan, float(step_arr[s]))
         self._apply(plan, ends[last - 1])
         return s + 1
 
@@ -304,7 +318,7 @@ class SpecStretchMixin:
             self._spec_apply(i0, done)
         else:  # each step's row reads the blocks held in that step
             ends = self._st_ends_list
-            step_s = self._spec[2][1]
+            step_s = _chunk_lists(self._spec[2])[0]
             n = len(self._st_reqs)
             for i in range(i0, done):
                 t = step_s[self._spec[1] + i]
@@ -327,7 +341,7 @@ class SpecStretchMixin:
         histogram's gaps (the first per request, then one per step per request and one 0 per
         accepted token) are order-free."""
         k, s0, chunk = self._spec
-        _, step_s, draft_s, accepted, before, _, step_arr, draft_arr = chunk
+        _, _, _, accepted, before, _, step_arr, draft_arr = chunk
         a0, a1 = s0 + i0, s0 + i1
         reqs, ends, recorder = self._st_reqs, self._st_ends_list, self.recorder
         n = len(reqs)
@@ -336,6 +350,7 @@ class SpecStretchMixin:
         # one add per step, in step order, as stepping adds them: a few in Python floats, many as
         # one sequential accumulate (each column's running sum, left to right: the same roundings)
         if cnt <= SUM_IN_PYTHON:
+            step_s, draft_s = _chunk_lists(chunk)
             times = step_s[a0:a1]
             self.spec_step_s = reduce(add, times, self.spec_step_s)
             self.busy_decode_s = reduce(add, times, self.busy_decode_s)
@@ -368,7 +383,7 @@ class SpecStretchMixin:
         if total > n * cnt:  # the accepted tokens come out with their step's bonus token: gaps of 0
             recorder.itl_weighted(0.0, total - n * cnt)
         prev = reqs[0].last_token_s
-        together = i0 > 0 or all(r.last_token_s == prev for r in reqs)
+        together = i0 > 0 or n == 1 or all(r.last_token_s == prev for r in reqs)
         if together:
             recorder.itl_weighted(first_end - prev, n)
         itl_one = recorder.itl_one

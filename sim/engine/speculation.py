@@ -21,10 +21,19 @@ class SpeculationMixin(SpecStretchMixin):
     def _speculate(self, plan: StepPlan) -> None:
         """Ask the speculator for draft tokens per decode; reserve their KV slots (a request
         whose slots cannot be had proposes none) and price the draft passes."""
-        views = [r.view for r in plan.decode]
         spec = self.speculator
-        ks = spec.propose(self.view, views)
         kv = self.kv
+        if len(plan.decode) == 1:  # most steps of a lightly loaded replica: the loop below for one
+            r = plan.decode[0]
+            views = [r.view]
+            (k,) = spec.propose(self.view, views)
+            if k > 0 and kv.allocate(r, 1, k) is None:
+                k = 0
+            plan.decode_tokens = [k + 1]
+            self._price_drafts(plan, views, [k])
+            return
+        views = [r.view for r in plan.decode]
+        ks = spec.propose(self.view, views)
         tokens = []
         granted = []
         for r, k in zip(plan.decode, ks, strict=True):
@@ -42,7 +51,9 @@ class SpeculationMixin(SpecStretchMixin):
         plan.draft_s = spec.draft_time_s(self.view, views, ks)
         draw = getattr(spec, "accepted_tokens", None)
         if draw is not None:
-            accepted = draw(views, ks, [r.spec_acceptance for r in plan.decode])
+            decode = plan.decode
+            accepted = draw(views, ks, [decode[0].spec_acceptance] if len(decode) == 1
+                            else [r.spec_acceptance for r in decode])
             if accepted is not None:
                 plan.spec_accepted = accepted
                 plan.verify_tokens = spec.verify_tokens(self.view, views, ks, accepted)
@@ -63,8 +74,11 @@ class SpeculationMixin(SpecStretchMixin):
         forget = getattr(spec, "forget", None)  # a plug-in speculator may not have it
         emit_many = self._emit_many
         steps = proposed = num_accepted = emitted = 0  # added to the replica's counters at the end
-        for i, (r, t) in enumerate(zip(plan.decode, plan.decode_tokens, strict=True)):
-            k = t - 1
+        decode, tokens = plan.decode, plan.decode_tokens
+        if len(decode) != len(tokens):
+            raise ValueError("a speculative plan's decode tokens do not match its decodes")
+        for i, r in enumerate(decode):
+            k = tokens[i] - 1
             accepted = 0
             if k > 0:
                 if given is not None:

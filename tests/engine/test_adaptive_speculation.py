@@ -8,7 +8,7 @@ import pytest
 from policies.speculators.drafts import ACCEPTANCE, AcceptanceModel
 from policies.speculators.faser import FaserSpeculator
 from policies.speculators.smartspec import _gate_config
-from policies.speculators.specserve import graph_size_at_most
+from policies.speculators.specserve import SpecServeSpeculator, graph_size_at_most
 from sim import simulate
 from tests.conftest import make_config
 
@@ -198,3 +198,49 @@ def test_finished_requests_leave_no_speculator_state(name):
     assert spec.truth._rate == {} and spec.truth._step == {}
     if hasattr(spec, "estimate"):
         assert spec.estimate._a == {}
+
+
+@pytest.mark.parametrize("decay,rho", [(1.0, 0.7), (0.9, 0.5), (1.0, 1.0)])
+def test_one_request_confidence_draws_exactly_what_the_batch_draws(decay, rho):
+    """``confidence_one`` (specserve's batch of one) gives the same confidences, outcomes and
+    random stream as ``confidences`` of one request: new requests, refills, positions drawn ahead."""
+    one = AcceptanceModel(np.random.default_rng(4), 0.7, (0.7, 0.12), decay, rho)
+    many = AcceptanceModel(np.random.default_rng(4), 0.7, (0.7, 0.12), decay, rho)
+    for step in range(3000):  # a few refills of the 1,024-normal block
+        rid = step // 5
+        if step % 13 == 0:
+            assert one.confidence(rid, 1) == many.confidence(rid, 1)  # drawn ahead: the fast path falls back
+        k = 1 + step % 4
+        for j in range(k):
+            assert one.confidence_one(rid, j) == many.confidences([rid], j)[0]
+        assert one.accepted(rid, k) == many.accepted(rid, k)
+    assert one.rng.random() == many.rng.random()
+
+
+class SpecServeUnshortcut(SpecServeSpeculator):
+    """SpecServe with the batch-of-one shortcuts off: the general loop, one-by-one confidence
+    draws, verify passes priced by the function and draft passes by the memo."""
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self._verify_rows = self._draft_row = None
+
+    def draft_confidence(self, req, j):
+        return self.truth.confidence(req.id, j)
+
+
+@pytest.mark.parametrize("rate", [1.0, 6.0])
+def test_specserve_batch_of_one_shortcuts_change_nothing(rate):
+    """``_propose_one`` with the cost model's price rows and ``confidence_one`` gives the same
+    run, request by request, as the general proposal (batches of one and of several)."""
+    draft = {"draft_model": "Llama-3.2-1B", "acceptance": "chat"}
+    runs = []
+    for name in ("specserve", f"{__name__}:SpecServeUnshortcut"):
+        cfg = _gate_config({"name": name, **draft})
+        cfg["workload"].update(num_requests=60, rate_rps=rate)
+        runs.append(simulate(cfg))
+    fast, slow = runs
+    assert fast.summary["spec_mean_k"] > 0
+    assert fast.requests.equals(slow.requests)
+    assert {k: repr(v) for k, v in fast.summary.items() if k != "wall_s"} == \
+        {k: repr(v) for k, v in slow.summary.items() if k != "wall_s"}  # repr: nan equals nan

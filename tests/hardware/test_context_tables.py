@@ -59,3 +59,30 @@ def test_full_tables_price_directly(monkeypatch):
         assert cm.decode_times_grid_s(n, contexts[:20]).tolist() == \
             [cm.step_time_s((), n, n, int(c)) for c in contexts[:20]]
     assert cm.decode_times_grid_s(1, contexts).tolist() == [cm.step_time_s((), 1, 1, int(c)) for c in contexts]
+
+
+@pytest.mark.parametrize(("device", "model", "tp"), LAYOUTS)
+def test_price_rows_equal_step_prices(device, model, tp):
+    """``verify_rows_s`` / ``decode_row_s`` (Python lists a speculator reads by index) hold the
+    scalar prices, bit for bit: first built, grown, and None past the span."""
+    rng = np.random.default_rng(5)
+    cm = _cm(device, model, tp)
+    for n in (1, 3):
+        for hi in (100, 5000, 20000):
+            contexts = rng.integers(0, hi, size=30).tolist()
+            rows = cm.verify_rows_s(n, 9, hi)
+            assert all(rows[t][c] == cm.verify_step_time_s(n, t, c) == cm.step_time_s((), n, t, c)
+                       for t in range(1, 10) for c in contexts)
+            row = cm.decode_row_s(n, hi)
+            assert [row[c] for c in contexts] == [cm.decode_step_times_list(n, c, 1)[0] for c in contexts]
+            assert row[contexts[0]:contexts[0] + 8] == cm.decode_step_times_list(n, contexts[0], 8) or n != 1
+    assert cm.verify_rows_s(1, 9, context_tables.SPAN) is None and cm.decode_row_s(1, context_tables.SPAN) is None
+
+
+def test_price_rows_follow_weight_scale():
+    cm = _cm("H100-SXM", "Llama-3-8B", 1)
+    before = cm.verify_rows_s(1, 5, 3000)[5][2000], cm.decode_row_s(1, 3000)[2000]
+    cm.set_weight_read_scale(0.5)
+    after = cm.verify_rows_s(1, 5, 3000)[5][2000], cm.decode_row_s(1, 3000)[2000]
+    assert after != before
+    assert after == (cm.verify_step_time_s(1, 5, 2000), cm.decode_step_times_list(1, 2000, 1)[0])
