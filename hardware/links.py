@@ -101,7 +101,6 @@ class _Transfer:
 
 
 _INF = float("inf")
-_new = object.__new__
 _NORMAL = 1  # SimPy's priority of a timeout or a triggered event
 
 
@@ -224,12 +223,8 @@ class SharedLink:
         seq = self._seq = self._seq + 1
         join_s = now + self.spec.latency_s
         if num_bytes > 0:
-            done = _new(_Done)  # ``_Done(env, self)`` without its ``__init__`` call (once per transfer)
-            done.env = env
-            waiters = done.callbacks = _Waiters()
-            waiters.link = self
-            done._value = PENDING
-            t = waiters.transfer = _Transfer(num_bytes, done, now, join_s, seq, on_done)
+            done = _Done(env, self)
+            t = done.callbacks.transfer = _Transfer(num_bytes, done, now, join_s, seq, on_done)
             if self._joining or join_s > check_s or (join_s == check_s and not self._before_check(t)):
                 self._joining.append(t)  # after the next check, which it does not move
             else:
@@ -254,7 +249,7 @@ class SharedLink:
 
     def _join(self, t: _Transfer) -> None:
         """``t`` joins the pool: the others drain up to its join at the old share, then re-plan
-        (the smallest remaining found in the same pass; ``_plan_check`` inlined)."""
+        (the smallest remaining found in the same pass)."""
         now = t.join_s
         active = self._active
         bw = self.bytes_per_s
@@ -267,10 +262,7 @@ class SharedLink:
                     least = a.remaining_bytes
         self._last_s = now
         active.append(t)
-        seq = self._seq = self._seq + 1
-        self._check_from_s = now
-        self._check_seq = seq
-        self._check_s = now + max(0.0, least / (bw / len(active)))
+        self._plan_check(now, least)
 
     def _sync(self, now: float) -> None:
         """Apply every check due by ``now`` and the joins that follow each."""
@@ -282,7 +274,7 @@ class SharedLink:
 
     def _check(self, now: float) -> None:
         """Drain up to ``now``; transfers within rounding of empty are done; re-plan (the
-        smallest remaining of the others found in the same pass; ``_plan_check`` inlined)."""
+        smallest remaining of the others found in the same pass)."""
         active = self._active
         bw = self.bytes_per_s
         n = len(active)
@@ -314,15 +306,7 @@ class SharedLink:
                     least = r
             if finished is not None:
                 active = self._active = [a for a in active if a not in finished]
-        seq = self._seq = self._seq + 1
-        self._check_from_s = now
-        self._check_seq = seq
-        if not active:
-            self._check_s = _INF
-        else:
-            if n == 1:
-                least = r
-            self._check_s = now + max(0.0, least / (bw / len(active)))
+        self._plan_check(now, r if n == 1 else least)
         if finished is None:
             return
         for t in finished:

@@ -130,50 +130,16 @@ class AcceptanceModel:
         return toks[j][1]
 
     def confidences(self, rids: list[int], j: int) -> list[float]:
-        """``[confidence(rid, j) for rid in rids]``, the same draws in the same order. While the
-        current block of normals holds the 2 per request, a request whose positions before ``j``
-        are drawn reads them straight off the block (its rate drawn, if new, in its turn, as
-        ``confidence`` would: no refill comes between); the rest go through ``confidence``."""
-        out: list[float] = []
-        normals, at = self._normals, self._at
-        if at + 2 * len(rids) > len(normals):
-            return [self.confidence(rid, j) for rid in rids]
-        step, rates, thresholds = self._step, self._rate, self._thresholds
-        rho, decay, erf, s, root2 = self.rho, self.decay, math.erf, self._s, _ROOT2
-        certain = rho >= 1.0
-        for rid in rids:
-            toks = step.get(rid)
-            if toks is None:
-                if j:
-                    break
-                toks = step[rid] = []
-            elif len(toks) != j:
-                break
-            rate = rates.get(rid)
-            if rate is None:
-                rate = self.rate(rid)
-            p = rate * decay ** j if decay != 1.0 else rate
-            z = normals[at]
-            e = normals[at + 1]
-            at += 2
-            u = 0.5 * (1.0 + erf(z / root2))
-            if p <= 0.0 or p >= 1.0 or certain:
-                c = 1.0 if u < p else 0.0
-            else:
-                t = thresholds.get(p)
-                if t is None:
-                    t = self._threshold(p)
-                c = 0.5 * (1.0 + erf(((t - rho * (rho * z + s * e)) / s) / root2))
-            toks.append((u, c))
-            out.append(c)
-        else:
-            self._at = at
-            return out
-        self._at = at
-        return out + [self.confidence(rid, j) for rid in rids[len(out):]]
+        """``[confidence(rid, j) for rid in rids]``, the same draws in the same order, request by
+        request through ``confidence_one``."""
+        one = self.confidence_one
+        return [one(rid, j) for rid in rids]
 
     def confidence_one(self, rid: int, j: int) -> float:
-        """``confidences([rid], j)[0]`` (the same draws in the same order), for a batch of one."""
+        """``confidence(rid, j)``, the same draws in the same order: while the current block of
+        normals holds the 2 it needs, a request whose positions before ``j`` are drawn reads them
+        straight off the block (its rate drawn, if new, first, as ``confidence`` would: no refill
+        comes between); any other goes through ``confidence``."""
         at = self._at
         normals = self._normals
         toks = self._step.get(rid)

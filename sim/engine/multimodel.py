@@ -64,7 +64,6 @@ class ModelHub(WeightStreamMixin):
                 self.pools[pool.name] = PoolModels(pool, pool.config.serving, f"cluster.pools[{i}].serving")
         self.default_model = cluster.pools[0].config.hardware.model_key()
         self._names: dict[str, str | None] = {}
-        self._read_at: dict[tuple, float] = {}  # (pool, architecture, tokens) -> weight bytes an iteration reads
         self.chips: dict[tuple, Chip] = {}
         self.num_switches = 0
         self.num_loads = 0

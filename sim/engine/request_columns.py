@@ -47,8 +47,8 @@ class RequestColumns:
 
         self.state = [objs["state"][i] for i in order.tolist()]
         self.reject_reason = [objs["reject_reason"][i] for i in order.tolist()] if self.n else []
-        self.clients = objs["client"]  # in the recorder's order (num_clients needs no other)
-        self.client = [self.clients[i] for i in order.tolist()] if self.n else []
+        clients = objs["client"]
+        self.client = [clients[i] for i in order.tolist()] if self.n else []
         self.finished = np.fromiter((s == "finished" for s in self.state), dtype=bool, count=self.n)
         self.arrival_s = floats("arrival_s")
         self.finish_s = floats("finish_s")
@@ -75,7 +75,7 @@ class RequestColumns:
 
     def num_clients(self) -> int:
         """Distinct clients named (None not counted), as ``Series.nunique`` counts them."""
-        return len({c for c in self.clients if c is not None and c == c})
+        return len({c for c in self.client if c is not None and c == c})
 
     def window(self) -> tuple[float, float] | None:
         """[first arrival, last finish], as ``sim.api._run_window`` reads it off the frame."""

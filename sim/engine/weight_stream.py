@@ -23,7 +23,7 @@ class WeightStreamMixin:
         """Before an iteration of a streaming replica: price HBM's share of the weight reads and
         start the stream of the rest over the chip's link; the iteration waits for both."""
         st = rep.models
-        rho = max(st.rho_target, 1.0 - st.hbm_fraction)  # ``st.rho``, inlined
+        rho = st.rho
         cm = rep.cost_model
         if plan.preemptible or plan.hold or plan.done_layers or plan.stop_at_layer is not None:
             st.priced_by = None  # a scale of its own: set again for the next plain iteration
@@ -42,15 +42,8 @@ class WeightStreamMixin:
             return None
         tokens = plan.num_prefill_tokens + (len(plan.decode) if plan.decode_tokens is None
                                             else sum(plan.decode_tokens))
-        key = (rep.pool, rep.hardware.model, tokens)
-        read = self._read_at.get(key)  # ``PoolModels.bytes_read``, memoised here without its call
-        if read is None:
-            read = self._read_at[key] = self.pools[rep.pool].bytes_read(rep.hardware.model, tokens)
-        num_bytes = rho * read
-        tr, chip = self.transfer, st.chip  # ``TransferService.copy``, inlined (once per iteration)
-        tr.num_copies += 1
-        tr.copy_bytes += num_bytes
-        return chip.host.transfer(self.env, num_bytes, chip.stream_row)
+        num_bytes = rho * self.pools[rep.pool].bytes_read(rep.hardware.model, tokens)
+        return self.transfer.copy(num_bytes, st.chip.host, st.chip.stream_row)
 
     def set_rho(self, rep: Replica, rho: float) -> None:
         """Set a streaming replica's rho target (clamped to its model's floor); a lower target

@@ -203,7 +203,7 @@ def test_finished_requests_leave_no_speculator_state(name):
 @pytest.mark.parametrize("decay,rho", [(1.0, 0.7), (0.9, 0.5), (1.0, 1.0)])
 def test_one_request_confidence_draws_exactly_what_the_batch_draws(decay, rho):
     """``confidence_one`` (specserve's batch of one) gives the same confidences, outcomes and
-    random stream as ``confidences`` of one request: new requests, refills, positions drawn ahead."""
+    random stream as ``confidence``: new requests, refills, positions drawn ahead."""
     one = AcceptanceModel(np.random.default_rng(4), 0.7, (0.7, 0.12), decay, rho)
     many = AcceptanceModel(np.random.default_rng(4), 0.7, (0.7, 0.12), decay, rho)
     for step in range(3000):  # a few refills of the 1,024-normal block
@@ -212,7 +212,7 @@ def test_one_request_confidence_draws_exactly_what_the_batch_draws(decay, rho):
             assert one.confidence(rid, 1) == many.confidence(rid, 1)  # drawn ahead: the fast path falls back
         k = 1 + step % 4
         for j in range(k):
-            assert one.confidence_one(rid, j) == many.confidences([rid], j)[0]
+            assert one.confidence_one(rid, j) == many.confidence(rid, j)
         assert one.accepted(rid, k) == many.accepted(rid, k)
     assert one.rng.random() == many.rng.random()
 

@@ -260,12 +260,17 @@ def test_allocate_all_evicts_as_one_by_one(seed):
     assert kv_all.allocate_all(reqs_all, 1)
     for r in reqs_one:
         assert kv_one.allocate(r, 1) is not None
-    assert list(kv_all._lru.items()) == list(kv_one._lru.items())
-    assert kv_all._units == kv_one._units
-    assert (kv_all.num_free, kv_all.num_used, kv_all.num_evictable) == \
-        (kv_one.num_free, kv_one.num_used, kv_one.num_evictable)
-    assert [r.kv_blocks for r in reqs_all] == [r.kv_blocks for r in reqs_one]
+    _assert_same_kv(kv_all, reqs_all, kv_one, reqs_one)
     kv_all.check_invariants()
+
+
+def _assert_same_kv(kv_a: PagedKVManager, reqs_a: list[Request], kv_b: PagedKVManager,
+                    reqs_b: list[Request]) -> None:
+    """The two managers hold the same LRU order, units, counts, and their requests the same blocks."""
+    assert list(kv_a._lru.items()) == list(kv_b._lru.items())
+    assert kv_a._units == kv_b._units
+    assert (kv_a.num_free, kv_a.num_used, kv_a.num_evictable) == (kv_b.num_free, kv_b.num_used, kv_b.num_evictable)
+    assert [r.kv_blocks for r in reqs_a] == [r.kv_blocks for r in reqs_b]
 
 
 def _affordable_by_pass(kv: PagedKVManager, reqs: list[Request], max_steps: int) -> int:
@@ -353,11 +358,7 @@ def test_take_grown_evicts_as_allocate_each(seed):
         taken += need
     assert kv_sum.take_grown(taken)
     assert kv_each.allocate_each(reqs_each, 1)
-    assert list(kv_sum._lru.items()) == list(kv_each._lru.items())
-    assert kv_sum._units == kv_each._units
-    assert (kv_sum.num_free, kv_sum.num_used, kv_sum.num_evictable) == \
-        (kv_each.num_free, kv_each.num_used, kv_each.num_evictable)
-    assert [r.kv_blocks for r in reqs_sum] == [r.kv_blocks for r in reqs_each]
+    _assert_same_kv(kv_sum, reqs_sum, kv_each, reqs_each)
     kv_sum.check_invariants()
     assert not kv_sum.take_grown(kv_sum.num_available + 1)
     kv_sum.check_invariants()
