@@ -32,6 +32,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import os
 import pkgutil
 import re
 import sys
@@ -43,7 +44,9 @@ from sim.errors import ConfigError
 BUILTIN_PACKAGES = ("policies", "hardware", "traces")
 _builtins_loaded = False
 _policy_index: dict[str, list[str]] | None = None
-_REGISTER = re.compile(r'^@[A-Z_]+\.register\("([^"]+)"\)', re.MULTILINE)
+# a decorator line ``@NAMES.register("name")``; searched in the bytes with the newline before it (a
+# literal prefix re finds fast; the file's text gets a newline in front so its first line counts too)
+_REGISTER = re.compile(rb'\n@[A-Z_]+\.register\("([^"]+)"\)')
 
 
 def builtin_modules(packages: tuple[str, ...] = BUILTIN_PACKAGES) -> list[str]:
@@ -79,21 +82,50 @@ def load_builtins() -> None:
         importlib.import_module(name)
 
 
+def builtin_sources(packages: tuple[str, ...] = BUILTIN_PACKAGES) -> list[tuple[str, str]]:
+    """``(dotted name, source path)`` of every ``.py`` module under ``packages`` that
+    ``builtin_modules`` names, found by listing folders, without importing anything: only
+    the top-level packages' locations are looked up (``importlib.util.find_spec``). A folder
+    is a subpackage where it has an ``__init__.py``, as for ``pkgutil.iter_modules``."""
+    found: list[tuple[str, str]] = []
+
+    def walk(package: str, folder: str) -> None:
+        init = os.path.join(folder, "__init__.py")
+        if os.path.isfile(init):
+            found.append((package, init))
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("_"):
+                    continue
+                if entry.is_dir():
+                    if os.path.isfile(os.path.join(entry.path, "__init__.py")):
+                        walk(f"{package}.{entry.name}", entry.path)
+                elif entry.name.endswith(".py"):
+                    found.append((f"{package}.{entry.name[:-3]}", entry.path))
+
+    for package in packages:
+        spec = importlib.util.find_spec(package)
+        for folder in (spec.submodule_search_locations or ()) if spec is not None else ():
+            walk(package, folder)
+    return sorted(found)
+
+
 def _load_named(name: str) -> None:
     """Import the built-in modules whose source registers ``name``, read from an index
-    of their ``@REGISTRY.register("name")`` lines (built once, without importing anything), so that
-    a run imports only the policies it names. A name the index lacks falls back to
-    ``load_builtins()`` in ``Registry.get``, so lookups and their errors are as before."""
+    of their ``@REGISTRY.register("name")`` lines (built once from the source files, without
+    importing anything: ``builtin_sources``), so that a run imports only the policies it names.
+    A name the index lacks falls back to ``load_builtins()`` in ``Registry.get``, so lookups and
+    their errors are as before."""
     global _policy_index
     if _policy_index is None:
         _policy_index = {}
-        for module in builtin_modules():
-            spec = importlib.util.find_spec(module)
-            if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        for module, path in builtin_sources():
+            with open(path, "rb") as f:
+                source = f.read()
+            if b'.register("' not in source:  # about half the modules register nothing
                 continue
-            with open(spec.origin, encoding="utf-8") as f:
-                for found in _REGISTER.findall(f.read()):
-                    _policy_index.setdefault(found, []).append(module)
+            for found in _REGISTER.findall(b"\n" + source):
+                _policy_index.setdefault(found.decode("utf-8"), []).append(module)
     for module in _policy_index.get(name, ()):
         importlib.import_module(module)
 

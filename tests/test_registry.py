@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
+import sim.registry
 from sim import simulate
 from sim.errors import ConfigError
-from sim.registry import BUILTIN_PACKAGES, ROUTERS, builtin_modules, load_builtins
+from sim.registry import BUILTIN_PACKAGES, ROUTERS, builtin_modules, builtin_sources, load_builtins
 from tests.conftest import make_config
 from tests.plugins.most_free_kv import NAME as PLUGIN_ROUTER
 
@@ -50,6 +52,7 @@ def test_walk_finds_new_subpackages_and_skips_private_names(tmp_path, monkeypatc
     assert builtin_modules(("fakepolicies",)) == [
         "fakepolicies", "fakepolicies.a", "fakepolicies.speculators", "fakepolicies.speculators.draft"]
     assert "fakepolicies._private" not in sys.modules
+    assert [name for name, _ in builtin_sources(("fakepolicies",))] == builtin_modules(("fakepolicies",))
     for name in [m for m in sys.modules if m.startswith("fakepolicies")]:
         monkeypatch.delitem(sys.modules, name)
 
@@ -69,3 +72,20 @@ def test_a_plugin_param_is_validated_like_a_builtin():
         make_config(router={"name": PLUGIN_ROUTER, "min_free_blocks": -1})
     with pytest.raises(ConfigError, match="cannot load plug-in router"):
         make_config(router={"name": "tests.plugins.most_free_kv:NoSuchRouter"})
+
+
+def test_sources_are_the_walked_modules_and_the_index_is_every_register_line(monkeypatch):
+    """``builtin_sources`` lists what ``builtin_modules`` walks, without importing; the index built
+    from them maps each name to the modules whose text has its ``@X.register("name")`` line."""
+    sources = builtin_sources()
+    assert [name for name, _ in sources] == [m for m in builtin_modules() if m in dict(sources)]
+    assert {name for name, _ in sources} == set(builtin_modules())
+    line = re.compile(r'^@[A-Z_]+\.register\("([^"]+)"\)', re.MULTILINE)
+    expected: dict[str, list[str]] = {}
+    for module, path in sources:
+        for found in line.findall(Path(path).read_text(encoding="utf-8")):
+            expected.setdefault(found, []).append(module)
+    monkeypatch.setattr(sim.registry, "_policy_index", None)
+    sim.registry._load_named("round_robin")
+    assert sim.registry._policy_index == expected
+    assert {"round_robin", "vllm", "paged", "splitwise"} <= set(expected)
