@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import types
 import typing
@@ -66,7 +67,10 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "")
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    """A parameter block's resolved field types (read-only; resolved once per class: a sweep or a
+    test session parses the same blocks many times, and each resolution compiles every annotation)."""
     return typing.get_type_hints(cls)
 
 
