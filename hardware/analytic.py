@@ -423,6 +423,17 @@ class AnalyticCostModel(CostModel):
                                     lambda c: self._verify_at(num_seqs, num_tokens, c))
         return self._verify_at(num_seqs, num_tokens, contexts) if times is None else times
 
+    def verify_table_s(self, num_seqs: int, num_tokens: int, max_context: int) -> np.ndarray | None:
+        """``decode_times_at_s(num_seqs, num_tokens, np.arange(size))`` for a size > ``max_context``
+        (``num_tokens`` > 0): the table ``decode_times_at_s`` reads, for a caller that indexes it
+        with int contexts in [0, ``max_context``] itself (a speculative plan, whose contexts only
+        grow); valid until the caller's next call. None with expert parallelism or past
+        ``context_tables.SPAN`` (then ``decode_times_at_s``)."""
+        if self._ep is not None or num_tokens <= 0:
+            return None
+        return self._tables.table(("at", num_seqs, num_tokens), max_context,
+                                  lambda c: self._verify_at(num_seqs, num_tokens, c))
+
     def _verify_at(self, num_seqs: int, num_tokens: int, contexts: np.ndarray) -> np.ndarray:
         """``decode_times_at_s`` computed (``_total`` on the array)."""
         return np.asarray(self._total(num_tokens, 0, 0.0, 0, num_seqs, num_tokens, contexts, sqrt=np.sqrt),
@@ -458,6 +469,16 @@ class AnalyticCostModel(CostModel):
         times = self._tables.lookup(("run", num_seqs, num_steps), contexts,
                                     lambda c: self._run_sums(num_seqs, c, num_steps))
         return self._run_sums(num_seqs, contexts, num_steps) if times is None else times
+
+    def run_sums_table_s(self, num_seqs: int, num_steps: int, max_context: int) -> np.ndarray | None:
+        """``decode_run_sums_s(num_seqs, np.arange(size), num_steps)`` for a size > ``max_context``
+        (``num_seqs``, ``num_steps`` > 0): the table it reads, for a caller that indexes it itself;
+        valid until the caller's next call. None with expert parallelism or past
+        ``context_tables.SPAN`` (then ``decode_run_sums_s``)."""
+        if self._ep is not None or num_seqs <= 0 or num_steps <= 0:
+            return None
+        return self._tables.table(("run", num_seqs, num_steps), max_context,
+                                  lambda c: self._run_sums(num_seqs, c, num_steps))
 
     def decode_row_s(self, num_seqs: int, max_context: int) -> list[float] | None:
         """``decode_times_grid_s(num_seqs, np.arange(size)).tolist()`` for a size > ``max_context``

@@ -44,8 +44,16 @@ class ContextTables:
         grown here); None when the contexts are not ints in [0, SPAN) or the tables are full."""
         if contexts.dtype.kind != "i" or not contexts.size:
             return None
+        tab = self.table(key, int(_max(contexts, None)), build)  # ``contexts.max()`` without its Python wrapper
+        if tab is None or _min(contexts, None) < 0:
+            return None
+        return tab[contexts]
+
+    def table(self, key: Any, hi: int, build: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+        """The table of ``key`` itself, covering contexts 0..``hi`` at least (built or grown here),
+        for a caller that knows its contexts' range and indexes it directly (``tab[c]`` is
+        ``lookup``'s answer at c); None when ``hi`` is past ``SPAN`` or the tables are full."""
         tab = self._tabs.get(key)
-        hi = int(_max(contexts, None))  # ``contexts.max()`` without its Python wrapper
         if tab is None or hi >= len(tab):
             old = 0 if tab is None else len(tab)
             size = max(MIN_SIZE, 2 * old)
@@ -56,6 +64,4 @@ class ContextTables:
             tab = build(np.arange(size, dtype=np.int64))
             self._tabs[key] = tab
             self._entries += size - old
-        if _min(contexts, None) < 0:
-            return None
-        return tab[contexts]
+        return tab

@@ -235,6 +235,19 @@ class SpeculatorBase(PolicyBase):
             total += times[:, j]
         return total * self.eagle_fraction
 
+    def uniform_draft_table_s(self, n: int, k: int, max_computed: int) -> np.ndarray | None:
+        """``uniform_draft_times_at_s(n, c, k)`` at every int c in [0, ``max_computed``] as one array
+        indexed by c (a view of the draft cost model's table, longer), valid until the next call,
+        for a plan that indexes it itself; None where ``uniform_draft_times_at_s`` must be asked
+        (no draft cost model with tables, or one of its own ``draft_time_s``)."""
+        if type(self).draft_time_s is not SpeculatorBase.draft_time_s or k <= 0 or n <= 0:
+            return None
+        table = getattr(self.draft_cost_model, "run_sums_table_s", None)
+        if table is None:
+            return None
+        tab = table(n, k, max_computed + n)  # pass j at the summed context + n (j + 1), as there
+        return None if tab is None else tab[n:]
+
     def uniform_draft_times_s(self, rep: ReplicaView, requests: Sequence[RequestView], k_max: int,
                               computed: int | None = None) -> list[float]:
         """Draft time when every request drafts k tokens, for k = 0..k_max (a policy's estimate);

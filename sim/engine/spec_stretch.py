@@ -200,13 +200,23 @@ class SpecStretchMixin:
         if steps > m:
             steps = m
         before = out[:steps] - emit[:steps]  # tokens out before each step
-        computed = r.num_computed_tokens  # the batch's computed tokens before each step: before + this
-        slots = before + (computed + k + 1)  # the verify passes' contexts are the slots held in each step
-        verify_s = self.cost_model.decode_times_at_s(1, k + 1, slots)
-        draft_s = self.speculator.uniform_draft_times_at_s(1, before + computed, k)
-        if verify_s is None or draft_s is None:  # not priceable as arrays: never
-            self.spec_fast_forward = False
-            return None
+        computed = before + r.num_computed_tokens  # the batch's computed tokens before each step
+        slots = computed + (k + 1)  # the verify passes' contexts are the slots held in each step
+        # the price tables indexed directly: ``computed`` only grows, so its last is its largest
+        # (``decode_times_at_s`` / ``uniform_draft_times_at_s`` read the same tables, after a max
+        # and a min over the contexts, through four calls)
+        hi = int(computed[-1])
+        tab = getattr(self.cost_model, "verify_table_s", None)
+        verify_t = None if tab is None else tab(1, k + 1, hi + k + 1)
+        draft_t = None if verify_t is None else self.speculator.uniform_draft_table_s(1, k, hi)
+        if draft_t is not None:
+            verify_s, draft_s = verify_t[slots], draft_t[computed]
+        else:
+            verify_s = self.cost_model.decode_times_at_s(1, k + 1, slots)
+            draft_s = self.speculator.uniform_draft_times_at_s(1, computed, k)
+            if verify_s is None or draft_s is None:  # not priceable as arrays: never
+                self.spec_fast_forward = False
+                return None
         step_s = verify_s + draft_s
         return [steps, None, None, accepted[:steps].reshape(steps, 1),
                 before.reshape(steps, 1), slots.reshape(steps, 1), step_s, draft_s]

@@ -145,3 +145,24 @@ def test_requests_with_their_own_acceptance_equal_stepping(monkeypatch):
     share = [sum(rows[i][3] for i in rows if i % 3 == g) / sum(rows[i][2] for i in rows if i % 3 == g)
              for g in range(3)]
     assert share[0] < share[1] < share[2]  # each request's own rate was drawn against
+
+
+@pytest.mark.parametrize("draft_model", ["Llama-3.2-1B", "eagle", None])
+def test_plans_priced_off_whole_tables_equal_the_lookups(draft_model, monkeypatch):
+    """A batch of one's plan indexes the verify and draft tables itself (``verify_table_s``,
+    ``uniform_draft_table_s``); with those answering None it asks ``decode_times_at_s`` and
+    ``uniform_draft_times_at_s`` as before: every frame, counter and ITL statistic the same."""
+    from hardware.analytic import AnalyticCostModel
+    from policies.speculators.base import SpeculatorBase
+
+    data = _config(draft_model)
+    data["workload"]["rate_rps"] = 1.0  # mostly batches of one
+    calls = []
+    table = SpeculatorBase.uniform_draft_table_s
+    monkeypatch.setattr(SpeculatorBase, "uniform_draft_table_s", lambda self, *a: calls.append(1) or table(self, *a))
+    tables = _run(data, True)
+    assert calls
+    monkeypatch.setattr(AnalyticCostModel, "verify_table_s", lambda self, *a: None)
+    monkeypatch.setattr(SpeculatorBase, "uniform_draft_table_s", lambda self, *a: None)
+    _assert_same_runs(tables, _run(data, True), steps_log=True)
+    _assert_same_runs(tables, _run(data, False), steps_log=True)

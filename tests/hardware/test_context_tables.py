@@ -86,3 +86,25 @@ def test_price_rows_follow_weight_scale():
     after = cm.verify_rows_s(1, 5, 3000)[5][2000], cm.decode_row_s(1, 3000)[2000]
     assert after != before
     assert after == (cm.verify_step_time_s(1, 5, 2000), cm.decode_step_times_list(1, 2000, 1)[0])
+
+
+@pytest.mark.parametrize(("device", "model", "tp"), LAYOUTS)
+def test_whole_tables_read_by_index_equal_the_lookups(device, model, tp):
+    """``verify_table_s`` / ``run_sums_table_s`` hand over the tables ``decode_times_at_s`` /
+    ``decode_run_sums_s`` read: indexed at any context they cover, the same bits; None past the span."""
+    rng = np.random.default_rng(5)
+    cm = _cm(device, model, tp)
+    for n, tokens in ((1, 5), (3, 15)):
+        for hi in (100, 5000, 20000):
+            contexts = rng.integers(0, hi, size=40).astype(np.int64)
+            top = int(contexts.max())
+            verify = cm.verify_table_s(n, tokens, top)
+            assert len(verify) > top
+            assert verify[contexts].tolist() == cm.decode_times_at_s(n, tokens, contexts).tolist()
+            sums = cm.run_sums_table_s(n, 4, top)
+            assert sums[contexts].tolist() == cm.decode_run_sums_s(n, contexts, 4).tolist()
+    assert cm.verify_table_s(1, 5, context_tables.SPAN) is None
+    assert cm.run_sums_table_s(1, 4, context_tables.SPAN) is None
+    cm.set_weight_read_scale(1.5)  # new prices: the tables handed over are rebuilt with them
+    contexts = np.arange(0, 300, 7, dtype=np.int64)
+    assert cm.verify_table_s(1, 5, 300)[contexts].tolist() == [cm.step_time_s((), 1, 5, int(c)) for c in contexts]
