@@ -551,15 +551,28 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         if plan.decode_tokens is None:
             itl_one = self.recorder.itl_one
             times = self.recorder.record_token_times  # requests have token_times only then (dispatch)
+            # the decodes whose last token came out with the first's (most of a batch: they came
+            # out together in the iteration before) see one gap, booked once with their number as
+            # its weight (the ITL histogram's counts, exact sum and max do not depend on how gaps
+            # are grouped: sim/engine/itl.py); the others one by one
+            common, num_common, common_gap = None, 0, 0.0
             for r in plan.decode:  # ``_emit`` inlined: a stepped iteration's per-token path
                 r.num_computed_tokens += 1
                 if r.first_token_s is None:
                     r.first_token_s = end
                 else:
-                    gap = end - r.last_token_s
+                    last = r.last_token_s
+                    if last == common:
+                        num_common += 1
+                        gap = common_gap
+                    elif common is None:
+                        common, num_common = last, 1
+                        gap = common_gap = end - last
+                    else:
+                        gap = end - last
+                        itl_one(gap)
                     if gap > r.itl_max_s:
                         r.itl_max_s = gap
-                    itl_one(gap)
                 if times and r.token_times is not None:
                     r.token_times.append(end)
                 r.last_token_s = end
@@ -567,6 +580,10 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
                 if r.num_output_tokens >= r.output_tokens:
                     self._finish(r, end)
                     done = True
+            if num_common > 1:
+                self.recorder.itl_weighted(common_gap, num_common)
+            elif num_common:
+                itl_one(common_gap)
         else:
             done |= self._apply_speculative(plan, end)
         if done:
