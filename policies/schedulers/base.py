@@ -163,9 +163,12 @@ class SchedulerBase(PolicyBase):
         # the decodes alone with no budget, or every running request decoding with one token each
         # within the budget: the loop below would grow each in order and add it, which
         # ``grow_decodes`` does at once when no decode needs a preemption
-        if (phase == "decode" and budget is None) or (
-                phase == "all" and (budget is None or rep.num_running <= budget) and not rep.running_prefills_now()):
+        if phase == "decode" and budget is None:
             added = rep.grow_decodes(plan)
+            if added is not None:
+                return added, False
+        elif phase == "all" and (budget is None or rep.num_running <= budget):
+            added = rep.grow_all_decoding(plan)  # None where a running request is mid-prefill
             if added is not None:
                 return added, False
         used = i = 0

@@ -7,6 +7,7 @@ whole state change (queues, KV, counters) done by the replica itself::
     grow(req, tokens)           KV for tokens of a running request (None: no room)
     grow_decodes(plan)          one token of KV for every running decode, all or none, into the plan
     grow_leading_decodes(plan, max_num)   the same for the decodes ahead of the first prefill
+    grow_all_decoding(plan)     grow_decodes when every running request decodes (else None)
     preempt(req, mode)          running -> waiting (recompute: KV freed) | swapped (KV to host)
     swap_in(req)                swapped -> running (False: no room)
     reject(req, reason)         waiting/swapped -> rejected, with a reason
@@ -54,6 +55,17 @@ class ReplicaOps(ReplicaView):
         the number added, or None, with nothing changed, unless they all fit at once (the
         caller then goes one by one and preempts where needed)."""
         return self._rep.op_grow_decodes(plan)
+
+    def grow_all_decoding(self, plan: StepPlan) -> int | None:
+        """``grow_decodes(plan)`` when no running request is mid-prefill (``running_prefills_now()``
+        empty), else None with nothing changed: one pass over the batch for the check, and the
+        running list itself as the decodes (``grow_decodes`` lists them again)."""
+        running = self._rep.running
+        decode = _DECODE
+        for r in running:
+            if r.state != decode:
+                return None
+        return self._rep.op_grow_decodes(plan, running)
 
     def grow_leading_decodes(self, plan: StepPlan, max_num: int | None) -> int:
         """``grow_decodes`` for the running decodes ahead of the first running request that is not

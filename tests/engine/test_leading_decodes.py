@@ -56,3 +56,32 @@ def test_leading_decodes_at_once_equal_one_by_one(scheduler, num_blocks, rate_rp
     if num_blocks < 1000:
         assert fast.recorder.requests_frame()["num_preemptions"].sum() > 0  # the take failed at times
 
+
+
+@pytest.mark.parametrize("scheduler, num_blocks, rate_rps", CASES)
+def test_all_decoding_grown_at_once_equals_the_prefill_check_and_grow_decodes(scheduler, num_blocks, rate_rps,
+                                                                             monkeypatch):
+    """``grow_all_decoding`` (one pass for the check, the running list as the decodes) does what
+    ``schedule_running`` did before it: ``grow_decodes`` when ``running_prefills_now()`` is empty,
+    else nothing; the same runs, KV and LRU, with a small KV too."""
+    seen = {"grown": 0, "refused": 0}
+    grow = ReplicaOps.grow_all_decoding
+
+    def counted(self, plan):
+        n = grow(self, plan)
+        seen["grown" if n is not None else "refused"] += 1
+        return n
+
+    def before(self, plan):  # the check and the call it replaced
+        return None if self.running_prefills_now() else self.grow_decodes(plan)
+
+    config = _config(scheduler, num_blocks, rate_rps)
+    monkeypatch.setattr(ReplicaOps, "grow_all_decoding", counted)
+    fast = run_cluster(copy.deepcopy(config))
+    monkeypatch.setattr(ReplicaOps, "grow_all_decoding", before)
+    slow = run_cluster(copy.deepcopy(config))
+    assert seen["grown"] > 100 and seen["refused"] > 10
+    assert_same_run(fast, slow)
+    for a, b in zip(fast.replicas, slow.replicas, strict=True):
+        assert list(a.kv._lru.items()) == list(b.kv._lru.items())
+        assert (a.kv.num_free, a.kv.num_used, a.kv.num_evictable) == (b.kv.num_free, b.kv.num_used, b.kv.num_evictable)
