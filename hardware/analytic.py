@@ -428,8 +428,9 @@ class AnalyticCostModel(CostModel):
         (``num_tokens`` > 0): the table ``decode_times_at_s`` reads, for a caller that indexes it
         with int contexts in [0, ``max_context``] itself (a speculative plan, whose contexts only
         grow); valid until the caller's next call. None with expert parallelism or past
-        ``context_tables.SPAN`` (then ``decode_times_at_s``)."""
-        if self._ep is not None or num_tokens <= 0:
+        ``context_tables.SPAN`` (then ``decode_times_at_s``), or for a subclass with its own."""
+        if self._ep is not None or num_tokens <= 0 \
+                or type(self).decode_times_at_s is not AnalyticCostModel.decode_times_at_s:
             return None
         return self._tables.table(("at", num_seqs, num_tokens), max_context,
                                   lambda c: self._verify_at(num_seqs, num_tokens, c))
@@ -474,8 +475,9 @@ class AnalyticCostModel(CostModel):
         """``decode_run_sums_s(num_seqs, np.arange(size), num_steps)`` for a size > ``max_context``
         (``num_seqs``, ``num_steps`` > 0): the table it reads, for a caller that indexes it itself;
         valid until the caller's next call. None with expert parallelism or past
-        ``context_tables.SPAN`` (then ``decode_run_sums_s``)."""
-        if self._ep is not None or num_seqs <= 0 or num_steps <= 0:
+        ``context_tables.SPAN`` (then ``decode_run_sums_s``), or for a subclass with its own."""
+        if self._ep is not None or num_seqs <= 0 or num_steps <= 0 \
+                or type(self).decode_run_sums_s is not AnalyticCostModel.decode_run_sums_s:
             return None
         return self._tables.table(("run", num_seqs, num_steps), max_context,
                                   lambda c: self._run_sums(num_seqs, c, num_steps))

@@ -239,8 +239,11 @@ class SpeculatorBase(PolicyBase):
         """``uniform_draft_times_at_s(n, c, k)`` at every int c in [0, ``max_computed``] as one array
         indexed by c (a view of the draft cost model's table, longer), valid until the next call,
         for a plan that indexes it itself; None where ``uniform_draft_times_at_s`` must be asked
-        (no draft cost model with tables, or one of its own ``draft_time_s``)."""
-        if type(self).draft_time_s is not SpeculatorBase.draft_time_s or k <= 0 or n <= 0:
+        (no draft cost model with tables, or one of its own ``draft_time_s`` or
+        ``uniform_draft_times_at_s``)."""
+        cls = type(self)
+        if cls.draft_time_s is not SpeculatorBase.draft_time_s or k <= 0 or n <= 0 \
+                or cls.uniform_draft_times_at_s is not SpeculatorBase.uniform_draft_times_at_s:
             return None
         table = getattr(self.draft_cost_model, "run_sums_table_s", None)
         if table is None:

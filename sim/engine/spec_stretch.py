@@ -208,7 +208,8 @@ class SpecStretchMixin:
         hi = int(computed[-1])
         tab = getattr(self.cost_model, "verify_table_s", None)
         verify_t = None if tab is None else tab(1, k + 1, hi + k + 1)
-        draft_t = None if verify_t is None else self.speculator.uniform_draft_table_s(1, k, hi)
+        tab = None if verify_t is None else getattr(self.speculator, "uniform_draft_table_s", None)
+        draft_t = None if tab is None else tab(1, k, hi)
         if draft_t is not None:
             verify_s, draft_s = verify_t[slots], draft_t[computed]
         else:
