@@ -100,11 +100,50 @@ class SplitwiseRouter(RouterBase):
     def _best_token(self, replicas: list[ReplicaView], need: int) -> ReplicaView | None:
         if not replicas:
             return None
-        # each machine's scheduled memory read once (the first of the least, as min() picks)
-        mems = list(map(self._sched_memory, replicas))
-        best_mem = min(mems)
-        best = replicas[mems.index(best_mem)]
-        return None if best_mem + need >= best.kv.max_tokens else best
+        best, lo, hi = self._least_memory(replicas)
+        max_tokens = best.kv.max_tokens
+        if lo + need < max_tokens <= hi + need:  # the bounds do not decide: read it
+            lo = self._sched_memory(best)
+        return None if lo + need >= max_tokens else best
+
+    def _least_memory(self, replicas: list[ReplicaView]) -> tuple[ReplicaView, int, int]:
+        """The first machine of the least scheduled memory, as ``min(replicas, key=_sched_memory)``
+        picks it, and bounds on that memory (lo == hi: exact), reading exact KV use only where the
+        bounds do not decide the pick.
+
+        Each machine's KV use lies in ``kv.used_blocks_bounds()`` (a decode stretch in progress is
+        not brought up to now to get them), so its scheduled memory lies in [lo, hi]. The least
+        memory is at most the least hi, so a machine whose lo exceeds that is not the least nor
+        tied with it: a lone machine left is the pick unread. Of several, one whose lo is no less
+        than an earlier machine's exact memory is not the first of the least; the others are read
+        exactly (lo == hi: exact already), in order, and the first of their least is the
+        exhaustive pick (the router read every machine's KV, bringing six token machines'
+        stretches up to date at each arrival)."""
+        reserved = self.state.reserved
+        bounds = []
+        top = None
+        for rep in replicas:
+            kv = rep.kv
+            lo, hi = kv.used_blocks_bounds()
+            res = reserved[rep.id]
+            size = kv.block_size
+            lo, hi = lo * size + res, hi * size + res
+            bounds.append((lo, hi))
+            if top is None or hi < top:
+                top = hi
+        left = [i for i, (lo, _hi) in enumerate(bounds) if lo <= top]
+        if len(left) == 1:
+            i = left[0]
+            return replicas[i], *bounds[i]
+        best, best_mem = None, None
+        for i in left:
+            lo, hi = bounds[i]
+            if best is not None and lo >= best_mem:
+                continue  # no less than an earlier machine's: not the first of the least
+            mem = lo if lo == hi else self._sched_memory(replicas[i])
+            if best is None or mem < best_mem:
+                best, best_mem = replicas[i], mem
+        return best, best_mem, best_mem
 
     def _route_reference(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         st = self.state
@@ -126,7 +165,7 @@ class SplitwiseRouter(RouterBase):
             st.num_borrowed += 1
             self.num_borrowed_prompts += 1
         if token is None and prompt_pool:
-            token = min(prompt_pool, key=self._sched_memory)
+            token = self._least_memory(prompt_pool)[0]
             st.mixed.add(token.id)
             st.num_borrowed += 1
         if prompt is None or token is None:
