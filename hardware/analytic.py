@@ -392,9 +392,16 @@ class AnalyticCostModel(CostModel):
     def _decode_at(self, num_seqs: int, contexts: np.ndarray) -> np.ndarray:
         """Pure-decode step times of ``num_seqs`` sequences at each int context of ``contexts``
         (pp 1, no expert parallelism): the long run's operations in its order."""
-        gemm, kv_write, adds = self._terms(num_seqs)
-        tc = contexts * self._attn_dc
-        tm = contexts * self._kv_read
+        key = ("np", num_seqs)  # the terms as numpy scalars: an array op with a Python float converts it each time
+        terms = self._decode_terms.get(key)
+        if terms is None:
+            gemm, kv_write, adds = self._terms(num_seqs)
+            f64 = np.float64
+            terms = (f64(gemm), f64(kv_write), tuple(map(f64, adds)), f64(self._attn_dc), f64(self._kv_read))
+            self._decode_terms[key] = terms
+        gemm, kv_write, adds, attn_dc, kv_read = terms
+        tc = contexts * attn_dc
+        tm = contexts * kv_read
         tm += kv_write
         tc *= tc  # in place: the same operations on the same values, fewer temporaries
         tm *= tm

@@ -98,7 +98,7 @@ class DecodeStretchMixin:
         else:
             times = np.array(self.cost_model.decode_step_times_s(len(reqs), context, n), dtype=np.float64)
             times[0] += env.now
-            arr = self._st_ends_arr = np.cumsum(times)
+            arr = self._st_ends_arr = times.cumsum()  # np.cumsum without its Python wrapper
             ends = arr.tolist()
         self._st_reqs, self._st_ends_list = reqs, ends
         self._st_last, self._st_done, self._st_alloc = n, 0, 1
@@ -212,7 +212,7 @@ class DecodeStretchMixin:
                                  dtype=np.float64)
                 self._st_step_s = float(times[-1])
                 times[0] += ends[-1] if k else self._st_start
-                arr = np.cumsum(times)
+                arr = times.cumsum()
                 self._st_ends_arr = None if k else arr
                 ends.extend(arr.tolist())
 
