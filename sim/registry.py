@@ -33,7 +33,6 @@ import importlib
 import importlib.util
 import inspect
 import os
-import pkgutil
 import re
 import sys
 from collections.abc import Callable
@@ -50,26 +49,11 @@ _REGISTER = re.compile(rb'\n@[A-Z_]+\.register\("([^"]+)"\)')
 
 
 def builtin_modules(packages: tuple[str, ...] = BUILTIN_PACKAGES) -> list[str]:
-    """Dotted names of every module under ``packages`` (packages themselves included), sorted.
-
-    The same walk as ``pkgutil.walk_packages``, except that a package whose name starts with
-    ``_`` is neither imported nor entered (walk_packages imports every package it recurses into).
-    """
-    names: list[str] = []
-
-    def walk(package: str) -> None:
-        names.append(package)
-        for info in pkgutil.iter_modules(importlib.import_module(package).__path__, prefix=f"{package}."):
-            if info.name.rpartition(".")[2].startswith("_"):
-                continue
-            if info.ispkg:
-                walk(info.name)
-            else:
-                names.append(info.name)
-
-    for package in packages:
-        walk(package)
-    return sorted(names)
+    """Dotted names of every module under ``packages`` (packages themselves included), sorted:
+    the modules ``builtin_sources`` lists. As with ``pkgutil.walk_packages``, a folder is a
+    subpackage where it has an ``__init__.py``; unlike it, nothing is imported, and a module or
+    package whose name starts with ``_`` is neither listed nor entered."""
+    return sorted({*packages, *(name for name, _ in builtin_sources(packages))})
 
 
 def load_builtins() -> None:
@@ -86,7 +70,8 @@ def builtin_sources(packages: tuple[str, ...] = BUILTIN_PACKAGES) -> list[tuple[
     """``(dotted name, source path)`` of every ``.py`` module under ``packages`` that
     ``builtin_modules`` names, found by listing folders, without importing anything: only
     the top-level packages' locations are looked up (``importlib.util.find_spec``). A folder
-    is a subpackage where it has an ``__init__.py``, as for ``pkgutil.iter_modules``."""
+    is a subpackage where it has an ``__init__.py``, as for ``pkgutil.iter_modules``; names
+    starting with ``_`` are skipped (``__pycache__`` with them)."""
     found: list[tuple[str, str]] = []
 
     def walk(package: str, folder: str) -> None:
