@@ -33,6 +33,10 @@ class TimestampParser:
     def __init__(self) -> None:
         self._minute_key: tuple[str, str] | None = None
         self._minute_s = 0.0
+        # the minute of the last stamp parsed when it had no zone (else None), and its epoch
+        # seconds: ``read``'s common row reads them (a stamp of that minute, no zone)
+        self.naive_minute: str | None = None
+        self.minute_s = 0.0
 
     def __call__(self, text: str) -> float:
         text = text.strip()
@@ -50,6 +54,7 @@ class TimestampParser:
         if key != self._minute_key:
             self._minute_s = _minute_epoch(text[:16], offset)
             self._minute_key = key
+        self.naive_minute, self.minute_s = (None if offset else text[:16]), self._minute_s
         try:
             seconds = float(rest)
         except ValueError:
@@ -97,16 +102,37 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
         i_ts, i_in, i_out = (header.index(c) for c in COLUMNS)
         width = max(i_ts, i_in, i_out) + 1
         for line, row in csv_rows(reader, width, ctx, header):
+            # the common row (a stamp of the minute before, no zone; plain-digit counts of at most
+            # 12 digits; not earlier than the row before) in line: ``parse``, ``to_int`` and the
+            # clock's ``check`` and ``accept`` on it do the same operations on the same values
+            text, a, b = row[i_ts], row[i_in], row[i_out]
+            last = clock.last
+            if text[:16] == parse.naive_minute and len(text) > 19 and text[16] == ":" \
+                    and not text[-1].isspace() and a.isdigit() and b.isdigit() and a.isascii() and b.isascii() \
+                    and len(a) <= 12 and len(b) <= 12:
+                rest = text[17:]
+                tail = rest[2:]
+                if not ("+" in tail or "-" in tail or "Z" in tail):
+                    try:
+                        seconds = float(rest)
+                    except ValueError:
+                        seconds = -1.0  # the full path reports it
+                    if 0 <= seconds < 61:
+                        t = parse.minute_s + seconds
+                        if last is not None and t >= last:  # (None: no row accepted yet)
+                            clock.last = t
+                            yield TraceRow(line, t - clock.t0, int(a), int(b))
+                            continue
             try:
-                t = parse(row[i_ts])
-                n_in = to_int(row[i_in], "ContextTokens")
-                n_out = to_int(row[i_out], "GeneratedTokens")
+                t = parse(text)
+                n_in = to_int(a, "ContextTokens")
+                n_out = to_int(b, "GeneratedTokens")
             except ValueError as exc:
                 ctx.bad_row(line, str(exc))
                 continue
             problem = clock.check(t)
             if problem:
-                ctx.bad_row(line, f"{problem} at {row[i_ts]!r}")
+                ctx.bad_row(line, f"{problem} at {text!r}")
                 continue
             yield TraceRow(line, clock.accept(t), n_in, n_out)
 
