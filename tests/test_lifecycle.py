@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,11 +17,10 @@ from sim.config import ColdStartConfig, HardwareConfig, PoolConfig, from_dict
 from sim.engine.actions import set_knob
 from sim.engine.cluster import Cluster, build_cost_model
 from sim.engine.recorder import Recorder
-from sim.engine.seams import Action, AddReplica, ControllerBase, DrainReplica, Migrate, SetKnob
 from sim.errors import ConfigError
-from sim.schema import param
 from sim.tools.output import read_frame, write_run
 from tests.conftest import make_config_dict
+from tests.plugins.scripted_controller import NAME as SCRIPTED
 
 # 16e9 bytes at 8 GB/s + 3 s: a 5 s cold start
 COLD = {"source": "custom", "load_gbps": 8.0, "engine_start_s": 3.0}
@@ -251,7 +249,7 @@ def test_gpu_hours_of_an_added_replica_are_its_gpus_times_its_lifetime():
 
 def test_run_end_does_not_wait_for_idle_or_starting_replicas():
     data = lifecycle_config(num_replicas=1, rate_rps=5.0, num_requests=30)
-    data["cluster"]["controllers"] = [{"name": "tests.test_lifecycle:Scripted", "period_s": 0.5,
+    data["cluster"]["controllers"] = [{"name": SCRIPTED, "period_s": 0.5,
                                        "script": [[5.5, "add", "main"]]}]
     res = simulate(data)
     df = res.requests
@@ -263,47 +261,9 @@ def test_run_end_does_not_wait_for_idle_or_starting_replicas():
 
 # ---------------------------------------------------------------------------- controller actions
 
-@dataclass
-class ScriptedParams:
-    """Actions at given times: [time_s, 'add', pool] | [time_s, 'drain', id] | [time_s, 'knob', target, name, value]
-    | [time_s, 'migrate', request, dst] | [time_s, 'bogus']."""
-
-    period_s: float = param(1.0, gt=0)
-    script: list[list[Any]] = param(default_factory=list)
-
-
-class Scripted(ControllerBase):
-    """A test controller replaying a script (loaded as the plug-in ``tests.test_lifecycle:Scripted``)."""
-
-    Params = ScriptedParams
-
-    def __init__(self, params: ScriptedParams, ctx):
-        super().__init__(params, ctx)
-        self.todo = sorted(params.script, key=lambda row: row[0])
-
-    def act(self, cluster, now_s: float) -> list[Action]:
-        out: list[Any] = []
-        while self.todo and self.todo[0][0] <= now_s + 1e-9:
-            _t, what, *args = self.todo.pop(0)
-            out.append(_action(what, args))
-        return out
-
-
-def _action(what: str, args: list[Any]) -> Any:
-    if what == "add":
-        return AddReplica(args[0])
-    if what == "drain":
-        return DrainReplica(args[0])
-    if what == "knob":
-        return SetKnob(*args)
-    if what == "migrate":
-        return Migrate(args[0], args[1])
-    return "not an action"
-
-
 def scripted(script: list[list[Any]], **kw: Any) -> dict:
     data = lifecycle_config(**kw)
-    data["cluster"]["controllers"] = [{"name": "tests.test_lifecycle:Scripted", "period_s": 1.0, "script": script}]
+    data["cluster"]["controllers"] = [{"name": SCRIPTED, "period_s": 1.0, "script": script}]
     return data
 
 
