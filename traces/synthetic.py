@@ -33,7 +33,7 @@ from sim.schema import param
 from sim.workload import Workload
 from traces.arrivals import ArrivalSpec, poisson
 from traces.lengths import LengthSampler, LengthsConfig, legacy_lengths
-from traces.stream import make_request, numbered
+from traces.stream import MAX_REQUEST_TOKENS, make_request, numbered
 from traces.transforms import Pipeline, TransformSpec
 
 
@@ -86,11 +86,33 @@ class SyntheticWorkload(Workload):
         self.counts = Counter()
         arrivals = self.process.times(rng, p.num_requests)
         n_in, n_out = self.lengths.sample(rng, p.num_requests)
-        stream = (
-            make_request(i, float(arrivals[i]), int(n_in[i]), int(n_out[i]), self.counts)
-            for i in range(p.num_requests)
-        )
+        stream = _requests(p.num_requests, arrivals, n_in, n_out, self.counts)
         return numbered(self.pipeline.apply(stream, rng), self.counts)
 
     def describe(self) -> dict[str, Any]:
         return {f"workload_{k}": v for k, v in {**self.counts, **self.pipeline.counts()}.items()}
+
+
+_CHUNK = 4096  # requests whose numbers are taken from the arrays as Python numbers at a time
+
+
+def _requests(n: int, arrivals: np.ndarray, n_in: np.ndarray, n_out: np.ndarray,
+              counts: Counter) -> Iterator[Request]:
+    """``make_request(i, float(arrivals[i]), int(n_in[i]), int(n_out[i]), counts)`` for i < n, the
+    numbers read ``_CHUNK`` at a time through ``tolist`` (the same Python floats and ints as
+    ``float`` / ``int`` of each element), and a request with both lengths in 1..``MAX_REQUEST_TOKENS``
+    built as ``make_request`` builds it (nothing raised, nothing counted). Arrays of other kinds
+    (float lengths, integer times) go element by element, as written above."""
+    if not (isinstance(arrivals, np.ndarray) and arrivals.dtype == np.float64 and isinstance(n_in, np.ndarray)
+            and isinstance(n_out, np.ndarray) and n_in.dtype.kind in "iu" and n_out.dtype.kind in "iu"):
+        for i in range(n):
+            yield make_request(i, float(arrivals[i]), int(n_in[i]), int(n_out[i]), counts)
+        return
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        for i, t, a, b in zip(range(start, stop), arrivals[start:stop].tolist(), n_in[start:stop].tolist(),
+                              n_out[start:stop].tolist(), strict=True):
+            if 1 <= a <= MAX_REQUEST_TOKENS and 1 <= b <= MAX_REQUEST_TOKENS:
+                yield Request(i, t, a, b)
+            else:
+                yield make_request(i, t, a, b, counts)
