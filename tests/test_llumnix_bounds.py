@@ -24,14 +24,14 @@ def test_exact_freeness_within_bounds(monkeypatch):
     seen = {"reads": 0, "open": 0}
     may_pair = llumnix_migration.LlumnixMigration._may_pair
 
-    def checked(self, reps):
+    def checked(self, reps, *args):
         for r in reps:
             lo, hi = freeness_bounds(r, self.params.queued)
             f = freeness(r, self.params.queued)  # syncs: allowed at any moment
             assert lo <= f <= hi or (math.isinf(f) and lo == hi == f)
             seen["reads"] += 1
             seen["open"] += lo < hi
-        return may_pair(self, reps)
+        return may_pair(self, reps, *args)
 
     monkeypatch.setattr(llumnix_migration.LlumnixMigration, "_may_pair", checked)
     simulate(_config(400))
@@ -65,7 +65,7 @@ def test_kv_demand_bounds_agree_with_the_views(monkeypatch):
     seen = {"reads": 0}
     may_pair = llumnix_migration.LlumnixMigration._may_pair
 
-    def checked(self, reps):
+    def checked(self, reps, *args):
         for r in reps:
             for queued in ("head", "all"):
                 terms = r.kv_demand_bounds(queued == "head")
@@ -76,8 +76,34 @@ def test_kv_demand_bounds_agree_with_the_views(monkeypatch):
                 assert terms[:3] == (r.num_running, count, blocks)
                 assert terms[3:] == r.kv.used_blocks_bounds()
                 seen["reads"] += 1
-        return may_pair(self, reps)
+        return may_pair(self, reps, *args)
 
     monkeypatch.setattr(llumnix_migration.LlumnixMigration, "_may_pair", checked)
     simulate(_config(400))
     assert seen["reads"] > 1000
+
+
+def test_kept_verdicts_match_the_bounds(monkeypatch):
+    """An instance whose decode stretch's stamp still holds is not read at a tick: its kept source
+    and destination verdicts must be those its bounds give then (every tick, every instance)."""
+    seen = {"kept": 0, "src": 0}
+    may_pair = llumnix_migration.LlumnixMigration._may_pair
+
+    def checked(self, reps, now_s):
+        thr = self.params.migrate_out_threshold
+        for r in reps:
+            cert = self._certs.get(r.id)
+            if r.lifecycle != "active" or cert is None or not r.kv_stamp_holds(cert[0]):
+                continue
+            num_running, count, blocks, lo, hi = r.kv_demand_bounds(True)
+            cap, batch = float(self._cap(r)), num_running + count
+            is_src = bool(num_running) and (cap - float(hi + blocks)) / batch < thr
+            assert (now_s > cert[1]) == is_src
+            assert cert[2] == ((cap - float(lo + blocks)) / batch > thr)
+            seen["kept"] += 1
+            seen["src"] += is_src
+        return may_pair(self, reps, now_s)
+
+    monkeypatch.setattr(llumnix_migration.LlumnixMigration, "_may_pair", checked)
+    simulate(_config(1500))
+    assert seen["kept"] > 1000 and seen["src"] > 0

@@ -72,6 +72,7 @@ class LlumnixMigration(ControllerBase):
         self.check_pool_names(params.pools, ctx)
         self.num_pairs = 0
         self._capacity: dict[int, int] = {}  # replica id -> M (fixed per replica)
+        self._certs: dict[int, tuple] = {}  # replica id -> (stretch stamp, source after, destination)
 
     def _f(self, rep: ReplicaView) -> float:
         p = self.params
@@ -88,21 +89,27 @@ class LlumnixMigration(ControllerBase):
             reps = [r for r in cluster.pool(name).replicas
                     if r.lifecycle in ("active", "draining")
                     and (limit is None or cluster.num_migrations_at(r.id) < limit)]
-            if len(reps) < 2 or not self._may_pair(reps):
+            if len(reps) < 2 or not self._may_pair(reps, now_s):
                 continue
             free = [(freeness(r, queued, 0.0, None, caps.get(r.id) or self._cap(r)) if f is None else f(r), r)
                     for r in reps]
             actions.extend(self._pair(cluster, free))
         return actions
 
-    def _may_pair(self, reps: list[ReplicaView]) -> bool:
+    def _may_pair(self, reps: list[ReplicaView], now_s: float) -> bool:
         """False when the freeness bounds prove ``_pair`` finds no source or no destination
-        among ``reps`` (most ticks): then no instance's KV needs bringing up to now."""
+        among ``reps`` (most ticks): then no instance's KV needs bringing up to now.
+
+        Each instance's verdicts (source by its lower bound, destination by its upper) are kept
+        with the stamp of its decode stretch (``ReplicaView.kv_hi_until``): while the stretch goes
+        on unchanged its destination verdict stays and it turns a source exactly after the time
+        its hi passes the largest one that leaves it none, so an instance is read again only
+        when its stretch changed (a tick then decides exactly as reading every instance)."""
         p = self.params
         if p.high_priority_max is not None:
             return self._may_pair_headroom(reps)
         # ``freeness_bounds`` without headroom, inlined (every instance at every tick)
-        thr, head_only, caps = p.migrate_out_threshold, p.queued == "head", self._capacity
+        thr, head_only, caps, certs = p.migrate_out_threshold, p.queued == "head", self._capacity, self._certs
         src = dst = False
         for r in reps:
             if r.lifecycle != "active":  # draining: F = -inf, a source if it runs anything
@@ -110,6 +117,17 @@ class LlumnixMigration(ControllerBase):
                     if dst:
                         return True
                     src = True
+                continue
+            cert = certs.get(r.id)
+            if cert is not None and r.kv_stamp_holds(cert[0]):
+                if not src and now_s > cert[1]:
+                    if dst:
+                        return True
+                    src = True
+                if not dst and cert[2]:
+                    if src:
+                        return True
+                    dst = True
                 continue
             terms = r.kv_demand_bounds(head_only)
             if terms is None:  # F = +inf: a destination
@@ -121,11 +139,23 @@ class LlumnixMigration(ControllerBase):
             num_running, count, blocks, lo, hi = terms
             cap = float(caps.get(r.id) or self._cap(r))
             batch = num_running + count
+            is_dst = (cap - float(lo + blocks)) / batch > thr
+            if num_running:
+                # the largest hi that leaves it no source, by the same arithmetic (monotone in hi)
+                top = math.floor(cap - blocks - thr * batch) if math.isfinite(thr) else None
+                if top is not None:
+                    while (cap - float(top + blocks)) / batch < thr:
+                        top -= 1
+                    while not (cap - float(top + 1 + blocks)) / batch < thr:
+                        top += 1
+                    stamped = r.kv_hi_until(top)
+                    if stamped is not None:  # a source now stays one (hi only grows with the stamp)
+                        certs[r.id] = (stamped[0], stamped[1] if hi <= top else -math.inf, is_dst)
             if not src and num_running and (cap - float(hi + blocks)) / batch < thr:
                 if dst:
                     return True
                 src = True
-            if not dst and (cap - float(lo + blocks)) / batch > thr:
+            if not dst and is_dst:
                 if src:
                     return True
                 dst = True
