@@ -107,3 +107,24 @@ def test_kept_verdicts_match_the_bounds(monkeypatch):
     monkeypatch.setattr(llumnix_migration.LlumnixMigration, "_may_pair", checked)
     simulate(_config(1500))
     assert seen["kept"] > 1000 and seen["src"] > 0
+
+
+def test_kept_router_bounds_match_the_bounds(monkeypatch):
+    """The router's kept freeness bounds of an instance are those its bounds give at each arrival."""
+    seen = {"kept": 0}
+    route = llumnix_router.LlumnixRouter.route
+
+    def checked(self, req, replicas):
+        for r in replicas:
+            cert = self._certs.get(r.id)
+            if r.lifecycle != "active" or cert is None or not r.kv_stamp_holds(cert[0], cert[1]):
+                continue
+            num_running, count, blocks, lo, hi = r.kv_demand_bounds(self.params.queued == "head")
+            cap, batch = float(self._capacity[r.id]), num_running + count
+            assert cert[2:] == ((cap - float(hi + blocks)) / batch, (cap - float(lo + blocks)) / batch)
+            seen["kept"] += 1
+        return route(self, req, replicas)
+
+    monkeypatch.setattr(llumnix_router.LlumnixRouter, "route", checked)
+    simulate(_config(1500))
+    assert seen["kept"] > 1000

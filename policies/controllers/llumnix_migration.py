@@ -85,10 +85,10 @@ class LlumnixMigration(ControllerBase):
         p = self.params
         f = self._f if p.high_priority_max is not None else None  # else no headroom: freeness itself
         queued, caps = p.queued, self._capacity
+        busy = cluster.migrations_by_replica if limit is not None else None
         for name in pools:
             reps = [r for r in cluster.pool(name).replicas
-                    if r.lifecycle in ("active", "draining")
-                    and (limit is None or cluster.num_migrations_at(r.id) < limit)]
+                    if r.lifecycle in ("active", "draining") and (busy is None or busy.get(r.id, 0) < limit)]
             if len(reps) < 2 or not self._may_pair(reps, now_s):
                 continue
             free = [(freeness(r, queued, 0.0, None, caps.get(r.id) or self._cap(r)) if f is None else f(r), r)

@@ -61,6 +61,10 @@ class LlumnixRouter(RouterBase):
     def __init__(self, params: LlumnixRouterParams, ctx: BuildContext):
         super().__init__(params, ctx)
         self._capacity: dict[int, int] = {}  # replica id -> M (fixed per replica)
+        # replica id -> (stretch stamp, until, lo, hi): an instance's freeness bounds, kept while its
+        # decode stretch goes on unchanged and its KV's upper bound stays as it was read
+        # (``ReplicaView.kv_hi_until``: the queued terms and the lower bound stay with the stamp)
+        self._certs: dict[int, tuple] = {}
 
     def headroom_blocks(self, rep: ReplicaView) -> float:
         p = self.params
@@ -70,7 +74,7 @@ class LlumnixRouter(RouterBase):
 
     def route(self, req: RequestView, replicas: Sequence[ReplicaView]) -> ReplicaView:
         p = self.params
-        queued, high, caps = p.queued, p.high_priority_max, self._capacity
+        queued, high, caps, certs = p.queued, p.high_priority_max, self._capacity, self._certs
         # bounds first (no instance's KV brought up to now): only an instance whose upper bound
         # reaches the largest lower bound can have the largest F; those get their exact F, in order
         bounds = []
@@ -82,13 +86,22 @@ class LlumnixRouter(RouterBase):
                 cap = caps[rep.id] = kv_capacity(rep)
             if high is None:  # ``freeness_bounds`` without headroom, inlined (every instance, every arrival)
                 headroom = 0.0
-                terms = None if rep.lifecycle == "draining" else rep.kv_demand_bounds(head_only)
-                if terms is None:  # draining: -inf; holding no request: +inf
-                    lo = hi = _NEG_INF if rep.lifecycle == "draining" else _INF
+                cert = certs.get(rep.id)
+                if rep.lifecycle == "draining":
+                    lo = hi = _NEG_INF
+                elif cert is not None and rep.kv_stamp_holds(cert[0], cert[1]):
+                    lo, hi = cert[2], cert[3]  # kept: the same bounds as read now (see ``__init__``)
                 else:
-                    num_running, count, blocks, used_lo, used_hi = terms
-                    batch = num_running + count
-                    lo, hi = (cap - float(used_hi + blocks)) / batch, (cap - float(used_lo + blocks)) / batch
+                    terms = rep.kv_demand_bounds(head_only)
+                    if terms is None:  # holding no request: +inf
+                        lo = hi = _INF
+                    else:
+                        num_running, count, blocks, used_lo, used_hi = terms
+                        batch = num_running + count
+                        lo, hi = (cap - float(used_hi + blocks)) / batch, (cap - float(used_lo + blocks)) / batch
+                        stamped = rep.kv_hi_until(used_hi)
+                        if stamped is not None:
+                            certs[rep.id] = (stamped[0], stamped[1], lo, hi)
             else:
                 headroom = self.headroom_blocks(rep)
                 lo, hi = freeness_bounds(rep, queued, headroom, high, cap)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from operator import attrgetter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sim.engine.states import State
@@ -371,12 +372,13 @@ class ReplicaView:
             until = math.inf if top >= last else ends[top - 1]
         return (reqs, ends, held, last, used), until
 
-    def kv_stamp_holds(self, stamp: tuple) -> bool:
-        """Whether the stretch ``kv_hi_until`` stamped goes on unchanged (see there)."""
+    def kv_stamp_holds(self, stamp: tuple, until: float = math.inf) -> bool:
+        """Whether the stretch ``kv_hi_until`` stamped goes on unchanged (see there), and it is
+        ``until`` or earlier."""
         rep = self._rep
         reqs, ends, held, last, used = stamp
         return rep._st_reqs is reqs and rep._st_ends_list is ends and not rep._st_cut \
-            and rep._st_alloc == held and rep._st_last == last and rep.kv.num_used == used
+            and rep._st_alloc == held and rep._st_last == last and rep.kv.num_used == used and rep.env._now <= until
 
     @property
     def has_paused(self) -> bool:
@@ -629,6 +631,12 @@ class ClusterView:
         """Migrations in progress into or out of replica ``replica_id`` (the transfer service
         admits ``cluster.transfer.max_migrations_per_replica`` at a time)."""
         return self._c.transfer._busy.get(replica_id, 0)
+
+    @property
+    def migrations_by_replica(self) -> Mapping[int, int]:
+        """Replica id -> ``num_migrations_at`` (live, read-only; replicas with none may be absent):
+        for a policy that asks it of every replica at every tick, one read for all."""
+        return MappingProxyType(self._c.transfer._busy)
 
     def migration_copy_s(self, num_bytes: float) -> float:
         """Seconds ``num_bytes`` of KV take alone on the link migrations copy over (``cluster.transfer``)."""
