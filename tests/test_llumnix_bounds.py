@@ -128,3 +128,27 @@ def test_kept_router_bounds_match_the_bounds(monkeypatch):
     monkeypatch.setattr(llumnix_router.LlumnixRouter, "route", checked)
     simulate(_config(1500))
     assert seen["kept"] > 1000
+
+
+def test_ranked_instances_give_the_same_pairs(monkeypatch):
+    """The tick reads F only of the instances it can pair (``_ranked``): the (source, destination)
+    pairs in order are those from every instance's F."""
+    seen = {"ticks": 0, "left_out": 0}
+    ranked = llumnix_migration.LlumnixMigration._ranked
+
+    def pairs(free, thr):
+        srcs = sorted(((f, r.id) for f, r in free if f < thr and r.num_running))
+        dsts = sorted(((-f, r.id) for f, r in free if f > thr and r.lifecycle == "active"))
+        return list(zip(srcs, dsts, strict=False))
+
+    def checked(self, reps):
+        free = ranked(self, reps)
+        every = [(freeness(r, self.params.queued), r) for r in reps]
+        assert pairs(free, self.params.migrate_out_threshold) == pairs(every, self.params.migrate_out_threshold)
+        seen["ticks"] += 1
+        seen["left_out"] += len(reps) - len(free)
+        return free
+
+    monkeypatch.setattr(llumnix_migration.LlumnixMigration, "_ranked", checked)
+    simulate(_config(1500))
+    assert seen["ticks"] > 50 and seen["left_out"] > 100

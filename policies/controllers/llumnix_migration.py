@@ -35,6 +35,9 @@ from sim.errors import ConfigError
 from sim.registry import CONTROLLERS
 from sim.schema import param
 
+_INF = math.inf
+_NEG_INF = -math.inf
+
 
 @dataclass
 class LlumnixMigrationParams:
@@ -84,15 +87,13 @@ class LlumnixMigration(ControllerBase):
         limit = cluster.max_migrations_per_replica
         p = self.params
         f = self._f if p.high_priority_max is not None else None  # else no headroom: freeness itself
-        queued, caps = p.queued, self._capacity
         busy = cluster.migrations_by_replica if limit is not None else None
         for name in pools:
             reps = [r for r in cluster.pool(name).replicas
                     if r.lifecycle in ("active", "draining") and (busy is None or busy.get(r.id, 0) < limit)]
             if len(reps) < 2 or not self._may_pair(reps, now_s):
                 continue
-            free = [(freeness(r, queued, 0.0, None, caps.get(r.id) or self._cap(r)) if f is None else f(r), r)
-                    for r in reps]
+            free = self._ranked(reps) if f is None else [(f(r), r) for r in reps]
             actions.extend(self._pair(cluster, free))
         return actions
 
@@ -160,6 +161,47 @@ class LlumnixMigration(ControllerBase):
                     return True
                 dst = True
         return False
+
+    def _ranked(self, reps: list[ReplicaView]) -> list[tuple[float, ReplicaView]]:
+        """(F, instance) for the instances ``_pair`` can pair, F exact: the same pairs as from
+        every instance's F, with fewer instances brought up to now (no headroom).
+
+        Why: ``_pair`` pairs the k = min(sources, destinations) least free sources with the k
+        freest destinations. From the bounds (lo <= F <= hi; lo == hi: F itself, as the router
+        takes it) an instance's side is known unless a bound straddles the threshold (then F is
+        read); a source whose lo exceeds the k-th smallest hi among sources has k sources
+        strictly less free, so it is not among the k (likewise a destination whose hi is below
+        the k-th largest lo), and F is read only for the others. The side with k members stays
+        whole, so ``_pair``'s zip still stops at k."""
+        p = self.params
+        thr, head_only, queued, caps = p.migrate_out_threshold, p.queued == "head", p.queued, self._capacity
+        srcs, dsts = [], []
+        for r in reps:
+            cap = caps.get(r.id) or self._cap(r)
+            active = r.lifecycle == "active"
+            terms = r.kv_demand_bounds(head_only) if active else None
+            if not active:
+                lo = hi = _NEG_INF
+            elif terms is None:
+                lo = hi = _INF
+            else:
+                num_running, count, blocks, used_lo, used_hi = terms
+                batch = num_running + count
+                lo, hi = (cap - float(used_hi + blocks)) / batch, (cap - float(used_lo + blocks)) / batch
+            running = r.num_running
+            if lo != hi and ((running and lo < thr <= hi) or (active and lo <= thr < hi)):
+                lo = hi = freeness(r, queued, 0.0, None, cap)  # its side is not known from the bounds
+            if running and hi < thr:
+                srcs.append((lo, hi, r, cap))
+            elif active and lo > thr:
+                dsts.append((lo, hi, r, cap))
+        k = min(len(srcs), len(dsts))
+        if not k:
+            return []
+        src_cut = sorted(x[1] for x in srcs)[k - 1]
+        dst_cut = sorted((x[0] for x in dsts), reverse=True)[k - 1]
+        return [(lo if lo == hi else freeness(r, queued, 0.0, None, cap), r)
+                for lo, hi, r, cap in srcs + dsts if (lo <= src_cut if hi < thr else hi >= dst_cut)]
 
     def _may_pair_headroom(self, reps: list[ReplicaView]) -> bool:
         """``_may_pair`` with a priority headroom, through ``freeness_bounds``."""
