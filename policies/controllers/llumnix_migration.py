@@ -142,7 +142,8 @@ class LlumnixMigration(ControllerBase):
             batch = num_running + count
             is_dst = (cap - float(lo + blocks)) / batch > thr
             if num_running:
-                # the largest hi that leaves it no source, by the same arithmetic (monotone in hi)
+                # the largest hi that leaves it no source, by the same arithmetic (monotone in hi;
+                # a finite threshold: each loop ends within a step or two of the estimate)
                 top = math.floor(cap - blocks - thr * batch) if math.isfinite(thr) else None
                 if top is not None:
                     while (cap - float(top + blocks)) / batch < thr:
@@ -151,7 +152,7 @@ class LlumnixMigration(ControllerBase):
                         top += 1
                     stamped = r.kv_hi_until(top)
                     if stamped is not None:  # a source now stays one (hi only grows with the stamp)
-                        certs[r.id] = (stamped[0], stamped[1] if hi <= top else -math.inf, is_dst)
+                        certs[r.id] = (stamped[0], stamped[1] if hi <= top else _NEG_INF, is_dst)
             if not src and num_running and (cap - float(hi + blocks)) / batch < thr:
                 if dst:
                     return True
