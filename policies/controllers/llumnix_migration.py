@@ -102,10 +102,10 @@ class LlumnixMigration(ControllerBase):
         among ``reps`` (most ticks): then no instance's KV needs bringing up to now.
 
         Each instance's verdicts (source by its lower bound, destination by its upper) are kept
-        with the stamp of its decode stretch (``ReplicaView.kv_hi_until``): while the stretch goes
-        on unchanged its destination verdict stays and it turns a source exactly after the time
-        its hi passes the largest one that leaves it none, so an instance is read again only
-        when its stretch changed (a tick then decides exactly as reading every instance)."""
+        with the stamp of its decode stretch (``ReplicaView.kv_stamp``, ``kv_hi_until``): while
+        the stretch goes on unchanged its destination verdict stays and it turns a source exactly
+        after the time its hi passes the largest one that leaves it none, so an instance is read
+        again only when its stretch changed (a tick then decides exactly as reading every one)."""
         p = self.params
         if p.high_priority_max is not None:
             return self._may_pair_headroom(reps)
@@ -141,18 +141,17 @@ class LlumnixMigration(ControllerBase):
             cap = float(caps.get(r.id) or self._cap(r))
             batch = num_running + count
             is_dst = (cap - float(lo + blocks)) / batch > thr
-            if num_running:
+            stamp = r.kv_stamp() if num_running and math.isfinite(thr) else None
+            if stamp is not None:
                 # the largest hi that leaves it no source, by the same arithmetic (monotone in hi;
                 # a finite threshold: each loop ends within a step or two of the estimate)
-                top = math.floor(cap - blocks - thr * batch) if math.isfinite(thr) else None
-                if top is not None:
-                    while (cap - float(top + blocks)) / batch < thr:
-                        top -= 1
-                    while not (cap - float(top + 1 + blocks)) / batch < thr:
-                        top += 1
-                    stamped = r.kv_hi_until(top)
-                    if stamped is not None:  # a source now stays one (hi only grows with the stamp)
-                        certs[r.id] = (stamped[0], stamped[1] if hi <= top else _NEG_INF, is_dst)
+                top = math.floor(cap - blocks - thr * batch)
+                while (cap - float(top + blocks)) / batch < thr:
+                    top -= 1
+                while not (cap - float(top + 1 + blocks)) / batch < thr:
+                    top += 1
+                # a source now stays one (hi only grows with the stamp)
+                certs[r.id] = (stamp, r.kv_hi_until(stamp, top) if hi <= top else _NEG_INF, is_dst)
             if not src and num_running and (cap - float(hi + blocks)) / batch < thr:
                 if dst:
                     return True

@@ -62,8 +62,8 @@ class LlumnixRouter(RouterBase):
         super().__init__(params, ctx)
         self._capacity: dict[int, int] = {}  # replica id -> M (fixed per replica)
         # replica id -> (stretch stamp, until, lo, hi): an instance's freeness bounds, kept while its
-        # decode stretch goes on unchanged and its KV's upper bound stays as it was read
-        # (``ReplicaView.kv_hi_until``: the queued terms and the lower bound stay with the stamp)
+        # decode stretch goes on unchanged and its KV's upper bound stays as it was read (the queued
+        # terms and the lower bound stay with the stamp: ``ReplicaView.kv_stamp``, ``kv_hi_until``)
         self._certs: dict[int, tuple] = {}
 
     def headroom_blocks(self, rep: ReplicaView) -> float:
@@ -99,9 +99,9 @@ class LlumnixRouter(RouterBase):
                         num_running, count, blocks, used_lo, used_hi = terms
                         batch = num_running + count
                         lo, hi = (cap - float(used_hi + blocks)) / batch, (cap - float(used_lo + blocks)) / batch
-                        stamped = rep.kv_hi_until(used_hi)
-                        if stamped is not None:
-                            certs[rep.id] = (stamped[0], stamped[1], lo, hi)
+                        stamp = rep.kv_stamp()
+                        if stamp is not None:
+                            certs[rep.id] = (stamp, rep.kv_hi_until(stamp, used_hi), lo, hi)
             else:
                 headroom = self.headroom_blocks(rep)
                 lo, hi = freeness_bounds(rep, queued, headroom, high, cap)

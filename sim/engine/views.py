@@ -341,20 +341,16 @@ class ReplicaView:
         lo, hi = rep.kv_used_bounds()
         return num_running, count, blocks, lo, hi
 
-    def kv_hi_until(self, max_hi: int) -> tuple[tuple, float] | None:
-        """(stamp, until) for a decode stretch in progress that ``kv_demand_bounds`` bounds without
-        a sync (not cut, its KV manager allocating by target), else None: while ``kv_stamp_holds
-        (stamp)``, that read's (running, queued counted, queued blocks, lo) stay as they are now and
-        its hi stays <= ``max_hi`` exactly through the time ``until`` (-inf: hi > ``max_hi`` now;
-        inf: through the stretch) and > ``max_hi`` after it.
+    def kv_stamp(self) -> tuple | None:
+        """The stamp of a decode stretch in progress that ``kv_demand_bounds`` bounds without a
+        sync (not cut, its KV manager allocating by target), else None: while ``kv_stamp_holds
+        (stamp)``, that read's (running, queued counted, queued blocks, lo) stay as they are now
+        and its hi follows ``kv_hi_until``.
 
         Why the stamp suffices: the stretch's end-time list and batch are new objects per stretch;
         its process sleeps until the stretch ends (``_st_reqs`` None) or is cut (``_st_cut``, which
         every enqueue, attach, KV reservation and boundary call sets); a sync or a KV view's
-        ``sync_kv`` moves ``_st_alloc`` or the blocks in use, and an extension ``_st_last``. With
-        those unchanged, hi = used + len(batch) * ceil((alloc - held) / block size), where alloc
-        (iterations whose blocks are due) grows with the time only: alloc <= top <=> now <=
-        ends[top - 1] (ends sorted; alloc is capped at the stretch's last iteration)."""
+        ``sync_kv`` moves ``_st_alloc`` or the blocks in use, and an extension ``_st_last``."""
         rep = self._rep
         reqs = rep._st_reqs
         if reqs is None or rep._st_cut or rep._spec is not None or rep._mx is not None or rep._thru is not None:
@@ -362,18 +358,24 @@ class ReplicaView:
         kv = rep.kv
         if not getattr(kv, "allocates_by_target", False):
             return None
-        used = kv.num_used
-        held, last, ends = rep._st_alloc, rep._st_last, rep._st_ends_list
+        return reqs, rep._st_ends_list, rep._st_alloc, rep._st_last, kv.num_used
+
+    def kv_hi_until(self, stamp: tuple, max_hi: int) -> float:
+        """While ``stamp`` (``kv_stamp``, taken now) holds, the time through which the hi of
+        ``kv_demand_bounds`` stays <= ``max_hi`` (-inf: it exceeds it now; inf: through the
+        stretch); after it, hi > ``max_hi``. With the stamp unchanged, hi = used + len(batch) *
+        ceil((alloc - held) / block size), where alloc (the iterations whose blocks are due) grows
+        with the time only: alloc <= top <=> now <= ends[top - 1] (ends sorted; alloc is capped
+        at the stretch's last iteration)."""
+        reqs, ends, held, last, used = stamp
         room = max_hi - used
         if room < 0:
-            until = -math.inf
-        else:
-            top = held + room // len(reqs) * kv.block_size  # the most iterations due with hi <= max_hi
-            until = math.inf if top >= last else ends[top - 1]
-        return (reqs, ends, held, last, used), until
+            return -math.inf
+        top = held + room // len(reqs) * self._rep.kv.block_size  # the most iterations due with hi <= max_hi
+        return math.inf if top >= last else ends[top - 1]
 
     def kv_stamp_holds(self, stamp: tuple, until: float = math.inf) -> bool:
-        """Whether the stretch ``kv_hi_until`` stamped goes on unchanged (see there), and it is
+        """Whether the stretch ``kv_stamp`` stamped goes on unchanged (see there), and it is
         ``until`` or earlier."""
         rep = self._rep
         reqs, ends, held, last, used = stamp
