@@ -19,17 +19,18 @@ from traces.rows import MAX_TOKENS, MonotoneClock, ReadContext, TraceRow, open_t
 
 BLOCK_TOKENS = 512
 KEYS = ("timestamp", "input_length", "output_length")
-_raw_decode = json.JSONDecoder().raw_decode
+_scan_once = json.JSONDecoder().scan_once
 
 
 def _loads(text: str) -> object:
     """``json.loads(text)``. A line that is one JSON value from its first character, then at
-    most a line feed, is decoded without ``loads``'s wrapper (its two whitespace scans); any
-    other (leading whitespace, a BOM, CR LF, extra data, bad JSON) goes to ``json.loads``
-    itself, for its result or its error."""
+    most a line feed, is decoded by the decoder's scanner alone (what ``raw_decode`` calls, without
+    its Python frame, and without ``loads``'s two whitespace scans); any other (leading
+    whitespace, a BOM, CR LF, extra data, bad JSON: the scanner's StopIteration or its error) goes
+    to ``json.loads`` itself, for its result or its error."""
     try:
-        value, end = _raw_decode(text)
-    except json.JSONDecodeError:
+        value, end = _scan_once(text, 0)
+    except (StopIteration, json.JSONDecodeError):
         return json.loads(text)
     n = len(text)
     if end == n or (end == n - 1 and text[end] == "\n"):

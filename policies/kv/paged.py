@@ -309,12 +309,12 @@ class PagedKVManager:
             if not anon:  # no anonymous unit exists: every released unit becomes evictable
                 for key in reversed(keys):  # tail units become the oldest evictable
                     unit = units[key]
-                    refs = unit[0] - 1
-                    unit[0] = refs
-                    if not refs:
-                        blocks = unit[1]
+                    if unit[0] == 1:  # its last reference (most units have one holder)
+                        unit[0] = 0
+                        lru[key] = blocks = unit[1]
                         evictable += blocks
-                        lru[key] = blocks
+                    else:
+                        unit[0] -= 1
                 released = evictable
             else:
                 for key in reversed(keys):
@@ -411,13 +411,17 @@ class PagedKVManager:
         hashes = req.prefix_hashes
         if hashes[0] not in units:  # the usual answer where the chain was never seen: no copy, no loop
             return 0
-        full = req.input_tokens // req.prefix_block_tokens  # _full_units, inlined: routers ask every replica
+        # the cached units before the chain's first missing one, of its first ``full`` (_full_units,
+        # inlined: routers ask every replica): min(first miss, full), found by walking to the first
+        # miss and cutting to ``full`` after, with no count test per unit (a chain usually holds one
+        # unit beyond ``full``, its partial last block, or none)
         hits = 0
-        for key in hashes:  # the chain's first ``full`` units, up to the first not cached (no slice copy)
-            if hits == full or key not in units:
+        for key in hashes:
+            if key not in units:
                 break
             hits += 1
-        return hits * req.prefix_block_tokens
+        full = req.input_tokens // req.prefix_block_tokens
+        return (hits if hits < full else full) * req.prefix_block_tokens
 
     def match_prefix(self, req: Request) -> int:
         """Reference the longest cached prefix of ``req``; set and return its cached tokens.

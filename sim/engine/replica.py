@@ -201,11 +201,20 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
 
     def sync_kv(self) -> None:
         """The KV of the stretch in progress up to now (the stretch mixins' ``sync_kv``): a decode
-        stretch's own at once, without the speculative and mixed stretches' checks on the way."""
-        if self._spec is None and self._mx is None:
-            DecodeStretchMixin.sync_kv(self)
-        else:
-            super().sync_kv()
+        stretch's own at once, without the speculative and mixed stretches' checks on the way.
+
+        Views call this for every KV read mid-stretch (a router asks each replica), and most
+        such reads find the iteration in progress holding its KV already: for a decode or a
+        mixed stretch (not a speculative one, whose ``sync_kv`` is ``sync()``) that answer is
+        ``_alloc_due``'s first test, made here before any call (both mixins return on it)."""
+        if self._spec is None:
+            held = self._st_alloc
+            if self._st_reqs is None or held >= self._st_last or self._st_ends_list[held - 1] >= self.env._now:
+                return  # no stretch, or ``_alloc_due()`` is 0: nothing to take
+            if self._mx is None:
+                DecodeStretchMixin.sync_kv(self)
+                return
+        super().sync_kv()
 
     def kv_used_bounds(self) -> tuple[int, int]:
         """(lo, hi): the KV blocks in use now (``sync_kv`` then ``kv.num_used``) lie in [lo, hi],

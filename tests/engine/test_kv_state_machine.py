@@ -147,6 +147,21 @@ class KVMachine(RuleBasedStateMachine):
             assert self.kv._units[key][0] == refs, (key, blocks)
         assert self.kv.num_host_used == sum(self.kv.blocks_for(r.num_computed_tokens) for r in self.swapped)
 
+    @invariant()
+    def cached_prefix_is_the_first_full_units_before_a_miss(self):
+        # the plain walk ``cached_prefix_tokens`` shortens (it walks to the first miss, cutting to
+        # the full units after): chains longer than the prompt's full units included
+        for chain_seed in range(3):
+            chain = tuple((chain_seed, j) for j in range(4))
+            for input_tokens in (UNIT_TOKENS - 1, UNIT_TOKENS, 2 * UNIT_TOKENS + 5, 6 * UNIT_TOKENS):
+                hits = 0
+                for key in chain[: input_tokens // UNIT_TOKENS]:
+                    if key not in self.kv._units:
+                        break
+                    hits += 1
+                probe = make_req(-1, input_tokens, chain)
+                assert self.kv.cached_prefix_tokens(probe) == hits * UNIT_TOKENS
+
     def teardown(self):
         for req in self.live:
             self.kv.free(req)

@@ -12,7 +12,9 @@ from traces.rows import ReadContext, to_float, to_int
 
 LINES = ['{"a": 1}\n', '{"a": 1}', ' {"a": 1}\n', '{"a": 1} \n', '{"a": 1}\r\n', '{"a": 1}\r', '\ufeff{"a": 1}\n',
          '{"a": 1}\x0c\n', '{"a": 1}\u2028\n', '{"a": 1}{"b": 2}\n', '{"a": 1}\n\n', '{"a": \n', '[1, 2]\n', '7\n',
-         'NaN\n', '"s"\n', '\n', '{"a": 1}x\n']
+         'NaN\n', '"s"\n', '\n', '{"a": 1}x\n',
+         # errors the scanner raises itself (mid-value) or as StopIteration (no value at the start)
+         '{"a": 1, }\n', '{"a" 1}\n', '[1, 2\n', '"\\x"\n', '-\n', '', '{"a": [}\n']
 
 
 def _outcome(fn, text):
