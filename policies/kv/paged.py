@@ -432,9 +432,10 @@ class PagedKVManager:
             return req.num_cached_tokens if req.kv_units is not None else 0
         unit_blocks = self._unit_blocks(req)
         units, lru = self._units, self._lru
-        taken = []
+        chain = req.prefix_hashes[: self._full_units(req)]
+        num = 0  # the chain's units taken: its first ``num`` (one list of them after, not one append each)
         revived = 0  # blocks of evictable units referenced again
-        for key in req.prefix_hashes[: self._full_units(req)]:
+        for key in chain:
             unit = units.get(key)
             if unit is None:
                 break
@@ -442,7 +443,8 @@ class PagedKVManager:
                 del lru[key]
                 revived += unit[1]
             unit[0] += 1
-            taken.append(key)
+            num += 1
+        taken = list(chain[:num])
         self.num_evictable -= revived
         self.num_used += revived
         req.kv_units = taken
