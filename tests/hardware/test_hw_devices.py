@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import hardware.devices as hw_devices
 from hardware.devices import GIB, device_names, get_device, load_device_file
 from hardware.mig import valid_layouts, validate_layout
 from sim.errors import ConfigError
@@ -83,7 +84,10 @@ def test_valid_layouts_are_maximal():
     assert ["1g.10gb"] * 7 in layouts
 
 
-def test_user_device_file(tmp_path):
+def test_user_device_file(tmp_path, monkeypatch):
+    # the entries it adds go with the test (other tests, e.g. the hardware doc's, read the catalog)
+    monkeypatch.setattr(hw_devices, "_CATALOG", dict(hw_devices._CATALOG))
+    monkeypatch.setattr(hw_devices, "_ALIASES", dict(hw_devices._ALIASES))
     path = tmp_path / "devices.yaml"
     path.write_text(
         "devices:\n"
