@@ -123,18 +123,27 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
                             clock.last = t
                             yield TraceRow(line, t - clock.t0, int(a), int(b))
                             continue
-            try:
-                t = parse(text)
-                n_in = to_int(a, "ContextTokens")
-                n_out = to_int(b, "GeneratedTokens")
-            except ValueError as exc:
-                ctx.bad_row(line, str(exc))
-                continue
-            problem = clock.check(t)
-            if problem:
-                ctx.bad_row(line, f"{problem} at {text!r}")
-                continue
-            yield TraceRow(line, clock.accept(t), n_in, n_out)
+            checked = full_row(line, text, a, b, parse, clock, ctx)
+            if checked is not None:
+                yield checked
+
+
+def full_row(line: int, text: str, n_in: str, n_out: str, parse: TimestampParser, clock: MonotoneClock,
+             ctx: ReadContext) -> TraceRow | None:
+    """One row through the parser, ``to_int`` and the clock: its ``TraceRow``, or None when it
+    went to ``ctx.bad_row`` (skipped). ``read``'s path for any row but the common one."""
+    try:
+        t = parse(text)
+        tokens_in = to_int(n_in, "ContextTokens")
+        tokens_out = to_int(n_out, "GeneratedTokens")
+    except ValueError as exc:
+        ctx.bad_row(line, str(exc))
+        return None
+    problem = clock.check(t)
+    if problem:
+        ctx.bad_row(line, f"{problem} at {text!r}")
+        return None
+    return TraceRow(line, clock.accept(t), tokens_in, tokens_out)
 
 
 def read_azure(path: str | Path) -> Iterator[tuple[int, float, int, int]]:

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from sim.errors import TraceError
-from traces.azure import COLUMNS, TimestampParser, read
-from traces.rows import MonotoneClock, ReadContext, TraceRow, to_int
+from traces.azure import COLUMNS, TimestampParser, full_row, read
+from traces.rows import MonotoneClock, ReadContext, TraceRow
 
 ROWS = [
     "2023-11-16 18:15:46.6805900,374,44",
@@ -40,25 +40,16 @@ ROWS = [
 
 
 def _full_path(path: str, ctx: ReadContext) -> list[TraceRow]:
-    """Every row through the parser, ``to_int`` and the clock (the reader before its common-row path)."""
+    """Every row through ``full_row`` (the parser, ``to_int`` and the clock), none by the common-row path."""
     parse, clock, out = TimestampParser(), MonotoneClock(), []
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader)
         i_ts, i_in, i_out = (header.index(c) for c in COLUMNS)
         for line, row in enumerate(reader, start=2):
-            try:
-                t = parse(row[i_ts])
-                n_in = to_int(row[i_in], "ContextTokens")
-                n_out = to_int(row[i_out], "GeneratedTokens")
-            except ValueError as exc:
-                ctx.bad_row(line, str(exc))
-                continue
-            problem = clock.check(t)
-            if problem:
-                ctx.bad_row(line, f"{problem} at {row[i_ts]!r}")
-                continue
-            out.append(TraceRow(line, clock.accept(t), n_in, n_out))
+            checked = full_row(line, row[i_ts], row[i_in], row[i_out], parse, clock, ctx)
+            if checked is not None:
+                out.append(checked)
     return out
 
 
