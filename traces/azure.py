@@ -33,10 +33,9 @@ class TimestampParser:
     def __init__(self) -> None:
         self._minute_key: tuple[str, str] | None = None
         self._minute_s = 0.0
-        # the minute of the last stamp parsed when it had no zone (else None), and its epoch
-        # seconds: ``read``'s common row reads them (a stamp of that minute, no zone)
+        # ``_minute_key``'s minute when it has no zone (else None): ``read``'s common row is a
+        # stamp of that minute, whose epoch seconds are ``_minute_s``
         self.naive_minute: str | None = None
-        self.minute_s = 0.0
 
     def __call__(self, text: str) -> float:
         text = text.strip()
@@ -54,7 +53,7 @@ class TimestampParser:
         if key != self._minute_key:
             self._minute_s = _minute_epoch(text[:16], offset)
             self._minute_key = key
-        self.naive_minute, self.minute_s = (None if offset else text[:16]), self._minute_s
+            self.naive_minute = None if offset else text[:16]
         try:
             seconds = float(rest)
         except ValueError:
@@ -118,7 +117,7 @@ def read(ctx: ReadContext) -> Iterator[TraceRow]:
                     except ValueError:
                         seconds = -1.0  # the full path reports it
                     if 0 <= seconds < 61:
-                        t = parse.minute_s + seconds
+                        t = parse._minute_s + seconds
                         if last is not None and t >= last:  # (None: no row accepted yet)
                             clock.last = t
                             yield TraceRow(line, t - clock.t0, int(a), int(b))
