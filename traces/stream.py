@@ -43,12 +43,8 @@ def to_requests(
     """Requests from rows; ``arrivals`` replaces the rows' own times when given."""
     for i, row in enumerate(rows):
         t = next(arrivals) if arrivals is not None else row.arrival_s
-        extra = row.extra
-        n_in, n_out = row.input_tokens, row.output_tokens
-        if extra is None and 1 <= n_in <= MAX_REQUEST_TOKENS and 1 <= n_out <= MAX_REQUEST_TOKENS:
-            yield Request(i, t, n_in, n_out)  # what ``make_request`` makes of it: no raise, no extra
-            continue
-        yield make_request(i, t, n_in, n_out, counts, **(extra or {}))
+        extra = row.extra or {}
+        yield make_request(i, t, row.input_tokens, row.output_tokens, counts, **extra)
 
 
 def numbered(stream: Iterable[Request], counts: Counter) -> Iterator[Request]:

@@ -33,7 +33,7 @@ from sim.schema import param
 from sim.workload import Workload
 from traces.arrivals import ArrivalSpec, poisson
 from traces.lengths import LengthSampler, LengthsConfig, legacy_lengths
-from traces.stream import MAX_REQUEST_TOKENS, make_request, numbered
+from traces.stream import make_request, numbered
 from traces.transforms import Pipeline, TransformSpec
 
 
@@ -100,9 +100,8 @@ def _requests(n: int, arrivals: np.ndarray, n_in: np.ndarray, n_out: np.ndarray,
               counts: Counter) -> Iterator[Request]:
     """``make_request(i, float(arrivals[i]), int(n_in[i]), int(n_out[i]), counts)`` for i < n, the
     numbers read ``_CHUNK`` at a time through ``tolist`` (the same Python floats and ints as
-    ``float`` / ``int`` of each element), and a request with both lengths in 1..``MAX_REQUEST_TOKENS``
-    built as ``make_request`` builds it (nothing raised, nothing counted). Arrays of other kinds
-    (float lengths, integer times) go element by element, as written above."""
+    ``float`` / ``int`` of each element). Arrays of other kinds (float lengths, integer times) go
+    element by element, as written above."""
     if not (isinstance(arrivals, np.ndarray) and arrivals.dtype == np.float64 and isinstance(n_in, np.ndarray)
             and isinstance(n_out, np.ndarray) and n_in.dtype.kind in "iu" and n_out.dtype.kind in "iu"):
         for i in range(n):
@@ -112,7 +111,4 @@ def _requests(n: int, arrivals: np.ndarray, n_in: np.ndarray, n_out: np.ndarray,
         stop = min(start + _CHUNK, n)
         for i, t, a, b in zip(range(start, stop), arrivals[start:stop].tolist(), n_in[start:stop].tolist(),
                               n_out[start:stop].tolist(), strict=True):
-            if 1 <= a <= MAX_REQUEST_TOKENS and 1 <= b <= MAX_REQUEST_TOKENS:
-                yield Request(i, t, a, b)
-            else:
-                yield make_request(i, t, a, b, counts)
+            yield make_request(i, t, a, b, counts)
