@@ -211,15 +211,30 @@ def _static(row: dict[str, Any], overrides: dict[str, Any]) -> float:
     raise ValueError(f"corpus row {row['id']}: static metric {metric!r}")
 
 
-@functools.lru_cache(maxsize=1)
-def sharegpt_pairs() -> np.ndarray:
-    """(input, output) pairs of the shipped ShareGPT length table, filtered as the benchmarks do."""
+@functools.lru_cache(maxsize=8)
+def sharegpt_pairs(mean_input: float = SHAREGPT_MEAN_INPUT, mean_output: float = SHAREGPT_MEAN_OUTPUT) -> np.ndarray:
+    """(input, output) pairs of the shipped ShareGPT length table, filtered as the benchmarks do and
+    scaled to the given means (default: the benchmarks' ShareGPT sample above)."""
     data = np.loadtxt(SHAREGPT, delimiter=",", skiprows=1, usecols=(0, 1), dtype=np.int64)
     keep = (data[:, 0] <= SHAREGPT_MAX_INPUT) & (data[:, 0] + data[:, 1] <= SHAREGPT_MAX_TOTAL)
     keep &= (data[:, 0] >= 4) & (data[:, 1] >= 4)
     data = data[keep].astype(np.float64)
-    scale = np.array([SHAREGPT_MEAN_INPUT, SHAREGPT_MEAN_OUTPUT]) / data.mean(axis=0)
+    scale = np.array([mean_input, mean_output]) / data.mean(axis=0)
     return np.maximum(1, np.rint(data * scale)).astype(np.int64)
+
+
+#: A source that prints its own ShareGPT sample's mean lengths (input / output tokens per request,
+#: e.g. its input and output token throughputs over its request throughput) says so in the row's
+#: notes: "ShareGPT sample means IN / OUT"; the row then replays the table scaled to those means.
+_SAMPLE_MEANS = re.compile(r"ShareGPT sample means ([0-9.]+) / ([0-9.]+)")
+
+
+def sharegpt_means(row: dict[str, Any]) -> tuple[float, float]:
+    """The mean (input, output) lengths a row's ShareGPT requests are scaled to."""
+    stated = _SAMPLE_MEANS.search(row.get("notes") or "")
+    if stated:
+        return float(stated.group(1)), float(stated.group(2))
+    return SHAREGPT_MEAN_INPUT, SHAREGPT_MEAN_OUTPUT
 
 
 @functools.lru_cache(maxsize=1)
@@ -253,7 +268,7 @@ def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]
     elif row["kind"] in ("offline_fixed", "online_fixed"):
         lengths = np.array([[row["input_len"], row["output_len"]]] * n)
     else:
-        pairs = sharegpt_pairs()
+        pairs = sharegpt_pairs(*sharegpt_means(row))
         lengths = pairs[rng.integers(0, len(pairs), n)]
     if row["rate_rps"]:
         arrivals = np.cumsum(rng.exponential(1.0 / row["rate_rps"], n))
@@ -350,7 +365,8 @@ def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
             "kind", "input_len", "output_len", "num_prompts", "rate_rps", "max_num_seqs")
     if row["kind"] == "closed_loop":
         keys += ("batch",)  # the number of clients
-    engine = (stack_for(row), repr(sorted(scheduler_for(row).items())), memory_share(row))  # from the notes
+    engine = (stack_for(row), repr(sorted(scheduler_for(row).items())), memory_share(row),
+              sharegpt_means(row))  # from the notes
     return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 
@@ -374,7 +390,9 @@ def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:
         # counts as one long gap, not spread over the request's TPOT
         return df.attrs["itl_p50_s"] * 1e3
     column, how = {"median_ttft_ms": ("ttft_s", "median"), "median_tpot_ms": ("tpot_s", "median"),
-                   "median_e2e_ms": ("e2e_s", "median"), "mean_itl_ms": ("tpot_s", "mean")}[metric]
+                   "median_e2e_ms": ("e2e_s", "median"), "mean_itl_ms": ("tpot_s", "mean"),
+                   # benchmark_serving's means over requests (TPOT of requests with > 1 output token)
+                   "mean_ttft_ms": ("ttft_s", "mean"), "mean_tpot_ms": ("tpot_s", "mean")}[metric]
     values = df[column].dropna()
     return float(values.median() if how == "median" else values.mean()) * 1e3
 
