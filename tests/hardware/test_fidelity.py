@@ -297,3 +297,17 @@ def test_held_out_sources_share_no_origin_with_calibration():
     assert fid.split_of("lambda_vllm") == "held-out"
     fake = [{**r, "split": "same-origin", "kind": "static"} for r in results[:3]]
     assert fid.regime_bands(fake) == {}
+
+
+def test_a_stated_sharegpt_sample_mean_scales_the_lengths_and_nm_vllm_is_held_out():
+    """nm-vllm's runner samples its own ShareGPT requests and prints their means: its rows say
+    "ShareGPT sample means IN / OUT" and replay the length table scaled to them; other rows keep the
+    default means. The source is held out whole (no constant is solved from it)."""
+    row = {"notes": "benchmark_serving ShareGPT 300 prompts; ShareGPT sample means 298.2 / 217.0 (stated)"}
+    assert cp.sharegpt_means(row) == (298.2, 217.0)
+    pairs = cp.sharegpt_pairs(*cp.sharegpt_means(row))
+    assert abs(pairs[:, 0].mean() - 298.2) < 1.0 and abs(pairs[:, 1].mean() - 217.0) < 1.0
+    assert cp.sharegpt_means({"notes": "ShareGPT Poisson"}) == (cp.SHAREGPT_MEAN_INPUT, cp.SHAREGPT_MEAN_OUTPUT)
+    assert fid.split_of("nm_vllm_bench") == "held-out"
+    nm = [r for r in cp.load_corpus() if r["source"] == "nm_vllm_bench"]
+    assert nm and {cp.stack_for(r) for r in nm} <= {"vllm_v05", "vllm_v05_offline"}
