@@ -39,7 +39,7 @@ reference count >= 0, a request holds ``kv_blocks + kv_shared_blocks`` blocks.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,6 +75,7 @@ class PagedKVManager:
     """
 
     Params = PagedKVParams
+    stale_slack = 1024  # stale LRU entries allowed beyond the live ones before they are dropped (_compact_lru)
 
     def __init__(self, params: PagedKVParams, ctx: BuildContext):
         cost_model = ctx.cost_model
@@ -97,8 +98,9 @@ class PagedKVManager:
         self.num_free = num_blocks          # blocks holding no data
         self.num_used = 0                   # blocks referenced by live requests
         self.num_evictable = 0              # blocks of cached units nobody references
-        self._units: dict = {}              # unit key -> [refcount, blocks]
-        self._lru: OrderedDict = OrderedDict()  # evictable unit key -> blocks, oldest first
+        self._units: dict = {}              # unit key -> [refcount, blocks, key, stale entries]
+        self._lru: deque = deque()          # units released to no reference, oldest first (see _evict)
+        self._num_stale = 0                 # entries of ``_lru`` left by units referenced again
         self._num_shares = 0
         self._anon: set = set()             # keys of the anonymous units made by share()
         self.num_prefix_queries = 0
@@ -291,28 +293,74 @@ class PagedKVManager:
         self.num_used += need
 
     def _evict(self, num_blocks: int) -> None:
-        popitem, units = self._lru.popitem, self._units
-        freed = 0
+        """Evict the least recently released units until ``num_blocks`` blocks are freed.
+
+        The LRU is a queue of units in the order their last reference went (``free`` appends),
+        and a unit referenced again (``match_prefix``) stays in it as a *stale* entry, counted
+        in the unit (``unit[3]``) instead of being taken out::
+
+            _lru (oldest first):  A  B  A' C  B'    A, B: stale (revived and released again since: A', B')
+            evictable order:            A' C  B'    what an ordered dict of keys would hold
+
+        A unit's entries are in the order it was released and only its newest can be live (it
+        is released again only after being revived, which made the one before it stale), so the
+        oldest entry of a unit with stale entries is one of them. Popping from the front and
+        skipping an entry whose unit still counts stale ones (one fewer each) therefore meets
+        the live units in exactly the order, and with exactly the keys, of an LRU that removes
+        a unit on revival: the same units are evicted. Appends, pops and revivals are O(1), with
+        no hashing (an ``OrderedDict`` spent about 600 instructions on each insert, delete and
+        pop); ``_compact_lru`` bounds the stale entries."""
+        popleft, units = self._lru.popleft, self._units
+        freed = skipped = 0
         while freed < num_blocks:
-            key, blocks = popitem(False)  # the oldest (``last=False``, passed by position: cheaper)
-            del units[key]
-            freed += blocks
+            unit = popleft()
+            if unit[3]:  # an older entry of a unit released again later (or in use): not this one
+                unit[3] -= 1
+                skipped += 1
+                continue
+            del units[unit[2]]
+            freed += unit[1]
+        self._num_stale -= skipped
         self.num_evictable -= freed
         self.num_free += freed
+
+    def _compact_lru(self) -> None:
+        """Drop ``_lru``'s stale entries (``_evict``'s skips, without evicting), keeping the order."""
+        lru = self._lru
+        for _ in range(len(lru)):
+            unit = lru.popleft()
+            if unit[3]:
+                unit[3] -= 1
+            else:
+                lru.append(unit)
+        self._num_stale = 0
+
+    def evictable_units(self) -> list[tuple]:
+        """(key, blocks) of the evictable units, the next to be evicted first (for tests and checks)."""
+        skip: dict[int, int] = {}
+        order = []
+        for unit in self._lru:
+            stale = skip.get(id(unit), unit[3])
+            if stale:
+                skip[id(unit)] = stale - 1
+            else:
+                order.append((unit[2], unit[1]))
+        return order
 
     def free(self, req: Request) -> None:
         """Release every block ``req`` holds (finish or recompute preemption)."""
         keys = req.kv_units
         if keys:
-            units, lru, anon = self._units, self._lru, self._anon
+            units, anon = self._units, self._anon
+            append = self._lru.append
             released = evictable = 0
             if not anon:  # no anonymous unit exists: every released unit becomes evictable
                 for key in reversed(keys):  # tail units become the oldest evictable
                     unit = units[key]
                     if unit[0] == 1:  # its last reference (most units have one holder)
                         unit[0] = 0
-                        lru[key] = blocks = unit[1]
-                        evictable += blocks
+                        append(unit)
+                        evictable += unit[1]
                     else:
                         unit[0] -= 1
                 released = evictable
@@ -328,7 +376,7 @@ class PagedKVManager:
                             anon.discard(key)
                         else:
                             evictable += blocks
-                            lru[key] = blocks
+                            append(unit)
             self.num_used -= released
             self.num_evictable += evictable
             self.num_free += released - evictable
@@ -360,7 +408,7 @@ class PagedKVManager:
             self._num_shares += 1
             key = ("shared", self._num_shares)
             self._anon.add(key)
-            units[key] = [1, more]           # src's reference
+            units[key] = [1, more, key, 0]   # src's reference
             src.kv_blocks -= more
             src.kv_shared_blocks += more
             if src.kv_units is None:
@@ -431,20 +479,25 @@ class PagedKVManager:
         if not (self.prefix_caching and req.prefix_hashes) or req.kv_units is not None:
             return req.num_cached_tokens if req.kv_units is not None else 0
         unit_blocks = self._unit_blocks(req)
-        units, lru = self._units, self._lru
+        units = self._units
         chain = req.prefix_hashes[: self._full_units(req)]
         num = 0  # the chain's units taken: its first ``num`` (one list of them after, not one append each)
-        revived = 0  # blocks of evictable units referenced again
+        revived = num_revived = 0  # blocks and count of evictable units referenced again
         for key in chain:
             unit = units.get(key)
             if unit is None:
                 break
-            if unit[0] == 0:
-                del lru[key]
+            if unit[0] == 0:  # its entry in the LRU becomes stale (_evict)
+                unit[3] += 1
                 revived += unit[1]
+                num_revived += 1
             unit[0] += 1
             num += 1
         taken = list(chain[:num])
+        if num_revived:
+            self._num_stale += num_revived
+            if 2 * self._num_stale > len(self._lru) + self.stale_slack:  # more stale entries than live ones
+                self._compact_lru()
         self.num_evictable -= revived
         self.num_used += revived
         req.kv_units = taken
@@ -474,7 +527,7 @@ class PagedKVManager:
         for key in req.prefix_hashes[start:stop]:
             if key in units:
                 break  # computed concurrently elsewhere: keep ours private, stop the chain
-            units[key] = [1, unit_blocks]
+            units[key] = [1, unit_blocks, key, 0]
             append(key)
         shared = (len(held) - start) * unit_blocks
         req.kv_blocks -= shared
@@ -624,7 +677,13 @@ class PagedKVManager:
         assert self.num_used + self.num_evictable + self.num_free == self.num_blocks, (
             self.num_used, self.num_evictable, self.num_free, self.num_blocks)
         assert min(self.num_used, self.num_evictable, self.num_free) >= 0
-        assert self.num_evictable == sum(self._lru.values())
+        evictable = self.evictable_units()
+        assert self.num_evictable == sum(blocks for _key, blocks in evictable)
+        idle = [key for key, unit in self._units.items() if unit[0] == 0]  # every unit with no reference, once
+        assert sorted(map(repr, idle)) == sorted(repr(key) for key, _blocks in evictable)
+        in_lru = {id(unit): unit for unit in self._lru}
+        assert self._num_stale == sum(unit[3] for unit in in_lru.values())
+        assert all(unit[3] == 0 for unit in self._units.values() if id(unit) not in in_lru)
         assert all(unit[0] >= 0 for unit in self._units.values())
 
     @classmethod

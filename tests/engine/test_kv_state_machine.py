@@ -3,10 +3,13 @@
 Invariants after every step: used + evictable + free = total; no count or reference count is
 negative; blocks in use = private blocks of live requests + blocks of units they reference
 (each unit once); a request holds kv_blocks + kv_shared_blocks blocks, the shared part being
-the sum of its units' sizes.
+the sum of its units' sizes; the evictable units are those of an LRU kept in an ordered dict
+(released units appended, revived ones removed, evictions taken from its front).
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -49,6 +52,26 @@ class KVMachine(RuleBasedStateMachine):
         self.live: list[Request] = []
         self.swapped: list[Request] = []
         self.next_id = 0
+        self.lru: OrderedDict = OrderedDict()  # the reference LRU: unit key -> blocks, oldest first
+
+    def _refs(self) -> dict:
+        return {key: unit[0] for key, unit in self.kv._units.items()}
+
+    def _track(self, before: dict, released: list = ()) -> None:
+        """Update the reference LRU from the reference counts before and after a step: units
+        referenced again leave it, evicted units must be its oldest, and units whose last
+        reference went join it in ``released``'s order (a request's units tail first)."""
+        after = self._refs()
+        for key, refs in before.items():
+            if refs == 0 and after.get(key, 0) > 0:
+                del self.lru[key]
+        evicted = {key for key, refs in before.items() if refs == 0 and key not in after}
+        assert evicted == set(list(self.lru)[:len(evicted)]), "evicted units are not the least recently released"
+        for key in evicted:
+            del self.lru[key]
+        for key in released:
+            if before.get(key, 0) > 0 and after.get(key) == 0:
+                self.lru[key] = self.kv._units[key][1]
 
     def _new(self, input_tokens: int, chain_len: int, chain_seed: int) -> Request:
         chain = tuple((chain_seed, j) for j in range(chain_len)) if chain_len else None
@@ -63,7 +86,9 @@ class KVMachine(RuleBasedStateMachine):
         before = (self.kv.num_used, self.kv.num_free, self.kv.num_evictable)
         covered = self.kv.covered_tokens(req)
         n = min(chunk, input_tokens - covered)
+        refs = self._refs()
         got = self.kv.allocate(req, n, match_prefix=True)
+        self._track(refs)
         if got is None:
             assert (self.kv.num_used, self.kv.num_free, self.kv.num_evictable) == before
             assert req.kv_blocks == 0 and req.kv_units is None
@@ -78,7 +103,9 @@ class KVMachine(RuleBasedStateMachine):
     def grow(self, pick, tokens, lookahead):
         req = self.live[pick % len(self.live)]
         held = self.kv.held_blocks(req)
+        refs = self._refs()
         got = self.kv.allocate(req, tokens, lookahead)
+        self._track(refs)
         if got is None:
             assert self.kv.held_blocks(req) == held
             return
@@ -101,7 +128,9 @@ class KVMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 1000))
     def free(self, pick):
         req = self.live.pop(pick % len(self.live))
+        refs, released = self._refs(), list(reversed(req.kv_units or ()))
         self.kv.free(req)
+        self._track(refs, released)
         assert req.kv_blocks == 0 and req.kv_shared_blocks == 0 and req.kv_units is None
 
     @precondition(lambda self: self.live)
@@ -111,7 +140,9 @@ class KVMachine(RuleBasedStateMachine):
         if not self.kv.can_swap_out(req):
             return
         self.live.remove(req)
+        refs, released = self._refs(), list(reversed(req.kv_units or ()))
         self.kv.swap_out(req)
+        self._track(refs, released)
         self.swapped.append(req)
 
     @precondition(lambda self: self.swapped)
@@ -121,12 +152,18 @@ class KVMachine(RuleBasedStateMachine):
         if not self.kv.can_swap_in(req):
             return
         self.swapped.pop(0)
+        refs = self._refs()
         self.kv.swap_in(req)
+        self._track(refs)
         self.live.append(req)
 
     @invariant()
     def totals(self):
         self.kv.check_invariants()
+
+    @invariant()
+    def evictable_in_lru_order(self):
+        assert self.kv.evictable_units() == list(self.lru.items())
 
     @invariant()
     def used_is_what_live_requests_hold(self):
@@ -171,6 +208,18 @@ class KVMachine(RuleBasedStateMachine):
 
 TestKVStateMachine = KVMachine.TestCase
 TestKVStateMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+class KVMachineCompacting(KVMachine):
+    """The same, with the LRU's stale entries dropped as soon as they outnumber the live ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.kv.stale_slack = 0
+
+
+TestKVStateMachineCompacting = KVMachineCompacting.TestCase
+TestKVStateMachineCompacting.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 
 
 def test_no_room_is_none_and_changes_nothing():
@@ -282,7 +331,7 @@ def test_allocate_all_evicts_as_one_by_one(seed):
 def _assert_same_kv(kv_a: PagedKVManager, reqs_a: list[Request], kv_b: PagedKVManager,
                     reqs_b: list[Request]) -> None:
     """The two managers hold the same LRU order, units, counts, and their requests the same blocks."""
-    assert list(kv_a._lru.items()) == list(kv_b._lru.items())
+    assert kv_a.evictable_units() == kv_b.evictable_units()
     assert kv_a._units == kv_b._units
     assert (kv_a.num_free, kv_a.num_used, kv_a.num_evictable) == (kv_b.num_free, kv_b.num_used, kv_b.num_evictable)
     assert [r.kv_blocks for r in reqs_a] == [r.kv_blocks for r in reqs_b]
