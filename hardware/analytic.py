@@ -26,6 +26,7 @@ coefficients in ``__init__``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -367,6 +368,27 @@ class AnalyticCostModel(CostModel):
                              decode_context_tokens)
         return float(self._total(tokens, chunks, pairs, kv_p, num_decode_seqs, num_decode_tokens,
                                  decode_context_tokens))
+
+    def chunk_step_times_list(self, num_decode_seqs: int, context_tokens: int, offset_tokens: int,
+                              cum_tokens: Sequence[int], num_steps: int) -> list[float]:
+        """``step_time_s`` of each mixed iteration (see ``CostModel.chunk_step_times_list``) without
+        a chunk list per iteration: ``step_time_s``'s sums over one chunk (from 0, in its order),
+        then ``_total`` with the same arguments (``step_time_s`` itself with expert parallelism or
+        for a subclass with its own)."""
+        if self._ep is not None or type(self).step_time_s is not AnalyticCostModel.step_time_s:
+            return super().chunk_step_times_list(num_decode_seqs, context_tokens, offset_tokens, cum_tokens, num_steps)
+        total, num = self._total, num_decode_seqs
+        times = []
+        for j in range(num_steps):
+            new = cum_tokens[j + 1] - cum_tokens[j]
+            offset = offset_tokens + cum_tokens[j]
+            tokens = num + new
+            if tokens <= 0:
+                times.append(0.0)
+                continue
+            pairs = 0.0 + new * (offset + 0.5 * (new + 1))  # as step_time_s sums it (from 0.0)
+            times.append(total(tokens, 1, pairs, offset + new, num, num, context_tokens + j * num))
+        return times
 
     def decode_step_times_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         """``num_steps`` pure-decode iterations at once, bit-identical to ``step_time_s`` per step."""

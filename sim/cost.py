@@ -62,6 +62,19 @@ class CostModel:
         """``decode_step_times_s`` as a list of Python floats (the fast path's form)."""
         return self.decode_step_times_s(num_seqs, context_tokens, num_steps).tolist()
 
+    def chunk_step_times_list(self, num_decode_seqs: int, context_tokens: int, offset_tokens: int,
+                              cum_tokens: Sequence[int], num_steps: int) -> list[float]:
+        """Times of ``num_steps`` iterations of one prompt in chunks beside ``num_decode_seqs``
+        decodes (a mixed stretch, sim/engine/mixed_stretch.py): iteration j computes the prompt's
+        ``cum_tokens[j + 1] - cum_tokens[j]`` tokens at offset ``offset_tokens + cum_tokens[j]``
+        while the decodes, one token each, read ``context_tokens + j * num_decode_seqs`` tokens.
+
+        Must equal ``step_time_s`` per iteration, bit for bit; override only with arithmetic in
+        the same order."""
+        step, num = self.step_time_s, num_decode_seqs
+        return [step([(cum_tokens[j + 1] - cum_tokens[j], offset_tokens + cum_tokens[j])], num, num,
+                     context_tokens + j * num) for j in range(num_steps)]
+
     def verify_step_time_s(self, num_seqs: int, num_tokens: int, context_tokens: int) -> float:
         """A decode-only iteration of ``num_seqs`` sequences computing ``num_tokens`` tokens in all
         (a speculative verify pass): ``step_time_s((), num_seqs, num_tokens, context_tokens)``; a

@@ -18,19 +18,21 @@ until P's prompt is done (its last chunk: the stretch's last iteration), the fir
 finishes (its last token: the last iteration), KV runs short (the last iteration whose blocks,
 decodes' and P's, all fit the blocks available now), or, with requests waiting, P's chunk no
 longer takes all of b (the scheduler would admit: the stretch ends before). The replica prices
-them (the cost model's ``step_time_s`` for each, with the chunk and context stepping would
-pass), waits once for the last end, and applies them as stepped: the iterations before the last
-by ``_advance`` (decode tokens, ITL, token times through the decode stretch's own, P's computed
-tokens, the pending-prefill count and the step statistics), the last through ``_account`` and
-``_apply`` (P's first token and TTFT, finishes, hand-offs), as any stepped iteration.
+them (the cost model's ``chunk_step_times_list``: ``step_time_s`` for each, with the chunk and
+context stepping would pass), waits once for the last end, and applies them as stepped: the
+iterations before the last by ``_advance`` (decode tokens, ITL, token times through the decode
+stretch's own, P's computed tokens, the pending-prefill count and the step statistics), the last
+through ``_account`` and ``_apply`` (P's first token and TTFT, finishes, hand-offs), as any
+stepped iteration.
 
 Why exact. The first iteration is the plan as given; with nothing else changing, each after it is
 the mixed fast plan of its boundary, which is what stepping runs there (and the scheduler's own
-plan: the ``mixed_chunk_budget`` promise): the same decodes and chunk, priced by the same call
-with the same arguments, the end times the same running sum (one add per iteration). What could
-change the premise mid-stretch cuts it after the iteration in progress,
-as for a decode stretch (sim/engine/fast_path.py: ``wake`` on an arrival, a request attached, a
-KV reservation or a hold request; ``at_next_boundary``); what reads it syncs first: ``sync()``
+plan: the ``mixed_chunk_budget`` promise): the same decodes and chunk, priced with the same
+arguments (``chunk_step_times_list`` is ``step_time_s`` per iteration, bit for bit), the end
+times the same running sum (one add per iteration). What could change the premise mid-stretch
+cuts it after the iteration in progress, as for a decode stretch (sim/engine/fast_path.py:
+``wake`` on an arrival, a request attached, a KV reservation or a hold request;
+``at_next_boundary``); what reads it syncs first: ``sync()``
 (views, detach, controllers) applies the iterations ended before now; ``sync_kv()`` (KV views)
 takes the blocks of the iteration in progress (decodes by ``allocate_each``, then P by ``grow``
 to the same targets: under ``allocates_by_target`` blocks, counts and LRU evictions depend only
@@ -114,9 +116,7 @@ class MixedStretchMixin:
         if m <= 1:
             return False
         env = self.env
-        step_time = self.cost_model.step_time_s
-        c0 = p.num_computed_tokens
-        times = [step_time([(cum[j + 1] - cum[j], c0 + cum[j])], num, num, context + j * num) for j in range(m)]
+        times = self.cost_model.chunk_step_times_list(num, context, p.num_computed_tokens, cum, m)
         first = times[0]
         times[0] = env.now + first
         ends = list(accumulate(times))
