@@ -46,6 +46,7 @@ from sim.registry import COST_MODELS
 from sim.schema import param
 
 ACT_BYTES = 2.0  # activations travel in bf16/fp16
+_MAX_CHUNK_TERMS = 4096  # mixed iterations' memoised terms kept (chunk_step_times_list)
 _SHORT_RUN_STEPS = 32  # decode runs up to this long are priced in Python floats, longer ones in numpy
 
 Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal", "vllm_v1", "sglang", "vllm_v05", "vllm_v06",
@@ -179,6 +180,7 @@ class AnalyticCostModel(CostModel):
         self._ar_call_s = stack.allreduce_call_s if p.allreduce_call_overhead_s is None else p.allreduce_call_overhead_s
         self._fold_constants(lo_prefill, lo_decode)
         self._decode_terms: dict[Any, tuple[float, float, tuple[float, ...]]] = {}  # batch size (and tokens) -> terms
+        self._chunk_terms: dict[tuple[int, int], tuple] = {}  # (decodes, chunk tokens) -> the same terms
         self._tables = ContextTables()  # decode / verify prices per context (hardware/context_tables.py)
         self._rows: dict[Any, list] = {}  # the same prices as Python lists: ``decode_row_s``, ``verify_rows_s``
         self._ep: ExpertParallel | None = None
@@ -305,6 +307,7 @@ class AnalyticCostModel(CostModel):
         self._weight_scale = scale
         self._dense_w, self._expert_w, self._moe_fixed_w, self._head_w = (b * scale for b in base)
         self._decode_terms.clear()
+        self._chunk_terms.clear()
         self._tables.clear()
         self._rows.clear()
 
@@ -371,23 +374,36 @@ class AnalyticCostModel(CostModel):
 
     def chunk_step_times_list(self, num_decode_seqs: int, context_tokens: int, offset_tokens: int,
                               cum_tokens: Sequence[int], num_steps: int) -> list[float]:
-        """``step_time_s`` of each mixed iteration (see ``CostModel.chunk_step_times_list``) without
-        a chunk list per iteration: ``step_time_s``'s sums over one chunk (from 0, in its order),
-        then ``_total`` with the same arguments (``step_time_s`` itself with expert parallelism or
-        for a subclass with its own)."""
-        if self._ep is not None or type(self).step_time_s is not AnalyticCostModel.step_time_s:
+        """``step_time_s`` of each mixed iteration (see ``CostModel.chunk_step_times_list``), bit
+        for bit: ``step_time_s``'s sums over one chunk (from 0, in its order), then ``_total``'s
+        expression in its order with the terms that depend only on the decodes and the chunk's
+        size memoised (``step_time_s`` itself with pp > 1, expert parallelism or for a subclass
+        with its own)."""
+        if self._ep is not None or self.pp != 1 or type(self).step_time_s is not AnalyticCostModel.step_time_s:
             return super().chunk_step_times_list(num_decode_seqs, context_tokens, offset_tokens, cum_tokens, num_steps)
-        total, num = self._total, num_decode_seqs
+        num = num_decode_seqs
+        memo = self._chunk_terms
+        if len(memo) > _MAX_CHUNK_TERMS:  # (decodes, chunk size) pairs seen: bounded
+            memo.clear()
+        pc, dc, kv_read, sqrt = self._attn_pc, self._attn_dc, self._kv_read, math.sqrt
         times = []
         for j in range(num_steps):
             new = cum_tokens[j + 1] - cum_tokens[j]
-            offset = offset_tokens + cum_tokens[j]
-            tokens = num + new
-            if tokens <= 0:
+            if num + new <= 0:
                 times.append(0.0)
                 continue
-            pairs = 0.0 + new * (offset + 0.5 * (new + 1))  # as step_time_s sums it (from 0.0)
-            times.append(total(tokens, 1, pairs, offset + new, num, num, context_tokens + j * num))
+            offset = offset_tokens + cum_tokens[j]
+            terms = memo.get((num, new))
+            if terms is None:
+                terms = memo[num, new] = self._decode_run_terms(num, None, new, 1)
+            gemm, kv_write, adds = terms
+            ctx = context_tokens + j * num  # the decodes' pairs: one token each
+            tc = (0.0 + new * (offset + 0.5 * (new + 1))) * pc + ctx * dc  # the chunk's pairs summed from 0.0
+            tm = (offset + new + ctx) * kv_read + kv_write
+            t = gemm + sqrt(tc * tc + tm * tm)
+            for a in adds:
+                t = t + a
+            times.append(t)
         return times
 
     def decode_step_times_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
@@ -600,11 +616,14 @@ class AnalyticCostModel(CostModel):
             t = t + a
         return t
 
-    def _decode_run_terms(self, num_seqs: int, num_tokens: int | None = None) -> tuple[float, float, tuple[float, ...]]:
+    def _decode_run_terms(self, num_seqs: int, num_tokens: int | None = None, prefill_tokens: int = 0,
+                          num_chunks: int = 0) -> tuple[float, float, tuple[float, ...]]:
         """(GEMM and MoE seconds, KV write seconds, the terms added after attention, in order)
-        of a pure-decode iteration of ``num_seqs`` sequences (computing ``num_tokens`` tokens in
-        all, if not one each), as ``_total`` computes them."""
-        tokens = num_seqs if num_tokens is None else num_tokens
+        of an iteration of ``num_seqs`` decoding sequences (computing ``num_tokens`` tokens in
+        all, if not one each) beside ``num_chunks`` prefill chunks of ``prefill_tokens`` tokens in
+        all (none for a pure decode), as ``_total`` computes them with pp = 1."""
+        decode_tokens = num_seqs if num_tokens is None else num_tokens
+        tokens = decode_tokens + prefill_tokens
         tc = tokens * self._dense_c
         tm = self._dense_w + tokens * self._dense_a
         t = math.sqrt(tc * tc + tm * tm)
@@ -617,11 +636,11 @@ class AnalyticCostModel(CostModel):
         if self._ar_count:
             lat, per_token = self._ar_small if tokens <= self._ar_threshold_tokens else self._ar_big
             adds.append(self._ar_count * (lat + tokens * per_token))
-        adds.append(self._lo_decode)
-        tc = tokens * self._head_c
+        adds.append(self._lo_prefill if num_chunks else self._lo_decode)
+        tc = (num_chunks + decode_tokens) * self._head_c
         adds.append(math.sqrt(tc * tc + self._head_w * self._head_w))
         adds.append(self._o_it)
-        adds.append(num_seqs * self._o_seq)
+        adds.append((num_chunks + num_seqs) * self._o_seq)
         return t, tokens * self._kv_write, tuple(adds)
 
     def step_parts(
