@@ -397,8 +397,11 @@ class AnalyticCostModel(CostModel):
             if terms is None:
                 terms = memo[num, new] = self._decode_run_terms(num, None, new, 1)
             gemm, kv_write, adds = terms
-            ctx = context_tokens + j * num  # the decodes' pairs: one token each
-            tc = (0.0 + new * (offset + 0.5 * (new + 1))) * pc + ctx * dc  # the chunk's pairs summed from 0.0
+            # _total's attention term: the chunk's pairs as step_time_s sums them (from 0.0), the
+            # decodes' pairs their context (one token each), KV read over the chunk's offset + new
+            # tokens and the decodes' context (an int sum: exact in any grouping)
+            ctx = context_tokens + j * num
+            tc = (0.0 + new * (offset + 0.5 * (new + 1))) * pc + ctx * dc
             tm = (offset + new + ctx) * kv_read + kv_write
             t = gemm + sqrt(tc * tc + tm * tm)
             for a in adds:
