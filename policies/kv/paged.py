@@ -496,7 +496,7 @@ class PagedKVManager:
         taken = list(chain[:num])
         if num_revived:
             self._num_stale += num_revived
-            if 2 * self._num_stale > len(self._lru) + self.stale_slack:  # more stale entries than live ones
+            if 2 * self._num_stale > len(self._lru) + self.stale_slack:  # stale entries outnumber live ones by more
                 self._compact_lru()
         self.num_evictable -= revived
         self.num_used += revived
@@ -673,7 +673,8 @@ class PagedKVManager:
 
     # ------------------------------------------------------------------ checks
     def check_invariants(self) -> None:
-        """Assert used + evictable + free == total and no negative count (used by tests)."""
+        """Assert used + evictable + free == total, no negative count, and the LRU's live entries
+        are the units nobody references, once each, with its stale count kept (used by tests)."""
         assert self.num_used + self.num_evictable + self.num_free == self.num_blocks, (
             self.num_used, self.num_evictable, self.num_free, self.num_blocks)
         assert min(self.num_used, self.num_evictable, self.num_free) >= 0
