@@ -496,7 +496,7 @@ class PagedKVManager:
         taken = list(chain[:num])
         if num_revived:
             self._num_stale += num_revived
-            if 2 * self._num_stale > len(self._lru) + self.stale_slack:  # stale entries outnumber live ones by more
+            if 2 * self._num_stale > len(self._lru) + self.stale_slack:  # stale - live > slack
                 self._compact_lru()
         self.num_evictable -= revived
         self.num_used += revived
