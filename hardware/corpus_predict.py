@@ -19,7 +19,9 @@ prediction:
   replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
   lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed`` and
   ``online_fixed`` (Poisson at ``rate_rps`` with fixed lengths, e.g. ``vllm bench serve`` of the random
-  dataset).
+  dataset). An MLPerf Offline row (notes "OpenOrca output mean OUT") replays the benchmark's own
+  OpenOrca prompts (``OPENORCA``) with outputs scaled to the run's mean, all at t = 0, and a row whose
+  notes say "N replicas" (an 8-GPU system of TP-2 or TP-1 replicas) is one replica's throughput times N.
 - ``closed_loop``: an online concurrency sweep point: ``batch`` clients, each sending its next
   request (``input_len`` / ``output_len`` tokens) when it sees its previous one finish (servesim's
   ``closed_loop`` workload; the stack's frontend delay ``request_s`` is the think time),
@@ -66,6 +68,15 @@ SHAREGPT_MEAN_INPUT, SHAREGPT_MEAN_OUTPUT = 231.0, 194.5
 #: benchmark_serving of 2024 did not set ignore_eos, so outputs end at the model's EOS (many
 #: at 0-10 tokens, none past the sample's reference length) rather than at ShareGPT's lengths.
 LENGTHS = Path(__file__).parent / "corpus" / "lengths.csv"
+#: MLPerf Inference's Llama-2-70B dataset (OpenOrca, 24,576 samples): per-sample prompt and reference-answer
+#: token counts (``tok_input_length``, ``tok_output_length``; provenance in SOURCES.md, fid9), in dataset order.
+OPENORCA = Path(__file__).parent / "corpus" / "openorca_llama2_lengths.csv"
+#: The benchmark's output limit (max_output_len 1024 tokens).
+OPENORCA_MAX_OUTPUT = 1024
+#: An MLPerf Offline replica serves tens of thousands of samples; the replay simulates every 4th sample of the
+#: dataset (6,144 per replica, all issued at t = 0 as LoadGen's one Offline query), which keeps ``servesim
+#: calibrate`` quick; its drain at the end weighs about 1% more than in the measured 40-minute run.
+OPENORCA_STRIDE = 4
 
 
 def load_corpus(path: Path | str = CORPUS) -> list[dict[str, Any]]:
@@ -130,8 +141,11 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
     if row["engine"] == "trtllm":
         # TensorRT-LLM's GUARANTEED_NO_EVICT capacity scheduler, chunked context, 8192-token budget
         longest = (row["input_len"] or 0) + (row["output_len"] or 0)
-        return {"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
-                "max_seq_len": max(longest, 2048)}
+        sched = {"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
+                 "max_seq_len": max(longest, 2048)}
+        if row["max_num_seqs"]:  # the source's max batch size (e.g. MLPerf's gpu_batch_size)
+            sched["max_batch_size"] = row["max_num_seqs"]
+        return sched
     if row["engine"] == "sglang":
         # SGLang 0.3: prefill batches separate from decode batches, up to 16384 new prompt
         # tokens per prefill batch (max_prefill_tokens default); running set bounded by memory.
@@ -229,6 +243,36 @@ def sharegpt_pairs(mean_input: float = SHAREGPT_MEAN_INPUT, mean_output: float =
 _SAMPLE_MEANS = re.compile(r"ShareGPT sample means ([0-9.]+) / ([0-9.]+)")
 
 
+#: An MLPerf run states its own mean output length (its tokens per second over its samples per second):
+#: notes "OpenOrca output mean OUT"; the row replays the OpenOrca table with outputs scaled to that mean.
+_OPENORCA_MEAN = re.compile(r"OpenOrca output mean ([0-9.]+)")
+#: A multi-GPU system that runs independent replicas (MLPerf Offline: LoadGen's samples are split across them)
+#: says so in the notes: "N replicas"; one replica is simulated and its throughput multiplied by N.
+_REPLICAS = re.compile(r"(\d+) replicas")
+
+
+def openorca_mean(row: dict[str, Any]) -> float | None:
+    """The mean output length an OpenOrca row's replay is scaled to (None: not an OpenOrca row)."""
+    stated = _OPENORCA_MEAN.search(row.get("notes") or "")
+    return float(stated.group(1)) if stated else None
+
+
+def num_replicas(row: dict[str, Any]) -> int:
+    """Independent replicas whose summed throughput the row measured (1 unless the notes say so)."""
+    stated = _REPLICAS.search(row.get("notes") or "")
+    return int(stated.group(1)) if stated else 1
+
+
+@functools.lru_cache(maxsize=8)
+def openorca_pairs(mean_output: float) -> np.ndarray:
+    """(input, output) pairs of the replayed OpenOrca subset: the dataset's prompts, its reference answers
+    scaled to ``mean_output`` and capped at the benchmark's output limit; every ``OPENORCA_STRIDE``-th sample."""
+    data = np.loadtxt(OPENORCA, delimiter=",", skiprows=1, dtype=np.int64)
+    out = data[:, 1].astype(np.float64) * mean_output / data[:, 1].mean()
+    out = np.clip(np.rint(out), 1, OPENORCA_MAX_OUTPUT).astype(np.int64)
+    return np.stack([np.maximum(1, data[:, 0]), out], axis=1)[::OPENORCA_STRIDE]
+
+
 def sharegpt_means(row: dict[str, Any]) -> tuple[float, float]:
     """The mean (input, output) lengths a row's ShareGPT requests are scaled to."""
     stated = _SAMPLE_MEANS.search(row.get("notes") or "")
@@ -260,6 +304,8 @@ def lengths_for(row: dict[str, Any]) -> np.ndarray | None:
 
 
 def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]]:
+    if openorca_mean(row) is not None:  # an MLPerf Offline run: one query of every sample at t = 0
+        return [(0.0, int(i), int(o)) for i, o in openorca_pairs(openorca_mean(row))]
     n = min(row["num_prompts"] or 1000, MAX_SIM_REQUESTS)
     rng = np.random.default_rng(seed)
     realised = lengths_for(row)
@@ -366,7 +412,7 @@ def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
     if row["kind"] == "closed_loop":
         keys += ("batch",)  # the number of clients
     engine = (stack_for(row), repr(sorted(scheduler_for(row).items())), memory_share(row),
-              sharegpt_means(row))  # from the notes
+              sharegpt_means(row), openorca_mean(row))  # from the notes
     return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 
@@ -381,7 +427,7 @@ def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:
     metric = row["metric"]
     if metric == "out_tput":
         span = float(df["finish_s"].max() - df["arrival_s"].min())
-        return float(df["num_output_tokens"].sum()) / span
+        return float(df["num_output_tokens"].sum()) / span * num_replicas(row)
     if metric == "req_tput":  # benchmark_throughput's "requests/s": finished requests over the run
         return len(df) / float(df["finish_s"].max() - df["arrival_s"].min())
     if metric == "median_itl_ms":
