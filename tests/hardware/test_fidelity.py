@@ -311,3 +311,21 @@ def test_a_stated_sharegpt_sample_mean_scales_the_lengths_and_nm_vllm_is_held_ou
     assert fid.split_of("nm_vllm_bench") == "held-out"
     nm = [r for r in cp.load_corpus() if r["source"] == "nm_vllm_bench"]
     assert nm and {cp.stack_for(r) for r in nm} <= {"vllm_v05", "vllm_v05_offline"}
+
+
+def test_mlperf_offline_rows_replay_openorca_and_sum_their_replicas():
+    """An MLPerf Offline row replays the benchmark's OpenOrca prompts with outputs scaled to the run's stated
+    mean (capped at 1024), every OPENORCA_STRIDE-th sample at t = 0; "N replicas" multiplies one replica's
+    throughput; the batch cap reaches TensorRT-LLM's scheduler. The source is held out whole."""
+    rows = [r for r in cp.load_corpus() if r["source"] == "mlperf_inference_v41"]
+    assert len(rows) == 6 and {cp.stack_for(r) for r in rows} == {"trtllm"}
+    assert fid.split_of("mlperf_inference_v41") == "held-out"
+    h100 = next(r for r in rows if r["device"] == "H100-SXM")
+    assert cp.num_replicas(h100) == 4 and h100["tp"] == 2 and cp.openorca_mean(h100) == 290.31
+    assert cp.num_replicas({"notes": "ShareGPT Poisson"}) == 1 and cp.openorca_mean({"notes": None}) is None
+    reqs = cp._requests(h100)
+    lengths = np.array([(i, o) for _, i, o in reqs])
+    assert len(reqs) == 24576 // cp.OPENORCA_STRIDE and all(a == 0.0 for a, _, _ in reqs)
+    assert abs(lengths[:, 1].mean() - 290.31) < 3.0 and lengths[:, 1].max() <= cp.OPENORCA_MAX_OUTPUT
+    assert cp.scheduler_for(h100)["max_batch_size"] == 896
+    assert "max_batch_size" not in cp.scheduler_for({**h100, "max_num_seqs": None})
