@@ -304,8 +304,9 @@ def lengths_for(row: dict[str, Any]) -> np.ndarray | None:
 
 
 def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]]:
-    if openorca_mean(row) is not None:  # an MLPerf Offline run: one query of every sample at t = 0
-        return [(0.0, int(i), int(o)) for i, o in openorca_pairs(openorca_mean(row))]
+    mean_output = openorca_mean(row)
+    if mean_output is not None:  # an MLPerf Offline run: one query of every sample at t = 0
+        return [(0.0, int(i), int(o)) for i, o in openorca_pairs(mean_output)]
     n = min(row["num_prompts"] or 1000, MAX_SIM_REQUESTS)
     rng = np.random.default_rng(seed)
     realised = lengths_for(row)
