@@ -139,10 +139,15 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
     """The scheduler config that matches how the row's engine batched (parameters documented)."""
     seqs = row["max_num_seqs"] or 256
     if row["engine"] == "trtllm":
-        # TensorRT-LLM's GUARANTEED_NO_EVICT capacity scheduler, chunked context, 8192-token budget
+        # TensorRT-LLM's GUARANTEED_NO_EVICT capacity scheduler, chunked context, 8192-token budget.
+        # Its admission reserves each request's prompt + max_new_tokens (KVCacheManager::
+        # getRemainingBlocksToCompletion); the benchmarks set max_new_tokens to the row's output
+        # length (a cap where outputs vary, as MLPerf's 1,024), so that is what is reserved.
         longest = (row["input_len"] or 0) + (row["output_len"] or 0)
         sched = {"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
                  "max_seq_len": max(longest, 2048)}
+        if row["output_len"]:
+            sched["max_new_tokens"] = int(row["output_len"])
         if row["max_num_seqs"]:  # the source's max batch size (e.g. MLPerf's gpu_batch_size)
             sched["max_batch_size"] = row["max_num_seqs"]
         return sched
