@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -68,6 +68,9 @@ class AnalyticParams:
     attention_compute_efficiency: float = param(cc.ATTENTION_COMPUTE_EFFICIENCY, gt=0, le=1,
                                                 doc="share of BF16 peak in attention")
     fp8_compute_factor: float | None = param(None, gt=0, le=1, doc="FP8/INT8 GEMM efficiency factor (default: arch)")
+    device_efficiency_factor: float | None = param(None, gt=0, le=1, doc="factor on the GEMM, attention and "
+                                                   "memory efficiencies on this device (default: the device's "
+                                                   "calibrated one, GDDR_PCIE_EFFICIENCY_FACTOR; 1 for HBM parts)")
     allreduce: AllReduceChoice = param("auto", doc="TP all-reduce algorithm")
     pp_microbatches: int | None = param(None, ge=1, doc="microbatches in flight with PP (default: pp)")
     activation_reserve_bytes: float | None = param(None, ge=0, doc="per-GPU memory kept from KV (default: formula)")
@@ -107,6 +110,19 @@ def roofline_time_s(flops: float, num_bytes: float, peak_flops: float, bytes_per
     tc = flops / peak_flops
     tm = num_bytes / bytes_per_s
     return math.sqrt(tc * tc + tm * tm)
+
+
+def _device_derated(p: AnalyticParams, device: DeviceSpec) -> AnalyticParams:
+    """``p`` with its kernel efficiencies times the device's factor (GDDR, PCIe-only parts reach a smaller
+    share of their data-sheet peaks than the HBM parts the efficiencies were measured on)."""
+    factor = p.device_efficiency_factor
+    if factor is None:
+        factor = cc.GDDR_PCIE_EFFICIENCY_FACTOR.get(device.name, 1.0)
+    if factor == 1.0:
+        return p
+    return replace(p, gemm_compute_efficiency=p.gemm_compute_efficiency * factor,
+                   memory_efficiency=p.memory_efficiency * factor,
+                   attention_compute_efficiency=p.attention_compute_efficiency * factor)
 
 
 def gemm_peak_flops(device: DeviceSpec, dtype: str, params: AnalyticParams) -> float:
@@ -165,6 +181,7 @@ class AnalyticCostModel(CostModel):
         self.frontend_servers = stack.frontend_servers if p.frontend_servers is None else p.frontend_servers
         self.hardware = hardware
         self.device: DeviceSpec = get_device(hardware.device, "hardware.device")
+        p = self.params = _device_derated(p, self.device)
         self.model: ModelSpec = get_model(hardware.model, "hardware.model")
         self.tp, self.pp = int(hardware.tp), int(hardware.pp)
         self.num_gpus = self.tp * self.pp

@@ -54,6 +54,10 @@ costs from the ``inferencebench_marathon_h100`` rows (``hardware.fit_v1_engine``
 fid7 jointly with its serial front end (from ``kvcached_h100_inf``'s throughput) and per-sequence cost
 (from that run's TPOT): ``hardware.fit_v1_engine.solve_joint``.
 
+The eighth (issue 17, fid10) is one factor on the kernel efficiencies of the GDDR6, PCIe-only A10G and L4
+(``GDDR_PCIE_EFFICIENCY_FACTOR``) from the ``llm_price_compass`` rows (vLLM 0.5.x ShareGPT throughput runs on
+1x L4 and 2x A10G): solved so that the median signed error of the two rows is zero.
+
 ``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
 
@@ -224,6 +228,29 @@ def profile_batch(seq_s: float) -> int:
     return 1024
 
 
+GDDR_SOURCE = "llm_price_compass"
+
+
+def gddr_median_error(factor: float) -> float:
+    """Median signed error of the GDDR source's rows with the A10G / L4 efficiency factor at ``factor``."""
+    import statistics
+
+    rows = [r for r in cp.load_corpus() if r["source"] == GDDR_SOURCE]
+    return statistics.median(cp.predict(r, {"device_efficiency_factor": factor}) / r["value"] - 1.0 for r in rows)
+
+
+def solve_gddr_factor(tol: float = 0.002) -> float:
+    """A10G / L4 efficiency factor with median signed error 0 over ``GDDR_SOURCE`` (bisection)."""
+    lo, hi = 0.1, 1.0  # predicted throughput rises with the factor
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if gddr_median_error(mid) > 0.0:
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
+
+
 def main() -> int:
     a, b = solve()
     print(f"vllm_v05 from {SOURCE}: iteration_s = {a * 1e3:.2f} ms, seq_s = {b * 1e6:.1f} us")
@@ -243,6 +270,9 @@ def main() -> int:
           f"(stored {cc.VLLM_V05_ENGINE_SEQ_S * 1e6:.1f} us); per-step a = {light_load_iteration_s(seq) * 1e3:.2f} ms "
           f"(stored {cc.VLLM_V05_ENGINE_ITERATION_S * 1e3:.2f} ms); the blog's 38% GPU share then holds at "
           f"batch {profile_batch(seq)}")
+    gddr = solve_gddr_factor()
+    print(f"A10G / L4 efficiency factor from {GDDR_SOURCE}: {gddr:.3f} (stored "
+          f"{cc.GDDR_PCIE_EFFICIENCY_FACTOR['A10G']:.3f}); median signed error at 1: {gddr_median_error(1.0):+.1%}")
     from hardware import fit_v1_engine
 
     it_s, req_s, fe_s, seq_s = fit_v1_engine.solve_joint()
