@@ -56,7 +56,8 @@ fid7 jointly with its serial front end (from ``kvcached_h100_inf``'s throughput)
 
 The eighth (issue 17, fid10) is one factor on the kernel efficiencies of the GDDR6, PCIe-only A10G and L4
 (``GDDR_PCIE_EFFICIENCY_FACTOR``) from the ``llm_price_compass`` rows (vLLM 0.5.x ShareGPT throughput runs on
-1x L4 and 2x A10G): solved so that the median signed error of the two rows is zero.
+1x L4 and 2x A10G): solved so that the median signed error of the two rows is zero (0.537; not adopted,
+see ``calibration_constants``: the stored factor stays 1).
 
 ``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
