@@ -170,3 +170,20 @@ def test_energy_and_cost():
     assert out["cost_usd"] == pytest.approx(out["gpu_hours"] * 4.25)
     assert out["cost_usd_per_mtok"] == pytest.approx(out["cost_usd"])
     assert math.isclose(out["energy_kwh"], out["energy_j"] / 3.6e6)
+
+
+def test_device_efficiency_factor_scales_the_kernel_efficiencies_and_defaults_to_the_device():
+    """fid10: ``device_efficiency_factor`` multiplies the GEMM, attention and memory efficiencies; unset, a
+    device takes its stored factor (``GDDR_PCIE_EFFICIENCY_FACTOR``, 1 for every part as stored)."""
+    from hardware import calibration_constants as cc
+
+    base = make_model(device="A10G", model="Llama-2-7B")
+    half = make_model(device="A10G", model="Llama-2-7B", device_efficiency_factor=0.5)
+    assert cc.GDDR_PCIE_EFFICIENCY_FACTOR["A10G"] == 1.0 and base.params.memory_efficiency == cc.MEMORY_EFFICIENCY
+    assert half.params.memory_efficiency == 0.5 * cc.MEMORY_EFFICIENCY
+    assert half.params.gemm_compute_efficiency == 0.5 * cc.GEMM_COMPUTE_EFFICIENCY
+    assert half.params.attention_compute_efficiency == 0.5 * cc.ATTENTION_COMPUTE_EFFICIENCY
+    step = base.decode_step_times_s(8, 8 * 512, 1)[0]
+    assert half.decode_step_times_s(8, 8 * 512, 1)[0] > 1.5 * step
+    explicit = make_model(device="H100-SXM", device_efficiency_factor=1.0)
+    assert make_model().decode_step_times_s(8, 4096, 1)[0] == explicit.decode_step_times_s(8, 4096, 1)[0]
