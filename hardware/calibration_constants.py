@@ -41,7 +41,7 @@ FP8_COMPUTE_FACTOR = {"hopper": 0.62, "blackwell": 0.62, "ada": 0.80, "cdna3": 0
 #: slow, go from right to twice too slow (held-out A10G 23.2% -> 89.9% median error, FMBench's
 #: single-request TGI E2E on A10G +2% -> +76%): these throughput runs' shortfall is some mechanism of
 #: the loaded, saturated engine on these hosts, not the kernels' share of peak (README (p);
-#: hardware/corpus/SOURCES.md, fid10 addendum). Commit b4781a9 has it adopted.
+#: hardware/corpus/SOURCES.md, fid10 addendum). Commit 071517a has it adopted.
 GDDR_PCIE_EFFICIENCY_FACTOR = {"A10G": 1.0, "L4": 1.0}
 
 #: Fraction of BF16 peak reached by fused (flash) attention. FlashAttention-2 reaches
