@@ -51,7 +51,7 @@ _SHORT_RUN_STEPS = 32  # decode runs up to this long are priced in Python floats
 
 Stack = Literal["trtllm", "vllm", "distserve", "sim_profile", "ideal", "vllm_v1", "sglang", "vllm_v05", "vllm_v06",
                 "vllm_v05_offline", "vllm_nccl", "vllm_v1_engine"]
-AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring"]
+AllReduceChoice = Literal["auto", "nvls", "ring", "two_shot", "nccl_ll", "pcie_ring", "pcie_shm"]
 
 
 @dataclass
@@ -150,8 +150,9 @@ def allreduce_choice(device: DeviceSpec, num_bytes: float, tp: int, choice: str 
                      custom: bool = True) -> tuple[str, float]:
     """(algorithm, link GB/s) a serving stack uses for a TP all-reduce of ``num_bytes``
     (``custom``: the stack has a custom kernel for small messages; else NCCL at every size)."""
-    if device.nvlink_gbps <= 0:
-        return ("pcie_ring" if choice == "auto" else choice), device.host_link_gbps
+    if device.nvlink_gbps <= 0:  # PCIe: NCCL's ring, staged through host memory without peer-to-peer
+        auto = "pcie_ring" if device.gpu_p2p else "pcie_shm"
+        return (auto if choice == "auto" else choice), device.host_link_gbps
     if choice != "auto":
         return choice, device.nvlink_gbps
     if custom and num_bytes <= cc.CUSTOM_ALLREDUCE_MAX_BYTES and tp <= 8:

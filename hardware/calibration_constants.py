@@ -74,6 +74,12 @@ ALLREDUCE_ALGOS = {
     "two_shot": AllReduceAlgo(latency_s=10.4e-6, bus_efficiency=0.72),
     # PCIe-only GPUs: NCCL ring through the host bridge (assumed 80% of the link).
     "pcie_ring": AllReduceAlgo(latency_s=30e-6, bus_efficiency=0.8),
+    # PCIe-only GPUs without peer-to-peer (``DeviceSpec.gpu_p2p`` False: AWS G5's A10Gs): NCCL's ring staged
+    # through host shared memory. Bus efficiency (of the nominal link) solved by ``python -m hardware.fit_v05``
+    # from the ``pytorch127077_a10g_allreduce`` calibration row (nccl-tests all_reduce_perf, 29,388,800 bytes on
+    # 4x A10G, NCCL 2.18.5: 14,207 us, busbw 3.10 GB/s; pytorch/pytorch#127077); latency assumed pcie_ring's
+    # (the row is bandwidth-bound and pins none; SOURCES.md fid10).
+    "pcie_shm": AllReduceAlgo(latency_s=30e-6, bus_efficiency=0.0972),
 }
 
 #: Serving stacks use their custom kernel up to this message size (vLLM: 8 MiB), NCCL above.

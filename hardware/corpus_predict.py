@@ -14,7 +14,9 @@ prediction:
   stack's step over the row's stack's step), for engine profiles quoted in prose.
 - ``kernel``: a device microbenchmark: ``gemm_tflops`` (an ``batch`` x ``input_len`` @
   ``input_len`` x ``output_len`` GEMM in ``weight_dtype``, reached TFLOPS by the cost model's
-  roofline) or ``hbm_tbps`` (a streaming copy: the HBM bandwidth times the memory efficiency).
+  roofline), ``hbm_tbps`` (a streaming copy: the HBM bandwidth times the memory efficiency) or
+  ``allreduce_us`` (nccl-tests ``all_reduce_perf``: ``batch`` bytes per GPU over ``tp`` GPUs, NCCL
+  at every size, i.e. the algorithm and link ``allreduce_choice`` gives a stack without a custom kernel).
 - ``offline`` / ``offline_fixed`` / ``online``: a whole simulation with servesim (one
   replica), ``num_prompts`` requests all at once or Poisson at ``rate_rps``; ShareGPT
   lengths for ``offline`` / ``online``, the row's fixed lengths for ``offline_fixed`` and
@@ -202,6 +204,12 @@ def _kernel(row: dict[str, Any], overrides: dict[str, Any]) -> float:
         return 2.0 * m * k * n / gemm_time_s(d, m, k, n, row["weight_dtype"], p) / 1e12
     if row["metric"] == "hbm_tbps":
         return d.hbm_gbps * p.memory_efficiency / 1e3
+    if row["metric"] == "allreduce_us":
+        from hardware.analytic import allreduce_choice
+        from hardware.links import allreduce_time_s
+
+        algo, gbps = allreduce_choice(d, row["batch"], row["tp"], p.allreduce, custom=False)
+        return allreduce_time_s(row["batch"], row["tp"], gbps, algo) * 1e6
     raise ValueError(f"corpus row {row['id']}: kernel metric {row['metric']!r}")
 
 

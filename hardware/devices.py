@@ -73,6 +73,9 @@ class DeviceSpec:
     # GPUs one NVLink (or Infinity Fabric / PCIe) domain of a node holds: the most a replica's
     # tp x pp may use, since every cost model prices TP and PP over the intra-node link
     gpus_per_node: int = 8
+    # whether a PCIe-only node's GPUs reach each other's memory directly (CUDA peer access); False: NCCL
+    # stages every transfer through host shared memory (``pcie_shm`` all-reduce instead of ``pcie_ring``)
+    gpu_p2p: bool = True
     notes: str = ""
 
     @property
@@ -156,7 +159,10 @@ _CATALOG: dict[str, DeviceSpec] = {
         _gpu("L40S", "ada", 362, 733, 48, 864, 142, 96, 0, "pcie4", 32, _PCIE4_MEASURED, 350, 1.50),
         _gpu("L4", "ada", 121, 242, 24, 300, 58, 48, 0, "pcie4", 32, _PCIE4_MEASURED, 72, 0.80),
         _gpu("A10G", "ampere", 70, 0, 24, 600, 80, 6, 0, "pcie4", 32, _PCIE4_MEASURED, 300, 1.00,
-             notes="BF16 ~70 TFLOPS and TDP (150-300 W) uncertain"),
+             gpu_p2p=False,
+             notes="BF16 ~70 TFLOPS and TDP (150-300 W) uncertain; multi-GPU hosts (AWS G5) have no GPU "
+             "peer-to-peer (ray-project/ray#39471, NVIDIA/TensorRT-LLM#1034 and #1487), so TP all-reduces "
+             "go through host memory (SOURCES.md fid10)"),
         _gpu("MI300X", "cdna3", 1307, 2615, 192, 5300, 304, 256, 448, "pcie5", 64, 35, 750, 3.00,
              notes="304 CUs in num_sms; Infinity Fabric ~896 GB/s aggregate, half per direction (uncertain)"),
     )

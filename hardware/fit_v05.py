@@ -161,6 +161,21 @@ def solve_nccl_call_s(tol: float = 0.2e-6) -> float:
     return 0.5 * (lo + hi)
 
 
+PCIE_SHM_SOURCE = "pytorch127077_a10g_allreduce"
+
+
+def solve_pcie_shm_efficiency() -> float:
+    """Bus efficiency of the ``pcie_shm`` all-reduce that reproduces the source's all-reduce time (closed
+    form: the algorithm's latency is kept, the row's time minus it is wire bytes over the reached bandwidth)."""
+    from hardware.devices import get_device
+
+    row = next(r for r in cp.load_corpus() if r["source"] == PCIE_SHM_SOURCE)
+    n, num_bytes = row["tp"], row["batch"]
+    wire = 2.0 * (n - 1) / n * num_bytes
+    seconds = row["value"] * 1e-6 - cc.ALLREDUCE_ALGOS["pcie_shm"].latency_s
+    return wire / (get_device(row["device"]).host_link_gbps * 1e9 * seconds)
+
+
 MI300X_SOURCE = "azure_nd_mi300x"
 
 
@@ -264,6 +279,9 @@ def main() -> int:
     call = solve_nccl_call_s()
     print(f"NCCL all-reduce per-call cost from {NCCL_SOURCE}: {call * 1e6:.1f} us "
           f"(stored {cc.VLLM_NCCL_CALL_S * 1e6:.1f} us)")
+    shm = solve_pcie_shm_efficiency()
+    print(f"pcie_shm all-reduce bus efficiency from {PCIE_SHM_SOURCE}: {shm:.4f} "
+          f"(stored {cc.ALLREDUCE_ALGOS['pcie_shm'].bus_efficiency:.4f})")
     fp8 = solve_cdna3_fp8_factor()
     print(f"MI300X FP8 GEMM factor from {MI300X_SOURCE}: {fp8:.3f} (stored {cc.FP8_COMPUTE_FACTOR['cdna3']:.3f})")
     seq = solve_engine_seq_s()
