@@ -78,7 +78,7 @@ ALLREDUCE_ALGOS = {
     # through host shared memory. Bus efficiency (of the nominal link) solved by ``python -m hardware.fit_v05``
     # from the ``pytorch127077_a10g_allreduce`` calibration row (nccl-tests all_reduce_perf, 29,388,800 bytes on
     # 4x A10G, NCCL 2.18.5: 14,207 us, busbw 3.10 GB/s; pytorch/pytorch#127077); latency assumed pcie_ring's
-    # (the row is bandwidth-bound and pins none; SOURCES.md fid10).
+    # (the row is bandwidth-bound and pins none; SOURCES.md fid11).
     "pcie_shm": AllReduceAlgo(latency_s=30e-6, bus_efficiency=0.0972),
 }
 

@@ -162,7 +162,7 @@ _CATALOG: dict[str, DeviceSpec] = {
              gpu_p2p=False,
              notes="BF16 ~70 TFLOPS and TDP (150-300 W) uncertain; multi-GPU hosts (AWS G5) have no GPU "
              "peer-to-peer (ray-project/ray#39471, NVIDIA/TensorRT-LLM#1034 and #1487), so TP all-reduces "
-             "go through host memory (SOURCES.md fid10)"),
+             "go through host memory (SOURCES.md fid11)"),
         _gpu("MI300X", "cdna3", 1307, 2615, 192, 5300, 304, 256, 448, "pcie5", 64, 35, 750, 3.00,
              notes="304 CUs in num_sms; Infinity Fabric ~896 GB/s aggregate, half per direction (uncertain)"),
     )

@@ -1,4 +1,4 @@
-"""A10G hosts without GPU peer-to-peer: TP all-reduces priced as NCCL's ring through host memory (fid10)."""
+"""A10G hosts without GPU peer-to-peer: TP all-reduces priced as NCCL's ring through host memory (fid11)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_the_row_is_reproduced_by_the_solved_efficiency():
     assert cp.predict(row) == pytest.approx(row["value"], rel=0.002)
     solved = fit_v05.solve_pcie_shm_efficiency()
     assert ALLREDUCE_ALGOS["pcie_shm"].bus_efficiency == pytest.approx(solved, rel=0.005)
-    assert 0.0 < solved <= ALLREDUCE_ALGOS["pcie_ring"].bus_efficiency  # fid10's adoption rule
+    assert 0.0 < solved <= ALLREDUCE_ALGOS["pcie_ring"].bus_efficiency  # fid11's adoption rule
 
 
 def test_only_peerless_pcie_gpus_stage_through_host_memory():
