@@ -128,20 +128,24 @@ _H100_POWER = (700.0, 380.0, 75.0)
 # assume the same ~55% of nominal (uncertain).
 _PCIE4_MEASURED = 32.0 * 35.0 / 64.0
 
+# Memory (mem_gib) is the CUDA-visible total (torch.cuda.mem_get_info, what vLLM multiplies by
+# gpu_memory_utilization), not the nameplate, where a public log prints it: A10G 22.06, L4 22.03,
+# L40S 44.31, A100-80GB 79.15, A100-40GB 39.38, H100 80GB 79.18, H200 139.80 GiB
+# (hardware/corpus/kv_capacity_logs.md lists the logs). Other parts keep their nominal size.
 # Prices (USD per GPU-hour): H100 4.25 and A100 2.21 are one Feb-2024 snapshot; every other
 # price is a placeholder inside the ranges HARDWARE.md quotes. Override them.
 _CATALOG: dict[str, DeviceSpec] = {
     d.name: d
     for d in (
-        _gpu("A100-40GB", "ampere", 312, 0, 40, 1555, 108, 40, 300, "pcie4", 32, _PCIE4_MEASURED, 400, 2.21,
+        _gpu("A100-40GB", "ampere", 312, 0, 39.38, 1555, 108, 40, 300, "pcie4", 32, _PCIE4_MEASURED, 400, 2.21,
              _A100_POWER, mig_table="A100-40GB", notes="MIG table derived from the 80GB part (uncertain)"),
-        _gpu("A100-80GB", "ampere", 312, 0, 80, 2039, 108, 40, 300, "pcie4", 32, _PCIE4_MEASURED, 400, 2.21,
+        _gpu("A100-80GB", "ampere", 312, 0, 79.15, 2039, 108, 40, 300, "pcie4", 32, _PCIE4_MEASURED, 400, 2.21,
              _A100_POWER, mig_table="A100-80GB"),
-        _gpu("H100-SXM", "hopper", 989, 1979, 80, 3350, 132, 50, 450, "pcie5", 64, 35, 700, 4.25,
+        _gpu("H100-SXM", "hopper", 989, 1979, 79.18, 3350, 132, 50, 450, "pcie5", 64, 35, 700, 4.25,
              _H100_POWER, mig_table="H100-80GB"),
         _gpu("H100-PCIe", "hopper", 756, 1513, 80, 2000, 114, 50, 0, "pcie5", 64, 35, 350, 3.00,
              mig_table="H100-80GB", notes="SM count uncertain; NVLink bridge pairs not modelled"),
-        _gpu("H200", "hopper", 989, 1979, 140, 4800, 132, 50, 450, "pcie5", 64, 35, 700, 3.50,
+        _gpu("H200", "hopper", 989, 1979, 139.80, 4800, 132, 50, 450, "pcie5", 64, 35, 700, 3.50,
              _H100_POWER, mig_table="H200", notes="L2 size uncertain"),
         _gpu("GH200-96GB", "hopper", 989, 1979, 96, 4000, 132, 50, 450, "nvlink-c2c", 450, 346, 1000, 3.50,
              grace_memory_bytes=480 * 10**9, c2c_gbps=450, c2c_measured_gbps=346, mig_table="GH200-96GB",
@@ -156,9 +160,9 @@ _CATALOG: dict[str, DeviceSpec] = {
              grace_memory_bytes=240 * 10**9, c2c_gbps=450, c2c_measured_gbps=346, gpus_per_node=72,
              notes="NVL72: 72 GPUs in one NVLink domain; two GPUs share one Grace (480 GB, half each); "
              "SMs and C2C share uncertain"),
-        _gpu("L40S", "ada", 362, 733, 48, 864, 142, 96, 0, "pcie4", 32, _PCIE4_MEASURED, 350, 1.50),
-        _gpu("L4", "ada", 121, 242, 24, 300, 58, 48, 0, "pcie4", 32, _PCIE4_MEASURED, 72, 0.80),
-        _gpu("A10G", "ampere", 70, 0, 24, 600, 80, 6, 0, "pcie4", 32, _PCIE4_MEASURED, 300, 1.00,
+        _gpu("L40S", "ada", 362, 733, 44.31, 864, 142, 96, 0, "pcie4", 32, _PCIE4_MEASURED, 350, 1.50),
+        _gpu("L4", "ada", 121, 242, 22.03, 300, 58, 48, 0, "pcie4", 32, _PCIE4_MEASURED, 72, 0.80),
+        _gpu("A10G", "ampere", 70, 0, 22.06, 600, 80, 6, 0, "pcie4", 32, _PCIE4_MEASURED, 300, 1.00,
              gpu_p2p=False,
              notes="BF16 ~70 TFLOPS and TDP (150-300 W) uncertain; multi-GPU hosts (AWS G5) have no GPU "
              "peer-to-peer (ray-project/ray#39471, NVIDIA/TensorRT-LLM#1034 and #1487), so TP all-reduces "

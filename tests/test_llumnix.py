@@ -174,9 +174,13 @@ def run_azure(router, controllers, scale):
 
 def test_llumnix_beats_least_outstanding_near_saturation():
     """Azure conv, 4 A10G x Llama-2-7B: fewer preemptions below saturation, and at saturation
-    least outstanding tips into long queues while Llumnix's migration keeps p99 TTFT low."""
+    least outstanding tips into long queues while Llumnix's migration keeps p99 TTFT low.
+
+    The loads were 0.40 and 0.45 with the A10G at its 24 GiB nameplate; at its CUDA-visible
+    22.06 GiB a replica holds 0.775x the KV (7.78 -> 6.03 GiB), so saturation comes at 0.775x the
+    load and both loads are scaled by it (0.31, 0.35); the assertions are unchanged."""
     mig = [{"name": "llumnix_migration"}]
-    lo, ll = run_azure("least_outstanding", [], 0.40), run_azure("llumnix", mig, 0.40)
+    lo, ll = run_azure("least_outstanding", [], 0.31), run_azure("llumnix", mig, 0.31)
     assert ll["preemptions"] < lo["preemptions"] and ll["ttft_p99_s"] <= lo["ttft_p99_s"]
-    lo, ll = run_azure("least_outstanding", [], 0.45), run_azure("llumnix", mig, 0.45)
+    lo, ll = run_azure("least_outstanding", [], 0.35), run_azure("llumnix", mig, 0.35)
     assert ll["ttft_p99_s"] < lo["ttft_p99_s"] / 10 and ll["preemptions"] < lo["preemptions"] / 5
