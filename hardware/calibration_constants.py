@@ -42,6 +42,8 @@ FP8_COMPUTE_FACTOR = {"hopper": 0.62, "blackwell": 0.62, "ada": 0.80, "cdna3": 0
 #: single-request TGI E2E on A10G +2% -> +76%): these throughput runs' shortfall is some mechanism of
 #: the loaded, saturated engine on these hosts, not the kernels' share of peak (README (p);
 #: hardware/corpus/SOURCES.md, fid10 addendum). Commit 071517a has it adopted.
+#: After round 14's CUDA-visible device memory the rows err +16% / +10% at 1 and the solver gives 0.830;
+#: still stored 1.0 for the same reason (the same deviation, SOURCES.md fid10 addendum).
 GDDR_PCIE_EFFICIENCY_FACTOR = {"A10G": 1.0, "L4": 1.0}
 
 #: Fraction of BF16 peak reached by fused (flash) attention. FlashAttention-2 reaches

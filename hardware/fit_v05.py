@@ -220,16 +220,21 @@ def engine_median_error(seq_s: float | None = None) -> float:
     return statistics.median(cp.predict(r, overrides) / r["value"] - 1.0 for r in rows)
 
 
-def solve_engine_seq_s(tol: float = 1e-6) -> float:
-    """Per-sequence cost with median signed error 0 over the engine sources (bisection)."""
-    lo, hi = 0.0, 400e-6  # predicted throughput falls as the cost grows
+def bisect_zero(error, lo: float, hi: float, tol: float, rising: bool) -> float:
+    """The root of a monotone ``error(x)`` in [lo, hi] by bisection (``rising``: error grows with x)."""
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
-        if engine_median_error(mid) > 0.0:
-            lo = mid
-        else:
+        if (error(mid) > 0.0) == rising:
             hi = mid
+        else:
+            lo = mid
     return 0.5 * (lo + hi)
+
+
+def solve_engine_seq_s(tol: float = 1e-6) -> float:
+    """Per-sequence cost with median signed error 0 over the engine sources (bisection)."""
+    # predicted throughput falls as the cost grows
+    return bisect_zero(engine_median_error, 0.0, 400e-6, tol, rising=False)
 
 
 def profile_batch(seq_s: float) -> int:
@@ -257,14 +262,7 @@ def gddr_median_error(factor: float) -> float:
 
 def solve_gddr_factor(tol: float = 0.002) -> float:
     """A10G / L4 efficiency factor with median signed error 0 over ``GDDR_SOURCE`` (bisection)."""
-    lo, hi = 0.1, 1.0  # predicted throughput rises with the factor
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        if gddr_median_error(mid) > 0.0:
-            hi = mid
-        else:
-            lo = mid
-    return 0.5 * (lo + hi)
+    return bisect_zero(gddr_median_error, 0.1, 1.0, tol, rising=True)  # throughput rises with the factor
 
 
 def main() -> int:
