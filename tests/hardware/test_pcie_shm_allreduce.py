@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hardware import corpus_predict as cp
+from hardware import devices as hw_devices
 from hardware import fidelity as fid
 from hardware import fit_v05
 from hardware.analytic import AnalyticCostModel, AnalyticParams, allreduce_choice
@@ -59,7 +60,10 @@ def test_tp4_decode_step_on_a10g_pays_the_host_memory_all_reduce():
     assert shm - ring == pytest.approx(extra, rel=0.02)
 
 
-def test_a_device_file_based_on_the_a10g_keeps_or_overrides_the_flag(tmp_path):
+def test_a_device_file_based_on_the_a10g_keeps_or_overrides_the_flag(tmp_path, monkeypatch):
+    # the entries it adds go with the test (the hardware doc's test renders the whole catalog)
+    monkeypatch.setattr(hw_devices, "_CATALOG", dict(hw_devices._CATALOG))
+    monkeypatch.setattr(hw_devices, "_ALIASES", dict(hw_devices._ALIASES))
     path = tmp_path / "devices.yaml"
     path.write_text("devices:\n  a10g-p2p-test: {base: A10G, gpu_p2p: true}\n  a10g-copy-test: {base: A10G}\n")
     load_device_file(path)
