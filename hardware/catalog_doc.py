@@ -9,12 +9,10 @@ measurements listed under Calibration (each named by its setting in ``hardware.c
 
 from __future__ import annotations
 
-from hardware.devices import device_names, get_device
+from hardware.devices import GIB, device_names, get_device
 from hardware.links import LINKS
 from hardware.mig import mig_table
 from hardware.models import get_model, model_names
-
-GIB = 1 << 30
 
 
 def _num(v: float | None, fmt: str = "{:,.0f}") -> str:

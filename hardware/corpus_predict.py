@@ -48,7 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from hardware.analytic import AnalyticCostModel, AnalyticParams
+from hardware.analytic import AnalyticCostModel, AnalyticParams, allreduce_choice, gemm_time_s
+from hardware.devices import get_device
+from hardware.links import allreduce_time_s
 
 CORPUS = Path(__file__).parent / "corpus" / "points.csv"
 SHAREGPT = Path(__file__).parents[1] / "traces" / "data" / "sharegpt_8k_lengths_llama2_tokenizer.csv"
@@ -145,11 +147,11 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         # Its admission reserves each request's prompt + max_new_tokens (KVCacheManager::
         # getRemainingBlocksToCompletion); the benchmarks set max_new_tokens to the row's output
         # length (a cap where outputs vary, as MLPerf's 1,024), so that is what is reserved.
-        longest = (row["input_len"] or 0) + (row["output_len"] or 0)
-        sched = {"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
-                 "max_seq_len": max(longest, 2048)}
+        sched = {"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True}
         if row["output_len"]:
             sched["max_new_tokens"] = int(row["output_len"])
+        else:  # no stated output: the whole max_seq_len window, at least the prompt's
+            sched["max_seq_len"] = max(row["input_len"] or 0, 2048)
         if row["max_num_seqs"]:  # the source's max batch size (e.g. MLPerf's gpu_batch_size)
             sched["max_batch_size"] = row["max_num_seqs"]
         return sched
@@ -195,9 +197,6 @@ def static_batch_s(cm: AnalyticCostModel, batch: int, prompt: int, output: int) 
 
 
 def _kernel(row: dict[str, Any], overrides: dict[str, Any]) -> float:
-    from hardware.analytic import gemm_time_s
-    from hardware.devices import get_device
-
     d, p = get_device(row["device"]), AnalyticParams(**overrides)
     if row["metric"] == "gemm_tflops":
         m, k, n = row["batch"], row["input_len"], row["output_len"]
@@ -205,9 +204,6 @@ def _kernel(row: dict[str, Any], overrides: dict[str, Any]) -> float:
     if row["metric"] == "hbm_tbps":
         return d.hbm_gbps * p.memory_efficiency / 1e3
     if row["metric"] == "allreduce_us":
-        from hardware.analytic import allreduce_choice
-        from hardware.links import allreduce_time_s
-
         algo, gbps = allreduce_choice(d, row["batch"], row["tp"], p.allreduce, custom=False)
         return allreduce_time_s(row["batch"], row["tp"], gbps, algo) * 1e6
     raise ValueError(f"corpus row {row['id']}: kernel metric {row['metric']!r}")

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from hardware import calibration_constants as cc
+from hardware.devices import GIB
 
 LOGS = Path(__file__).with_name("corpus") / "kv_capacity_logs.csv"
-GIB = 1 << 30
 
 
 def load_logs(path: Path = LOGS) -> list[dict[str, str]]:
@@ -42,15 +42,16 @@ def _cost_model(row: dict[str, str]) -> Any:
     return AnalyticCostModel(AnalyticParams(), hw)
 
 
-def predicted_tokens(row: dict[str, str]) -> float:
-    """KV tokens the cost model gives the replica of ``row`` at its ``gpu_memory_utilization``."""
-    cm = _cost_model(row)
+def predicted_tokens(row: dict[str, str], cm: Any = None) -> float:
+    """KV tokens the cost model (``cm``: the row's own, built if not given) gives the replica of ``row``
+    at its ``gpu_memory_utilization``."""
+    cm = cm or _cost_model(row)
     return cm.kv_capacity_bytes(float(row["gpu_memory_utilization"])) / cm.kv_bytes_per_token
 
 
-def implied_reserve_bytes(row: dict[str, str]) -> float:
+def implied_reserve_bytes(row: dict[str, str], cm: Any = None) -> float:
     """``ACTIVATION_RESERVE_BYTES`` that would make the model give exactly the logged tokens."""
-    cm = _cost_model(row)
+    cm = cm or _cost_model(row)
     util = float(row["gpu_memory_utilization"])
     kv_per_gpu = int(row["logged_kv_tokens"]) * cm.kv_bytes_per_token / cm.num_gpus
     reserve = cm.device.memory_bytes * util - cm.weight_bytes_per_gpu - kv_per_gpu
@@ -61,11 +62,12 @@ def report(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Per log: logged and predicted tokens, signed error and the implied reserve constant."""
     out = []
     for row in rows:
-        pred = predicted_tokens(row)
+        cm = _cost_model(row)
+        pred = predicted_tokens(row, cm)
         logged = int(row["logged_kv_tokens"])
         out.append({"id": row["id"], "device": row["device"], "model": row["model"], "tp": int(row["tp"]),
                     "use": row["use"], "logged": logged, "predicted": pred, "error": pred / logged - 1,
-                    "implied_reserve_gib": implied_reserve_bytes(row) / GIB})
+                    "implied_reserve_gib": implied_reserve_bytes(row, cm) / GIB})
     return out
 
 

@@ -20,9 +20,8 @@ def test_kv_capacity_matches_vllm_logs():
 
 
 def test_device_memory_is_the_cuda_visible_total():
-    from hardware.devices import get_device
+    from hardware.devices import GIB, get_device
 
-    gib = 1 << 30
     for name, visible in {"A10G": 22.06, "L4": 22.03, "L40S": 44.31, "A100-80GB": 79.15,
                           "H100-SXM": 79.18, "H200": 139.80}.items():
-        assert abs(get_device(name).memory_bytes / gib - visible) < 0.01, name
+        assert abs(get_device(name).memory_bytes / GIB - visible) < 0.01, name
