@@ -111,3 +111,20 @@ def test_trtllm_capacity_rejects_a_prompt_over_budget_without_chunked_context():
     res = simulate(data)
     assert res.summary["num_rejected"] > 0
     assert res.summary["num_completed"] + res.summary["num_rejected"] == res.summary["num_requests"]
+
+
+def test_trtllm_max_utilization_admits_more_and_pauses_under_kv_pressure_losing_no_request():
+    # the no-evict scenario above (800 blocks) under TensorRT-LLM's MAX_UTILIZATION capacity policy:
+    # KV for the next step only, so the batch is larger, and the small KV forces pauses (recompute)
+    def run(policy):
+        data = gates.scenario("scheduler", "trtllm_capacity")
+        data["cluster"]["pools"][0]["scheduler"]["policy"] = policy
+        data["output"] = {"record_steps": True}
+        return simulate(data)
+
+    no_evict, max_util = run("guaranteed_no_evict"), run("max_utilization")
+    assert no_evict.summary["num_preemptions"] == 0
+    assert max_util.summary["num_preemptions"] > 0
+    assert max_util.summary["mean_batch_size"] > 1.5 * no_evict.summary["mean_batch_size"]
+    assert max_util.summary["num_completed"] == max_util.summary["num_requests"]
+    assert int((max_util.steps["prefill_tokens"] + max_util.steps["decode_tokens"]).max()) <= 2048
