@@ -20,7 +20,8 @@ Without chunked context a prompt longer than ``max_num_tokens`` can never run an
   it runs again. Nothing new is admitted in an iteration that paused a request (the walk's end
   was moved before the paused one). This is servesim's recompute preemption, victim from the
   tail of ``running``; the pause's cap of the new prompt at the engine's ``max_input_len``
-  (generated tokens past it are dropped and generated again) is not modelled.
+  (generated tokens past it are dropped and generated again) is not modelled: a paused
+  request is recomputed whole, in chunks where it outgrew ``max_num_tokens``, never rejected.
 
 Neither ``orca`` (reserves, no token budget) nor ``vllm_v1`` (budget, but preempts) is the
 no-evict policy. Defaults are TensorRT-LLM's (``max_num_tokens`` 8192, ``max_batch_size`` 2048
@@ -93,15 +94,20 @@ class TrtllmCapacityScheduler(SchedulerBase):
         kv = rep.kv
         while rep.waiting and rep.num_running < p.max_batch_size and used < p.max_num_tokens:
             req = self.peek(rep)
-            if not p.enable_chunked_context and req.remaining_prefill_tokens > p.max_num_tokens:
-                rep.reject(req, "prompt_exceeds_max_num_tokens")
-                continue
+            whole = not p.enable_chunked_context
+            if whole and req.remaining_prefill_tokens > p.max_num_tokens:
+                if req.num_output_tokens == 0:
+                    rep.reject(req, "prompt_exceeds_max_num_tokens")  # a fresh prompt over the budget never runs
+                    continue
+                # a paused request whose prompt + generated tokens outgrew the budget: TensorRT-LLM caps the
+                # recomputed prompt at max_input_len (which fits it); here it is recomputed in chunks instead
+                whole = False
             if kv.never_fits(req):
                 rep.reject(req, "exceeds_kv_capacity")
                 continue
             room = p.max_num_tokens - used
             reserve = min(self.reserved_tokens(req), kv.max_tokens)
-            n = rep.admit(req, room, whole=not p.enable_chunked_context, reserve_tokens=reserve)
+            n = rep.admit(req, room, whole=whole, reserve_tokens=reserve)
             if n is None:
                 break  # FCFS: the head waits for KV (or budget) rather than being overtaken
             plan.add_prefill(req, n)
