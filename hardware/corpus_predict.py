@@ -148,6 +148,7 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         # getRemainingBlocksToCompletion); the benchmarks set max_new_tokens to the row's output
         # length (a cap where outputs vary, as MLPerf's 1,024), so that is what is reserved.
         sched = {"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True}
+        sched.update(trtllm_stated_setup(row))  # what the row's own harness configured, where it says
         if row["output_len"]:
             sched["max_new_tokens"] = int(row["output_len"])
         else:  # no stated output: the whole max_seq_len window, at least the prompt's
@@ -175,6 +176,27 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
     # unless the source set --max-num-batched-tokens (its notes say so)
     budget = re.search(r"max-num-batched-tokens\s+(\d+)", row.get("notes") or "")
     return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": int(budget.group(1)) if budget else 4096}
+
+
+#: A TensorRT-LLM row whose source states its batch-manager setup (its harness code or config) says so in its
+#: notes: "capacity policy max_utilization" (or guaranteed_no_evict), "max_num_tokens N", "chunked context off".
+_TRTLLM_POLICY = re.compile(r"capacity policy (max_utilization|guaranteed_no_evict)")
+_TRTLLM_MAX_NUM_TOKENS = re.compile(r"max_num_tokens (\d+)")
+_TRTLLM_NO_CHUNKING = "chunked context off"
+
+
+def trtllm_stated_setup(row: dict[str, Any]) -> dict[str, Any]:
+    """The ``trtllm_capacity`` parameters a TensorRT-LLM row's notes state (empty: none stated). MLPerf v4.1's
+    NVIDIA harness, e.g., runs MAX_UTILIZATION, engines built with max_num_tokens 4096, no chunked context."""
+    notes = row.get("notes") or ""
+    setup: dict[str, Any] = {}
+    if m := _TRTLLM_POLICY.search(notes):
+        setup["policy"] = m.group(1)
+    if m := _TRTLLM_MAX_NUM_TOKENS.search(notes):
+        setup["max_num_tokens"] = int(m.group(1))
+    if _TRTLLM_NO_CHUNKING in notes:
+        setup["enable_chunked_context"] = False
+    return setup
 
 
 def _v1_engine(version: str) -> bool:
@@ -333,11 +355,27 @@ def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]
     return [(float(a), int(i), int(o)) for a, (i, o) in zip(arrivals, lengths, strict=True)]
 
 
+#: TensorRT-LLM's KV share is of the memory still free once the engine is loaded (``KvCacheConfig::
+#: freeGpuMemoryFraction``; NVIDIA's MLPerf harness flag reads "the fraction of free gpu memory that will be
+#: used for kvcache storage"), not of the whole GPU as vLLM's; a row whose source states it says so in its notes.
+_TRTLLM_FREE_FRACTION = re.compile(r"kv_cache_free_gpu_mem_fraction ([0-9.]+)")
+
+
 def memory_share(row: dict[str, Any]) -> float:
     """The GPU memory share the run's engine used: the source's ``--gpu-memory-utilization`` where its notes
-    state it, else vLLM's default 0.9."""
-    stated = re.search(r"gpu-memory-utilization\s+([0-9.]+)", row.get("notes") or "")
-    return float(stated.group(1)) if stated else 0.9
+    state it; for a TensorRT-LLM row that states ``kv_cache_free_gpu_mem_fraction f``, the whole-GPU share that
+    leaves the same KV: f of what weights and activations leave free, i.e. f + (1 - f) x their share of the
+    GPU; else vLLM's default 0.9."""
+    notes = row.get("notes") or ""
+    stated = re.search(r"gpu-memory-utilization\s+([0-9.]+)", notes)
+    if stated:
+        return float(stated.group(1))
+    free = _TRTLLM_FREE_FRACTION.search(notes)
+    if free and row["engine"] == "trtllm":
+        f, cm = float(free.group(1)), cost_model(row)
+        held = (cm.weight_bytes_per_gpu + cm.activation_reserve_bytes()) / cm.device.memory_bytes
+        return f + (1.0 - f) * held
+    return 0.9
 
 
 def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sim.errors import ConfigError
 from sim.tools import gates
 from sim.tools import validate as v
 from sim.tools.cli import main
+from tests.conftest import make_config
 
 CONFIG = {"seed": 0, "workload": {"name": "synthetic", "num_requests": 10},
           "cluster": {"pools": [{"name": "main", "role": "mixed", "num_replicas": 1,
@@ -111,3 +112,31 @@ def test_trtllm_capacity_rejects_a_prompt_over_budget_without_chunked_context():
     res = simulate(data)
     assert res.summary["num_rejected"] > 0
     assert res.summary["num_completed"] + res.summary["num_rejected"] == res.summary["num_requests"]
+
+
+def test_trtllm_max_utilization_admits_more_and_pauses_under_kv_pressure_losing_no_request():
+    # the no-evict scenario above (800 blocks) under TensorRT-LLM's MAX_UTILIZATION capacity policy:
+    # KV for the next step only, so the batch is larger, and the small KV forces pauses (recompute)
+    def run(policy):
+        data = gates.scenario("scheduler", "trtllm_capacity")
+        data["cluster"]["pools"][0]["scheduler"]["policy"] = policy
+        data["output"] = {"record_steps": True}
+        return simulate(data)
+
+    no_evict, max_util = run("guaranteed_no_evict"), run("max_utilization")
+    assert no_evict.summary["num_preemptions"] == 0
+    assert max_util.summary["num_preemptions"] > 0
+    assert max_util.summary["mean_batch_size"] > 1.5 * no_evict.summary["mean_batch_size"]
+    assert max_util.summary["num_completed"] == max_util.summary["num_requests"]
+    assert int((max_util.steps["prefill_tokens"] + max_util.steps["decode_tokens"]).max()) <= 2048
+
+
+def test_trtllm_max_utilization_recomputes_a_paused_request_that_outgrew_the_budget():
+    # prompts fit the 512-token budget, but a request paused after generating hundreds of tokens comes back
+    # with more than 512 to recompute: it is recomputed (in chunks), not rejected
+    workload = {"name": "synthetic", "num_requests": 300, "rate_rps": 50.0, "input_tokens": 64,
+                "input_tokens_max": 256, "output_tokens": 200, "output_tokens_max": 600}
+    sched = {"name": "trtllm_capacity", "policy": "max_utilization", "max_num_tokens": 512}
+    s = simulate(make_config(scheduler=sched, workload=workload, num_blocks=400)).summary
+    assert s["num_preemptions"] > 0
+    assert s["num_rejected"] == 0 and s["num_completed"] == s["num_requests"]

@@ -329,3 +329,23 @@ def test_mlperf_offline_rows_replay_openorca_and_sum_their_replicas():
     assert abs(lengths[:, 1].mean() - 290.31) < 3.0 and lengths[:, 1].max() <= cp.OPENORCA_MAX_OUTPUT
     assert cp.scheduler_for(h100)["max_batch_size"] == 896
     assert "max_batch_size" not in cp.scheduler_for({**h100, "max_num_seqs": None})
+
+
+def test_trtllm_rows_that_state_their_harness_setup_are_simulated_with_it():
+    """The MLPerf rows state NVIDIA's harness setup (MAX_UTILIZATION, engines of max_num_tokens 4096, no chunked
+    context, 0.9 of the free memory for KV); a TensorRT-LLM row that states nothing keeps the defaults."""
+    rows = [r for r in cp.load_corpus() if r["source"] == "mlperf_inference_v41"]
+    for r in rows:
+        sched = cp.scheduler_for(r)
+        assert (sched["policy"], sched["max_num_tokens"], sched["enable_chunked_context"]) == \
+            ("max_utilization", 4096, False)
+    h200 = next(r for r in rows if r["device"] == "H200")
+    plain = {**h200, "notes": "no setup stated"}
+    sched = cp.scheduler_for(plain)
+    assert "policy" not in sched and sched["max_num_tokens"] == 8192 and sched["enable_chunked_context"]
+    assert cp.memory_share(plain) == 0.9
+    # 0.9 of what weights and activations leave free: more KV than vLLM's 0.9 of the whole GPU
+    cm = cp.cost_model(h200)
+    free = cm.device.memory_bytes - cm.weight_bytes_per_gpu - cm.activation_reserve_bytes()
+    assert cm.kv_capacity_bytes(cp.memory_share(h200)) == pytest.approx(0.9 * free, rel=1e-9)
+    assert cp.memory_share(h200) > 0.9
