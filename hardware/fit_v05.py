@@ -59,6 +59,12 @@ The eighth (issue 17, fid10) is one factor on the kernel efficiencies of the GDD
 1x L4 and 2x A10G): solved so that the median signed error of the two rows is zero (0.537; not adopted,
 see ``calibration_constants``: the stored factor stays 1).
 
+The ninth (issue 17, fid12) is the latency of the ``pcie_shm`` all-reduce (A10G hosts without peer-to-peer;
+fid11 had it assumed) from the ``jinwoong_a10g_l4_blog`` rows (vLLM V1 ``vllm bench serve`` closed loops of
+Qwen2.5-7B / 14B at TP 1 / 2 / 4 on one g5.12xlarge): solved so that the median signed error of the four
+concurrency-1 median TPOT rows at TP > 1 is zero (one token's activations per all-reduce: latency-bound). The bus
+efficiency its loaded rows would ask and the GDDR factor its TP 1 rows would ask are printed as diagnostics only.
+
 ``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
 
