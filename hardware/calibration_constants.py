@@ -79,9 +79,15 @@ ALLREDUCE_ALGOS = {
     # PCIe-only GPUs without peer-to-peer (``DeviceSpec.gpu_p2p`` False: AWS G5's A10Gs): NCCL's ring staged
     # through host shared memory. Bus efficiency (of the nominal link) solved by ``python -m hardware.fit_v05``
     # from the ``pytorch127077_a10g_allreduce`` calibration row (nccl-tests all_reduce_perf, 29,388,800 bytes on
-    # 4x A10G, NCCL 2.18.5: 14,207 us, busbw 3.10 GB/s; pytorch/pytorch#127077); latency assumed pcie_ring's
-    # (the row is bandwidth-bound and pins none; SOURCES.md fid11).
-    "pcie_shm": AllReduceAlgo(latency_s=30e-6, bus_efficiency=0.0972),
+    # 4x A10G, NCCL 2.18.5: 14,207 us, busbw 3.10 GB/s; pytorch/pytorch#127077; SOURCES.md fid11), re-solved
+    # with the latency below (0.09718, unchanged at four digits). Latency (was pcie_ring's assumed 30 us; the
+    # 28 MB row pins none) solved by ``python -m hardware.fit_v05`` from the ``jinwoong_a10g_l4_blog``
+    # calibration rows (vLLM V1 ``vllm bench serve`` closed loops on one g5.12xlarge, Qwen2.5-7B / 14B at TP 1 /
+    # 2 / 4): median signed error zero over the four concurrency-1 median TPOT rows at TP > 1, where each
+    # all-reduce carries one token's activations (31.49 us; adopted by fid12's rule: the TP 1 row, which has no
+    # all-reduce, errs -5.3%, the twelve TP > 1 TPOT rows 3.6% median). The bus efficiency at serving sizes is
+    # not pinned by that source (its concurrency-8 / 32 rows would ask 0.0825; not adopted, SOURCES.md fid12).
+    "pcie_shm": AllReduceAlgo(latency_s=31.5e-6, bus_efficiency=0.0972),
 }
 
 #: Serving stacks use their custom kernel up to this message size (vLLM: 8 MiB), NCCL above.

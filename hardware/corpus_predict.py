@@ -29,7 +29,10 @@ prediction:
   ``closed_loop`` workload; the stack's frontend delay ``request_s`` is the think time),
   ``num_prompts`` requests in all (unset: ``max(200, 20 x clients)``, the source's request count
   being unstated). The clients' first requests (one wave at
-  t = 0, which the sources discard as warm-up) are left out of the medians.
+  t = 0, which the sources discard as warm-up) are left out of the medians, unless the notes say
+  "every request counted" (``vllm bench serve --max-concurrency``). A row without fixed lengths sends
+  ShareGPT requests: ``CLOSED_LOOP_SHAREGPT_DRAWS`` independent draws of ``num_prompts`` requests, the
+  prediction being the median of the draws' figures.
 
 The engine and version pick the cost model's stack and the scheduler the engine used
 (``stack_for``, ``scheduler_for``); ``request_s`` of the stack (tokenisation, HTTP) is added
@@ -49,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from hardware.analytic import AnalyticCostModel, AnalyticParams, allreduce_choice, gemm_time_s
-from hardware.devices import get_device
+from hardware.devices import GIB, get_device
 from hardware.links import allreduce_time_s
 
 CORPUS = Path(__file__).parent / "corpus" / "points.csv"
@@ -162,9 +165,10 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         return {"name": "vllm", "max_num_seqs": 4096, "max_num_batched_tokens": 16384}
     if _v1_engine(row["engine_version"]):
         # vLLM >= 0.8 runs the V1 engine by default: chunked prefill always on, running requests
-        # first, one token budget per step (8192 for the OpenAI server on >= 70 GiB GPUs, V1's
-        # usage-context default; the sources do not set it)
-        return {"name": "vllm_v1", "max_num_seqs": seqs, "max_num_batched_tokens": 8192}
+        # first, one token budget per step (V1's usage-context default for the OpenAI server; the
+        # sources do not set it)
+        budget = v1_server_token_budget(row["device"])
+        return {"name": "vllm_v1", "max_num_seqs": seqs, "max_num_batched_tokens": budget}
     if row["engine_version"].startswith("0.5"):
         if "chunked prefill" in (row["notes"] or ""):
             # chunked prefill switched on (the source says so): vLLM 0.5's 512-token budget
@@ -197,6 +201,18 @@ def trtllm_stated_setup(row: dict[str, Any]) -> dict[str, Any]:
     if _TRTLLM_NO_CHUNKING in notes:
         setup["enable_chunked_context"] = False
     return setup
+
+
+#: vLLM V1's default token budget of the OpenAI server (``EngineArgs.get_batch_defaults``): 8192 on a GPU with at
+#: least 70 GiB of CUDA-visible memory that is not an A100 (vLLM excludes it by name, vllm-project/vllm#17885),
+#: 2048 on every other GPU (e.g. the 22 GiB A10G and L4).
+V1_LARGE_GPU_GIB, V1_LARGE_GPU_BUDGET, V1_SMALL_GPU_BUDGET = 70, 8192, 2048
+
+
+def v1_server_token_budget(device_name: str) -> int:
+    """The V1 engine's default ``max_num_batched_tokens`` for the OpenAI server on ``device_name``."""
+    large = get_device(device_name).memory_bytes >= V1_LARGE_GPU_GIB * GIB and not device_name.startswith("A100")
+    return V1_LARGE_GPU_BUDGET if large else V1_SMALL_GPU_BUDGET
 
 
 def _v1_engine(version: str) -> bool:
@@ -426,14 +442,37 @@ def closed_loop_requests(row: dict[str, Any]) -> int:
     return min(n, MAX_SIM_REQUESTS)
 
 
-def simulate_closed_loop(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> Any:
+#: A closed-loop row without fixed lengths draws ShareGPT requests (``sharegpt_pairs`` at the row's means); the
+#: source's own sample cannot be replayed, so the row is simulated with this many independent draws of its
+#: ``num_prompts`` requests (seeds 0, 1, ...) and predicted as the median of the draws' figures (SOURCES.md, fid12).
+CLOSED_LOOP_SHAREGPT_DRAWS = 5
+#: A source whose benchmark counts every request of its ``--max-concurrency`` run (``vllm bench serve``: no
+#: warm-up wave is discarded) says so in the notes; the closed-loop predictor then keeps the first wave.
+_EVERY_REQUEST = "every request counted"
+
+
+def closed_loop_sharegpt(row: dict[str, Any]) -> bool:
+    """True for a closed-loop row of ShareGPT requests (no fixed ``input_len`` / ``output_len``)."""
+    return row["kind"] == "closed_loop" and not row["input_len"] and not row["output_len"]
+
+
+def closed_loop_draws(row: dict[str, Any]) -> list[np.ndarray]:
+    """The (input, output) pairs of each simulated draw of a ShareGPT closed-loop row."""
+    pairs = sharegpt_pairs(*sharegpt_means(row))
+    n = closed_loop_requests(row)
+    return [pairs[np.random.default_rng(seed).integers(0, len(pairs), n)] for seed in range(CLOSED_LOOP_SHAREGPT_DRAWS)]
+
+
+def simulate_closed_loop(row: dict[str, Any], overrides: dict[str, Any] | None = None,
+                         lengths: np.ndarray | None = None) -> Any:
     """Run servesim's ``closed_loop`` workload for a concurrency-sweep row: ``batch`` clients, no think
-    time, fixed lengths; returns the finished requests' frame without each client's first request."""
+    time, the row's fixed lengths (or ``lengths``: (input, output) pairs sent in order); returns the finished
+    requests' frame without each client's first request (unless the notes say every request counted)."""
     from sim.api import simulate
 
     overrides = dict(overrides or {})
     clients = row["batch"]
-    if not clients or not row["input_len"] or not row["output_len"]:
+    if not clients or (lengths is None and (not row["input_len"] or not row["output_len"])):
         raise ValueError(f"corpus row {row['id']}: closed_loop needs batch (clients), input_len and output_len")
     cfg = serving_config(row, "", overrides)
     # the stack's per-request frontend delay (request_s) is added to TTFT and E2E after the run, so a
@@ -441,12 +480,22 @@ def simulate_closed_loop(row: dict[str, Any], overrides: dict[str, Any] | None =
     # fixed think time of request_s keeps each client's cycle at its measured E2E
     stack = overrides.pop("stack", None)
     frontend_s = cost_model(row, stack, **overrides).request_overhead_s
-    cfg["workload"] = {"name": "closed_loop", "num_users": clients, "num_requests": closed_loop_requests(row),
-                       "think_time_s": frontend_s, "think": "fixed",
-                       "input_tokens": row["input_len"], "output_tokens": row["output_len"]}
-    result = simulate(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        workload = {"name": "closed_loop", "num_users": clients, "num_requests": closed_loop_requests(row),
+                    "think_time_s": frontend_s, "think": "fixed"}
+        if lengths is None:
+            workload.update(input_tokens=row["input_len"], output_tokens=row["output_len"])
+        else:
+            path = Path(tmp) / "lengths.csv"
+            with open(path, "w") as fh:
+                fh.write("input_tokens,output_tokens\n")
+                fh.writelines(f"{i},{o}\n" for i, o in lengths)
+            workload.update(num_requests=len(lengths), lengths={"file": str(path), "order": "file"})
+        cfg["workload"] = workload
+        result = simulate(cfg)
     df = result.requests
-    df = df[(df["state"] == "finished") & (df["id"] >= clients)].copy()
+    first = 0 if _EVERY_REQUEST in (row.get("notes") or "") else clients
+    df = df[(df["state"] == "finished") & (df["id"] >= first)].copy()
     df.attrs["itl_p50_s"] = float(result.summary["itl_p50_s"])
     return df
 
@@ -460,7 +509,7 @@ def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
     if row["kind"] == "closed_loop":
         keys += ("batch",)  # the number of clients
     engine = (stack_for(row), repr(sorted(scheduler_for(row).items())), memory_share(row),
-              sharegpt_means(row), openorca_mean(row))  # from the notes
+              sharegpt_means(row), openorca_mean(row), _EVERY_REQUEST in (row.get("notes") or ""))  # from the notes
     return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 
@@ -468,10 +517,19 @@ def _serving(row: dict[str, Any], overrides: dict[str, Any]) -> float:
     key = _serving_key(row, overrides)
     df = _SIM_CACHE.get(key)
     if df is None:
-        if row["kind"] == "closed_loop":
+        if closed_loop_sharegpt(row):  # one frame per draw of the row's ShareGPT requests
+            df = _SIM_CACHE[key] = [simulate_closed_loop(row, overrides, draw) for draw in closed_loop_draws(row)]
+        elif row["kind"] == "closed_loop":
             df = _SIM_CACHE[key] = simulate_closed_loop(row, overrides)
         else:
             df = _SIM_CACHE[key] = simulate_requests(row, _requests(row), overrides)
+    if isinstance(df, list):  # the median of the draws' figures
+        return float(np.median([_serving_metric(row, frame) for frame in df]))
+    return _serving_metric(row, df)
+
+
+def _serving_metric(row: dict[str, Any], df: Any) -> float:
+    """The row's metric of one simulated run's finished requests."""
     metric = row["metric"]
     if metric == "out_tput":
         span = float(df["finish_s"].max() - df["arrival_s"].min())

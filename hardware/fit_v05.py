@@ -59,6 +59,12 @@ The eighth (issue 17, fid10) is one factor on the kernel efficiencies of the GDD
 1x L4 and 2x A10G): solved so that the median signed error of the two rows is zero (0.537; not adopted,
 see ``calibration_constants``: the stored factor stays 1).
 
+The ninth (issue 17, fid12) is the latency of the ``pcie_shm`` all-reduce (A10G hosts without peer-to-peer;
+fid11 had it assumed) from the ``jinwoong_a10g_l4_blog`` rows (vLLM V1 ``vllm bench serve`` closed loops of
+Qwen2.5-7B / 14B at TP 1 / 2 / 4 on one g5.12xlarge): solved so that the median signed error of the four
+concurrency-1 median TPOT rows at TP > 1 is zero (one token's activations per all-reduce: latency-bound). The bus
+efficiency its loaded rows would ask and the GDDR factor its TP 1 rows would ask are printed as diagnostics only.
+
 ``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
 
@@ -164,16 +170,80 @@ def solve_nccl_call_s(tol: float = 0.2e-6) -> float:
 PCIE_SHM_SOURCE = "pytorch127077_a10g_allreduce"
 
 
-def solve_pcie_shm_efficiency() -> float:
+def solve_pcie_shm_efficiency(latency_s: float | None = None) -> float:
     """Bus efficiency of the ``pcie_shm`` all-reduce that reproduces the source's all-reduce time (closed
-    form: the algorithm's latency is kept, the row's time minus it is wire bytes over the reached bandwidth)."""
+    form: the algorithm's latency, stored unless ``latency_s``, is kept; the row's time minus it is wire bytes
+    over the reached bandwidth)."""
     from hardware.devices import get_device
 
     row = next(r for r in cp.load_corpus() if r["source"] == PCIE_SHM_SOURCE)
     n, num_bytes = row["tp"], row["batch"]
     wire = 2.0 * (n - 1) / n * num_bytes
-    seconds = row["value"] * 1e-6 - cc.ALLREDUCE_ALGOS["pcie_shm"].latency_s
+    lat = cc.ALLREDUCE_ALGOS["pcie_shm"].latency_s if latency_s is None else latency_s
+    seconds = row["value"] * 1e-6 - lat
     return wire / (get_device(row["device"]).host_link_gbps * 1e9 * seconds)
+
+
+#: Issue 17, fid12: the TP 1 / 2 / 4 ladder of A10G serving runs without peer-to-peer (the jinwoong blog's
+#: ``vllm bench serve`` closed loops on one g5.12xlarge). Its concurrency-1 median TPOT rows at TP > 1 pin the
+#: ``pcie_shm`` latency (one token's activations per all-reduce); the TP 1 row checks the kernels' side.
+TP_LADDER_SOURCE = "jinwoong_a10g_l4_blog"
+
+
+def ladder_rows(concurrency: tuple[int, ...] = (1,), tp_above_one: bool = True) -> list[dict]:
+    """The ladder source's A10G median TPOT rows at the given concurrencies (TP > 1 only, or TP 1 only)."""
+    return [r for r in cp.load_corpus() if r["source"] == TP_LADDER_SOURCE and r["device"] == "A10G"
+            and r["metric"] == "median_tpot_ms" and r["batch"] in concurrency and (r["tp"] > 1) == tp_above_one]
+
+
+class pcie_shm_constants:  # noqa: N801 (a context manager used like a function)
+    """Price the ``pcie_shm`` all-reduce with a trial latency / bus efficiency inside the ``with`` block (the
+    catalog entry is restored after, and the predictor's simulation cache cleared on both sides)."""
+
+    def __init__(self, latency_s: float | None = None, bus_efficiency: float | None = None):
+        self.latency_s, self.bus_efficiency = latency_s, bus_efficiency
+
+    def __enter__(self) -> None:
+        from dataclasses import replace
+
+        self._stored = cc.ALLREDUCE_ALGOS["pcie_shm"]
+        trial = {k: v for k, v in (("latency_s", self.latency_s), ("bus_efficiency", self.bus_efficiency))
+                 if v is not None}
+        cc.ALLREDUCE_ALGOS["pcie_shm"] = replace(self._stored, **trial)
+        cp.clear_cache()
+
+    def __exit__(self, *exc: object) -> None:
+        cc.ALLREDUCE_ALGOS["pcie_shm"] = self._stored
+        cp.clear_cache()
+
+
+def ladder_signed_errors(rows: list[dict], latency_s: float | None = None,
+                         bus_efficiency: float | None = None) -> list[float]:
+    """Signed relative errors of ``rows`` with the trial ``pcie_shm`` constants (stored where None)."""
+    with pcie_shm_constants(latency_s, bus_efficiency):
+        return [cp.predict(r) / r["value"] - 1.0 for r in rows]
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+def solve_pcie_shm_latency(bus_efficiency: float | None = None, tol: float = 0.5e-6) -> float:
+    """``pcie_shm`` latency with median signed error 0 over the ladder's concurrency-1 TPOT rows at TP > 1
+    (bisection; predicted TPOT rises with the latency)."""
+    rows = ladder_rows((1,))
+    return bisect_zero(lambda lat: _median(ladder_signed_errors(rows, lat, bus_efficiency)), 0.0, 1e-3, tol,
+                       rising=True)
+
+
+def solve_pcie_shm_serving_efficiency(latency_s: float, tol: float = 0.002) -> float:
+    """Diagnostic (fid12: not adopted): the bus efficiency with median signed error 0 over the ladder's
+    concurrency-8 / 32 TPOT rows at TP > 1, at ``latency_s`` (bisection; TPOT falls as the efficiency grows)."""
+    rows = ladder_rows((8, 32))
+    return bisect_zero(lambda eff: _median(ladder_signed_errors(rows, latency_s, eff)), 0.01, 1.0, tol,
+                       rising=False)
 
 
 MI300X_SOURCE = "azure_nd_mi300x"
@@ -265,6 +335,23 @@ def solve_gddr_factor(tol: float = 0.002) -> float:
     return bisect_zero(gddr_median_error, 0.1, 1.0, tol, rising=True)  # throughput rises with the factor
 
 
+def ladder_gddr_rows() -> list[dict]:
+    """The ladder source's TP 1 concurrency-1 median TPOT rows (A10G 7B, L4): kernels only, no all-reduce."""
+    return [r for r in cp.load_corpus() if r["source"] == TP_LADDER_SOURCE and r["tp"] == 1 and r["batch"] == 1
+            and r["metric"] == "median_tpot_ms"]
+
+
+def ladder_gddr_factor(row: dict, tol: float = 0.002) -> float:
+    """Diagnostic (fid12: not adopted): the A10G / L4 efficiency factor that reproduces one TP 1 TPOT row
+    (bisection in [0.3, 1]: the cost model takes no factor above 1; 1.0 means the row asks 1 or more)."""
+    def error(f: float) -> float:
+        return cp.predict(row, {"device_efficiency_factor": f}) / row["value"] - 1.0
+
+    if error(1.0) >= 0.0:
+        return 1.0
+    return bisect_zero(error, 0.3, 1.0, tol, rising=False)  # TPOT falls as the factor grows
+
+
 def main() -> int:
     a, b = solve()
     print(f"vllm_v05 from {SOURCE}: iteration_s = {a * 1e3:.2f} ms, seq_s = {b * 1e6:.1f} us")
@@ -287,6 +374,22 @@ def main() -> int:
           f"(stored {cc.VLLM_V05_ENGINE_SEQ_S * 1e6:.1f} us); per-step a = {light_load_iteration_s(seq) * 1e3:.2f} ms "
           f"(stored {cc.VLLM_V05_ENGINE_ITERATION_S * 1e3:.2f} ms); the blog's 38% GPU share then holds at "
           f"batch {profile_batch(seq)}")
+    lat = solve_pcie_shm_latency()
+    print(f"pcie_shm all-reduce latency from {TP_LADDER_SOURCE} (median signed error 0 over its 4 A10G "
+          f"concurrency-1 TPOT rows at TP > 1): {lat * 1e6:.1f} us (stored "
+          f"{cc.ALLREDUCE_ALGOS['pcie_shm'].latency_s * 1e6:.1f} us); bus efficiency re-solved from "
+          f"{PCIE_SHM_SOURCE} with it: {solve_pcie_shm_efficiency(lat):.4f}")
+    tp1 = ladder_signed_errors(ladder_rows((1,), tp_above_one=False), lat)[0]
+    loaded = ladder_signed_errors(ladder_rows((1, 8, 32)), lat)
+    print(f"  fid12 checks: 7B TP 1 concurrency-1 TPOT {tp1:+.1%} (rule: within 10%); median |error| of the 12 "
+          f"A10G TPOT rows at TP > 1 {_median([abs(e) for e in loaded]):.1%} (rule: at most 20%)")
+    serving = solve_pcie_shm_serving_efficiency(lat)
+    print(f"  diagnostic, not adopted: the bus efficiency its concurrency-8 / 32 TPOT rows at TP > 1 ask: "
+          f"{serving:.4f}")
+    for row in ladder_gddr_rows():
+        print(f"  diagnostic, not adopted: {row['id']} ({row['device']} TP 1 concurrency 1 TPOT) errs "
+              f"{cp.predict(row) / row['value'] - 1.0:+.1%} with the GDDR factor at 1 and asks "
+              f"{ladder_gddr_factor(row):.3f} (1.000: 1 or more)")
     gddr = solve_gddr_factor()
     print(f"A10G / L4 efficiency factor from {GDDR_SOURCE}: {gddr:.3f} (stored "
           f"{cc.GDDR_PCIE_EFFICIENCY_FACTOR['A10G']:.3f}); median signed error at 1: {gddr_median_error(1.0):+.1%}")

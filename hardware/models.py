@@ -257,6 +257,9 @@ _CATALOG: dict[str, ModelSpec] = {
         # Not in section 3: corpus model (Qwen/Qwen3-0.6B config.json: 28 layers, 16 query / 8 KV heads of
         # 128, q/k norms and no qkv bias, tied embeddings).
         _dense("Qwen3-0.6B", 28, 1024, 16, 8, 3072, 151936, head_dim=128, tie_embeddings=True),
+        # Not in section 3: corpus model (Qwen/Qwen2.5-14B-Instruct config.json: 48 layers, hidden 5120, 40 query /
+        # 8 KV heads, intermediate 13824, vocab 152064, QKV bias, untied embeddings).
+        _dense("Qwen2.5-14B", 48, 5120, 40, 8, 13824, 152064, qkv_bias=True),
     )
 }
 

@@ -65,8 +65,10 @@ def test_v1_engine_releases_take_the_v1_scheduler_and_closed_loop_is_online():
 def test_corpus_concurrency_sweeps_are_held_out_and_complete():
     rows = [r for r in cp.load_corpus() if r["kind"] == "closed_loop"]
     sweeps = {"inferencebench_llama8b_h100", "inferencebench_qwen72b_h100"}
-    # fid5 adds the marathon (4 clients), the calibration source of vllm_v1_engine; the sweeps stay held out
-    assert {r["source"] for r in rows} == sweeps | {"inferencebench_marathon_h100"}
+    # fid5 adds the marathon (4 clients), the calibration source of vllm_v1_engine; the sweeps stay held out;
+    # fid12 adds the jinwoong A10G / L4 ladder (ShareGPT requests, calibration of the pcie_shm latency)
+    assert {r["source"] for r in rows} == sweeps | {"inferencebench_marathon_h100", "jinwoong_a10g_l4_blog"}
     assert not sweeps & fid.CALIBRATION_SOURCES
     for r in rows:
-        assert r["batch"] and r["input_len"] and r["output_len"]
+        assert r["batch"] and (cp.closed_loop_sharegpt(r) or (r["input_len"] and r["output_len"]))
+        assert cp.closed_loop_sharegpt(r) == (r["source"] == "jinwoong_a10g_l4_blog")

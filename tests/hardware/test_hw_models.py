@@ -22,6 +22,8 @@ KV_BF16 = {
     "DeepSeek-R1-Distill-Qwen-7B": 57_344, "DeepSeek-R1-Distill-Qwen-32B": 262_144,
     # corpus model (not in section 3): 2 x 28 layers x 8 KV heads x 128 x 2 bytes, Qwen/Qwen3-0.6B config.json
     "Qwen3-0.6B": 114_688,
+    # corpus model (not in section 3): 2 x 48 layers x 8 KV heads x 128 x 2 bytes, Qwen/Qwen2.5-14B config.json
+    "Qwen2.5-14B": 196_608,
 }
 # (total, active) billions, section 3
 PARAMS_B = {
@@ -33,6 +35,7 @@ PARAMS_B = {
     "Llama-3.2-1B": (1.24, 1.24), "Qwen2.5-0.5B": (0.494, 0.494),
     "Mistral-7B": (7.24, 7.24),  # its model card
     "Qwen3-0.6B": (0.596, 0.596),  # its model card: 0.6B (0.44B non-embedding), tied embeddings
+    "Qwen2.5-14B": (14.77, 14.77),  # its model card: 14.7B (13.1B non-embedding), untied embeddings
 }
 
 
