@@ -142,6 +142,10 @@ def _v05(row: dict[str, Any]) -> str:
     return "vllm_v05_offline" if offline else "vllm_v05"
 
 
+#: A row whose source states the engine's per-step token budget says so in its notes ("max-num-batched-tokens N").
+_STATED_BUDGET = re.compile(r"max-num-batched-tokens\s+(\d+)")
+
+
 def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
     """The scheduler config that matches how the row's engine batched (parameters documented)."""
     seqs = row["max_num_seqs"] or 256
@@ -165,9 +169,11 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         return {"name": "vllm", "max_num_seqs": 4096, "max_num_batched_tokens": 16384}
     if _v1_engine(row["engine_version"]):
         # vLLM >= 0.8 runs the V1 engine by default: chunked prefill always on, running requests
-        # first, one token budget per step (V1's usage-context default for the OpenAI server; the
-        # sources do not set it)
-        budget = v1_server_token_budget(row["device"])
+        # first, one token budget per step: the one the source states (its notes say
+        # "max-num-batched-tokens N", e.g. the `LLM` class's own default for an offline run, fid13a),
+        # else V1's usage-context default for the OpenAI server
+        stated = _STATED_BUDGET.search(row.get("notes") or "")
+        budget = int(stated.group(1)) if stated else v1_server_token_budget(row["device"])
         return {"name": "vllm_v1", "max_num_seqs": seqs, "max_num_batched_tokens": budget}
     if row["engine_version"].startswith("0.5"):
         if "chunked prefill" in (row["notes"] or ""):
@@ -178,7 +184,7 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
         return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": 2048}
     # vLLM 0.6 without chunked prefill: whole prompts first, max(max_model_len, 2048) tokens
     # unless the source set --max-num-batched-tokens (its notes say so)
-    budget = re.search(r"max-num-batched-tokens\s+(\d+)", row.get("notes") or "")
+    budget = _STATED_BUDGET.search(row.get("notes") or "")
     return {"name": "vllm", "max_num_seqs": seqs, "max_num_batched_tokens": int(budget.group(1)) if budget else 4096}
 
 
