@@ -2,6 +2,7 @@
 
 from hardware import corpus_predict as cp
 from hardware import fidelity as fid
+from hardware.corpus_engines import v1_server_token_budget
 
 SOURCE = "accelmark_a100_vllm020"
 
@@ -28,7 +29,7 @@ def test_a_stated_v1_token_budget_replaces_the_server_default():
     # no budget stated: V1's server default on an A100 (2048)
     assert {cp.scheduler_for(r)["max_num_batched_tokens"] for r in streamed} == {2048}
     plain = {**offline[0], "notes": "no budget here"}
-    assert cp.scheduler_for(plain)["max_num_batched_tokens"] == cp.v1_server_token_budget("A100-80GB") == 2048
+    assert cp.scheduler_for(plain)["max_num_batched_tokens"] == v1_server_token_budget("A100-80GB") == 2048
     h100 = {**plain, "device": "H100-SXM", "notes": "vllm serve --max-num-batched-tokens 16384"}
     assert cp.scheduler_for(h100) == {"name": "vllm_v1", "max_num_seqs": 512, "max_num_batched_tokens": 16384}
 

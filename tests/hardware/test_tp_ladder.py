@@ -9,6 +9,7 @@ from hardware import corpus_predict as cp
 from hardware import fidelity as fid
 from hardware import fit_v05
 from hardware.calibration_constants import ALLREDUCE_ALGOS
+from hardware.corpus_engines import v1_server_token_budget
 
 SOURCE = fit_v05.TP_LADDER_SOURCE
 
@@ -33,9 +34,9 @@ def test_the_rows_parse_as_sharegpt_closed_loops_of_every_request():
 
 
 def test_v1_token_budget_follows_vllm_batch_defaults():
-    assert cp.v1_server_token_budget("H100-SXM") == 8192
-    assert cp.v1_server_token_budget("A100-80GB") == 2048  # excluded by name in vLLM
-    assert cp.v1_server_token_budget("A10G") == cp.v1_server_token_budget("L4") == 2048
+    assert v1_server_token_budget("H100-SXM") == 8192
+    assert v1_server_token_budget("A100-80GB") == 2048  # excluded by name in vLLM
+    assert v1_server_token_budget("A10G") == v1_server_token_budget("L4") == 2048
 
 
 def test_every_request_counted_keeps_the_first_wave():

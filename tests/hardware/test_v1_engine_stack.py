@@ -6,6 +6,7 @@ from hardware import calibration_constants as cc
 from hardware import corpus_predict as cp
 from hardware import fidelity as fid
 from hardware import fit_v1_engine
+from hardware.corpus_engines import is_v1_engine
 
 
 def test_stack_exists_and_differs_from_the_vllm060_multi_step_fit():
@@ -23,7 +24,7 @@ def test_v1_engine_releases_map_to_it_and_older_ones_do_not():
         assert cp.stack_for({**row, "engine_version": version}) == "vllm_v1_engine"
     assert cp.stack_for({**row, "engine_version": "0.7.3"}) == "vllm_v1"
     assert cp.stack_for({**row, "engine_version": "0.6.0", "notes": "num-scheduler-steps 10"}) == "vllm_v1"
-    rows = [r for r in cp.load_corpus() if r["engine"] == "vllm" and cp._v1_engine(r["engine_version"])]
+    rows = [r for r in cp.load_corpus() if r["engine"] == "vllm" and is_v1_engine(r["engine_version"])]
     assert len(rows) >= 25 and {cp.stack_for(r) for r in rows} == {"vllm_v1_engine"}
 
 
