@@ -70,11 +70,16 @@ efficiency its loaded rows would ask and the GDDR factor its TP 1 rows would ask
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 import sys
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from hardware import calibration_constants as cc
 from hardware import corpus_predict as cp
+from hardware.devices import get_device
 
 SOURCE = "vllm_blog_v060"
 
@@ -174,8 +179,6 @@ def solve_pcie_shm_efficiency(latency_s: float | None = None) -> float:
     """Bus efficiency of the ``pcie_shm`` all-reduce that reproduces the source's all-reduce time (closed
     form: the algorithm's latency, stored unless ``latency_s``, is kept; the row's time minus it is wire bytes
     over the reached bandwidth)."""
-    from hardware.devices import get_device
-
     row = next(r for r in cp.load_corpus() if r["source"] == PCIE_SHM_SOURCE)
     n, num_bytes = row["tp"], row["batch"]
     wire = 2.0 * (n - 1) / n * num_bytes
@@ -196,24 +199,18 @@ def ladder_rows(concurrency: tuple[int, ...] = (1,), tp_above_one: bool = True) 
             and r["metric"] == "median_tpot_ms" and r["batch"] in concurrency and (r["tp"] > 1) == tp_above_one]
 
 
-class pcie_shm_constants:  # noqa: N801 (a context manager used like a function)
+@contextlib.contextmanager
+def pcie_shm_constants(latency_s: float | None = None, bus_efficiency: float | None = None) -> Iterator[None]:
     """Price the ``pcie_shm`` all-reduce with a trial latency / bus efficiency inside the ``with`` block (the
     catalog entry is restored after, and the predictor's simulation cache cleared on both sides)."""
-
-    def __init__(self, latency_s: float | None = None, bus_efficiency: float | None = None):
-        self.latency_s, self.bus_efficiency = latency_s, bus_efficiency
-
-    def __enter__(self) -> None:
-        from dataclasses import replace
-
-        self._stored = cc.ALLREDUCE_ALGOS["pcie_shm"]
-        trial = {k: v for k, v in (("latency_s", self.latency_s), ("bus_efficiency", self.bus_efficiency))
-                 if v is not None}
-        cc.ALLREDUCE_ALGOS["pcie_shm"] = replace(self._stored, **trial)
-        cp.clear_cache()
-
-    def __exit__(self, *exc: object) -> None:
-        cc.ALLREDUCE_ALGOS["pcie_shm"] = self._stored
+    stored = cc.ALLREDUCE_ALGOS["pcie_shm"]
+    trial = {k: v for k, v in (("latency_s", latency_s), ("bus_efficiency", bus_efficiency)) if v is not None}
+    cc.ALLREDUCE_ALGOS["pcie_shm"] = replace(stored, **trial)
+    cp.clear_cache()
+    try:
+        yield
+    finally:
+        cc.ALLREDUCE_ALGOS["pcie_shm"] = stored
         cp.clear_cache()
 
 
@@ -224,17 +221,11 @@ def ladder_signed_errors(rows: list[dict], latency_s: float | None = None,
         return [cp.predict(r) / r["value"] - 1.0 for r in rows]
 
 
-def _median(values: list[float]) -> float:
-    import statistics
-
-    return statistics.median(values)
-
-
 def solve_pcie_shm_latency(bus_efficiency: float | None = None, tol: float = 0.5e-6) -> float:
     """``pcie_shm`` latency with median signed error 0 over the ladder's concurrency-1 TPOT rows at TP > 1
     (bisection; predicted TPOT rises with the latency)."""
     rows = ladder_rows((1,))
-    return bisect_zero(lambda lat: _median(ladder_signed_errors(rows, lat, bus_efficiency)), 0.0, 1e-3, tol,
+    return bisect_zero(lambda lat: statistics.median(ladder_signed_errors(rows, lat, bus_efficiency)), 0.0, 1e-3, tol,
                        rising=True)
 
 
@@ -242,7 +233,7 @@ def solve_pcie_shm_serving_efficiency(latency_s: float, tol: float = 0.002) -> f
     """Diagnostic (fid12: not adopted): the bus efficiency with median signed error 0 over the ladder's
     concurrency-8 / 32 TPOT rows at TP > 1, at ``latency_s`` (bisection; TPOT falls as the efficiency grows)."""
     rows = ladder_rows((8, 32))
-    return bisect_zero(lambda eff: _median(ladder_signed_errors(rows, latency_s, eff)), 0.01, 1.0, tol,
+    return bisect_zero(lambda eff: statistics.median(ladder_signed_errors(rows, latency_s, eff)), 0.01, 1.0, tol,
                        rising=False)
 
 
@@ -251,8 +242,6 @@ MI300X_SOURCE = "azure_nd_mi300x"
 
 def solve_cdna3_fp8_factor(tol: float = 0.005) -> float:
     """FP8 compute factor on MI300X with median signed error 0 over the source's vLLM runs."""
-    import statistics
-
     rows = [r for r in cp.load_corpus() if r["source"] == MI300X_SOURCE and r["kind"] != "kernel"]
 
     def median_error(f: float) -> float:
@@ -283,8 +272,6 @@ def engine_overrides(seq_s: float, offline: bool = True) -> dict[str, Any]:
 
 def engine_median_error(seq_s: float | None = None) -> float:
     """Median signed error of the engine sources' rows (stored constants unless ``seq_s``)."""
-    import statistics
-
     rows = [r for r in cp.load_corpus() if r["source"] in ENGINE_SOURCES]
     overrides = {} if seq_s is None else engine_overrides(seq_s)
     return statistics.median(cp.predict(r, overrides) / r["value"] - 1.0 for r in rows)
@@ -324,8 +311,6 @@ GDDR_SOURCE = "llm_price_compass"
 
 def gddr_median_error(factor: float) -> float:
     """Median signed error of the GDDR source's rows with the A10G / L4 efficiency factor at ``factor``."""
-    import statistics
-
     rows = [r for r in cp.load_corpus() if r["source"] == GDDR_SOURCE]
     return statistics.median(cp.predict(r, {"device_efficiency_factor": factor}) / r["value"] - 1.0 for r in rows)
 
@@ -382,7 +367,7 @@ def main() -> int:
     tp1 = ladder_signed_errors(ladder_rows((1,), tp_above_one=False), lat)[0]
     loaded = ladder_signed_errors(ladder_rows((1, 8, 32)), lat)
     print(f"  fid12 checks: 7B TP 1 concurrency-1 TPOT {tp1:+.1%} (rule: within 10%); median |error| of the 12 "
-          f"A10G TPOT rows at TP > 1 {_median([abs(e) for e in loaded]):.1%} (rule: at most 20%)")
+          f"A10G TPOT rows at TP > 1 {statistics.median([abs(e) for e in loaded]):.1%} (rule: at most 20%)")
     serving = solve_pcie_shm_serving_efficiency(lat)
     print(f"  diagnostic, not adopted: the bus efficiency its concurrency-8 / 32 TPOT rows at TP > 1 ask: "
           f"{serving:.4f}")
