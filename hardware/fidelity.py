@@ -44,6 +44,9 @@ ORIGINS = {
     "kvcached_h100_inf": "kvcached", "kvcached_h100_r16": "kvcached",
     # NVIDIA's TensorRT-LLM v0.5 performance pages and the H200 launch blog of the same release
     "hwmd_trtllm_perf": "nvidia_trtllm_v05", "trtllm_h200_blog": "nvidia_trtllm_v05",
+    # the jinwoong blog's L4 / A10G campaign: its baseline and TP rows (calibration) and, on the same L4 server
+    # and sweep, its draft-model speculative-decoding arms (SOURCES.md fid14)
+    "jinwoong_a10g_l4_blog": "jinwoong", "jinwoong_l4_specdecode": "jinwoong",
 }
 SPLITS = ("calibration", "held-out", "same-origin")
 _CALIBRATION_ORIGINS = frozenset(ORIGINS.get(s, s) for s in CALIBRATION_SOURCES)
