@@ -1,5 +1,6 @@
-"""How each corpus row's engine ran: the cost-model stack of its engine and version (``stack_for``) and the
-scheduler config that batches as it did (``scheduler_for``), from what the row and its notes state.
+"""How each corpus row's engine ran: the cost-model stack of its engine and version (``stack_for``), the
+scheduler config that batches as it did (``scheduler_for``) and the speculative decoding it ran
+(``speculation_for``), from what the row and its notes state.
 
 Used by ``hardware.corpus_predict`` (which re-exports these names); the notes patterns each function reads
 are documented beside it.
@@ -137,3 +138,38 @@ def is_v1_engine(version: str) -> bool:
     """A vLLM release whose default engine is V1 (0.8.0 of 2025-03 and later)."""
     m = re.match(r"(\d+)\.(\d+)", version or "")
     return bool(m) and (int(m.group(1)), int(m.group(2))) >= (0, 8)
+
+
+#: A row whose engine ran draft-model speculative decoding says so in its notes: "speculation draft MODEL k K
+#: acceptance R", MODEL a catalog model, K the draft tokens per step (vLLM's ``num_speculative_tokens``) and R the
+#: run's measured accepted / drafted tokens (vLLM's ``spec_decode_num_accepted_tokens`` over
+#: ``spec_decode_num_draft_tokens``; SOURCES.md fid14).
+_SPECULATION = re.compile(r"speculation draft (\S+) k (\d+) acceptance ([0-9.]+)")
+
+
+def per_position_acceptance(ratio: float, k: int) -> float:
+    """servesim's ``acceptance_rate`` a (each proposed token accepted with chance a, independently, the first
+    rejection ending the run) whose accepted / drafted ratio equals ``ratio``: (a + a^2 + ... + a^k) / k = ratio,
+    solved by bisection (k = 1: a = ratio). The mean tokens emitted per step, E[accepted] + 1, is then the run's."""
+    if not 0.0 <= ratio <= 1.0 or k < 1:
+        raise ValueError(f"accepted / drafted ratio {ratio} with k {k}: need 0 <= ratio <= 1 and k >= 1")
+    lo, hi = 0.0, 1.0
+    for _ in range(60):  # the ratio rises monotonically with a on [0, 1]
+        mid = (lo + hi) / 2.0
+        if sum(mid ** i for i in range(1, k + 1)) / k < ratio:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
+def speculation_for(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The pool's ``speculation`` config for a row whose notes state draft-model speculation (None: none):
+    servesim's fixed-k speculator with the stated draft model and the per-position acceptance of the measured
+    ratio (``per_position_acceptance``)."""
+    stated = _SPECULATION.search(row.get("notes") or "")
+    if stated is None:
+        return None
+    k = int(stated.group(2))
+    return {"name": "fixed", "k": k, "draft_model": stated.group(1),
+            "acceptance_rate": per_position_acceptance(float(stated.group(3)), k)}

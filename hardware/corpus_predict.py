@@ -35,8 +35,9 @@ prediction:
   prediction being the median of the draws' figures.
 
 The engine and version pick the cost model's stack and the scheduler the engine used
-(``stack_for``, ``scheduler_for``: ``hardware.corpus_engines``); ``request_s`` of the stack
-(tokenisation, HTTP) is added to TTFT and end-to-end latency of simulated requests.
+(``stack_for``, ``scheduler_for``: ``hardware.corpus_engines``); a row whose notes state draft-model speculation
+("speculation draft MODEL k K acceptance R") runs servesim's fixed-k speculator (``speculation_for``);
+``request_s`` of the stack (tokenisation, HTTP) is added to TTFT and end-to-end latency of simulated requests.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from hardware.analytic import AnalyticCostModel, AnalyticParams, allreduce_choice, gemm_time_s
-from hardware.corpus_engines import scheduler_for, stack_for
+from hardware.corpus_engines import scheduler_for, speculation_for, stack_for
 from hardware.devices import get_device
 from hardware.links import allreduce_time_s
 
@@ -278,17 +279,17 @@ def memory_share(row: dict[str, Any]) -> float:
 def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, Any]) -> dict[str, Any]:
     cost = {"name": "analytic", "stack": overrides.get("stack") or stack_for(row)}
     cost.update({k: v for k, v in overrides.items() if k != "stack"})
-    return {
-        "seed": 0,
-        "workload": {"name": "trace", "path": trace_path},
-        "cluster": {"pools": [{
-            "name": "main", "role": "mixed", "num_replicas": 1,
-            "hardware": {"device": row["device"], "model": row["model"], "tp": row["tp"],
-                         "weight_dtype": row["weight_dtype"], "kv_dtype": row["kv_dtype"]},
-            "cost_model": cost, "scheduler": scheduler_for(row),
-            "kv": {"name": "paged", "block_size": 16, "gpu_memory_utilization": memory_share(row)},
-        }]},
+    pool = {
+        "name": "main", "role": "mixed", "num_replicas": 1,
+        "hardware": {"device": row["device"], "model": row["model"], "tp": row["tp"],
+                     "weight_dtype": row["weight_dtype"], "kv_dtype": row["kv_dtype"]},
+        "cost_model": cost, "scheduler": scheduler_for(row),
+        "kv": {"name": "paged", "block_size": 16, "gpu_memory_utilization": memory_share(row)},
     }
+    speculation = speculation_for(row)  # draft-model speculative decoding the notes state (SOURCES.md fid14)
+    if speculation is not None:
+        pool["speculation"] = speculation
+    return {"seed": 0, "workload": {"name": "trace", "path": trace_path}, "cluster": {"pools": [pool]}}
 
 
 def simulate_requests(row: dict[str, Any], requests: list[tuple[float, int, int]],
@@ -390,7 +391,8 @@ def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
     if row["kind"] == "closed_loop":
         keys += ("batch",)  # the number of clients
     engine = (stack_for(row), repr(sorted(scheduler_for(row).items())), memory_share(row),
-              sharegpt_means(row), openorca_mean(row), _EVERY_REQUEST in (row.get("notes") or ""))  # from the notes
+              sharegpt_means(row), openorca_mean(row), _EVERY_REQUEST in (row.get("notes") or ""),
+              repr(sorted((speculation_for(row) or {}).items())))  # from the notes
     return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 
