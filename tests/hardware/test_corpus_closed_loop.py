@@ -67,11 +67,13 @@ def test_corpus_concurrency_sweeps_are_held_out_and_complete():
     sweeps = {"inferencebench_llama8b_h100", "inferencebench_qwen72b_h100"}
     # fid5 adds the marathon (4 clients), the calibration source of vllm_v1_engine; the sweeps stay held out;
     # fid12 adds the jinwoong A10G / L4 ladder (ShareGPT requests, calibration of the pcie_shm latency);
-    # fid13a the AccelMark A100 run's one-client and 8-client scenarios (held out, fixed long prompts)
-    assert {r["source"] for r in rows} == sweeps | {"inferencebench_marathon_h100", "jinwoong_a10g_l4_blog",
-                                                    "accelmark_a100_vllm020"}
+    # fid13a the AccelMark A100 run's one-client and 8-client scenarios (held out, fixed long prompts);
+    # fid14 the same blog's draft-model speculation arms on the L4 (same-origin, ShareGPT requests)
+    jinwoong = {"jinwoong_a10g_l4_blog", "jinwoong_l4_specdecode"}
+    assert {r["source"] for r in rows} == sweeps | jinwoong | {"inferencebench_marathon_h100",
+                                                               "accelmark_a100_vllm020"}
     assert fid.split_of("accelmark_a100_vllm020") == "held-out"
     assert not sweeps & fid.CALIBRATION_SOURCES
     for r in rows:
         assert r["batch"] and (cp.closed_loop_sharegpt(r) or (r["input_len"] and r["output_len"]))
-        assert cp.closed_loop_sharegpt(r) == (r["source"] == "jinwoong_a10g_l4_blog")
+        assert cp.closed_loop_sharegpt(r) == (r["source"] in jinwoong)
