@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from hardware.devices import GIB, get_device
+from policies.speculators.estimate import expected_emitted
 
 
 def stack_for(row: dict[str, Any]) -> str:
@@ -156,7 +157,7 @@ def per_position_acceptance(ratio: float, k: int) -> float:
     lo, hi = 0.0, 1.0
     for _ in range(60):  # the ratio rises monotonically with a on [0, 1]
         mid = (lo + hi) / 2.0
-        if sum(mid ** i for i in range(1, k + 1)) / k < ratio:
+        if (expected_emitted(mid, k) - 1.0) / k < ratio:  # accepted per step (emitted less the bonus) / k
             lo = mid
         else:
             hi = mid
