@@ -56,6 +56,7 @@ from hardware.analytic import AnalyticCostModel, AnalyticParams, allreduce_choic
 from hardware.corpus_engines import scheduler_for, speculation_for, stack_for
 from hardware.devices import get_device
 from hardware.links import allreduce_time_s
+from traces.lengths_file import write_lengths_csv
 
 CORPUS = Path(__file__).parent / "corpus" / "points.csv"
 SHAREGPT = Path(__file__).parents[1] / "traces" / "data" / "sharegpt_8k_lengths_llama2_tokenizer.csv"
@@ -300,10 +301,8 @@ def simulate_requests(row: dict[str, Any], requests: list[tuple[float, int, int]
 
     overrides = dict(overrides or {})
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "trace.csv"
-        with open(path, "w") as fh:
-            fh.write("arrival_s,input_tokens,output_tokens\n")
-            fh.writelines(f"{a:.6f},{i},{o}\n" for a, i, o in requests)
+        path = write_lengths_csv(Path(tmp) / "trace.csv", [(i, o) for _a, i, o in requests],
+                                 [a for a, _i, _o in requests])
         result = simulate(serving_config(row, str(path), overrides))
     df = result.requests
     df = df[df["state"] == "finished"].copy()
@@ -368,10 +367,7 @@ def simulate_closed_loop(row: dict[str, Any], overrides: dict[str, Any] | None =
         if lengths is None:
             workload.update(input_tokens=row["input_len"], output_tokens=row["output_len"])
         else:
-            path = Path(tmp) / "lengths.csv"
-            with open(path, "w") as fh:
-                fh.write("input_tokens,output_tokens\n")
-                fh.writelines(f"{i},{o}\n" for i, o in lengths)
+            path = write_lengths_csv(Path(tmp) / "lengths.csv", lengths)
             workload.update(num_requests=len(lengths), lengths={"file": str(path), "order": "file"})
         cfg["workload"] = workload
         result = simulate(cfg)

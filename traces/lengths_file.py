@@ -13,7 +13,7 @@ output) pairs from them (``lengths: {file: ...}``).
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +115,17 @@ def _plain_pairs(path: str | Path) -> np.ndarray | None:
             scale *= 10
         out.append(value)
     return np.stack(out, axis=1)
+
+
+def write_lengths_csv(path: str | Path, pairs: Iterable, arrivals: Iterable[float] | None = None) -> Path:
+    """Write (input, output) token pairs as a length CSV this reader takes (``input_tokens,output_tokens``), or,
+    with ``arrivals`` (seconds, one per pair), the native trace CSV (``arrival_s,input_tokens,output_tokens``)."""
+    path = Path(path)
+    with open(path, "w") as fh:
+        if arrivals is None:
+            fh.write("input_tokens,output_tokens\n")
+            fh.writelines(f"{i},{o}\n" for i, o in pairs)
+        else:
+            fh.write("arrival_s,input_tokens,output_tokens\n")
+            fh.writelines(f"{a:.6f},{i},{o}\n" for a, (i, o) in zip(arrivals, pairs, strict=True))
+    return path

@@ -34,6 +34,7 @@ import yaml
 from hardware import calibration_constants as cc
 from hardware.stack_file import read_stack_file, write_stack_file
 from sim.errors import ConfigError
+from traces.lengths_file import write_lengths_csv
 
 METRICS = ("ttft_s", "tpot_s", "e2e_s")
 STATS = ("mean", "p50", "p99")
@@ -167,9 +168,7 @@ def simulate_result(config: dict[str, Any], result: dict[str, Any], cost_overrid
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "requests.csv"
         if "concurrency" in how:
-            with open(path, "w") as fh:
-                fh.write("input_tokens,output_tokens\n")
-                fh.writelines(f"{i},{o}\n" for _a, i, o in reqs)
+            write_lengths_csv(path, [(i, o) for _a, i, o in reqs])
             cfg["workload"] = {"name": "closed_loop", "num_users": how["concurrency"], "num_requests": len(reqs),
                                "think_time_s": 0.0, "think": "fixed",
                                "lengths": {"file": str(path), "order": "file"}}
@@ -180,9 +179,7 @@ def simulate_result(config: dict[str, Any], result: dict[str, Any], cost_overrid
                 arrivals = np.array([a for a, _i, _o in reqs])
             else:
                 arrivals = np.zeros(len(reqs))
-            with open(path, "w") as fh:
-                fh.write("arrival_s,input_tokens,output_tokens\n")
-                fh.writelines(f"{a:.6f},{i},{o}\n" for a, (_x, i, o) in zip(arrivals, reqs, strict=True))
+            write_lengths_csv(path, [(i, o) for _a, i, o in reqs], arrivals)
             cfg["workload"] = {"name": "trace", "path": str(path)}
         cfg.setdefault("engine", {})["progress"] = False
         df = simulate(cfg).requests
