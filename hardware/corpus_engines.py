@@ -2,7 +2,7 @@
 scheduler config that batches as it did (``scheduler_for``) and the speculative decoding it ran
 (``speculation_for``), from what the row and its notes state.
 
-Used by ``hardware.corpus_predict`` (which re-exports these names); the notes patterns each function reads
+Used by ``hardware.corpus_predict`` (which re-exports the three); the notes patterns each function reads
 are documented beside it.
 """
 

@@ -92,7 +92,6 @@ def splitwise_reference_config() -> dict:
     return config
 
 
-
 #: the Llumnix scenario's rate, in multiples of the trace's (2.0 x the 0.775x KV of a 22.06 GiB A10G)
 LLUMNIX_RATE_SCALE = 1.55
 
@@ -115,6 +114,7 @@ def llumnix_config() -> dict:
     config["cluster"]["transfer"] = {"link": "ethernet-100g"}
     config["cluster"]["controllers"] = [{"name": "llumnix_migration"}]
     return config
+
 
 def trtllm_max_utilization_config() -> dict:
     """TensorRT-LLM's ``MAX_UTILIZATION`` capacity policy (KV for the next step only; the last started request
