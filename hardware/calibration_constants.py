@@ -202,6 +202,17 @@ VLLM_V05_OFFLINE_CPU_SHARE = 29.0 / (33.0 + 29.0)
 #: (``experiments/v05_mechanism_sensitivity.py``; README (l)).
 VLLM_FUSED_MOE_COMPUTE_FACTOR = 0.63
 
+#: SGLang's routed-expert kernel (its Triton fused_moe with tuned configs, block-FP8 weights, TP experts, no EP) on
+#: Hopper: share of the dense GEMM compute efficiency its grouped GEMMs reach. Solved by ``python -m hardware.fit_v05``
+#: (``hardware.fit_sglang_moe``: 0.2301, stored rounded, SOURCES.md fid15c) from the ``sglang_pr14764_dsv31_h200``
+#: calibration row sgp-1 (sgl-project/sglang#14764: DeepSeek-V3.1 on 8x H200, TP 8, ``bench_one_batch`` 16 x 512
+#: tokens prefilled in one iteration in 288.27 ms; 137.0 ms priced at factor 1). A constant of the engine's kernel,
+#: applied to every model on the ``sglang`` stack, but solved at DeepSeek-V3's fine-grained shape (256 experts,
+#: 2048 / TP 8 = 256 columns per GPU, ~256 tokens per expert): untested for coarse experts (Mixtral-like), where it
+#: is likely pessimistic. Whatever else of that iteration the model misprices (MLA prefill attention, block-FP8
+#: dense GEMMs, the 8192-token all-reduces) is absorbed into it.
+SGLANG_FUSED_MOE_COMPUTE_FACTOR = 0.23
+
 #: vLLM before its custom all-reduce (v0.3.0, 2024-01): every TP all-reduce went through NCCL
 #: (torch.distributed), costing this much per call beyond the NCCL algorithm's own time.
 #: Solved by ``python -m hardware.fit_v05`` from the ``vllm_pr2192_allreduce`` calibration row
@@ -260,8 +271,9 @@ STACKS = {
     ),
     "sglang": StackOverheads(
         iteration_s=SGLANG_ITERATION_S, layer_prefill_s=60e-6, layer_decode_s=SGLANG_LAYER_DECODE_S,
-        seq_s=SGLANG_SEQ_S, request_s=SGLANG_REQUEST_S,
-        source="sglang_vllm060 corpus source (SGLang 0.3.0 rows), fitted by hardware.fidelity --fit",
+        seq_s=SGLANG_SEQ_S, request_s=SGLANG_REQUEST_S, moe_compute_factor=SGLANG_FUSED_MOE_COMPUTE_FACTOR,
+        source="sglang_vllm060 corpus source (SGLang 0.3.0 rows), fitted by hardware.fidelity --fit; routed-expert "
+               "factor from sglang_pr14764_dsv31_h200 (DeepSeek-V3.1, 8x H200), solved by python -m hardware.fit_v05",
     ),
     # vLLM 0.4-0.5.x (mid 2024): decode is CUDA-graphed (small per-layer cost, as vllm_v1), but
     # every step runs scheduling, input preparation, sampling, detokenisation and the OpenAI

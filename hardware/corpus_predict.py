@@ -8,7 +8,9 @@ prediction:
   setting text is the row's ``notes``.
 - ``static``: a static batch (``batch`` prompts of ``input_len``, ``output_len`` outputs) by
   the analytic cost model (prefill all, then decode), as ``benchmark_latency`` /
-  TensorRT-LLM's static benchmark run it.
+  TensorRT-LLM's static benchmark / ``sglang.bench_one_batch`` run it: the whole latency
+  (``latency_s``), output throughput, or bench_one_batch's ``prefill_s`` (the prefill iteration)
+  and ``decode_median_s`` (the median decode iteration).
 - ``decode_step``: one pure-decode iteration of ``batch`` sequences at ``input_len`` tokens of
   context each (``step_ms``), or the kernels' share of it (``gpu_share_pct``: the ``ideal``
   stack's step over the row's stack's step), for engine profiles quoted in prose.
@@ -110,11 +112,16 @@ def cost_model(row: dict[str, Any], stack: str | None = None, **overrides: Any) 
     return AnalyticCostModel(AnalyticParams(stack=stack or stack_for(row), **overrides), hw)
 
 
+def static_batch_steps_s(cm: AnalyticCostModel, batch: int, prompt: int, output: int) -> tuple[float, np.ndarray]:
+    """(the prefill iteration of the whole batch, the ``output - 1`` decode iterations after it) in seconds."""
+    prefill = cm.step_time_s([(prompt, 0)] * batch, 0, 0, 0)
+    return prefill, cm.decode_step_times_s(batch, batch * (prompt + 1), output - 1)
+
+
 def static_batch_s(cm: AnalyticCostModel, batch: int, prompt: int, output: int) -> float:
     """Prefill the whole batch in one iteration, then ``output - 1`` decode iterations."""
-    prefill = cm.step_time_s([(prompt, 0)] * batch, 0, 0, 0)
-    decode = cm.decode_step_times_s(batch, batch * (prompt + 1), output - 1).sum()
-    return prefill + float(decode)
+    prefill, decode = static_batch_steps_s(cm, batch, prompt, output)
+    return prefill + float(decode.sum())
 
 
 def _kernel(row: dict[str, Any], overrides: dict[str, Any]) -> float:
@@ -144,8 +151,12 @@ def _decode_step(row: dict[str, Any], overrides: dict[str, Any]) -> float:
 def _static(row: dict[str, Any], overrides: dict[str, Any]) -> float:
     cm = cost_model(row, **overrides)
     b, i, o = row["batch"], row["input_len"], row["output_len"]
-    seconds = static_batch_s(cm, b, i, o)
     metric = row["metric"]
+    if metric == "prefill_s":  # bench_one_batch's "Prefill. latency": the one prefill iteration
+        return static_batch_steps_s(cm, b, i, 1)[0]
+    if metric == "decode_median_s":  # bench_one_batch's "Decode. median latency": the median decode iteration
+        return float(np.median(static_batch_steps_s(cm, b, i, o)[1]))
+    seconds = static_batch_s(cm, b, i, o)
     if metric == "latency_s":
         return seconds
     if metric == "out_tput_per_gpu":

@@ -31,6 +31,7 @@ CALIBRATION_SOURCES = frozenset({
     "sglang_vllm060", "vllm_blog_v060", "vllm_pr3240_mixtral", "vllm_pr2192_allreduce",
     "azure_nd_mi300x", "vllm_pr7117_h100", "vllm_pr5399_h100", "inferencebench_marathon_h100",
     "kvcached_h100_inf", "llm_price_compass", "pytorch127077_a10g_allreduce", "jinwoong_a10g_l4_blog",
+    "sglang_pr14764_dsv31_h200",
 })
 #: Who measured a source, where two or more sources share a lab and a measurement campaign
 #: (every other source is its own origin). A held-out source of the same origin as a calibration

@@ -65,6 +65,10 @@ Qwen2.5-7B / 14B at TP 1 / 2 / 4 on one g5.12xlarge): solved so that the median 
 concurrency-1 median TPOT rows at TP > 1 is zero (one token's activations per all-reduce: latency-bound). The bus
 efficiency its loaded rows would ask and the GDDR factor its TP 1 rows would ask are printed as diagnostics only.
 
+The tenth (issue 17, fid15c) is the ``sglang`` stack's routed-expert compute factor
+(``SGLANG_FUSED_MOE_COMPUTE_FACTOR``) from the ``sglang_pr14764_dsv31_h200`` rows (sgl-project/sglang#14764:
+DeepSeek-V3.1 on 8x H200, ``bench_one_batch`` 16 x 512): ``hardware.fit_sglang_moe`` has the method.
+
 ``python -m hardware.fit_v05`` prints the solutions beside the stored constants.
 """
 
@@ -396,6 +400,9 @@ def main() -> int:
           f"{fit_v1_engine.SEQ_SOURCE}'s throughput is {seq0 * 1e6:.1f} us, and with it that run's median TPOT is "
           f"{fit_v1_engine.seq_median_error(seq0, 'median_tpot_ms', fe0):+.0%}, median TTFT "
           f"{fit_v1_engine.seq_median_error(seq0, 'median_ttft_ms', fe0):+.0%} (not adopted in fid5)")
+    from hardware import fit_sglang_moe
+
+    fit_sglang_moe.main()
     return 0
 
 
