@@ -59,9 +59,13 @@ but one). Here that is:
   instead of making them free: they are reused in the order they were freed, not before every
   retained block. Only blocks never used yet are free first (vLLM's queue starts with all of them).
 
-Not modelled, for want of a way to check it here: vLLM keeps cached blocks' hashes for requests with
-the same tokens; a request's retained blocks are its alone (random prompts share none), and the
-blocks of ``trim`` (rejected speculative slots) stay free at once.
+Simplifications and what is not verified: in vLLM any request with the same tokens could hit a
+preempted request's hashed blocks; here its retained blocks are its alone (random prompts share none;
+shared prompts are ``prefix_hashes`` units as before), and a request referencing an anonymous shared
+unit (``share``) retains nothing. The blocks ``trim`` returns (rejected speculative slots) are free at
+once, not queued. The code was read at a stored copy of vllm-project/vllm (commit 002f3491), not at
+each release's tag: that later V1 releases (e.g. 0.20) keep the same free order and hit rule is
+assumed, not checked.
 """
 
 from __future__ import annotations
