@@ -1,8 +1,9 @@
 """How each corpus row's engine ran: the cost-model stack of its engine and version (``stack_for``), the
-scheduler config that batches as it did (``scheduler_for``) and the speculative decoding it ran
-(``speculation_for``), from what the row and its notes state.
+scheduler config that batches as it did (``scheduler_for``), the speculative decoding it ran
+(``speculation_for``) and whether its KV keeps preempted requests' blocks (``retains_preempted_blocks``), from
+what the row and its notes state.
 
-Used by ``hardware.corpus_predict`` (which re-exports the three); the notes patterns each function reads
+Used by ``hardware.corpus_predict`` (which re-exports the first three); the notes patterns each function reads
 are documented beside it.
 """
 
@@ -133,6 +134,18 @@ def v1_server_token_budget(device_name: str) -> int:
     """The V1 engine's default ``max_num_batched_tokens`` for the OpenAI server on ``device_name``."""
     large = get_device(device_name).memory_bytes >= V1_LARGE_GPU_GIB * GIB and not device_name.startswith("A100")
     return V1_LARGE_GPU_BUDGET if large else V1_SMALL_GPU_BUDGET
+
+
+#: A V1 row whose source disabled prefix caching says so in its notes (SOURCES.md fid15a).
+_PREFIX_CACHING_OFF = re.compile(r"prefix caching off|no-enable-prefix-caching")
+
+
+def retains_preempted_blocks(row: dict[str, Any]) -> bool:
+    """Whether the row's engine keeps a recompute-preempted request's blocks cached for it (the paged
+    manager's ``retain_preempted_blocks``): vLLM V1, whose prefix caching is on by default, unless the
+    notes say it was off (SOURCES.md fid15a)."""
+    return row["engine"] == "vllm" and is_v1_engine(row["engine_version"]) \
+        and not _PREFIX_CACHING_OFF.search(row.get("notes") or "")
 
 
 def is_v1_engine(version: str) -> bool:

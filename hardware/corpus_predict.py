@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from hardware.analytic import AnalyticCostModel, AnalyticParams, allreduce_choice, gemm_time_s
-from hardware.corpus_engines import scheduler_for, speculation_for, stack_for
+from hardware.corpus_engines import retains_preempted_blocks, scheduler_for, speculation_for, stack_for
 from hardware.devices import get_device
 from hardware.links import allreduce_time_s
 from traces.lengths_file import write_lengths_csv
@@ -298,6 +298,8 @@ def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, An
         "cost_model": cost, "scheduler": scheduler_for(row),
         "kv": {"name": "paged", "block_size": 16, "gpu_memory_utilization": memory_share(row)},
     }
+    if retains_preempted_blocks(row):  # vLLM V1's prefix cache keeps a preempted request's blocks (fid15a)
+        pool["kv"]["retain_preempted_blocks"] = True
     speculation = speculation_for(row)  # draft-model speculative decoding the notes state (SOURCES.md fid14)
     if speculation is not None:
         pool["speculation"] = speculation
@@ -399,7 +401,7 @@ def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
         keys += ("batch",)  # the number of clients
     engine = (stack_for(row), repr(sorted(scheduler_for(row).items())), memory_share(row),
               sharegpt_means(row), openorca_mean(row), _EVERY_REQUEST in (row.get("notes") or ""),
-              repr(sorted((speculation_for(row) or {}).items())))  # from the notes
+              repr(sorted((speculation_for(row) or {}).items())), retains_preempted_blocks(row))  # from the notes
     return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 

@@ -9,6 +9,7 @@ manager and hand-off, on its own gate scenario) and the dotted plug-in router:
 
         gate                  as gated (constant cost model); its per-iteration log is compared too
         small_kv_swap         ... with 150 KV blocks per replica, preempting by swap, outputs from 1 token
+        small_kv_retain       ... with 150 KV blocks, recompute keeping preempted blocks cached (paged KV)
         analytic              analytic cost model (H100-SXM, Llama-3-8B), prefix caching on
         analytic_prefix       ... over multi-turn sessions sharing prefix blocks
         analytic_prefix_swap  ... preempting by swap into a small host space (swap and recompute)
@@ -89,9 +90,18 @@ def _small_kv_swap(data: dict[str, Any]) -> None:
         data["workload"]["output_tokens"] = 1
 
 
+def _small_kv_retain(data: dict[str, Any]) -> None:
+    """150 blocks, recompute preemption keeping the preempted requests' blocks cached (vLLM V1's prefix
+    cache, ``retain_preempted_blocks``) on every pool with the paged manager itself."""
+    for pool in data["cluster"]["pools"]:
+        if pool["kv"].get("name", "paged") == "paged":
+            pool["kv"].update(num_blocks=150, preemption_mode="recompute", retain_preempted_blocks=True)
+
+
 VARIANTS = {
     "gate": (),
     "small_kv_swap": (_small_kv_swap,),
+    "small_kv_retain": (_small_kv_retain,),
     "analytic": (_analytic,),
     "analytic_prefix": (_analytic, _prefix_workload),
     "analytic_prefix_swap": (_analytic, _prefix_workload, _swap),

@@ -35,6 +35,37 @@ scheduler ask this class, never do block arithmetic themselves.
 
 Invariants (tests/engine/test_kv_state_machine.py): used + evictable + free = total, every
 reference count >= 0, a request holds ``kv_blocks + kv_shared_blocks`` blocks.
+
+Retention (``retain_preempted_blocks``; vLLM V1, whose prefix caching is on by default). Read from
+vLLM's code (vllm/v1/core: ``single_type_kv_cache_manager.free``, ``block_pool.free_blocks`` /
+``get_new_block_bundles`` / ``cache_full_blocks``, ``kv_cache_utils.FreeKVCacheBlockQueue``,
+``kv_cache_manager.get_computed_blocks``, the scheduler's preemption): every full block, prompt or
+generated, carries its hash; a freed block keeps it and joins one free queue at its tail, a request's
+blocks in reverse order (its tail first); allocation pops the head (the least recently freed), dropping
+that block's hash; a recompute preemption frees the request's blocks like a finish, and when it is
+scheduled again its leading blocks still holding their hashes are cache hits (at most all its tokens
+but one). Here that is:
+
+- ``free_preempted(req)`` (recompute preemption): its full private blocks (computed tokens // block
+  size, beyond the shared units it references) become one evictable unit of its own (no
+  ``prefix_hashes`` needed), behind its other private blocks and before its shared units, all at the
+  LRU's tail; eviction takes such a unit block by block from its tail end (``_evict``).
+- When it is admitted again (``allocate(..., match_prefix=True)``) the unit's surviving blocks, if the
+  shared units it held before are matched again, become its private blocks and count as cached tokens
+  (``retention_stats``, kept apart from ``prefix_stats``; ``req.num_cached_tokens`` holds both).
+- ``free(req)`` of a request (a finish, a rejection, a swap-out; not the anonymous holder of a
+  migration's reserved blocks, id < 0) puts its private blocks on the LRU's tail as a unit nobody can
+  match (in vLLM: blocks whose hashes no other prompt will ask for, or partial ones without a hash),
+  instead of making them free: they are reused in the order they were freed, not before every
+  retained block. Only blocks never used yet are free first (vLLM's queue starts with all of them).
+
+Simplifications and what is not verified: in vLLM any request with the same tokens could hit a
+preempted request's hashed blocks; here its retained blocks are its alone (random prompts share none;
+shared prompts are ``prefix_hashes`` units as before), and a request referencing an anonymous shared
+unit (``share``) retains nothing. The blocks ``trim`` returns (rejected speculative slots) are free at
+once, not queued. The code was read at a stored copy of vllm-project/vllm (commit 002f3491), not at
+each release's tag: that later V1 releases (e.g. 0.20) keep the same free order and hit rule is
+assumed, not checked.
 """
 
 from __future__ import annotations
@@ -64,6 +95,10 @@ class PagedKVParams:
     enable_prefix_caching: bool = param(False, doc="reuse KV of identical prompt prefixes")
     preemption_mode: Literal["recompute", "swap"] = param("recompute", doc="how a preempted request loses its KV")
     swap_space_gb: float = param(4.0, ge=0, doc="host memory per GPU for swapped KV (vLLM default 4 GiB)")
+    retain_preempted_blocks: bool = param(
+        False, doc="vLLM V1 with prefix caching: a request preempted by recompute keeps its full blocks as "
+                   "evictable cache (tail first) and hits the survivors when readmitted; freed blocks queue "
+                   "for reuse in the order they were freed (see 'Retention' in the module docstring)")
 
 
 @KV_MANAGERS.register("paged")
@@ -92,6 +127,14 @@ class PagedKVManager:
         self.bytes_per_block = bytes_per_token * params.block_size
         self.watermark_blocks = int(params.watermark * num_blocks)
         self.prefix_caching = params.enable_prefix_caching
+        self.retain_blocks = params.retain_preempted_blocks
+        if self.retain_blocks and type(self).free is not PagedKVManager.free:
+            raise ConfigError(f"kv manager {type(self).__name__} frees blocks its own way: "
+                              "retain_preempted_blocks needs the paged manager's free")
+        self._kept: dict = {}               # request id -> (key of its retained unit, shared units it held)
+        self._num_released = 0              # units made of freed blocks (keys ("released", n) / ("kept", n))
+        self.num_retention_queries = 0
+        self.num_retention_hit_tokens = 0
         host_bytes = params.swap_space_gb * (1 << 30) * num_gpus
         self.num_host_blocks = int(host_bytes // self.bytes_per_block) if self.bytes_per_block else 0
         self.num_host_used = 0
@@ -161,6 +204,10 @@ class PagedKVManager:
         cached = self.cached_prefix_tokens(req)
         if cached > req.input_tokens - 1:
             cached = req.input_tokens - 1
+        if self._kept and req.id in self._kept:
+            shared, hit = self._retained_hit(req)
+            if hit:
+                cached = (shared + hit) * self.block_size
         return req.num_computed_tokens if req.num_computed_tokens > cached else cached
 
     # ------------------------------------------------------------------ allocation
@@ -176,7 +223,8 @@ class PagedKVManager:
         caller has it already.
         """
         bs = self.block_size
-        if match_prefix and self.prefix_caching and req.prefix_hashes and req.kv_units is None:
+        if match_prefix and req.kv_units is None and (
+                (self.prefix_caching and req.prefix_hashes) or (self._kept and req.id in self._kept)):
             if covered is None:
                 covered = self.covered_tokens(req)
             total = covered + num_new_tokens + lookahead
@@ -318,6 +366,13 @@ class PagedKVManager:
                 unit[3] -= 1
                 skipped += 1
                 continue
+            if freed + unit[1] > num_blocks and self.retain_blocks and type(unit[2]) is tuple and unit[2][0] == "kept":
+                # a retained unit gives up blocks one by one from its tail end (vLLM frees a request's
+                # blocks in reverse): as many as are still needed, the rest stays at the head
+                unit[1] -= num_blocks - freed
+                freed = num_blocks
+                self._lru.appendleft(unit)
+                break
             del units[unit[2]]
             freed += unit[1]
         self._num_stale -= skipped
@@ -348,7 +403,11 @@ class PagedKVManager:
         return order
 
     def free(self, req: Request) -> None:
-        """Release every block ``req`` holds (finish or recompute preemption)."""
+        """Release every block ``req`` holds (finish, rejection, swap-out; a recompute preemption
+        goes through ``free_preempted``). With retention its private blocks queue on the LRU's
+        tail as a unit nobody matches (see 'Retention' above); else they are free at once."""
+        if self.retain_blocks and req.id >= 0 and req.kv_blocks:
+            self._release_private(req, 0)
         keys = req.kv_units
         if keys:
             units, anon = self._units, self._anon
@@ -385,6 +444,95 @@ class PagedKVManager:
         self.num_used -= req.kv_blocks
         self.num_free += req.kv_blocks
         req.kv_blocks = 0
+
+    def free_preempted(self, req: Request) -> None:
+        """Release ``req``'s blocks on a recompute preemption. Without retention, ``free(req)``;
+        with it, its full private blocks become an evictable unit of its own, hit again when it is
+        admitted (``match_prefix``), its other private blocks queue before them (vLLM frees a
+        request's blocks tail first), then its shared units are released as ``free`` does."""
+        if not self.retain_blocks or req.id < 0 or (req.kv_units and self._anon
+                                                     and any(key in self._anon for key in req.kv_units)):
+            self.free(req)  # a request referencing another's blocks (share) keeps no chain of its own
+            return
+        full = req.num_computed_tokens // self.block_size - req.kv_shared_blocks
+        if full > req.kv_blocks:
+            full = req.kv_blocks
+        if full < 0:
+            full = 0
+        self._release_private(req, full)
+        self.free(req)  # the shared units (its private blocks are released already)
+
+    def _release_private(self, req: Request, full: int) -> None:
+        """Move ``req``'s private blocks to the LRU's tail: those beyond its first ``full`` as a unit
+        nobody matches, then (``full`` > 0) its first ``full`` as its retained unit; they are
+        evictable, no longer used."""
+        blocks = req.kv_blocks
+        append, units = self._lru.append, self._units
+        rest = blocks - full
+        if rest:
+            self._num_released += 1
+            key = ("released", self._num_released)
+            unit = [0, rest, key, 0]
+            units[key] = unit
+            append(unit)
+        if full:
+            self._num_released += 1
+            key = ("kept", self._num_released)
+            unit = [0, full, key, 0]
+            units[key] = unit
+            append(unit)
+            # an older retained unit of the request (preempted again elsewhere since) stays, unmatched
+            self._kept[req.id] = (key, len(req.kv_units or ()))
+        self.num_used -= blocks
+        self.num_evictable += blocks
+        req.kv_blocks = 0
+
+    def _retained_hit(self, req: Request) -> tuple[int, int]:
+        """(blocks of shared units before it, blocks of ``req``'s retained unit it would hit now): its
+        unit's surviving blocks if the shared units it held when preempted are cached again, at most
+        all its tokens but one (read-only)."""
+        key, chain = self._kept[req.id]
+        unit = self._units.get(key)
+        if unit is None:
+            return 0, 0
+        # its unit starts after the ``chain`` shared units it held: a hit only if the prefix match
+        # finds exactly those again (more would overlap the unit's blocks, fewer break the chain)
+        matched = self.cached_prefix_tokens(req) // req.prefix_block_tokens \
+            if self.prefix_caching and req.prefix_hashes else 0
+        if matched != chain:
+            return 0, 0
+        shared = chain * self._unit_blocks(req) if chain else 0
+        hit = (req.input_tokens + req.num_output_tokens - 1) // self.block_size - shared
+        if hit > unit[1]:
+            hit = unit[1]
+        return shared, hit if hit > 0 else 0
+
+    def _take_retained(self, req: Request) -> int:
+        """Turn ``req``'s retained unit into its private blocks as far as ``_retained_hit`` allows
+        (the rest of the unit becomes free); returns the blocks hit. Its chain of shared units is
+        referenced already (``match_prefix``)."""
+        shared, hit = self._retained_hit(req)
+        key, _chain = self._kept.pop(req.id)
+        self.num_retention_queries += 1
+        unit = self._units.get(key)
+        if unit is None or not hit or req.kv_shared_blocks != shared or req.kv_blocks:
+            return 0  # evicted, or its chain not matched again: the unit stays, unmatched
+        del self._units[key]
+        unit[3] += 1  # its LRU entry is stale now (_evict skips it)
+        self._num_stale += 1
+        if 2 * self._num_stale > len(self._lru) + self.stale_slack:
+            self._compact_lru()
+        blocks = unit[1]
+        self.num_evictable -= blocks
+        self.num_used += hit
+        self.num_free += blocks - hit
+        req.kv_blocks = hit
+        self.num_retention_hit_tokens += hit * self.block_size
+        return hit
+
+    def retention_stats(self) -> tuple[int, int]:
+        """(readmissions of requests with retained blocks, tokens they found cached) so far."""
+        return self.num_retention_queries, self.num_retention_hit_tokens
 
     # ------------------------------------------------------------------ sharing
     def share(self, src: Request, dst: Request, num_tokens: int) -> int:
@@ -474,10 +622,16 @@ class PagedKVManager:
     def match_prefix(self, req: Request) -> int:
         """Reference the longest cached prefix of ``req``; set and return its cached tokens.
 
-        At least one prompt token is always computed (the step that emits the first token).
+        At least one prompt token is always computed (the step that emits the first token). With
+        retention, a request preempted here also takes its retained blocks after the prefix
+        (``_take_retained``).
         """
-        if not (self.prefix_caching and req.prefix_hashes) or req.kv_units is not None:
-            return req.num_cached_tokens if req.kv_units is not None else 0
+        if req.kv_units is not None:
+            return req.num_cached_tokens
+        if not (self.prefix_caching and req.prefix_hashes):
+            if not (self._kept and req.id in self._kept):
+                return 0
+            return self._set_cached(req, 0)
         unit_blocks = self._unit_blocks(req)
         units = self._units
         chain = req.prefix_hashes[: self._full_units(req)]
@@ -506,6 +660,15 @@ class PagedKVManager:
         self.num_prefix_queries += 1
         self.num_prefix_query_tokens += req.input_tokens
         self.num_prefix_hit_tokens += cached
+        return self._set_cached(req, cached)
+
+    def _set_cached(self, req: Request, cached: int) -> int:
+        """Add ``req``'s retained blocks (if any) to the ``cached`` prefix tokens it references; set
+        and return its cached tokens."""
+        if self._kept and req.id in self._kept:
+            hit = self._take_retained(req)
+            if hit:
+                cached = (req.kv_shared_blocks + hit) * self.block_size
         req.num_cached_tokens = cached
         if req.num_computed_tokens < cached:
             req.num_computed_tokens = cached

@@ -159,6 +159,8 @@ def _summary_tail(out: dict[str, Any], num_preemptions: int, replicas: list[Any]
     queried = sum(s[1] for s in stats)
     hits = sum(s[2] for s in stats)
     out["prefix_hit_rate"] = float(hits / queried) if queried else 0.0
+    if any(getattr(r.kv, "retain_blocks", False) for r in replicas):  # policies/kv/paged.py retention
+        out["retained_hit_tokens"] = int(sum(r.kv.retention_stats()[1] for r in replicas))
     steps = sum(r.num_steps for r in replicas)
     out["num_steps"] = int(steps)
     out["mean_batch_size"] = float(sum(r.batch_size_sum for r in replicas) / steps) if steps else 0.0

@@ -77,7 +77,7 @@ class SchedulerOpsMixin:
             req.state = State.SWAPPED
             self.swapped.append(req)
             return
-        self.kv.free(req)
+        self.kv.free_preempted(req)  # with retention its full blocks stay cached (policies/kv/paged.py)
         req.num_computed_tokens = 0
         req.num_cached_tokens = 0
         req.state = State.PREEMPTED

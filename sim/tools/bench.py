@@ -129,6 +129,18 @@ def trtllm_max_utilization_config() -> dict:
     return _config(workload, pool, "least_outstanding")
 
 
+def v1_retention_config() -> dict:
+    """vLLM V1's prefix cache keeping preempted requests' blocks (``retain_preempted_blocks``, SOURCES.md fid15a)
+    under KV pressure: the Azure 2023 conversation trace at x0.4, clipped to 4,096 tokens, on 4 A10G replicas of
+    Llama-2-7B (the small KV of ``trtllm_max_utilization_config``), ``vllm_v1`` with its 2,048-token budget,
+    ``least_outstanding``."""
+    workload = {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv"), "rate_scale": 0.4,
+                "transforms": [{"name": "clip_lengths", "max_context_tokens": 4096}]}
+    pool = _pool(4, hardware={"device": "A10G", "model": "Llama-2-7B", "tp": 1},
+                 kv={"name": "paged", "retain_preempted_blocks": True})
+    return _config(workload, pool, "least_outstanding")
+
+
 def vtc_config() -> dict:
     """VTC on the whole Azure 2023 conversation trace: 27 clients (lognormal rates), 16 replicas
     sharing their counters through the ``vtc`` router."""
@@ -185,6 +197,7 @@ SCENARIOS: dict[str, Any] = {
         _pool(4, scheduler={"name": "trtllm_capacity", "max_num_tokens": 8192, "enable_chunked_context": True,
                             "max_seq_len": 8192}), "least_outstanding"),
     "azure-conv-4-trtllm-maxutil": trtllm_max_utilization_config,
+    "azure-conv-4-v1-retain": v1_retention_config,
     "splitwise-reference": splitwise_reference_config,
     "azure-conv-moe-ep": lambda: _config(  # Qwen3-30B-A3B, EP8 with DP attention, skewed routing
         {"name": "trace", "path": str(DATA / "azure_llm_2023_conv.csv")},
