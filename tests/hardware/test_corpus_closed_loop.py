@@ -68,11 +68,13 @@ def test_corpus_concurrency_sweeps_are_held_out_and_complete():
     # fid5 adds the marathon (4 clients), the calibration source of vllm_v1_engine; the sweeps stay held out;
     # fid12 adds the jinwoong A10G / L4 ladder (ShareGPT requests, calibration of the pcie_shm latency);
     # fid13a the AccelMark A100 run's one-client and 8-client scenarios (held out, fixed long prompts);
-    # fid14 the same blog's draft-model speculation arms on the L4 (same-origin, ShareGPT requests)
+    # fid14 the same blog's draft-model speculation arms on the L4 (same-origin, ShareGPT requests);
+    # fid15f varad-more's vLLM / SGLang ramp on one A10G (held out, fixed short prompts, 256 tokens)
     jinwoong = {"jinwoong_a10g_l4_blog", "jinwoong_l4_specdecode"}
     assert {r["source"] for r in rows} == sweeps | jinwoong | {"inferencebench_marathon_h100",
-                                                               "accelmark_a100_vllm020"}
+                                                               "accelmark_a100_vllm020", "varad_ieb_a10g"}
     assert fid.split_of("accelmark_a100_vllm020") == "held-out"
+    assert fid.split_of("varad_ieb_a10g") == "held-out"
     assert not sweeps & fid.CALIBRATION_SOURCES
     for r in rows:
         assert r["batch"] and (cp.closed_loop_sharegpt(r) or (r["input_len"] and r["output_len"]))
