@@ -269,17 +269,25 @@ def _requests(row: dict[str, Any], seed: int = 0) -> list[tuple[float, int, int]
 #: freeGpuMemoryFraction``; NVIDIA's MLPerf harness flag reads "the fraction of free gpu memory that will be
 #: used for kvcache storage"), not of the whole GPU as vLLM's; a row whose source states it says so in its notes.
 _TRTLLM_FREE_FRACTION = re.compile(r"kv_cache_free_gpu_mem_fraction ([0-9.]+)")
+#: SGLang's ``--mem-fraction-static`` is the GPU share of weights + KV pool, activations outside it
+#: (``ServerArgs.mem_fraction_static``); a row whose source states it says so in its notes (SOURCES.md fid15f).
+_SGLANG_STATIC_FRACTION = re.compile(r"mem[-_]fraction[-_]static\s+([0-9.]+)")
 
 
 def memory_share(row: dict[str, Any]) -> float:
     """The GPU memory share the run's engine used: the source's ``--gpu-memory-utilization`` where its notes
     state it; for a TensorRT-LLM row that states ``kv_cache_free_gpu_mem_fraction f``, the whole-GPU share that
     leaves the same KV: f of what weights and activations leave free, i.e. f + (1 - f) x their share of the
-    GPU; else vLLM's default 0.9."""
+    GPU; for an SGLang row that states ``mem-fraction-static f`` (weights + KV pool), the share that leaves the
+    same KV once the activation reserve is taken too, f plus the reserve's share of the GPU; else vLLM's default 0.9."""
     notes = row.get("notes") or ""
     stated = re.search(r"gpu-memory-utilization\s+([0-9.]+)", notes)
     if stated:
         return float(stated.group(1))
+    static = _SGLANG_STATIC_FRACTION.search(notes)
+    if static and row["engine"] == "sglang":
+        cm = cost_model(row)
+        return float(static.group(1)) + cm.activation_reserve_bytes() / cm.device.memory_bytes
     free = _TRTLLM_FREE_FRACTION.search(notes)
     if free and row["engine"] == "trtllm":
         f, cm = float(free.group(1)), cost_model(row)

@@ -69,12 +69,13 @@ def test_corpus_concurrency_sweeps_are_held_out_and_complete():
     # fid12 adds the jinwoong A10G / L4 ladder (ShareGPT requests, calibration of the pcie_shm latency);
     # fid13a the AccelMark A100 run's one-client and 8-client scenarios (held out, fixed long prompts);
     # fid14 the same blog's draft-model speculation arms on the L4 (same-origin, ShareGPT requests);
-    # fid15d ree2raz/inference-bench's L4 / A100-40GB ladders (held out, fixed short prompts)
+    # fid15d ree2raz/inference-bench's L4 / A100-40GB ladders and fid15f varad-more's vLLM / SGLang ramp on one
+    # A10G (both held out, fixed short prompts)
     jinwoong = {"jinwoong_a10g_l4_blog", "jinwoong_l4_specdecode"}
-    assert {r["source"] for r in rows} == sweeps | jinwoong | {"inferencebench_marathon_h100",
-                                                               "accelmark_a100_vllm020", "ree2raz_modal_l4_a100"}
-    assert fid.split_of("accelmark_a100_vllm020") == "held-out"
-    assert fid.split_of("ree2raz_modal_l4_a100") == "held-out"
+    assert {r["source"] for r in rows} == sweeps | jinwoong | {"inferencebench_marathon_h100", "accelmark_a100_vllm020",
+                                                               "ree2raz_modal_l4_a100", "varad_ieb_a10g"}
+    for source in ("accelmark_a100_vllm020", "ree2raz_modal_l4_a100", "varad_ieb_a10g"):
+        assert fid.split_of(source) == "held-out"
     assert not sweeps & fid.CALIBRATION_SOURCES
     for r in rows:
         assert r["batch"] and (cp.closed_loop_sharegpt(r) or (r["input_len"] and r["output_len"]))
