@@ -26,8 +26,18 @@ from the speculator's own rng (``accepted_tokens`` returns the outcomes before t
 A speculator that prunes verification returns the verify tokens per request
 (``verify_tokens``); the step is priced with those instead of k + 1.
 
-Not modelled (stated so nobody trusts them): the draft model's own prefill of new prompt
-tokens and its KV memory (the target's KV capacity is not reduced), tree/multi-candidate
+A draft model's prefill and memory (``draft_prefill``, ``draft_kv``; both on by default, as
+vLLM V1 runs a draft model): a step that prefills prompt chunks also runs the draft model over
+them, in the same forward as its first draft pass (``draft_prefill_time_s``; vLLM's proposer runs
+its first pass over every token the step scheduled, prompt chunks included:
+``SpecDecodeBaseProposer.propose`` in ``vllm/v1/spec_decode/llm_base_proposer.py``), and the
+pool's KV capacity is the memory left after both models' weights over both models' KV bytes per
+token (``policies/speculators/draft_memory.py``), with a cost model whose capacity follows from
+the model's memory (``memory_by_model``).
+
+Not modelled (stated so nobody trusts them): an EAGLE head's own pass over prompt tokens and its
+KV and weights; the first draft pass of a decode step runs over the verified tokens (k + 1 per
+request in vLLM, padded) but is priced as one token per request; tree/multi-candidate
 verification. ``acceptance_rate`` is the simulation's ground truth (per proposed token, used
 for requests that carry no ``spec_acceptance`` of their own); a policy must not read it to
 decide, unless its config says ``oracle: true``.
@@ -67,6 +77,16 @@ class DraftParams:
                                           doc="how strongly a draft token's confidence predicts its acceptance "
                                               "(assumed; 0: confidence = its acceptance chance)")
     eagle_layers: int = param(1, ge=1, doc="decoder layers of an EAGLE-style head (EAGLE: 1)")
+    draft_prefill: bool = param(True, doc="a draft model also prefills each prompt chunk, in the step's first "
+                                          "draft pass (vLLM V1's proposer runs over every scheduled token); "
+                                          "false: no draft cost in prefill")
+    draft_first_round: bool = param(True, doc="a request's first draft round runs in its prefill step, before its "
+                                              "first token (vLLM V1 drafts for the next step before returning a "
+                                              "step's tokens); with a speculator that names its k then "
+                                              "(first_round_k); false: in its first decode step only")
+    draft_kv: bool = param(True, doc="a draft model's weights and KV share the pool's memory: KV tokens = memory "
+                                     "after both models' weights / (target + draft KV bytes per token), as "
+                                     "vLLM V1 sizes its KV cache; false: the target's capacity")
 
 
 class SpeculatorBase(PolicyBase):
@@ -121,6 +141,54 @@ class SpeculatorBase(PolicyBase):
 
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]:
         raise NotImplementedError
+
+    def kv_cost_model(self, cost_model: Any) -> Any:
+        """The cost model the pool's KV manager is sized with (engine use, at build time):
+        ``cost_model`` itself, or with a draft model sharing the GPUs (``draft_kv``, a cost model
+        of ``memory_by_model``) one whose KV capacity leaves the draft's weights and KV their
+        share (``policies/speculators/draft_memory.py``)."""
+        draft = self.draft_cost_model
+        if draft is None or not self.params.draft_kv or not getattr(cost_model, "memory_by_model", False):
+            return cost_model
+        from policies.speculators.draft_memory import DraftKVSizing
+
+        return DraftKVSizing(cost_model, draft)
+
+    def first_round_k(self) -> int:
+        """Draft tokens a request proposes in the round its prefill step runs (``draft_first_round``):
+        a speculator whose k does not depend on the state names it; 0 (the default): its k is
+        chosen in the decode step, and the prefill step runs no round."""
+        return 0
+
+    def draft_prefill_time_s(self, chunks: Sequence[tuple[int, int]], requests: Sequence[RequestView],
+                             ks: Sequence[int], prompts_done: Sequence[int]) -> float:
+        """Seconds a draft model adds to a step for its prompt chunks (engine use): ``chunks`` are
+        (new tokens, offset) per chunk, ``requests`` / ``ks`` the step's decodes and their granted
+        draft tokens, ``prompts_done`` the prompt length of each request whose prompt the step
+        completes. vLLM's proposer runs every scheduled token in its first pass, so the chunks
+        join pass 0 of the decodes' drafts (``draft_prefill``); and it drafts for the next step
+        before the step's tokens are returned, so a request whose prompt completes also drafts
+        passes 1 .. ``first_round_k()`` - 1 of its first round here, with the decodes' passes
+        (``draft_first_round``). Each pass is priced with and without these additions; the
+        difference is added. 0 without a draft model or with ``draft_prefill`` off."""
+        cost = self.draft_cost_model
+        p = self.params
+        if cost is None or not chunks or not p.draft_prefill:
+            return 0.0
+        passes = list(draft_passes(requests, ks)) if ks and max(ks) > 0 else []
+        m = len(prompts_done) if p.draft_first_round else 0
+        k_new = self.first_round_k() if m else 0
+        prompt_tokens = sum(prompts_done)
+        total = 0.0
+        for j in range(max(len(passes), k_new, 1)):
+            n, context = passes[j] if j < len(passes) else (0, 0)
+            joining = m if 0 < j < k_new else 0  # a new request's pass j over its prompt + j + 1 tokens
+            if j and not joining:
+                continue
+            added = cost.step_time_s(chunks if j == 0 else (), n + joining, n + joining,
+                                     context + (prompt_tokens + joining * (j + 1) if joining else 0))
+            total += added - cost.step_time_s((), n, n, context) if n else added
+        return total
 
     def acceptance_rate(self, req: RequestView) -> float:
         """The ground-truth acceptance rate for requests without their own (engine use)."""
