@@ -26,14 +26,21 @@ from the speculator's own rng (``accepted_tokens`` returns the outcomes before t
 A speculator that prunes verification returns the verify tokens per request
 (``verify_tokens``); the step is priced with those instead of k + 1.
 
-A draft model's prefill and memory (``draft_prefill``, ``draft_kv``; both on by default, as
-vLLM V1 runs a draft model): a step that prefills prompt chunks also runs the draft model over
-them, in the same forward as its first draft pass (``draft_prefill_time_s``; vLLM's proposer runs
-its first pass over every token the step scheduled, prompt chunks included:
-``SpecDecodeBaseProposer.propose`` in ``vllm/v1/spec_decode/llm_base_proposer.py``), and the
-pool's KV capacity is the memory left after both models' weights over both models' KV bytes per
-token (``policies/speculators/draft_memory.py``), with a cost model whose capacity follows from
-the model's memory (``memory_by_model``).
+A draft model's prefill, first round and memory (``draft_prefill``, ``draft_first_round``,
+``draft_kv``; on by default, as vLLM V1 runs a draft model): a step that prefills prompt chunks
+also runs the draft model over them, in the same forward as its first draft pass
+(``draft_prefill_time_s``; vLLM's proposer runs its first pass over every token the step
+scheduled, prompt chunks included: ``SpecDecodeBaseProposer.propose`` in
+``vllm/v1/spec_decode/llm_base_proposer.py``); vLLM drafts the next step's tokens before it returns
+a step's tokens (``sample_tokens`` in ``vllm/v1/worker/gpu_model_runner.py``), so a request whose
+prompt completes also drafts the rest of its first round (passes 1 .. k - 1) there, before its
+first token, when the speculator names that k (``first_round_k``; the decode steps after it are
+priced as before: the same draft rounds, one earlier, so every later token lands at the same
+time); and the pool's KV capacity is the memory left after both models' weights over both
+models' KV bytes per token (``policies/speculators/draft_memory.py``), with a cost model whose
+capacity follows from the model's memory (``memory_by_model``). Not changed, from the same code:
+each draft pass runs as its own forward (PIECEWISE CUDA graphs, its own attention metadata), so
+it keeps the pool's per-step pricing, overheads included.
 
 Not modelled (stated so nobody trusts them): an EAGLE head's own pass over prompt tokens and its
 KV and weights; the first draft pass of a decode step runs over the verified tokens (k + 1 per
@@ -83,7 +90,8 @@ class DraftParams:
     draft_first_round: bool = param(True, doc="a request's first draft round runs in its prefill step, before its "
                                               "first token (vLLM V1 drafts for the next step before returning a "
                                               "step's tokens); with a speculator that names its k then "
-                                              "(first_round_k); false: in its first decode step only")
+                                              "(first_round_k), with draft_prefill (the round's first pass "
+                                              "is the prefill pass); false: in its first decode step only")
     draft_kv: bool = param(True, doc="a draft model's weights and KV share the pool's memory: KV tokens = memory "
                                      "after both models' weights / (target + draft KV bytes per token), as "
                                      "vLLM V1 sizes its KV cache; false: the target's capacity")
