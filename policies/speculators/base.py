@@ -35,8 +35,9 @@ scheduled, prompt chunks included: ``SpecDecodeBaseProposer.propose`` in
 a step's tokens (``sample_tokens`` in ``vllm/v1/worker/gpu_model_runner.py``), so a request whose
 prompt completes also drafts the rest of its first round (passes 1 .. k - 1) there, before its
 first token, when the speculator names that k (``first_round_k``; the decode steps after it are
-priced as before: the same draft rounds, one earlier, so every later token lands at the same
-time); and the pool's KV capacity is the memory left after both models' weights over both
+priced as before, each with its own round before its verify: one round per request more than
+before, as vLLM pays one after the last verify, and with a fixed k every token then lands when
+vLLM's order would return it); and the pool's KV capacity is the memory left after both models' weights over both
 models' KV bytes per token (``policies/speculators/draft_memory.py``), with a cost model whose
 capacity follows from the model's memory (``memory_by_model``). Not changed, from the same code:
 each draft pass runs as its own forward (PIECEWISE CUDA graphs, its own attention metadata), so
