@@ -56,7 +56,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import Any, Literal
 
 import numpy as np
@@ -184,9 +184,9 @@ class SpeculatorBase(PolicyBase):
         p = self.params
         if cost is None or not chunks or not p.draft_prefill:
             return 0.0
-        passes = list(draft_passes(requests, ks)) if ks and max(ks) > 0 else []
         m = len(prompts_done) if p.draft_first_round else 0
         k_new = self.first_round_k() if m else 0
+        passes = _leading_passes(requests, ks, max(k_new, 1))
         prompt_tokens = sum(prompts_done)
         total = 0.0
         for j in range(max(len(passes), k_new, 1)):
@@ -404,6 +404,22 @@ def draft_passes(requests: Sequence[RequestView], ks: Sequence[int]):
                 n += 1
                 context += r.num_computed_tokens + j + 1
         yield n, context
+
+
+def _leading_passes(requests: Sequence[RequestView], ks: Sequence[int], num_passes: int) -> list[tuple[int, int]]:
+    """The first ``num_passes`` of ``draft_passes(requests, ks)`` (fewer if the drafts end sooner),
+    in one sum when every request drafts the same k (pass j: n requests over the summed context
+    + n (j + 1), the same ints)."""
+    if not ks:
+        return []
+    k0 = ks[0]
+    if all(k == k0 for k in ks):
+        n = len(ks)
+        context = 0
+        for r in requests:
+            context += r.num_computed_tokens
+        return [(n, context + n * (j + 1)) for j in range(min(num_passes, k0))]
+    return list(islice(draft_passes(requests, ks), num_passes))
 
 
 def eagle_cost_fraction(model: Any, layers: int) -> float:
