@@ -189,6 +189,23 @@ class SpeculatorBase(PolicyBase):
         passes = _leading_passes(requests, ks, max(k_new, 1))
         prompt_tokens = sum(prompts_done)
         total = 0.0
+        n0 = passes[0][0] if passes else 0
+        if k_new > 1 and (not passes or (len(passes) >= k_new and all(q[0] == n0 for q in passes[:k_new]))):
+            # the same decodes in every pass the new requests join: both sides are pure-decode runs
+            # (contexts stepping by the batch), priced as runs (bit-identical to step_time_s per pass)
+            if passes:
+                total += cost.step_time_s(chunks, n0, n0, passes[0][1]) - cost.step_time_s((), n0, n0, passes[0][1])
+            else:
+                total += cost.step_time_s(chunks, 0, 0, 0)
+            c1 = passes[1][1] if passes else 0
+            with_new = cost.decode_step_times_list(n0 + m, c1 + prompt_tokens + 2 * m, k_new - 1)
+            if not n0:
+                for t in with_new:
+                    total += t
+                return total
+            for t, t0 in zip(with_new, cost.decode_step_times_list(n0, c1, k_new - 1), strict=True):
+                total += t - t0
+            return total
         for j in range(max(len(passes), k_new, 1)):
             n, context = passes[j] if j < len(passes) else (0, 0)
             joining = m if 0 < j < k_new else 0  # a new request's pass j over its prompt + j + 1 tokens
