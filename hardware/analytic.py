@@ -167,6 +167,7 @@ class AnalyticCostModel(CostModel):
     """Roofline step cost of a model on a GPU, MIG slice or superchip with TP and PP."""
 
     Params = AnalyticParams
+    memory_by_model = True  # KV capacity: device memory less this model's weights (kv_capacity_bytes)
 
     def __init__(self, params: AnalyticParams | None, hardware: Any):
         p = params or AnalyticParams()

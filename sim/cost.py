@@ -31,6 +31,10 @@ class CostModel:
     num_gpus: int = 1
     #: bytes of weights each GPU of a replica holds (loaded at a cold start, hardware/cold_start.py)
     weight_bytes_per_gpu: float = 0.0
+    #: ``kv_capacity_bytes`` is the device memory the hardware's model leaves (its weights out) and
+    #: ``kv_bytes_per_token`` follows from its layers: a second model on the same GPUs (a speculator's
+    #: draft model) then takes its own share of that memory. False (a model of given capacity): it does not
+    memory_by_model: bool = False
 
     def step_parts(
         self, prefill: Chunks, num_decode_seqs: int, num_decode_tokens: int, decode_context_tokens: int

@@ -26,8 +26,26 @@ from the speculator's own rng (``accepted_tokens`` returns the outcomes before t
 A speculator that prunes verification returns the verify tokens per request
 (``verify_tokens``); the step is priced with those instead of k + 1.
 
-Not modelled (stated so nobody trusts them): the draft model's own prefill of new prompt
-tokens and its KV memory (the target's KV capacity is not reduced), tree/multi-candidate
+A draft model's prefill, first round and memory (``draft_prefill``, ``draft_first_round``,
+``draft_kv``; on by default, as vLLM V1 runs a draft model): a step that prefills prompt chunks
+also runs the draft model over them, in the same forward as its first draft pass
+(``draft_prefill_time_s``; vLLM's proposer runs its first pass over every token the step
+scheduled, prompt chunks included: ``SpecDecodeBaseProposer.propose`` in
+``vllm/v1/spec_decode/llm_base_proposer.py``); vLLM drafts the next step's tokens before it returns
+a step's tokens (``sample_tokens`` in ``vllm/v1/worker/gpu_model_runner.py``), so a request whose
+prompt completes also drafts the rest of its first round (passes 1 .. k - 1) there, before its
+first token, when the speculator names that k (``first_round_k``; the decode steps after it are
+priced as before, each with its own round before its verify: one round per request more than
+before, as vLLM pays one after the last verify, and with a fixed k every token then lands when
+vLLM's order would return it); and the pool's KV capacity is the memory left after both models' weights over both
+models' KV bytes per token (``policies/speculators/draft_memory.py``), with a cost model whose
+capacity follows from the model's memory (``memory_by_model``). Not changed, from the same code:
+each draft pass runs as its own forward (PIECEWISE CUDA graphs, its own attention metadata), so
+it keeps the pool's per-step pricing, overheads included.
+
+Not modelled (stated so nobody trusts them): an EAGLE head's own pass over prompt tokens and its
+KV and weights; the first draft pass of a decode step runs over the verified tokens (k + 1 per
+request in vLLM, padded) but is priced as one token per request; tree/multi-candidate
 verification. ``acceptance_rate`` is the simulation's ground truth (per proposed token, used
 for requests that carry no ``spec_acceptance`` of their own); a policy must not read it to
 decide, unless its config says ``oracle: true``.
@@ -38,7 +56,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import Any, Literal
 
 import numpy as np
@@ -67,6 +85,17 @@ class DraftParams:
                                           doc="how strongly a draft token's confidence predicts its acceptance "
                                               "(assumed; 0: confidence = its acceptance chance)")
     eagle_layers: int = param(1, ge=1, doc="decoder layers of an EAGLE-style head (EAGLE: 1)")
+    draft_prefill: bool = param(True, doc="a draft model also prefills each prompt chunk, in the step's first "
+                                          "draft pass (vLLM V1's proposer runs over every scheduled token); "
+                                          "false: no draft cost in prefill")
+    draft_first_round: bool = param(True, doc="a request's first draft round runs in its prefill step, before its "
+                                              "first token (vLLM V1 drafts for the next step before returning a "
+                                              "step's tokens); with a speculator that names its k then "
+                                              "(first_round_k), with draft_prefill (the round's first pass "
+                                              "is the prefill pass); false: in its first decode step only")
+    draft_kv: bool = param(True, doc="a draft model's weights and KV share the pool's memory: KV tokens = memory "
+                                     "after both models' weights / (target + draft KV bytes per token), as "
+                                     "vLLM V1 sizes its KV cache; false: the target's capacity")
 
 
 class SpeculatorBase(PolicyBase):
@@ -121,6 +150,71 @@ class SpeculatorBase(PolicyBase):
 
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]:
         raise NotImplementedError
+
+    def kv_cost_model(self, cost_model: Any) -> Any:
+        """The cost model the pool's KV manager is sized with (engine use, at build time):
+        ``cost_model`` itself, or with a draft model sharing the GPUs (``draft_kv``, a cost model
+        of ``memory_by_model``) one whose KV capacity leaves the draft's weights and KV their
+        share (``policies/speculators/draft_memory.py``)."""
+        draft = self.draft_cost_model
+        if draft is None or not self.params.draft_kv or not getattr(cost_model, "memory_by_model", False):
+            return cost_model
+        from policies.speculators.draft_memory import DraftKVSizing
+
+        return DraftKVSizing(cost_model, draft)
+
+    def first_round_k(self) -> int:
+        """Draft tokens a request proposes in the round its prefill step runs (``draft_first_round``):
+        a speculator whose k does not depend on the state names it; 0 (the default): its k is
+        chosen in the decode step, and the prefill step runs no round."""
+        return 0
+
+    def draft_prefill_time_s(self, chunks: Sequence[tuple[int, int]], requests: Sequence[RequestView],
+                             ks: Sequence[int], prompts_done: Sequence[int]) -> float:
+        """Seconds a draft model adds to a step for its prompt chunks (engine use): ``chunks`` are
+        (new tokens, offset) per chunk, ``requests`` / ``ks`` the step's decodes and their granted
+        draft tokens, ``prompts_done`` the prompt length of each request whose prompt the step
+        completes. vLLM's proposer runs every scheduled token in its first pass, so the chunks
+        join pass 0 of the decodes' drafts (``draft_prefill``); and it drafts for the next step
+        before the step's tokens are returned, so a request whose prompt completes also drafts
+        passes 1 .. ``first_round_k()`` - 1 of its first round here, with the decodes' passes
+        (``draft_first_round``). Each pass is priced with and without these additions; the
+        difference is added. 0 without a draft model or with ``draft_prefill`` off."""
+        cost = self.draft_cost_model
+        p = self.params
+        if cost is None or not chunks or not p.draft_prefill:
+            return 0.0
+        m = len(prompts_done) if p.draft_first_round else 0
+        k_new = self.first_round_k() if m else 0
+        passes = _leading_passes(requests, ks, max(k_new, 1))
+        prompt_tokens = sum(prompts_done)
+        total = 0.0
+        n0 = passes[0][0] if passes else 0
+        if k_new > 1 and (not passes or (len(passes) >= k_new and all(q[0] == n0 for q in passes[:k_new]))):
+            # the same decodes in every pass the new requests join: both sides are pure-decode runs
+            # (contexts stepping by the batch), priced as runs (bit-identical to step_time_s per pass)
+            if passes:
+                total += cost.step_time_s(chunks, n0, n0, passes[0][1]) - cost.step_time_s((), n0, n0, passes[0][1])
+            else:
+                total += cost.step_time_s(chunks, 0, 0, 0)
+            c1 = passes[1][1] if passes else 0
+            with_new = cost.decode_step_times_list(n0 + m, c1 + prompt_tokens + 2 * m, k_new - 1)
+            if not n0:
+                for t in with_new:
+                    total += t
+                return total
+            for t, t0 in zip(with_new, cost.decode_step_times_list(n0, c1, k_new - 1), strict=True):
+                total += t - t0
+            return total
+        for j in range(max(len(passes), k_new, 1)):
+            n, context = passes[j] if j < len(passes) else (0, 0)
+            joining = m if 0 < j < k_new else 0  # a new request's pass j over its prompt + j + 1 tokens
+            if j and not joining:
+                continue
+            added = cost.step_time_s(chunks if j == 0 else (), n + joining, n + joining,
+                                     context + (prompt_tokens + joining * (j + 1) if joining else 0))
+            total += added - cost.step_time_s((), n, n, context) if n else added
+        return total
 
     def acceptance_rate(self, req: RequestView) -> float:
         """The ground-truth acceptance rate for requests without their own (engine use)."""
@@ -327,6 +421,22 @@ def draft_passes(requests: Sequence[RequestView], ks: Sequence[int]):
                 n += 1
                 context += r.num_computed_tokens + j + 1
         yield n, context
+
+
+def _leading_passes(requests: Sequence[RequestView], ks: Sequence[int], num_passes: int) -> list[tuple[int, int]]:
+    """The first ``num_passes`` of ``draft_passes(requests, ks)`` (fewer if the drafts end sooner),
+    in one sum when every request drafts the same k (pass j: n requests over the summed context
+    + n (j + 1), the same ints)."""
+    if not ks:
+        return []
+    k0 = ks[0]
+    if all(k == k0 for k in ks):
+        n = len(ks)
+        context = 0
+        for r in requests:
+            context += r.num_computed_tokens
+        return [(n, context + n * (j + 1)) for j in range(min(num_passes, k0))]
+    return list(islice(draft_passes(requests, ks), num_passes))
 
 
 def eagle_cost_fraction(model: Any, layers: int) -> float:

@@ -34,6 +34,10 @@ class FixedSpeculator(SpeculatorBase):
     def propose(self, rep: ReplicaView, requests: Sequence[RequestView]) -> list[int]:
         return [self.params.k] * len(requests)
 
+    def first_round_k(self) -> int:
+        """k: vLLM's fixed ``num_speculative_tokens`` are drafted right after a prompt's prefill too."""
+        return self.params.k
+
     def stretch_k(self, rep: ReplicaView) -> int | None:
         """k, while the replica draws acceptance (the proposal then ignores the state)."""
         if self.own_draws or self.params.k <= 0 or type(self).propose is not FixedSpeculator.propose:

@@ -188,7 +188,11 @@ class Cluster(ClusterLifecycleMixin):
         next stable id."""
         cfg, where = pool.config, pool.where
         try:
-            kv = cfg.kv.build(self.context(None, cfg.kv.params, f"{where}.kv", pool))
+            ctx = self.context(None, cfg.kv.params, f"{where}.kv", pool)
+            sizing = getattr(pool.speculator, "kv_cost_model", None)
+            if sizing is not None:  # a draft model on the same GPUs takes its share of the KV memory
+                ctx.cost_model = sizing(ctx.cost_model)
+            kv = cfg.kv.build(ctx)
         except ConfigError as exc:
             raise ConfigError(exc.message, f"{where}.{exc.where}" if exc.where else where) from None
         if kv.num_blocks < 1:

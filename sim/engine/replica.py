@@ -109,6 +109,8 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
         self.hardware = hardware
         self.recorder = recorder
         self.speculator = speculator
+        # the draft model's prefill of a plan's prompt chunks (a plug-in speculator may not price it)
+        self._draft_prefill = getattr(speculator, "draft_prefill_time_s", None)
         self.accept_rng = accept_rng
         self.fast_forward = fast_forward and getattr(scheduler, "fast_forward_safe", False) and speculator is None
         # the replica forms a pure-decode plan itself (``_decode_all``: the scheduler's, by its promise),
@@ -431,8 +433,11 @@ class Replica(SchedulerOpsMixin, SpeculationMixin, MixedStretchMixin, DecodeStre
                 elif self.swapped:
                     self.op_reject(self.swapped[0], "unschedulable")
                 continue
-            if self.speculator is not None and plan.decode and plan.decode_tokens is None:
-                self._speculate(plan)
+            if self.speculator is not None:
+                if plan.decode and plan.decode_tokens is None:
+                    self._speculate(plan)
+                if plan.prefill and self._draft_prefill is not None:
+                    self._price_draft_prefill(plan)
             if plan.preemptible or plan.hold or plan.done_layers or plan.stop_at_layer is not None:
                 yield from self._run_cuttable(plan)
                 continue

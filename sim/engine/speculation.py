@@ -6,7 +6,9 @@ be had proposes none) and prices its draft passes. A speculator that draws accep
 (``accepted_tokens``) gives the outcomes now, and may then name fewer verify tokens per
 request (``verify_tokens``: pruned verification) to price the step with; otherwise acceptance
 is drawn when the step ends, per proposed token from the request's rate (the first rejection
-ends it). Accepted + 1 tokens are emitted and the rejected slots' KV is released.
+ends it). Accepted + 1 tokens are emitted and the rejected slots' KV is released. A plan with
+prompt chunks also pays the draft model's prefill of them (``draft_prefill_time_s``, in the
+plan's draft time), whether or not it has decodes.
 """
 
 from __future__ import annotations
@@ -57,6 +59,21 @@ class SpeculationMixin(SpecStretchMixin):
             if accepted is not None:
                 plan.spec_accepted = accepted
                 plan.verify_tokens = spec.verify_tokens(self.view, views, ks, accepted)
+
+    def _price_draft_prefill(self, plan: StepPlan) -> None:
+        """Add the draft model's work for the plan's prompt chunks to its draft time: the chunks in
+        the step's first draft pass, and the first draft round of each request whose prompt the
+        step completes (``draft_prefill_time_s``)."""
+        chunks = []
+        done = []
+        for r, n in plan.prefill:
+            chunks.append((n, r.num_computed_tokens))
+            if r.num_computed_tokens + n == r.input_tokens + r.num_output_tokens:
+                done.append(r.num_computed_tokens + n)
+        tokens = plan.decode_tokens
+        views = [r.view for r in plan.decode] if tokens is not None else []
+        ks = [t - 1 for t in tokens] if tokens is not None else []
+        plan.draft_s += self._draft_prefill(chunks, views, ks, done)
 
     def _apply_speculative(self, plan: StepPlan, end: float) -> bool:
         """Verify each decode's drafts: accept while draws succeed, emit accepted + 1 tokens,

@@ -76,7 +76,10 @@ def test_the_simulator_reproduces_the_measured_ratio_with_the_mapped_acceptance(
 
 def test_speculation_is_applied_to_the_prediction():
     """The draft k=3 row at concurrency 1 predicts a TPOT well under the baseline arm's (the speculation is
-    in the simulation), and the TTFT the same at one client (no draft prefill is modelled: fid14)."""
+    in the simulation), and a TTFT above it at one client, more so with k = 5: the draft model prefills
+    each prompt and drafts its first round before the first token (fid15b)."""
     rows = {r["id"]: r for r in cp.load_corpus()}
     assert cp.predict(rows["jws-5"]) < 0.7 * cp.predict(rows["jw-19"])
-    assert cp.predict(rows["jws-17"]) == pytest.approx(cp.predict(rows["jw-23"]), rel=0.02)
+    baseline_ttft = cp.predict(rows["jw-23"])
+    assert cp.predict(rows["jws-17"]) > 1.1 * baseline_ttft
+    assert cp.predict(rows["jws-21"]) > cp.predict(rows["jws-17"]) + 0.005
