@@ -79,9 +79,18 @@ def scheduler_for(row: dict[str, Any]) -> dict[str, Any]:
             sched["max_batch_size"] = row["max_num_seqs"]
         return sched
     if row["engine"] == "sglang":
-        # SGLang 0.3: prefill batches separate from decode batches, up to 16384 new prompt
-        # tokens per prefill batch (max_prefill_tokens default); running set bounded by memory.
-        return {"name": "vllm", "max_num_seqs": 4096, "max_num_batched_tokens": 16384}
+        # SGLang's own scheduler at the 0.4.x defaults (SOURCES.md fid15e; 0.3's are the same): prefill
+        # batches of at most 16384 new prompt tokens, 8192-token chunks, admission against the running
+        # requests' estimated future decode tokens, retraction on decode OOM. The max_new_tokens each
+        # request states is what sglang.bench_serving sends: the fixed output length, else (ShareGPT)
+        # each request's own dataset output length (oracle)
+        sched: dict[str, Any] = {"name": "sglang", "max_running_requests": row["max_num_seqs"] or 4096,
+                                 "chunked_prefill_size": 8192, "max_prefill_tokens": 16384}
+        if row["output_len"]:
+            sched["max_new_tokens"] = int(row["output_len"])
+        else:
+            sched["oracle"] = True
+        return sched
     if is_v1_engine(row["engine_version"]):
         # vLLM >= 0.8 runs the V1 engine by default: chunked prefill always on, running requests
         # first, one token budget per step: the one the source states (its notes say

@@ -8,8 +8,9 @@ from hardware.corpus_engines import is_v1_engine, retains_preempted_blocks
 def test_every_v1_row_and_no_other_retains():
     rows = cp.load_corpus()
     v1 = [r for r in rows if r["engine"] == "vllm" and is_v1_engine(r["engine_version"])]
-    # the 95 rows of 8 sources fid15a lists, and the 19 of ree2raz_modal_l4_a100 (fid15d) added after it
-    assert len(v1) == 114 and len({r["source"] for r in v1}) == 9
+    # the 95 rows of 8 sources fid15a lists, and those of ree2raz_modal_l4_a100 (fid15d) and varad_ieb_a10g (fid15f)
+    # added after it
+    assert len(v1) == 138 and len({r["source"] for r in v1}) == 10  # and varad_ieb_a10g's 24 vLLM 0.18 rows (fid15f)
     assert all(retains_preempted_blocks(r) for r in v1)
     assert not any(retains_preempted_blocks(r) for r in rows if r not in v1)
     for r in v1[:3]:
