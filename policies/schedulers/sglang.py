@@ -91,6 +91,11 @@ class SglangScheduler(SchedulerBase):
     # one finishes or KV runs out; the ratio's decay over the steps the replica ran without asking
     # is caught up from ``num_steps`` (``_catch_up``)
     fast_forward_safe = True
+    # requests waiting that cannot start: a decode-only plan is formed only once the batch is full (the estimate
+    # refused the queue's head, the KV could not hold it, or the running cap was reached), and ``batch_is_full``
+    # stays set, so the same plan repeats, until a running request leaves (which ends a stretch); the ratio's
+    # decay over the stretch is caught up as above (sim/engine/blocked_stretch.py)
+    blocked_decode_safe = True
 
     def __init__(self, params: SglangParams, ctx: BuildContext) -> None:
         super().__init__(params, ctx)
@@ -244,8 +249,9 @@ class SglangScheduler(SchedulerBase):
         decoding = [r for r in rep.running if r.is_decoding]
         if not decoding:
             return
-        need = sum(kv.blocks_needed(r, 1) for r in decoding)
-        if need > kv.num_free_blocks and len(decoding) > 1:
+        free = kv.num_free_blocks
+        # one token takes at most one new block: only a batch larger than the free blocks can run out
+        if len(decoding) > max(free, 1) and sum(kv.blocks_needed(r, 1) for r in decoding) > free:
             self.retract(rep, decoding)
             self.batch_is_full = False
         else:
