@@ -13,10 +13,12 @@ turn k's prompt extends turn k-1's prompt and answer (shared prefix ids)::
       lengths: {file: traces/data/sharegpt_8k_lengths_llama2_tokenizer.csv}
 
 With ``distinct_prompts: N`` the requests replay N prompts round robin (request k, in the order
-they are sent, uses prompt k mod N; after ``warmup_requests`` W the count starts again at prompt 0,
-as a benchmark whose warm-up pass precedes its measured one): requests of the same prompt carry the
-same prefix-id chain, whose first ``system_prompt_tokens // prefix_block_tokens`` ids every prompt
-shares, so an engine with prefix caching hits them (SOURCES.md fid15g).
+they are sent, uses prompt k mod N): requests of the same prompt carry the same prefix-id chain, whose
+first ``system_prompt_tokens // prefix_block_tokens`` ids every prompt shares, so an engine with
+prefix caching hits them (SOURCES.md fid15g). ``warmup_requests`` W > 0 makes the first W requests a
+separate warm-up pass, as benchmarks run one: at most ``num_users`` of them in flight, and the
+measured requests (ids W, W + 1, ...) start only once every warm-up request is done, every user at
+once, the round robin again from prompt 0.
 
 Ids are unique and increase in the order requests are created; ``arrival_s`` of a follow-up
 is ``now_s + think``. The user of a request is its ``client`` (``user0`` ...).
@@ -59,7 +61,7 @@ class ClosedLoopParams:
     prefix_block_tokens: int = param(16, ge=1, doc="tokens per prefix id")
     max_context_tokens: int | None = param(None, ge=2, doc="start a new conversation before exceeding this")
     distinct_prompts: int = param(0, ge=0, doc="replay this many prompts round robin (0: every prompt unique)")
-    warmup_requests: int = param(0, ge=0, doc="with distinct_prompts: the round robin restarts after these")
+    warmup_requests: int = param(0, ge=0, doc="requests of a warm-up pass sent before the measured ones")
 
 
 class _User:
@@ -95,6 +97,8 @@ class ClosedLoopWorkload(Workload):
         self._next_id = 0
         self._next_session = 0
         self._prompt_chains: dict[int, tuple[int, ...]] = {}
+        self._warmup_done = 0
+        self._parked: list[_User] = []  # users waiting for the warm-up pass to end
 
     def _make(self, user: _User, arrival_s: float, rng: np.random.Generator) -> Request | None:
         p = self.params
@@ -153,18 +157,33 @@ class ClosedLoopWorkload(Workload):
         starts = np.sort(rng.uniform(0, p.ramp_s, size=p.num_users)) if p.ramp_s > 0 else np.zeros(p.num_users)
         for k, t in enumerate(starts.tolist()):
             user = self._users.setdefault(f"user{k}", _User(f"user{k}"))
+            if k >= p.warmup_requests > 0:  # a warm-up pass smaller than the users: the rest wait for its end
+                self._parked.append(user)
+                continue
             req = self._make(user, t, rng)
             if req is None:
                 return
             yield req
 
-    def on_done(self, request: Request, now_s: float, rng: np.random.Generator) -> Request | None:
+    def on_done(self, request: Request, now_s: float, rng: np.random.Generator) -> Request | list[Request] | None:
         user = self._users.get(request.client)
         if user is None:
             return None
         if request.state == State.REJECTED:
             self.counts["num_rejected_seen"] += 1
-        return self._make(user, now_s + think_gap(rng, self.params.think_time_s, self.params.think), rng)
+        warmup = self.params.warmup_requests
+        if request.id < warmup:
+            self._warmup_done += 1
+            if self._warmup_done == warmup:  # the pass ended: every user sends its first measured request
+                users, self._parked = self._parked + [user], []
+                return [r for u in users if (r := self._make(u, now_s + self._think(rng), rng)) is not None]
+            if self._next_id >= warmup:  # the pass is all sent: wait for its end
+                self._parked.append(user)
+                return None
+        return self._make(user, now_s + self._think(rng), rng)
+
+    def _think(self, rng: np.random.Generator) -> float:
+        return think_gap(rng, self.params.think_time_s, self.params.think)
 
     def describe(self) -> dict[str, Any]:
         return {f"workload_{k}": v for k, v in self.counts.items()}

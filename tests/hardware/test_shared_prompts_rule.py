@@ -58,13 +58,30 @@ def test_prefix_caching_off_in_the_notes_turns_it_off_and_changes_the_key():
 
 
 def _requests(params):
+    """Every request of the workload, finishing them in the order they were sent (at t = 1, 2, ...)."""
     wl = ClosedLoopWorkload(params)
     rng = np.random.default_rng(0)
     reqs = list(wl.initial_requests(rng))
-    while len(reqs) < params.num_requests:
-        nxt = wl.on_done(reqs[len(reqs) - params.num_users], 1.0, rng)
-        reqs.append(nxt)
+    done = 0
+    while done < len(reqs):
+        nxt = wl.on_done(reqs[done], 1.0 + done, rng)
+        done += 1
+        reqs.extend(nxt if isinstance(nxt, list) else [nxt] if nxt is not None else [])
     return reqs
+
+
+def test_a_warm_up_pass_ends_before_the_measured_requests_start_all_at_once():
+    params = ClosedLoopParams(num_users=3, num_requests=9, input_tokens=44, output_tokens=8,
+                              distinct_prompts=5, warmup_requests=2)
+    wl = ClosedLoopWorkload(params)
+    rng = np.random.default_rng(0)
+    first = list(wl.initial_requests(rng))
+    assert [r.id for r in first] == [0, 1]  # the third user waits for the pass to end
+    assert wl.on_done(first[0], 1.0, rng) is None  # the pass is all sent: its user waits too
+    released = wl.on_done(first[1], 2.0, rng)
+    assert [r.id for r in released] == [2, 3, 4] and all(r.arrival_s == 2.0 for r in released)
+    assert released[0].prefix_hashes == first[0].prefix_hashes  # the round robin starts again at prompt 0
+    assert len(_requests(params)) == 9
 
 
 def test_requests_of_the_same_prompt_share_chains_and_the_template_is_shared():
