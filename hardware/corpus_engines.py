@@ -196,3 +196,37 @@ def speculation_for(row: dict[str, Any]) -> dict[str, Any] | None:
     k = int(stated.group(2))
     return {"name": "fixed", "k": k, "draft_model": stated.group(1),
             "acceptance_rate": per_position_acceptance(float(stated.group(3)), k)}
+
+
+#: A closed-loop row whose source states its prompt set says so in its notes (SOURCES.md fid15g): "distinct prompts
+#: N" (its client replays N prompts round robin), optionally "shared prefix T tokens" (a prefix every prompt shares:
+#: a chat template and system prompt) and "prefix warm-up W requests" (requests sent before the measured ones, which
+#: leave the prompts cached: a warm-up pass, or the lower levels of a sweep on the same server).
+_DISTINCT_PROMPTS = re.compile(r"distinct prompts (\d+)")
+_SHARED_PREFIX = re.compile(r"shared prefix (\d+) tokens")
+_PREFIX_WARMUP = re.compile(r"prefix warm-up (\d+) requests")
+#: Tokens per prefix unit: vLLM's prefix cache hashes full KV blocks of 16 tokens (the corpus pools' block size);
+#: SGLang's radix cache matches single tokens, which the paged manager cannot, so its rows use the same units
+#: (fid15g: that understates their hits).
+PREFIX_UNIT_TOKENS = 16
+
+
+def shared_prompts_for(row: dict[str, Any]) -> dict[str, int] | None:
+    """The ``closed_loop`` workload's prompt-set parameters a row's notes state (None: every prompt unique):
+    ``distinct_prompts``, ``system_prompt_tokens`` (the shared prefix), ``warmup_requests``, ``prefix_block_tokens``."""
+    notes = row.get("notes") or ""
+    distinct = _DISTINCT_PROMPTS.search(notes)
+    if distinct is None or row.get("kind") != "closed_loop":
+        return None
+    shared, warmup = _SHARED_PREFIX.search(notes), _PREFIX_WARMUP.search(notes)
+    return {"distinct_prompts": int(distinct.group(1)), "system_prompt_tokens": int(shared.group(1)) if shared else 0,
+            "warmup_requests": int(warmup.group(1)) if warmup else 0, "prefix_block_tokens": PREFIX_UNIT_TOKENS}
+
+
+def caches_prefixes(row: dict[str, Any]) -> bool:
+    """Whether the row runs with the paged manager's ``enable_prefix_caching``: its notes state a replayed prompt
+    set (``shared_prompts_for``) and its engine caches prefixes by default, vLLM V1 or SGLang (radix cache), unless
+    the notes say prefix caching was off (SOURCES.md fid15g)."""
+    if shared_prompts_for(row) is None or _PREFIX_CACHING_OFF.search(row.get("notes") or ""):
+        return False
+    return row["engine"] == "sglang" or (row["engine"] == "vllm" and is_v1_engine(row["engine_version"]))

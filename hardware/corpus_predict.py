@@ -55,7 +55,14 @@ from typing import Any
 import numpy as np
 
 from hardware.analytic import AnalyticCostModel, AnalyticParams, allreduce_choice, gemm_time_s
-from hardware.corpus_engines import retains_preempted_blocks, scheduler_for, speculation_for, stack_for
+from hardware.corpus_engines import (
+    caches_prefixes,
+    retains_preempted_blocks,
+    scheduler_for,
+    shared_prompts_for,
+    speculation_for,
+    stack_for,
+)
 from hardware.devices import get_device
 from hardware.links import allreduce_time_s
 from traces.lengths_file import write_lengths_csv
@@ -308,6 +315,8 @@ def serving_config(row: dict[str, Any], trace_path: str, overrides: dict[str, An
     }
     if retains_preempted_blocks(row):  # vLLM V1's prefix cache keeps a preempted request's blocks (fid15a)
         pool["kv"]["retain_preempted_blocks"] = True
+    if caches_prefixes(row):  # a replayed prompt set on an engine that caches prefixes (fid15g)
+        pool["kv"]["enable_prefix_caching"] = True
     speculation = speculation_for(row)  # draft-model speculative decoding the notes state (SOURCES.md fid14)
     if speculation is not None:
         pool["speculation"] = speculation
@@ -390,16 +399,22 @@ def simulate_closed_loop(row: dict[str, Any], overrides: dict[str, Any] | None =
         else:
             path = write_lengths_csv(Path(tmp) / "lengths.csv", lengths)
             workload.update(num_requests=len(lengths), lengths={"file": str(path), "order": "file"})
+        prompts = shared_prompts_for(row)  # a replayed prompt set (fid15g): its warm-up requests come first
+        warmup = prompts["warmup_requests"] if prompts else 0
+        if prompts:
+            workload.update(prompts, num_requests=workload["num_requests"] + warmup)
         cfg["workload"] = workload
         result = simulate(cfg)
     df = result.requests
-    first = 0 if _EVERY_REQUEST in (row.get("notes") or "") else clients
+    first = warmup + (0 if _EVERY_REQUEST in (row.get("notes") or "") else clients)
     df = df[(df["state"] == "finished") & (df["id"] >= first)].copy()
     df.attrs["itl_p50_s"] = float(result.summary["itl_p50_s"])
     return df
 
 
 _SIM_CACHE: dict[tuple, Any] = {}
+#: The kinds predicted by a whole simulation (``serving_config``).
+SERVING_KINDS = ("offline", "offline_fixed", "online", "online_fixed", "closed_loop")
 
 
 def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
@@ -409,7 +424,8 @@ def _serving_key(row: dict[str, Any], overrides: dict[str, Any]) -> tuple:
         keys += ("batch",)  # the number of clients
     engine = (stack_for(row), repr(sorted(scheduler_for(row).items())), memory_share(row),
               sharegpt_means(row), openorca_mean(row), _EVERY_REQUEST in (row.get("notes") or ""),
-              repr(sorted((speculation_for(row) or {}).items())), retains_preempted_blocks(row))  # from the notes
+              repr(sorted((speculation_for(row) or {}).items())), retains_preempted_blocks(row),
+              repr(sorted((shared_prompts_for(row) or {}).items())), caches_prefixes(row))  # from the notes
     return tuple(row[k] for k in keys) + engine + tuple(sorted(overrides.items()))
 
 
@@ -468,7 +484,7 @@ def predict(row: dict[str, Any], overrides: dict[str, Any] | None = None) -> flo
         return _decode_step(row, overrides)
     if kind == "kernel":
         return _kernel(row, overrides)
-    if kind in ("offline", "offline_fixed", "online", "online_fixed", "closed_loop"):
+    if kind in SERVING_KINDS:
         return _serving(row, overrides)
     raise ValueError(f"corpus row {row['id']}: unknown kind {kind!r}")
 

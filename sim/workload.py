@@ -6,8 +6,8 @@ A workload is registered in ``WORKLOADS`` and built as ``cls(params)``. It is on
   It should be a generator so that large traces stream in bounded memory.
 - closed loop (``closed_loop = True``): ``initial_requests(rng)`` yields the first requests,
   and ``on_done(request, now_s, rng)`` returns the next request that request's client sends
-  (its ``arrival_s`` >= now_s), or None. The engine calls it when a request finishes or is
-  rejected.
+  (its ``arrival_s`` >= now_s), or None, or a list of requests (several waiting clients released at
+  once, e.g. when a warm-up pass ends). The engine calls it when a request finishes or is rejected.
 
 ``describe()`` returns facts for the run summary (rows skipped, lengths clipped, ...).
 """
@@ -35,8 +35,9 @@ class Workload:
         """Closed loop: the requests sent at start."""
         raise NotImplementedError
 
-    def on_done(self, request: Request, now_s: float, rng: np.random.Generator) -> Request | None:
-        """Closed loop: the next request of ``request``'s client, or None."""
+    def on_done(self, request: Request, now_s: float,
+                rng: np.random.Generator) -> Request | list[Request] | None:
+        """Closed loop: the next request of ``request``'s client, or None (or a list: clients released at once)."""
         return None
 
     def describe(self) -> dict[str, Any]:

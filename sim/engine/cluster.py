@@ -436,7 +436,12 @@ class Cluster(ClusterLifecycleMixin):
             self.handoff.request_done(self.replica_by_id[req.replica], req)
         if getattr(self.workload, "closed_loop", False):
             nxt = self.workload.on_done(req, self.env.now, self.workload_rng)
-            if nxt is not None:
+            if isinstance(nxt, list):  # several clients released at once (a warm-up pass ending)
+                for each in nxt:
+                    self._schedule_arrival(each)
+                if nxt:
+                    return
+            elif nxt is not None:
                 self._schedule_arrival(nxt)
                 return
         self._check_all_done()

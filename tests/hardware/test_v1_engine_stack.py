@@ -48,9 +48,10 @@ def test_solved_constants_reproduce_their_calibration_rows():
     assert "inferencebench_marathon_h100" in fid.CALIBRATION_SOURCES
     for metric in ("median_tpot_ms", "median_ttft_ms"):
         assert len(fit_v1_engine.rows(metric)) == 4
-        # solved: median signed error zero, or at the jump that straddles it (fid7: the TTFT median jumps
-        # from -1.0% to +9.1% at request_s = 7.305 ms, a closed-loop arrival crossing a step boundary)
-        assert abs(fit_v1_engine.median_error(metric)) < 0.015
+        # solved: median signed error zero, or at the jump that straddles it (fid7: the TTFT median jumped
+        # from -1.0% to +9.1% at request_s = 7.305 ms, a closed-loop arrival crossing a step boundary; with
+        # the prefix cache of fid15g it jumps from -1.9% to +6.2% between 7.31 and 7.35 ms)
+        assert abs(fit_v1_engine.median_error(metric)) < 0.02
     # every row of the source within 30% (TTFT of Mistral-7B, whose outputs stop early, is the worst)
     for r in fit_v1_engine.rows("median_tpot_ms") + fit_v1_engine.rows("median_ttft_ms"):
         assert abs(cp.predict(r) / r["value"] - 1.0) < 0.30

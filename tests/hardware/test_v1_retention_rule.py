@@ -1,21 +1,24 @@
 """SOURCES.md fid15a: vLLM V1 rows run with ``retain_preempted_blocks`` unless their notes say prefix caching
-was off; prefix-hash matching stays off; the am-1 offline row stops thrashing with it."""
+was off; prefix-hash matching stays off (but for the replayed prompt sets of fid15g); the am-1 offline row
+stops thrashing with it."""
 
 from hardware import corpus_predict as cp
-from hardware.corpus_engines import is_v1_engine, retains_preempted_blocks
+from hardware.corpus_engines import is_v1_engine, retains_preempted_blocks, shared_prompts_for
 
 
 def test_every_v1_row_and_no_other_retains():
     rows = cp.load_corpus()
     v1 = [r for r in rows if r["engine"] == "vllm" and is_v1_engine(r["engine_version"])]
-    # the 95 rows of 8 sources fid15a lists, and those of ree2raz_modal_l4_a100 (fid15d) and varad_ieb_a10g (fid15f)
-    # added after it
-    assert len(v1) == 138 and len({r["source"] for r in v1}) == 10  # and varad_ieb_a10g's 24 vLLM 0.18 rows (fid15f)
+    # the 95 rows of 8 sources fid15a lists, the 19 of ree2raz_modal_l4_a100 (fid15d) and the 24 vLLM rows of
+    # varad_ieb_a10g (fid15f) added after it
+    assert len(v1) == 138 and len({r["source"] for r in v1}) == 10
     assert all(retains_preempted_blocks(r) for r in v1)
     assert not any(retains_preempted_blocks(r) for r in rows if r not in v1)
-    for r in v1[:3]:
+    for r in v1:
         kv = cp.serving_config(r, "unused.csv", {})["cluster"]["pools"][0]["kv"]
-        assert kv["retain_preempted_blocks"] is True and not kv.get("enable_prefix_caching")
+        # prefix-hash matching only where the notes state a replayed prompt set (fid15g)
+        assert kv["retain_preempted_blocks"] is True
+        assert bool(kv.get("enable_prefix_caching")) is (shared_prompts_for(r) is not None)
     other = next(r for r in rows if r["engine"] == "vllm" and not is_v1_engine(r["engine_version"]))
     assert "retain_preempted_blocks" not in cp.serving_config(other, "unused.csv", {})["cluster"]["pools"][0]["kv"]
 
